@@ -1,0 +1,38 @@
+# newsradar: `make up` runs the demo, `make test` runs the whole test suite.
+# Everything is installed by the project's own files into .venv and $NEWSRADAR_HOME/cache.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: up test install deps lint kafka-jars prism clean-venv
+
+up: deps
+	$(BIN)/newsradar up --demo
+
+test: deps
+	$(BIN)/python -m pytest
+
+# Python environment: the package (editable) with its test extras.
+install: $(STAMP)
+$(STAMP): setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+# Everything a run needs besides Python: the Kafka jars and the Prism runner binary.
+deps: install kafka-jars prism
+
+kafka-jars:
+	deploy/kafka/fetch-jars.sh
+
+prism: install
+	PATH="$(abspath $(BIN)):$$PATH" deploy/prism/build.sh
+
+lint: install
+	$(BIN)/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,278 @@
+"""The ``newsradar`` command line (names and exit codes are a contract: DESIGN.md).
+
+Exit codes: 0 success, 2 bad input or config (one line naming the file and the field),
+1 other failures, 3 ``kafka status`` when no broker answers.
+
+Each command parses options and hands off to the package that does the work; heavy
+imports (Beam, spaCy, aiohttp) happen inside the command so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, paths
+from .config import ConfigError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_NOT_RUNNING = 3
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"newsradar: {message}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(func):
+    """Turn the errors every command shares into one readable line and the right exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        from .broker import BrokerError
+
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            _fail(f"config error: {exc}", EXIT_BAD_INPUT)
+        except BrokerError as exc:
+            _fail(f"kafka: {exc}", EXIT_FAILURE)
+
+    return wrapper
+
+
+def not_built_yet(what: str) -> None:
+    _fail(f"{what} is not part of this build yet", EXIT_FAILURE)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose if verbose else logging.INFO
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # kafka-python is chatty at INFO about every connection.
+    logging.getLogger("kafka").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="newsradar")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for client libraries too).")
+def main(verbose: int) -> None:
+    """newsradar: watch news feeds and Telegram channels for mobilization, protests and
+    watched organizations, as a streaming pipeline on Kafka and Apache Beam.
+
+    State and caches live in $NEWSRADAR_HOME (default ~/.newsradar)."""
+    _setup_logging(verbose)
+
+
+# ---------------------------------------------------------------------------
+# up
+
+
+@main.command()
+@click.option("--demo", is_flag=True, help="Serve bundled sample feeds locally; needs no internet.")
+@click.option("--sources", "sources_file", type=click.Path(dir_okay=False), help="sources.yaml to poll.")
+@click.option("--watchlist", "watchlist_file", type=click.Path(dir_okay=False), help="watchlist.yaml to apply.")
+@click.option("--bootstrap-servers", help="Use this Kafka cluster instead of starting a local broker.")
+@handles_errors
+def up(demo: bool, sources_file: str | None, watchlist_file: str | None, bootstrap_servers: str | None) -> None:
+    """Run the whole stack: Kafka, topics, connectors, pipeline, metrics."""
+    not_built_yet("`newsradar up`")
+
+
+# ---------------------------------------------------------------------------
+# kafka
+
+
+@main.group()
+def kafka() -> None:
+    """The local single-node Kafka broker (KRaft, started with java; no Docker)."""
+
+
+def _broker_options(func):
+    func = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Broker data directory [default: $NEWSRADAR_HOME/kafka].",
+    )(func)
+    func = click.option("--port", type=click.IntRange(1, 65535), default=9092, show_default=True, help="Client port.")(func)
+    return func
+
+
+def _broker(port: int, data_dir: str | None):
+    from .broker import Broker
+
+    return Broker(data_dir=Path(data_dir or paths.kafka_data_dir()).expanduser().resolve(), port=port)
+
+
+@kafka.command("start")
+@_broker_options
+@click.option("--partitions", type=click.IntRange(1, 1024), default=2, show_default=True, help="Partitions per newsradar topic.")
+@click.option("--timeout", type=float, default=90.0, show_default=True, help="Seconds to wait for the broker to answer.")
+@handles_errors
+def kafka_start(port: int, data_dir: str | None, partitions: int, timeout: float) -> None:
+    """Start the broker (idempotent) and create the newsradar topics."""
+    from . import broker as broker_mod
+    from .kafka import ensure_topics
+
+    b = _broker(port, data_dir)
+    broker_mod.start(b, partitions=partitions, timeout=timeout, progress=click.echo)
+    created = ensure_topics(b.bootstrap, partitions=partitions)
+    if created:
+        click.echo(f"kafka: created topics {', '.join(created)} ({partitions} partitions each)")
+    click.echo(f"kafka: ready at {b.bootstrap}")
+
+
+@kafka.command("stop")
+@_broker_options
+@handles_errors
+def kafka_stop(port: int, data_dir: str | None) -> None:
+    """Stop the broker of this data directory (controlled shutdown)."""
+    from . import broker as broker_mod
+
+    broker_mod.stop(_broker(port, data_dir), progress=click.echo)
+
+
+@kafka.command("status")
+@_broker_options
+@handles_errors
+def kafka_status(port: int, data_dir: str | None) -> None:
+    """Exit 0 when a broker answers on the port, 3 when none does."""
+    b = _broker(port, data_dir)
+    pid = b.pid()
+    if b.answers(timeout=3):
+        owner = f"pid {pid}, data in {b.data_dir}" if pid else "not started from this data directory"
+        click.echo(f"kafka: up at {b.bootstrap} ({owner})")
+        return
+    if pid:
+        click.echo(f"kafka: pid {pid} is running but does not answer at {b.bootstrap}; log {b.log_path}")
+    else:
+        click.echo(f"kafka: not running at {b.bootstrap}")
+    sys.exit(EXIT_NOT_RUNNING)
+
+
+@kafka.command("topics")
+@click.option("--bootstrap-servers", default="localhost:9092", show_default=True, help="Any Kafka cluster.")
+@click.option("--partitions", type=click.IntRange(1, 1024), default=2, show_default=True)
+@click.option("--replication-factor", type=click.IntRange(1, 16), default=1, show_default=True)
+@handles_errors
+def kafka_topics(bootstrap_servers: str, partitions: int, replication_factor: int) -> None:
+    """Create the newsradar topics on a cluster (idempotent)."""
+    from .kafka import broker_answers, ensure_topics
+    from .records import ALL_TOPICS
+
+    if not broker_answers(bootstrap_servers, timeout=10):
+        _fail(f"no Kafka broker answers at {bootstrap_servers}", EXIT_FAILURE)
+    created = ensure_topics(bootstrap_servers, partitions=partitions, replication_factor=replication_factor)
+    for topic in ALL_TOPICS:
+        click.echo(f"{topic}: {'created' if topic in created else 'exists'}")
+
+
+# ---------------------------------------------------------------------------
+# connect
+
+
+@main.command()
+@click.option("--sources", "sources_file", required=True, type=click.Path(dir_okay=False), help="sources.yaml.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None, help="Connector state [default: $NEWSRADAR_HOME/state].")
+@click.option("--once", is_flag=True, help="Poll every due source one time, then exit.")
+@click.option("--bootstrap-servers", default="localhost:9092", show_default=True)
+@click.option("--allow-private-networks", is_flag=True, help="Allow fetching from loopback/private addresses (tests, demo).")
+@handles_errors
+def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_servers: str, allow_private_networks: bool) -> None:
+    """Poll RSS/Atom feeds and Telegram channels into news.raw."""
+    from .config import load_sources
+
+    load_sources(sources_file)
+    not_built_yet("`newsradar connect`")
+
+
+# ---------------------------------------------------------------------------
+# pipeline, tag
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--watchlist", "watchlist_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--runner", type=click.Choice(["PrismRunner", "FlinkRunner", "DirectRunner"]), default="PrismRunner", show_default=True)
+@click.option("--bootstrap-servers", default="localhost:9092", show_default=True)
+@click.pass_context
+@handles_errors
+def pipeline(ctx: click.Context, watchlist_file: str, runner: str, bootstrap_servers: str) -> None:
+    """Run the streaming pipeline (news.raw -> news.tagged, news.alerts, news.dlq).
+
+    Options it does not know are passed to Beam as pipeline options."""
+    from .config import load_watchlist
+
+    load_watchlist(watchlist_file)
+    not_built_yet("`newsradar pipeline`")
+
+
+@main.command()
+@click.option("--watchlist", "watchlist_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--alerts", "alerts_file", type=click.Path(dir_okay=False), help="Also write the alerts raised to this file (JSONL).")
+@click.argument("input_file", required=False, type=click.Path(dir_okay=False))
+@handles_errors
+def tag(watchlist_file: str, alerts_file: str | None, input_file: str | None) -> None:
+    """Tag a bounded input (JSONL, or an RSS/Atom file; stdin if omitted) to stdout."""
+    from .config import load_watchlist
+
+    load_watchlist(watchlist_file)
+    not_built_yet("`newsradar tag`")
+
+
+# ---------------------------------------------------------------------------
+# config checks
+
+
+@main.group()
+def watchlist() -> None:
+    """Watchlist tools."""
+
+
+@watchlist.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+@handles_errors
+def watchlist_check(file: str) -> None:
+    """Validate a watchlist file."""
+    from .config import load_watchlist
+
+    wl = load_watchlist(file)
+    click.echo(
+        f"{file}: ok: {len(wl.organizations)} organizations, {len(wl.topics)} topics, "
+        f"{len(wl.examples)} examples, {len(wl.alerts.sinks)} alert sinks"
+    )
+
+
+@main.group()
+def sources() -> None:
+    """Sources file tools."""
+
+
+@sources.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+@handles_errors
+def sources_check(file: str) -> None:
+    """Validate a sources file."""
+    from .config import load_sources
+
+    s = load_sources(file)
+    kinds: dict[str, int] = {}
+    for src in s.sources:
+        key = src.kind if src.kind == "rss" else f"telegram/{src.mode}"
+        kinds[key] = kinds.get(key, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no sources"
+    click.echo(f"{file}: ok: {summary}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+

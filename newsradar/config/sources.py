@@ -1,0 +1,199 @@
+"""``sources.yaml``: the feeds and channels the connectors poll.
+
+The minimal shape is fixed by DESIGN.md (``allow_private_networks``, ``sources`` with
+``id``/``kind``/``url``/``interval`` for RSS and ``mode``/``channel``/``base_url`` for
+Telegram). Each source kind validates into its own frozen model; the entry is dispatched
+on ``kind`` (and ``mode`` for Telegram) first, so an error names the field of the model
+the operator meant.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from .loader import ConfigError, Document, check_unique, load_yaml, parse_duration, parse_size, validate
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_CHANNEL = re.compile(r"^@?[A-Za-z][A-Za-z0-9_]{3,63}$")
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+Lang = Literal["en", "ru", "uk"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value or ""):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value
+
+
+HttpUrl = Annotated[str, BeforeValidator(lambda v: _http_url(v) if isinstance(v, str) else v)]
+
+
+class Defaults(_Frozen):
+    """Settings every source inherits unless it sets its own."""
+
+    interval: Duration = 600.0
+    # The feed's own hints (ttl, Cache-Control, sy:updatePeriod) are clamped to this range.
+    min_interval: Duration = 60.0
+    max_interval: Duration = 6 * 3600.0
+    # Whole request exchange, connect to last byte.
+    timeout: Duration = 20.0
+    max_body: Size = 15 * 1024 * 1024
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    per_host_concurrency: int = Field(default=2, ge=1, le=64)
+    # How long the ids of delivered items are remembered (bounded dedupe per source).
+    seen_ttl: Duration = 30 * 86400.0
+    # Error backoff: linear steps, capped.
+    backoff_step: Duration = 300.0
+    backoff_max: Duration = 6 * 3600.0
+    user_agent: str = "newsradar/0.1 (+https://github.com/newsradar/newsradar)"
+
+
+class _Source(_Frozen):
+    id: str
+    enabled: bool = True
+    interval: Duration | None = None
+    # Language hint for the pipeline when the source does not declare one.
+    lang: Lang | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, v: str) -> str:
+        if not _ID.match(v):
+            raise ValueError(f"expected an id of lower-case letters, digits, '-', '_' or '.', got {v!r}")
+        return v
+
+
+class RssSource(_Source):
+    kind: Literal["rss"]
+    url: HttpUrl
+
+
+def _channel(value):
+    if isinstance(value, str):
+        if not _CHANNEL.match(value):
+            raise ValueError(f"expected a public channel username (letters, digits, _), got {value!r}")
+        return value.lstrip("@")
+    return value
+
+
+Channel = Annotated[str, BeforeValidator(_channel)]
+
+
+class TelegramWebSource(_Source):
+    kind: Literal["telegram"]
+    mode: Literal["web"]
+    channel: Channel
+    base_url: HttpUrl = "https://t.me"
+    # How many ?before= pages to walk back on the first run and across gaps.
+    backfill_pages: int = Field(default=5, ge=0, le=1000)
+
+
+class TelegramBotSource(_Source):
+    kind: Literal["telegram"]
+    mode: Literal["bot"]
+    # Environment variable holding the bot token; tokens never live in git.
+    token_env: str = "TELEGRAM_BOT_TOKEN"
+    api_base: HttpUrl = "https://api.telegram.org"
+    # Only posts from these channels are kept (empty: every channel the bot is in).
+    channels: tuple[Channel, ...] = ()
+    long_poll: Duration = 25.0
+
+
+class TelegramExportSource(_Source):
+    kind: Literal["telegram"]
+    mode: Literal["export"]
+    path: str = Field(min_length=1)
+    # Channel username for article ids when the export does not carry one.
+    channel: Channel | None = None
+
+
+class TelegramMtprotoSource(_Source):
+    kind: Literal["telegram"]
+    mode: Literal["mtproto"]
+    channel: Channel
+    api_id_env: str = "TELEGRAM_API_ID"
+    api_hash_env: str = "TELEGRAM_API_HASH"
+    session: str = "newsradar"
+
+
+TelegramSource = TelegramWebSource | TelegramBotSource | TelegramExportSource | TelegramMtprotoSource
+Source = RssSource | TelegramSource
+
+_TELEGRAM_MODES = {
+    "web": TelegramWebSource,
+    "bot": TelegramBotSource,
+    "export": TelegramExportSource,
+    "mtproto": TelegramMtprotoSource,
+}
+
+
+class MetricsEndpoint(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+
+
+class Sources(_Frozen):
+    allow_private_networks: bool = False
+    defaults: Defaults = Defaults()
+    metrics: MetricsEndpoint = MetricsEndpoint()
+    sources: tuple[Source, ...] = ()
+
+    def interval_of(self, source: Source) -> float:
+        return source.interval if source.interval is not None else self.defaults.interval
+
+
+class _Top(_Frozen):
+    """The top level with sources left raw; each entry is validated by its own model."""
+
+    allow_private_networks: bool = False
+    defaults: Defaults = Defaults()
+    metrics: MetricsEndpoint = MetricsEndpoint()
+    sources: list[dict]
+
+
+def load_sources(path: str | os.PathLike) -> Sources:
+    """Load and validate a sources file. Raises :class:`ConfigError` naming file and path."""
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise doc.error("", "expected a mapping at the top level (allow_private_networks:, sources:)")
+    top = validate(doc, _Top)
+    entries = [_source(doc, entry, f"sources[{i}]") for i, entry in enumerate(top.sources)]
+    check_unique(doc, entries, lambda s: s.id, "sources", "source")
+    return Sources(
+        allow_private_networks=top.allow_private_networks,
+        defaults=top.defaults,
+        metrics=top.metrics,
+        sources=tuple(entries),
+    )
+
+
+def _source(doc: Document, entry: dict, path: str) -> Source:
+    kind = entry.get("kind")
+    if kind == "rss":
+        return validate(doc, RssSource, entry, path)
+    if kind == "telegram":
+        mode = entry.get("mode", "web")
+        model = _TELEGRAM_MODES.get(mode) if isinstance(mode, str) else None
+        if model is None:
+            raise doc.error(f"{path}.mode", f"expected one of {', '.join(_TELEGRAM_MODES)}, got {mode!r}")
+        return validate(doc, model, {**entry, "mode": mode}, path)
+    if kind is None:
+        raise doc.error(f"{path}.kind", "required key is missing; expected rss or telegram")
+    raise doc.error(f"{path}.kind", f"expected rss or telegram, got {kind!r}")
+
+
+__all__ = [
+    "ConfigError", "Defaults", "MetricsEndpoint", "RssSource", "Source", "Sources",
+    "TelegramBotSource", "TelegramExportSource", "TelegramMtprotoSource", "TelegramSource",
+    "TelegramWebSource", "load_sources",
+]

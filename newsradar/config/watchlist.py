@@ -1,0 +1,218 @@
+"""``watchlist.yaml``: watched organizations, topics, inline examples and alert routing.
+
+Loaded once at start (and again on reload) into frozen objects; components take these
+objects, never the YAML. See ``config/watchlist.yaml`` for a commented example.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from .loader import ConfigError, Document, check_unique, load_yaml, parse_duration, validate
+
+LANGS = ("en", "ru", "uk")
+Lang = Literal["en", "ru", "uk"]
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def _check_id(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError(f"expected an id of lower-case letters, digits and '-', got {value!r}")
+    return value
+
+
+def _duration(value):
+    return parse_duration(value)
+
+
+Text = Annotated[str, Field(min_length=1)]
+Slug = Annotated[str, BeforeValidator(lambda v: _check_id(v) if isinstance(v, str) else v)]
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class Term(_Frozen):
+    """A topic term or phrase with its weight. In YAML either ``"term"`` or
+    ``{term: "...", weight: 2.0}``. Matched on lemmas, so one form covers its inflections."""
+
+    term: Text
+    weight: float = 1.0
+
+    @field_validator("weight")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"expected a weight > 0, got {v}")
+        return v
+
+
+def _term(value):
+    return {"term": value} if isinstance(value, str) else value
+
+
+TermItem = Annotated[Term, BeforeValidator(_term)]
+
+
+class Topic(_Frozen):
+    id: Slug
+    name: Text
+    description: str = ""
+    # An article is tagged when the summed weight of distinct matched terms reaches this.
+    threshold: float = 2.0
+    terms: dict[Lang, tuple[TermItem, ...]]
+    # A negative term anywhere in the article subtracts its weight (default: cancels a strong term).
+    negative: dict[Lang, tuple[TermItem, ...]] = Field(default_factory=dict)
+
+    @field_validator("threshold")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError(f"expected a threshold > 0, got {v}")
+        return v
+
+
+class Organization(_Frozen):
+    id: Slug
+    name: Text
+    # Names and phrasings per language; every inflected form of each is matched.
+    aliases: dict[Lang, tuple[Text, ...]]
+    # Short all-caps abbreviations, matched case-sensitively as whole tokens (e.g. "ЕР", "UCSMR").
+    acronyms: tuple[Text, ...] = ()
+    # Also match Latin <-> Cyrillic transliterations of the aliases.
+    translit: bool = True
+    # first_in_window fires when the organization had no mention for this long.
+    novelty_window: Duration | None = None
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
+    def window(self, novelty: Novelty) -> float:
+        """The first_in_window period in seconds: this organization's, else the default."""
+        return self.novelty_window if self.novelty_window is not None else novelty.default_window
+
+
+class Example(_Frozen):
+    """An inline example that must (or must not) produce the listed tags and mentions."""
+
+    text: Text
+    title: str = ""
+    lang: Lang | None = None
+    topics: tuple[str, ...] = ()
+    not_topics: tuple[str, ...] = ()
+    orgs: tuple[str, ...] = ()
+    not_orgs: tuple[str, ...] = ()
+    note: str = ""
+
+
+class WebhookSink(_Frozen):
+    kind: Literal["webhook"]
+    url: Text
+    # Name of the environment variable that holds the HMAC secret (never the secret itself).
+    secret_env: str | None = None
+    allow_private_networks: bool = False
+    timeout: Duration = 10.0
+    max_attempts: int = Field(default=5, ge=1, le=100)
+
+
+class AlertmanagerSink(_Frozen):
+    kind: Literal["alertmanager"]
+    url: Text
+    allow_private_networks: bool = False
+    timeout: Duration = 10.0
+    max_attempts: int = Field(default=5, ge=1, le=100)
+
+
+class FileSink(_Frozen):
+    kind: Literal["file"]
+    path: Text
+
+
+Sink = Annotated[WebhookSink | AlertmanagerSink | FileSink, Field(discriminator="kind")]
+
+
+class Surge(_Frozen):
+    """Surge detection per organization (see docs for the method)."""
+
+    # Mentions in the current hour must be at least this many ...
+    min_mentions: int = 5
+    # ... and this many times the recent hourly baseline.
+    factor: float = 4.0
+    # Baseline: mean mentions per hour over this window.
+    baseline: Duration = 7 * 86400.0
+    # No second surge alert for the same organization within this time.
+    cooldown: Duration = 6 * 3600.0
+
+
+class Novelty(_Frozen):
+    default_window: Duration = 7 * 86400.0
+    surge: Surge = Surge()
+
+
+class Alerts(_Frozen):
+    sinks: tuple[Sink, ...] = ()
+
+
+class Watchlist(_Frozen):
+    version: Literal[1] = 1
+    organizations: tuple[Organization, ...] = ()
+    topics: tuple[Topic, ...] = ()
+    examples: tuple[Example, ...] = ()
+    novelty: Novelty = Novelty()
+    alerts: Alerts = Alerts()
+
+    def organization(self, org_id: str) -> Organization:
+        for org in self.organizations:
+            if org.id == org_id:
+                return org
+        raise KeyError(org_id)
+
+    def topic(self, topic_id: str) -> Topic:
+        for topic in self.topics:
+            if topic.id == topic_id:
+                return topic
+        raise KeyError(topic_id)
+
+
+def load_watchlist(path: str | os.PathLike) -> Watchlist:
+    """Load and validate a watchlist file. Raises :class:`ConfigError` naming file and path."""
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise doc.error("", "expected a mapping at the top level (organizations:, topics:, ...)")
+    watchlist = validate(doc, Watchlist)
+    _check_references(doc, watchlist)
+    return watchlist
+
+
+def _check_references(doc: Document, wl: Watchlist) -> None:
+    check_unique(doc, list(wl.organizations), lambda o: o.id, "organizations", "organization")
+    check_unique(doc, list(wl.topics), lambda t: t.id, "topics", "topic")
+    org_ids = {o.id for o in wl.organizations}
+    topic_ids = {t.id for t in wl.topics}
+    for i, org in enumerate(wl.organizations):
+        if not any(org.aliases.values()):
+            raise doc.error(f"organizations[{i}].aliases", "expected at least one alias in en, ru or uk")
+    for i, topic in enumerate(wl.topics):
+        if not any(topic.terms.values()):
+            raise doc.error(f"topics[{i}].terms", "expected at least one term in en, ru or uk")
+    for i, ex in enumerate(wl.examples):
+        for field, known, what in (
+            ("topics", topic_ids, "topic"),
+            ("not_topics", topic_ids, "topic"),
+            ("orgs", org_ids, "organization"),
+            ("not_orgs", org_ids, "organization"),
+        ):
+            for j, ref in enumerate(getattr(ex, field)):
+                if ref not in known:
+                    raise doc.error(f"examples[{i}].{field}[{j}]", f"unknown {what} id {ref!r}")
+
+
+__all__ = [
+    "Alerts", "AlertmanagerSink", "ConfigError", "Example", "FileSink", "LANGS", "Novelty",
+    "Organization", "Surge", "Term", "Topic", "Watchlist", "WebhookSink", "load_watchlist",
+]

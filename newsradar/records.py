@@ -1,0 +1,586 @@
+"""The four record kinds that travel on Kafka, and the identities they carry.
+
+Every record is a JSON object in UTF-8 with a schema version field ``"v": 1``
+(DESIGN.md, "Records on Kafka"). Connectors build :class:`RawArticle`; the pipeline
+reads it back, adds analysis (:class:`TaggedArticle`), raises :class:`Alert` and sends
+anything it cannot read to the dead-letter topic as :class:`DeadLetter`.
+
+Guarantees:
+
+* ``decode_*`` either returns a fully valid record or raises :class:`RecordError` naming
+  the field that is wrong and what was expected. It never returns a half-valid record.
+* ``encode(decode_x(b))`` is stable: keys are sorted and optional fields that are unset are
+  left out, so the same record always has the same bytes.
+* :func:`rss_article_id`, :func:`telegram_article_id` and :func:`alert_id` are pure
+  functions of their inputs, so replicas and restarts agree on identity.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+SCHEMA_VERSION = 1
+
+# The topics the records travel on. Names are part of the contract (DESIGN.md).
+TOPIC_RAW = "news.raw"
+TOPIC_TAGGED = "news.tagged"
+TOPIC_ALERTS = "news.alerts"
+TOPIC_DLQ = "news.dlq"
+ALL_TOPICS = (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ)
+
+SOURCE_KINDS = ("rss", "telegram")
+ALERT_KINDS = ("new_mention", "first_in_window", "surge", "topic")
+SEVERITIES = ("info", "warning", "critical")
+MATCH_KINDS = ("exact", "lemma", "translit", "fuzzy")
+
+# A record larger than this is refused by decode; the pipeline sends it to the DLQ.
+MAX_RECORD_BYTES = 2 * 1024 * 1024
+
+
+class RecordError(ValueError):
+    """A record that does not follow the schema.
+
+    ``field`` is the dotted path of the offending field (``topics[0].score``), or ``""``
+    when the record as a whole is wrong (not JSON, too large).
+    """
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+# ---------------------------------------------------------------------------
+# time
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix and at most millisecond precision."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: every timestamp in newsradar is timezone-aware")
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond // 1000:03d}"
+    return text + "Z"
+
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_time(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp with an explicit offset; returns an aware UTC datetime."""
+    if not isinstance(text, str) or not _RFC3339.match(text):
+        raise ValueError(f"expected an RFC 3339 timestamp with a timezone, got {text!r}")
+    normalized = text.replace("z", "Z").replace("Z", "+00:00")
+    # fromisoformat in 3.11 accepts up to 6 fractional digits; trim nanoseconds.
+    m = re.match(r"^(.*?\.\d{6})\d+(.*)$", normalized)
+    if m:
+        normalized = m.group(1) + m.group(2)
+    return datetime.fromisoformat(normalized.replace("t", "T")).astimezone(UTC)
+
+
+# ---------------------------------------------------------------------------
+# field checking
+
+
+_MISSING = object()
+
+
+def _check(data: dict, name: str, kind: type | tuple, required: bool, prefix: str = "") -> Any:
+    value = data.get(name, _MISSING)
+    path = f"{prefix}{name}"
+    if value is _MISSING or value is None:
+        if required:
+            raise RecordError(path, "required field is missing")
+        return None
+    # bool is an int in Python; refuse it where a number is expected.
+    if kind in (int, float, (int, float)) and isinstance(value, bool):
+        raise RecordError(path, f"expected a number, got {value!r}")
+    if not isinstance(value, kind):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise RecordError(path, f"expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def _check_time(data: dict, name: str, required: bool, prefix: str = "") -> str | None:
+    value = _check(data, name, str, required, prefix)
+    if value is None:
+        return None
+    try:
+        return format_time(parse_time(value))
+    except ValueError as exc:
+        raise RecordError(f"{prefix}{name}", str(exc)) from None
+
+
+def _check_enum(data: dict, name: str, allowed: tuple, required: bool, prefix: str = "") -> Any:
+    value = _check(data, name, str, required, prefix)
+    if value is not None and value not in allowed:
+        raise RecordError(f"{prefix}{name}", f"expected one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _check_nonempty(data: dict, name: str, prefix: str = "") -> str:
+    value = _check(data, name, str, True, prefix)
+    if not value.strip():
+        raise RecordError(f"{prefix}{name}", "must not be empty")
+    return value
+
+
+def _load_object(payload: bytes | str | dict) -> dict:
+    if isinstance(payload, dict):
+        return payload
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    if not isinstance(payload, (bytes, bytearray)):
+        raise RecordError("", f"expected JSON bytes, got {type(payload).__name__}")
+    if len(payload) > MAX_RECORD_BYTES:
+        raise RecordError("", f"record of {len(payload)} bytes exceeds the {MAX_RECORD_BYTES}-byte cap")
+    try:
+        # Decode ourselves: json.loads(bytes) would guess UTF-16/32 from a BOM.
+        data = json.loads(bytes(payload).decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecordError("", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise RecordError("", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise RecordError("", f"expected a JSON object, got {type(data).__name__}")
+    version = data.get("v", _MISSING)
+    if version is _MISSING:
+        raise RecordError("v", "required field is missing (schema version)")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise RecordError("v", f"unsupported schema version {version!r}, this build reads {SCHEMA_VERSION}")
+    return data
+
+
+def _dump(obj: dict) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+class _Record:
+    """Shared encode/decode plumbing for the record dataclasses."""
+
+    __slots__ = ()
+    KIND: ClassVar[str] = ""
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"v": SCHEMA_VERSION}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            out[f.name] = _plain(value)
+        return out
+
+    def encode(self) -> bytes:
+        return _dump(self.to_dict())
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def encode(record: _Record) -> bytes:
+    return record.encode()
+
+
+# ---------------------------------------------------------------------------
+# news.raw
+
+
+@dataclass(frozen=True, slots=True)
+class RawArticle(_Record):
+    """One article or post as fetched (topic ``news.raw``)."""
+
+    KIND: ClassVar[str] = "raw"
+
+    article_id: str
+    source_id: str
+    source_kind: str
+    url: str
+    title: str
+    text: str
+    published_at: str
+    fetched_at: str
+    html: str | None = None
+    author: str | None = None
+    lang_hint: str | None = None
+    guid: str | None = None
+    channel: str | None = None
+    message_id: int | None = None
+    edited_at: str | None = None
+    forwarded_from: str | None = None
+    views: int | None = None
+    # Connector-side flags that explain a substitution (e.g. "date_missing"); optional.
+    flags: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        validate_raw(self.to_dict())
+
+
+def _raw_fields(data: dict, prefix: str = "") -> dict:
+    flags = _check(data, "flags", list, False, prefix)
+    if flags is not None:
+        for i, flag in enumerate(flags):
+            if not isinstance(flag, str):
+                raise RecordError(f"{prefix}flags[{i}]", "expected str")
+    return dict(
+        article_id=_check_nonempty(data, "article_id", prefix),
+        source_id=_check_nonempty(data, "source_id", prefix),
+        source_kind=_check_enum(data, "source_kind", SOURCE_KINDS, True, prefix),
+        url=_check(data, "url", str, True, prefix),
+        title=_check(data, "title", str, True, prefix),
+        text=_check(data, "text", str, True, prefix),
+        published_at=_check_time(data, "published_at", True, prefix),
+        fetched_at=_check_time(data, "fetched_at", True, prefix),
+        html=_check(data, "html", str, False, prefix),
+        author=_check(data, "author", str, False, prefix),
+        lang_hint=_check(data, "lang_hint", str, False, prefix),
+        guid=_check(data, "guid", str, False, prefix),
+        channel=_check(data, "channel", str, False, prefix),
+        message_id=_check(data, "message_id", int, False, prefix),
+        edited_at=_check_time(data, "edited_at", False, prefix),
+        forwarded_from=_check(data, "forwarded_from", str, False, prefix),
+        views=_check(data, "views", int, False, prefix),
+        flags=tuple(flags) if flags is not None else None,
+    )
+
+
+def validate_raw(data: dict) -> None:
+    if data.get("v", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise RecordError("v", f"unsupported schema version {data.get('v')!r}")
+    _raw_fields(data)
+
+
+def decode_raw(payload: bytes | str | dict) -> RawArticle:
+    """Decode and validate a ``news.raw`` record."""
+    fields_ = _raw_fields(_load_object(payload))
+    return _construct(RawArticle, fields_)
+
+
+def _construct(cls, values: dict):
+    # Values are already validated; skip __post_init__ re-validation.
+    obj = object.__new__(cls)
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+    return obj
+
+
+# ---------------------------------------------------------------------------
+# news.tagged
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicTag:
+    id: str
+    score: float
+    evidence: tuple[Evidence, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    org_id: str
+    text: str
+    start: int
+    end: int
+    match: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaggedArticle(_Record):
+    """The article plus the pipeline's analysis (topic ``news.tagged``)."""
+
+    KIND: ClassVar[str] = "tagged"
+
+    article: RawArticle
+    lang: str
+    story_id: str
+    duplicate_of: str | None = None
+    topics: tuple[TopicTag, ...] = ()
+    mentions: tuple[Mention, ...] = ()
+    # True when this record replaces an earlier version of the same article (an edit).
+    is_update: bool = False
+
+    def to_dict(self) -> dict:
+        out = self.article.to_dict()
+        out.update(
+            lang=self.lang,
+            story_id=self.story_id,
+            duplicate_of=self.duplicate_of,  # always present, null when original
+            topics=_plain(self.topics),
+            mentions=_plain(self.mentions),
+            is_update=self.is_update,
+        )
+        return out
+
+
+def _span(data: dict, prefix: str) -> tuple[int, int]:
+    start = _check(data, "start", int, True, prefix)
+    end = _check(data, "end", int, True, prefix)
+    if start < 0 or end < start:
+        raise RecordError(f"{prefix}end", f"expected 0 <= start <= end, got {start}..{end}")
+    return start, end
+
+
+def decode_tagged(payload: bytes | str | dict) -> TaggedArticle:
+    data = _load_object(payload)
+    article = _construct(RawArticle, _raw_fields(data))
+    topics = []
+    for i, item in enumerate(_check(data, "topics", list, True) or []):
+        p = f"topics[{i}]."
+        if not isinstance(item, dict):
+            raise RecordError(f"topics[{i}]", "expected an object")
+        evidence = []
+        for j, ev in enumerate(_check(item, "evidence", list, False, p) or []):
+            q = f"{p}evidence[{j}]."
+            if not isinstance(ev, dict):
+                raise RecordError(f"{p}evidence[{j}]", "expected an object")
+            start, end = _span(ev, q)
+            evidence.append(Evidence(_check(ev, "text", str, True, q), start, end))
+        topics.append(
+            TopicTag(_check_nonempty(item, "id", p), float(_check(item, "score", (int, float), True, p)), tuple(evidence))
+        )
+    mentions = []
+    for i, item in enumerate(_check(data, "mentions", list, True) or []):
+        p = f"mentions[{i}]."
+        if not isinstance(item, dict):
+            raise RecordError(f"mentions[{i}]", "expected an object")
+        start, end = _span(item, p)
+        mentions.append(
+            Mention(
+                _check_nonempty(item, "org_id", p),
+                _check(item, "text", str, True, p),
+                start,
+                end,
+                _check_enum(item, "match", MATCH_KINDS, True, p),
+            )
+        )
+    return TaggedArticle(
+        article=article,
+        lang=_check_nonempty(data, "lang"),
+        story_id=_check_nonempty(data, "story_id"),
+        duplicate_of=_check(data, "duplicate_of", str, False),
+        topics=tuple(topics),
+        mentions=tuple(mentions),
+        is_update=bool(_check(data, "is_update", bool, False)),
+    )
+
+
+# ---------------------------------------------------------------------------
+# news.alerts
+
+
+@dataclass(frozen=True, slots=True)
+class Alert(_Record):
+    """Something an analyst should look at (topic ``news.alerts``)."""
+
+    KIND: ClassVar[str] = "alert"
+
+    alert_id: str
+    kind: str
+    severity: str
+    article_id: str
+    story_id: str
+    url: str
+    title: str
+    snippet: str
+    why: str
+    created_at: str
+    org_id: str | None = None
+    topic_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _alert_fields(self.to_dict())
+
+
+def _alert_fields(data: dict) -> dict:
+    values = dict(
+        alert_id=_check_nonempty(data, "alert_id"),
+        kind=_check_enum(data, "kind", ALERT_KINDS, True),
+        severity=_check_enum(data, "severity", SEVERITIES, True),
+        article_id=_check_nonempty(data, "article_id"),
+        story_id=_check_nonempty(data, "story_id"),
+        url=_check(data, "url", str, True),
+        title=_check(data, "title", str, True),
+        snippet=_check(data, "snippet", str, True),
+        why=_check_nonempty(data, "why"),
+        created_at=_check_time(data, "created_at", True),
+        org_id=_check(data, "org_id", str, False),
+        topic_id=_check(data, "topic_id", str, False),
+    )
+    if values["org_id"] is None and values["topic_id"] is None:
+        raise RecordError("org_id", "an alert names an org_id or a topic_id; both are missing")
+    return values
+
+
+def decode_alert(payload: bytes | str | dict) -> Alert:
+    return _construct(Alert, _alert_fields(_load_object(payload)))
+
+
+# ---------------------------------------------------------------------------
+# news.dlq
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter(_Record):
+    """A record the pipeline could not process, kept with the reason (topic ``news.dlq``).
+
+    ``original`` is the original payload as text when it was valid UTF-8, otherwise its
+    base64 encoding with ``encoding="base64"``.
+    """
+
+    KIND: ClassVar[str] = "dlq"
+
+    original: str
+    error: str
+    step: str
+    at: str
+    encoding: str = "utf-8"
+    # Where the bad record came from, when known (topic/partition/offset of the input).
+    source: str | None = None
+
+    @classmethod
+    def wrap(cls, payload: bytes, error: str, step: str, at: datetime | None = None, source: str | None = None):
+        try:
+            text, enc = payload.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, enc = base64.b64encode(payload).decode("ascii"), "base64"
+        return cls(original=text, error=error, step=step, at=format_time(at or utc_now()), encoding=enc, source=source)
+
+    def original_bytes(self) -> bytes:
+        if self.encoding == "base64":
+            return base64.b64decode(self.original)
+        return self.original.encode("utf-8")
+
+
+def decode_dead_letter(payload: bytes | str | dict) -> DeadLetter:
+    data = _load_object(payload)
+    return DeadLetter(
+        original=_check(data, "original", str, True),
+        error=_check_nonempty(data, "error"),
+        step=_check_nonempty(data, "step"),
+        at=_check_time(data, "at", True),
+        encoding=_check_enum(data, "encoding", ("utf-8", "base64"), False) or "utf-8",
+        source=_check(data, "source", str, False),
+    )
+
+
+# ---------------------------------------------------------------------------
+# identity
+
+
+def _digest(*parts: str, size: int = 16) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8"))
+        h.update(b"\x1f")  # unit separator: ("ab","c") and ("a","bc") differ
+    return h.hexdigest()[:size]
+
+
+# Query parameters that only track the reader; dropping them makes one article one URL.
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid", "mc_cid",
+        "mc_eid", "_hsenc", "_hsmi", "mkt_tok", "ref", "ref_src", "ref_url", "cmpid", "ito",
+        "utm_referrer", "at_medium", "at_campaign", "rss", "from", "spm", "s_cid", "ncid",
+    }
+)
+
+
+def canonical_url(url: str) -> str:
+    """A stable form of an article URL: lower-case scheme and host, no fragment, no
+    default port, no tracking parameters (``utm_*`` and :data:`TRACKING_PARAMS`), the
+    remaining query parameters sorted."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower().rstrip(".")
+    port = parts.port
+    netloc = host
+    if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
+        netloc = f"{host}:{port}"
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS
+    ]
+    query.sort()
+    path = parts.path or "/"
+    return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), ""))
+
+
+def _norm_text(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
+
+
+def rss_article_id(
+    source_id: str,
+    *,
+    guid: str | None = None,
+    link: str | None = None,
+    title: str = "",
+    text: str = "",
+    guid_is_repeated: bool = False,
+) -> str:
+    """The stable id of a feed entry, scoped by source.
+
+    guid when the feed's guids are trustworthy; guid + canonical link when the feed
+    repeats one guid across entries; else the canonical URL; else a hash of title and text.
+    """
+    guid = (guid or "").strip()
+    link = (link or "").strip()
+    if guid and not guid_is_repeated:
+        return f"rss:{source_id}:g:{_digest(guid)}"
+    if guid and link:
+        return f"rss:{source_id}:gl:{_digest(guid, canonical_url(link))}"
+    if link:
+        return f"rss:{source_id}:u:{_digest(canonical_url(link))}"
+    return f"rss:{source_id}:h:{_digest(_norm_text(title), _norm_text(text))}"
+
+
+def telegram_article_id(channel: str, message_id: int) -> str:
+    """``tg:<channel>:<message_id>``; channel usernames are case-insensitive on Telegram."""
+    return f"tg:{channel.lstrip('@').lower()}:{int(message_id)}"
+
+
+def alert_id(kind: str, subject: str, trigger: str) -> str:
+    """Deterministic alert id: the same (kind, org or topic, trigger) always gives the same id,
+    so any sink can drop repeats. ``trigger`` identifies the event, e.g. the story id for a
+    new mention or the hour bucket for a surge."""
+    if kind not in ALERT_KINDS:
+        raise ValueError(f"unknown alert kind {kind!r}")
+    return f"{kind}:{subject}:{_digest(kind, subject, trigger, size=20)}"
+
+
+__all__ = [
+    "ALL_TOPICS", "Alert", "DeadLetter", "Evidence", "MAX_RECORD_BYTES", "Mention", "RawArticle",
+    "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_RAW", "TOPIC_TAGGED",
+    "TaggedArticle", "TopicTag", "alert_id", "canonical_url", "decode_alert", "decode_dead_letter",
+    "decode_raw", "decode_tagged", "encode", "format_time", "parse_time", "rss_article_id",
+    "telegram_article_id", "utc_now",
+]

@@ -1,0 +1,1 @@
+"""Runnable pipelines assembled from transforms; options and entry points."""

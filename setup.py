@@ -1,0 +1,67 @@
+"""newsradar: the one install recipe (also what Beam ships to remote workers via --setup_file).
+
+Why each dependency and its range: docs/dependencies.md.
+"""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    # streaming engine; the 2.77 line is what Prism/Flink facts in DESIGN.md were measured on
+    "apache-beam>=2.77.0,<2.78",
+    # Kafka client (pure Python); 3.x knows the Kafka 4.x protocol versions
+    "kafka-python>=3.0.12,<4",
+    # fast CRC32C for kafka-python record batches (~75x faster encoding, DESIGN.md)
+    "crc32c>=2.4,<3",
+    # feed parsing over bytes we fetched ourselves
+    "feedparser>=6.0.11,<6.1",
+    # tokenization and lemma matching; blank pipelines only, no model downloads
+    "spacy>=3.8.2,<3.9",
+    "spacy-lookups-data>=1.0.5,<1.1",
+    "pymorphy3>=2.0.2,<3",
+    "pymorphy3-dicts-ru>=2.4.417150,<3",
+    "pymorphy3-dicts-uk>=2.4.1,<3",
+    # metrics endpoints
+    "prometheus-client>=0.20,<1",
+    # our own async HTTP client for feeds, Telegram and webhooks (custom resolver, caps)
+    "aiohttp>=3.9.5,<4",
+    # config: safe YAML, validated into frozen models
+    "PyYAML>=6.0.1,<7",
+    "pydantic>=2.7,<3",
+    # command line and the live terminal view
+    "click>=8.1.7,<9",
+    "rich>=13.7,<16",
+    # near-duplicate sketches (MinHash + LSH)
+    "datasketch>=1.6,<3",
+    # language identification with bundled models (no downloads at run time)
+    "lingua-language-detector>=2.0.2,<3",
+    # fast, forgiving HTML parsing (html -> text, t.me/s pages)
+    "selectolax>=0.3.21,<2",
+    # streaming JSON for Telegram Desktop exports of any size
+    "ijson>=3.2,<4",
+]
+
+EXTRAS = {
+    "test": [
+        "pytest>=8,<10",
+        "pytest-timeout>=2.3,<3",
+        "ruff>=0.6,<1",
+    ],
+    "telegram": [
+        "telethon>=1.36,<2",
+    ],
+}
+
+setup(
+    name="newsradar",
+    version="0.1.0",
+    description="Streaming news monitoring for mobilization, protests and watched organizations",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.13",
+    packages=find_packages(include=["newsradar", "newsradar.*", "connectors", "connectors.*",
+                                    "transforms", "transforms.*", "pipelines", "pipelines.*"]),
+    include_package_data=True,
+    package_data={"newsradar": ["data/**/*"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["newsradar=newsradar.cli:main"]},
+)

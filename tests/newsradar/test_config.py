@@ -1,0 +1,141 @@
+"""Config files: the shipped ones load; each kind of bad file gives exit 2 naming file and path."""
+
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+from pydantic import ValidationError
+
+from newsradar.cli import main
+from newsradar.config import ConfigError, load_sources, load_watchlist, loader, parse_duration, parse_size
+from tests.conftest import FIXTURES, REPO, newsradar_cmd
+
+CFG = FIXTURES / "config"
+
+
+def test_shipped_watchlist_has_the_required_organizations_and_topics():
+    wl = load_watchlist(REPO / "config" / "watchlist.yaml")
+    required = {
+        "soldiers-mothers-union", "council-of-mothers-and-wives", "united-russia",
+        "russian-ministry-of-defence", "verstka",
+    }
+    assert required <= {o.id for o in wl.organizations}
+    for org in wl.organizations:
+        assert all(org.aliases.get(lang) for lang in ("en", "ru", "uk")), org.id
+    assert {"mobilization", "protest"} <= {t.id for t in wl.topics}
+    for topic in wl.topics:
+        assert all(topic.terms.get(lang) for lang in ("en", "ru", "uk")), topic.id
+    assert wl.organization("verstka").window(wl.novelty) == 7 * 86400
+
+
+def test_shipped_sources_load():
+    s = load_sources(REPO / "config" / "sources.yaml")
+    assert not s.allow_private_networks
+    assert {src.kind for src in s.sources} == {"rss", "telegram"}
+
+
+def test_sources_defaults_and_modes():
+    s = load_sources(CFG / "good-sources.yaml")
+    assert s.allow_private_networks
+    feed, web, bot, export = s.sources
+    assert s.interval_of(feed) == 300 and s.interval_of(web) == 90
+    assert s.defaults.max_body == 1024 * 1024
+    assert web.mode == "web" and web.channel == "Some_Channel"
+    assert bot.mode == "bot" and bot.channels == ("chan_one",)
+    assert export.mode == "export"
+    with pytest.raises(ValidationError, match="frozen"):
+        feed.url = "http://elsewhere"
+
+
+@pytest.mark.parametrize(
+    "name, loader_fn, path, words",
+    [
+        ("bad-syntax.yaml", load_watchlist, "", "YAML syntax error"),
+        ("bad-type.yaml", load_watchlist, "organizations[1].aliases.ru", "expected a list"),
+        ("bad-unknown-key.yaml", load_watchlist, "topics[0].treshold", "unknown key; expected one of"),
+        ("bad-alias-bomb.yaml", load_watchlist, "", "anchors"),
+        ("bad-python-tag.yaml", load_watchlist, "", "tag"),
+        ("bad-example-ref.yaml", load_watchlist, "examples[0].topics[0]", "unknown topic id 'rallies'"),
+        ("bad-sources-kind.yaml", load_sources, "sources[1].channel", "channel username"),
+        ("bad-sources-url.yaml", load_sources, "sources[0].url", "http:// or https://"),
+        ("bad-sources-duplicate.yaml", load_sources, "sources[1].id", "duplicate source id 'feed'"),
+    ],
+)
+def test_bad_files_name_file_path_and_expectation(name, loader_fn, path, words):
+    with pytest.raises(ConfigError) as err:
+        loader_fn(CFG / name)
+    assert err.value.file.endswith(name)
+    assert err.value.path == path
+    assert words in str(err.value)
+    assert err.value.line is not None
+
+
+def test_unknown_key_points_at_its_line():
+    with pytest.raises(ConfigError) as err:
+        load_watchlist(CFG / "bad-unknown-key.yaml")
+    assert err.value.line == 5
+    assert "threshold" in str(err.value)  # the hint lists the key the operator meant
+
+
+def test_oversized_and_deep_and_empty_files(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("organizations: []\n# " + "x" * loader.MAX_BYTES + "\n")
+    with pytest.raises(ConfigError, match="larger than"):
+        load_watchlist(big)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * (loader.MAX_DEPTH + 5) + "]" * (loader.MAX_DEPTH + 5) + "\n")
+    with pytest.raises(ConfigError, match="nested deeper"):
+        load_watchlist(deep)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing\n")
+    with pytest.raises(ConfigError, match="empty"):
+        load_watchlist(empty)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_watchlist(tmp_path / "missing.yaml")
+
+
+def test_node_cap(tmp_path, monkeypatch):
+    monkeypatch.setattr(loader, "MAX_NODES", 50)
+    many = tmp_path / "many.yaml"
+    many.write_text("examples:\n" + "".join(f"  - {{text: t{i}}}\n" for i in range(40)))
+    with pytest.raises(ConfigError, match="more than 50 YAML nodes"):
+        load_watchlist(many)
+
+
+def test_durations_and_sizes():
+    assert parse_duration("90s") == 90 and parse_duration("10m") == 600 and parse_duration(5) == 5
+    assert parse_duration("1d") == 86400 and parse_duration("250ms") == 0.25
+    assert parse_size("15MiB") == 15 * 1024 * 1024 and parse_size(10) == 10
+    for bad in ("soon", -1, True, "10 parsecs"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watchlist", "check", str(CFG / "bad-type.yaml")],
+        ["sources", "check", str(CFG / "bad-sources-url.yaml")],
+        ["tag", "--watchlist", str(CFG / "bad-alias-bomb.yaml")],
+        ["pipeline", "--watchlist", str(CFG / "bad-python-tag.yaml")],
+        ["connect", "--sources", str(CFG / "bad-sources-kind.yaml"), "--once"],
+    ],
+)
+def test_cli_exit_code_2_and_one_line(args):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("newsradar: config error: ")
+    assert "Traceback" not in result.output
+
+
+def test_installed_script_reports_config_errors_without_traceback():
+    proc = subprocess.run(newsradar_cmd("watchlist", "check", str(CFG / "bad-type.yaml")), capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "bad-type.yaml:9: organizations[1].aliases.ru: expected a list" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_accepts_the_shipped_files():
+    result = CliRunner().invoke(main, ["watchlist", "check", str(REPO / "config" / "watchlist.yaml")])
+    assert result.exit_code == 0 and "ok" in result.output

@@ -1,0 +1,157 @@
+import json
+
+import pytest
+
+from newsradar import records as r
+
+
+def raw(**overrides):
+    base = dict(
+        article_id="rss:meduza-en:g:abc",
+        source_id="meduza-en",
+        source_kind="rss",
+        url="https://meduza.io/en/news/1",
+        title="Mobilization in Russia",
+        text="Body",
+        published_at="2026-11-20T10:00:00Z",
+        fetched_at="2026-11-20T10:01:00.250Z",
+    )
+    base.update(overrides)
+    return r.RawArticle(**base)
+
+
+def test_raw_round_trip_keeps_every_field_and_version():
+    article = raw(author="A. Author", lang_hint="en", guid="g-1", views=10, flags=("date_missing",))
+    data = json.loads(article.encode())
+    assert data["v"] == r.SCHEMA_VERSION
+    assert "html" not in data  # unset optionals are left out
+    again = r.decode_raw(article.encode())
+    assert again == article
+    assert again.encode() == article.encode()
+
+
+def test_decode_normalizes_timestamps_to_utc():
+    payload = dict(json.loads(raw().encode()), published_at="2026-11-20T13:00:00+03:00")
+    assert r.decode_raw(json.dumps(payload)).published_at == "2026-11-20T10:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "mutate, field, words",
+    [
+        (lambda d: d.pop("title"), "title", "missing"),
+        (lambda d: d.update(published_at="yesterday"), "published_at", "RFC 3339"),
+        (lambda d: d.update(published_at="2026-11-20T10:00:00"), "published_at", "timezone"),
+        (lambda d: d.update(source_kind="email"), "source_kind", "rss, telegram"),
+        (lambda d: d.update(views="many"), "views", "expected int"),
+        (lambda d: d.update(views=True), "views", "number"),
+        (lambda d: d.update(article_id="  "), "article_id", "empty"),
+        (lambda d: d.update(v=2), "v", "unsupported schema version"),
+        (lambda d: d.pop("v"), "v", "missing"),
+        (lambda d: d.update(flags=[1]), "flags[0]", "expected str"),
+    ],
+)
+def test_bad_raw_record_names_the_field(mutate, field, words):
+    data = json.loads(raw().encode())
+    mutate(data)
+    with pytest.raises(r.RecordError) as err:
+        r.decode_raw(json.dumps(data).encode())
+    assert err.value.field == field
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "payload, words",
+    [(b"not json", "not JSON"), (b"[1,2]", "JSON object"), (b"\xff\xfe", "UTF-8"), (b"{" + b" " * r.MAX_RECORD_BYTES + b"}", "cap")],
+)
+def test_undecodable_payloads(payload, words):
+    with pytest.raises(r.RecordError) as err:
+        r.decode_raw(payload)
+    assert words in str(err.value)
+
+
+def test_constructing_an_invalid_record_fails_at_the_edge():
+    with pytest.raises(r.RecordError):
+        raw(published_at="soon")
+
+
+def test_tagged_round_trip_and_span_validation():
+    tagged = r.TaggedArticle(
+        article=raw(),
+        lang="en",
+        story_id="s-1",
+        topics=(r.TopicTag("mobilization", 3.0, (r.Evidence("mobilization", 0, 12),)),),
+        mentions=(r.Mention("united-russia", "United Russia", 20, 33, "exact"),),
+    )
+    data = json.loads(tagged.encode())
+    assert data["duplicate_of"] is None and data["lang"] == "en" and data["title"] == "Mobilization in Russia"
+    assert r.decode_tagged(tagged.encode()) == tagged
+    data["mentions"][0]["end"] = 5
+    with pytest.raises(r.RecordError) as err:
+        r.decode_tagged(json.dumps(data))
+    assert err.value.field == "mentions[0].end"
+    data["mentions"][0].update(end=33, match="guess")
+    with pytest.raises(r.RecordError) as err:
+        r.decode_tagged(json.dumps(data))
+    assert err.value.field == "mentions[0].match"
+
+
+def test_alert_round_trip_and_subject_required():
+    alert = r.Alert(
+        alert_id=r.alert_id("new_mention", "united-russia", "s-1"),
+        kind="new_mention",
+        severity="warning",
+        article_id="a",
+        story_id="s-1",
+        url="https://x",
+        title="t",
+        snippet="... United Russia ...",
+        why="First article of a new story mentioning United Russia.",
+        created_at=r.format_time(r.utc_now()),
+        org_id="united-russia",
+    )
+    assert r.decode_alert(alert.encode()) == alert
+    data = json.loads(alert.encode())
+    del data["org_id"]
+    with pytest.raises(r.RecordError) as err:
+        r.decode_alert(json.dumps(data))
+    assert err.value.field == "org_id"
+
+
+def test_dead_letter_keeps_original_bytes_text_or_binary():
+    text = r.DeadLetter.wrap(b'{"oops"', "not JSON", "parse")
+    assert text.encoding == "utf-8" and text.original_bytes() == b'{"oops"'
+    binary = r.DeadLetter.wrap(b"\x00\xff\xfe", "not UTF-8", "parse")
+    assert binary.encoding == "base64"
+    back = r.decode_dead_letter(binary.encode())
+    assert back.original_bytes() == b"\x00\xff\xfe" and back.step == "parse"
+
+
+def test_article_ids_are_stable_and_scoped():
+    a = r.rss_article_id("src-a", guid="https://x/1")
+    assert a == r.rss_article_id("src-a", guid="https://x/1")
+    assert a != r.rss_article_id("src-b", guid="https://x/1")
+    # A feed that repeats one guid: the link tells entries apart.
+    g1 = r.rss_article_id("s", guid="same", link="https://x/1", guid_is_repeated=True)
+    g2 = r.rss_article_id("s", guid="same", link="https://x/2", guid_is_repeated=True)
+    assert g1 != g2
+    # No guid: canonical URL, so tracking parameters and fragments do not split an article.
+    u1 = r.rss_article_id("s", link="https://Example.org:443/a?utm_source=x&b=2&a=1#top")
+    u2 = r.rss_article_id("s", link="https://example.org/a?a=1&b=2&fbclid=zzz")
+    assert u1 == u2
+    # Nothing but text: whitespace and case do not change identity.
+    h1 = r.rss_article_id("s", title="Протест  матерей", text="Текст")
+    assert h1 == r.rss_article_id("s", title="протест матерей", text=" Текст ")
+    assert r.telegram_article_id("@MediaZZZona", 42) == "tg:mediazzzona:42"
+
+
+def test_canonical_url():
+    assert r.canonical_url("HTTP://News.Example.org:80/x?utm_medium=rss&id=5#c") == "http://news.example.org/x?id=5"
+
+
+def test_alert_id_is_deterministic_per_trigger():
+    a = r.alert_id("surge", "verstka", "2026-11-20T10")
+    assert a == r.alert_id("surge", "verstka", "2026-11-20T10")
+    assert a != r.alert_id("surge", "verstka", "2026-11-20T11")
+    assert a != r.alert_id("first_in_window", "verstka", "2026-11-20T10")
+    with pytest.raises(ValueError):
+        r.alert_id("bogus", "x", "y")

@@ -1,0 +1,1 @@
+"""Beam PTransforms and the plain functions they wire."""
