@@ -1,0 +1,59 @@
+"""The contract between a source and the one delivery loop that runs every source.
+
+A source (an RSS feed, a Telegram channel in any mode) is a small object with one job:
+given its saved cursor, fetch what is new and say when to come back. It does no Kafka I/O
+and saves nothing itself. The delivery loop (``connectors.runner``) owns scheduling,
+retries, the Kafka producer and the state store, and saves a source's new cursor only after
+Kafka acknowledged every record the poll returned (at least once, nothing lost).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from newsradar.records import RawArticle
+
+
+@dataclass
+class PollResult:
+    """What one poll of one source produced.
+
+    ``records`` are new or changed items in the order they should be produced.
+    ``cursor`` is the JSON-serialisable state to save once all of them are acknowledged
+    (validators, body hash, last message id, update offset ...); ``None`` keeps the old one.
+    ``next_poll_in`` is the source's own hint in seconds (ttl, Cache-Control, Retry-After);
+    the loop clamps it to the configured range. ``outcome`` is one of
+    ``newsradar.metrics.FETCH_OUTCOMES``; ``error`` explains a failed poll in one line.
+    """
+
+    records: list[RawArticle] = field(default_factory=list)
+    cursor: dict[str, Any] | None = None
+    next_poll_in: float | None = None
+    outcome: str = "ok"
+    status: int | None = None
+    error: str | None = None
+    # Counted, not fatal: entries or messages that could not be turned into records.
+    skipped: int = 0
+    bytes_read: int = 0
+    # Set by pollers that were rate limited; the loop counts the wait.
+    rate_limited_for: float | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+class Poller(Protocol):
+    """One source. Implementations: connectors.rss, connectors.telegram.*"""
+
+    source_id: str
+
+    async def poll(self, cursor: dict[str, Any] | None, now: datetime) -> PollResult:
+        """Fetch what is new since ``cursor``. Never raises for source errors: a failed fetch
+        is a PollResult with ``error`` set (and counted), so one bad source never stops the rest."""
+        ...
+
+    async def close(self) -> None:
+        ...

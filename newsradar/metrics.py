@@ -1,0 +1,144 @@
+"""The catalog of Prometheus metrics every newsradar process exports.
+
+One place names every metric, so code, recording/alerting rules and dashboards agree
+(a test checks that every name used in ``deploy/`` is defined here). Label values are
+bounded: source ids from sources.yaml, topic and organization ids from the watchlist, and
+the enums below. Never a URL or free text.
+
+Metrics objects take the registry as an argument (tests pass a fresh
+``CollectorRegistry``); long-running processes use the default registry and serve it with
+:func:`serve`, bound to 127.0.0.1 unless configured otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+PREFIX = "newsradar_"
+
+# Enums for labels (bounded by construction).
+FETCH_OUTCOMES = (
+    "ok",            # 2xx with a parsed feed/page
+    "not_modified",  # 304, content verified unchanged
+    "lying_304",     # 304 whose content had in fact changed (flagged, re-fetched in full)
+    "rate_limited",  # 429/503 with or without Retry-After
+    "http_error",    # other 4xx/5xx
+    "timeout",       # total deadline exceeded
+    "refused",       # internal address, too many redirects, bad scheme
+    "too_large",     # body cap exceeded after decompression
+    "parse_error",   # not a feed / malformed page / entity declarations
+    "network_error",  # DNS, connection reset, TLS
+)
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+ALERT_KINDS = ("new_mention", "first_in_window", "surge", "topic")
+DUPLICATE_KINDS = ("same_id", "near_duplicate")
+LANGS = ("en", "ru", "uk", "other")
+
+# Latency buckets from seconds to a day: news is minutes old when it matters.
+LATENCY_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30)
+
+
+class ConnectorMetrics:
+    """What `newsradar connect` exports (per source)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY):
+        self.fetches = Counter(
+            "newsradar_fetches", "Fetch attempts by source and outcome.", ["source", "outcome"], registry=registry
+        )
+        self.http_responses = Counter(
+            "newsradar_http_responses", "HTTP responses by source and status class.", ["source", "status_class"],
+            registry=registry,
+        )
+        self.items_produced = Counter(
+            "newsradar_items_produced", "Items acknowledged by Kafka on news.raw.", ["source"], registry=registry
+        )
+        self.fetch_bytes = Counter(
+            "newsradar_fetch_bytes", "Body bytes received after decompression.", ["source"], registry=registry
+        )
+        self.fetch_duration = Histogram(
+            "newsradar_fetch_duration_seconds", "Whole fetch exchange, first byte sent to last byte read.",
+            ["source"], buckets=DURATION_BUCKETS, registry=registry,
+        )
+        self.last_new_item = Gauge(
+            "newsradar_source_last_new_item_timestamp_seconds",
+            "Unix time of the last new item from the source (seconds since = time() - this).",
+            ["source"], registry=registry,
+        )
+        self.produce_errors = Counter(
+            "newsradar_produce_errors", "Sends Kafka did not acknowledge.", ["source"], registry=registry
+        )
+        self.parse_errors = Counter(
+            "newsradar_parse_errors", "Feeds, pages or posts that could not be parsed.", ["source"], registry=registry
+        )
+        self.rate_limit_waits = Counter(
+            "newsradar_rate_limit_waits", "Times a source told us to wait (429/503/FLOOD_WAIT).", ["source"],
+            registry=registry,
+        )
+        self.rate_limit_wait_seconds = Counter(
+            "newsradar_rate_limit_wait_seconds", "Seconds we were asked to wait.", ["source"], registry=registry
+        )
+        self.consecutive_errors = Gauge(
+            "newsradar_source_consecutive_errors", "Errors in a row for the source (0 when healthy).", ["source"],
+            registry=registry,
+        )
+        self.poll_cycles = Counter("newsradar_poll_cycles", "Scheduler cycles completed.", registry=registry)
+
+
+class PipelineMetrics:
+    """What the streaming pipeline's workers export."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY):
+        self.articles = Counter(
+            "newsradar_articles", "Valid articles read from news.raw, by detected language.", ["lang"], registry=registry
+        )
+        self.dlq = Counter("newsradar_dlq_records", "Records sent to news.dlq, by step.", ["step"], registry=registry)
+        self.duplicates = Counter(
+            "newsradar_duplicates", "Articles recognised as repeats, by kind.", ["kind"], registry=registry
+        )
+        self.tags = Counter("newsradar_tags", "Topic tags assigned, by topic.", ["topic"], registry=registry)
+        self.mentions = Counter(
+            "newsradar_mentions", "Watched-organization mentions, by organization.", ["org"], registry=registry
+        )
+        self.alerts = Counter("newsradar_alerts", "Alerts raised, by kind.", ["kind"], registry=registry)
+        self.published_to_alert = Histogram(
+            "newsradar_published_to_alert_seconds", "From an article's published_at to its alert.",
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.fetched_to_alert = Histogram(
+            "newsradar_fetched_to_alert_seconds", "From an article's fetched_at to its alert.",
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "newsradar_kafka_consumer_lag", "Records behind the end of the partition.", ["topic", "partition"],
+            registry=registry,
+        )
+        self.watchlist_reloads = Counter(
+            "newsradar_watchlist_reloads", "Watchlist reload attempts, by result (ok|failed).", ["result"],
+            registry=registry,
+        )
+        self.sink_deliveries = Counter(
+            "newsradar_alert_sink_deliveries", "Alert deliveries to sinks, by sink kind and outcome.",
+            ["sink", "outcome"], registry=registry,
+        )
+
+
+_lock = threading.Lock()
+_pipeline_metrics: PipelineMetrics | None = None
+
+
+def pipeline_metrics() -> PipelineMetrics:
+    """The process-wide PipelineMetrics on the default registry (Beam workers share it)."""
+    global _pipeline_metrics
+    with _lock:
+        if _pipeline_metrics is None:
+            _pipeline_metrics = PipelineMetrics(REGISTRY)
+        return _pipeline_metrics
+
+
+def serve(port: int, host: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY) -> int:
+    """Serve ``/metrics`` on host:port (127.0.0.1 by default); returns the bound port."""
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server.server_port
