@@ -1,0 +1,76 @@
+"""HTML to clean text, shared by the connectors (feed entries, t.me pages) and the pipeline.
+
+Guarantees of :func:`html_to_text`: no markup, no script/style/template content, entities
+decoded, block elements separated by line breaks, link text kept (the URL is not inlined),
+Unicode NFC, runs of spaces collapsed, at most one blank line in a row.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+import unicodedata
+
+from selectolax.lexbor import LexborHTMLParser
+
+# Elements whose content is never reader-visible text.
+_DROP = ("script", "style", "noscript", "template", "iframe", "object", "embed", "svg", "math", "head")
+_BLOCK = (
+    "p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
+    "tr", "table", "section", "article", "header", "footer", "figure", "figcaption", "hr", "dd", "dt",
+)
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+_BLANKS = re.compile(r"\n\s*\n(\s*\n)+")
+# Zero-width and bidi control characters that only confuse matching (kept: ZWJ in emoji).
+_INVISIBLE = re.compile(r"[\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+_LOOKS_LIKE_HTML = re.compile(r"<\s*[a-zA-Z!/][^>]*>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);")
+
+
+def looks_like_html(text: str) -> bool:
+    return bool(_LOOKS_LIKE_HTML.search(text))
+
+
+def normalize_text(text: str) -> str:
+    """NFC, invisible characters removed, spaces collapsed, lines trimmed."""
+    text = unicodedata.normalize("NFC", text)
+    text = _INVISIBLE.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANKS.sub("\n\n", "\n".join(lines)).strip()
+
+
+_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*(\s[^<>]*)?/?\s*>")
+
+
+def html_to_text(markup: str) -> str:
+    """Readable text of an HTML fragment or page (see module docstring for guarantees)."""
+    text = _one_pass(markup)
+    # Feeds that escape their HTML twice ("&lt;p&gt;") leave tags after one pass: one more.
+    if _TAG.search(text):
+        text = _one_pass(text)
+    return text
+
+
+def _one_pass(markup: str) -> str:
+    if not markup:
+        return ""
+    if not looks_like_html(markup):
+        return normalize_text(markup)
+    tree = LexborHTMLParser(markup)
+    for tag in _DROP:
+        for node in tree.css(tag):
+            node.decompose()
+    for node in tree.css("br"):
+        node.replace_with("\n")
+    for tag in _BLOCK:
+        for node in tree.css(tag):
+            # A newline before and after each block keeps paragraphs apart.
+            node.insert_before("\n")
+            node.insert_after("\n")
+    root = tree.body or tree.root
+    if root is None:
+        return ""
+    text = root.text(separator="", strip=False)
+    # Entities that survived (double-escaped feeds, "&amp;amp;") are decoded once more.
+    if "&" in text:
+        text = html_lib.unescape(text)
+    return normalize_text(text)
