@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
+from . import paths, procs
 from .kafka import broker_answers
 
 KAFKA_DIR = paths.DEPLOY_DIR / "kafka"
@@ -189,10 +189,13 @@ def start(
     timeout: float = START_TIMEOUT,
     progress: Callable[[str], None] = print,
     heap: str = "512m",
+    die_with_parent: bool = False,
 ) -> bool:
     """Start the broker unless it already runs; wait until it answers.
 
     Returns True when this call started it, False when it was already running.
+    ``die_with_parent`` ties the broker's life to the calling process (``newsradar up``);
+    ``newsradar kafka start`` leaves it running on its own.
     """
     data_dir = broker.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -249,6 +252,7 @@ def start(
             stdin=subprocess.DEVNULL,
             # Its own session: Ctrl-C in the terminal that ran `kafka start` does not reach it.
             start_new_session=True,
+            preexec_fn=procs.die_with_parent if die_with_parent else None,
             cwd=str(data_dir),
         )
     broker.pid_path.write_text(str(proc.pid))

@@ -78,14 +78,63 @@ def main(verbose: int) -> None:
 
 
 @main.command()
-@click.option("--demo", is_flag=True, help="Serve bundled sample feeds locally; needs no internet.")
-@click.option("--sources", "sources_file", type=click.Path(dir_okay=False), help="sources.yaml to poll.")
-@click.option("--watchlist", "watchlist_file", type=click.Path(dir_okay=False), help="watchlist.yaml to apply.")
+@click.option("--demo", is_flag=True, help="Serve bundled sample feeds and a Telegram channel locally; needs no internet.")
+@click.option("--sources", "sources_file", type=click.Path(dir_okay=False, exists=True), help="sources.yaml to poll.")
+@click.option("--watchlist", "watchlist_file", type=click.Path(dir_okay=False, exists=True),
+              help="watchlist.yaml to apply [default: config/watchlist.yaml].")
 @click.option("--bootstrap-servers", help="Use this Kafka cluster instead of starting a local broker.")
+@click.option("--kafka-port", type=click.IntRange(1, 65535), default=9092, show_default=True, help="Port of the local broker.")
+@click.option("--demo-speed", type=click.FloatRange(min=0.01), default=1.0, show_default=True,
+              help="Demo items appear this many times faster (the demo plays about 4 minutes at 1).")
+@click.option("--poll-interval", type=click.FloatRange(min=1), default=5.0, show_default=True,
+              help="Seconds between polls of each demo source.")
+@click.option("--connect-metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True)
+@click.option("--pipeline-metrics-port", type=click.IntRange(0, 65535), default=9465, show_default=True)
+@click.option("--no-live", is_flag=True, help="Plain log lines instead of the live view (automatic when not a terminal).")
 @handles_errors
-def up(demo: bool, sources_file: str | None, watchlist_file: str | None, bootstrap_servers: str | None) -> None:
-    """Run the whole stack: Kafka, topics, connectors, pipeline, metrics."""
-    not_built_yet("`newsradar up`")
+def up(demo: bool, sources_file: str | None, watchlist_file: str | None, bootstrap_servers: str | None,
+       kafka_port: int, demo_speed: float, poll_interval: float, connect_metrics_port: int,
+       pipeline_metrics_port: int, no_live: bool) -> None:
+    """Run the whole stack: Kafka, topics, connectors, pipeline, metrics.
+
+    Prints where every part runs (ports, metrics URLs, logs, state) and shows alerts as they
+    arrive. Ctrl-C or SIGTERM stops everything in reverse order. Exits 1 if a part dies."""
+    from .config import load_sources, load_watchlist
+    from .up import Options, run
+
+    if not demo and not sources_file:
+        raise click.UsageError("give --sources FILE, or --demo for the bundled sample sources")
+    # Validate config up front: a typo is exit 2 here, not a dead child process later.
+    if sources_file:
+        load_sources(sources_file)
+    if watchlist_file:
+        load_watchlist(watchlist_file)
+    opts = Options(
+        demo=demo, sources_file=sources_file, watchlist_file=watchlist_file, bootstrap_servers=bootstrap_servers,
+        kafka_port=kafka_port, demo_speed=demo_speed, poll_interval=poll_interval,
+        connect_metrics_port=connect_metrics_port, pipeline_metrics_port=pipeline_metrics_port, live=not no_live,
+    )
+    sys.exit(run(opts, say=click.echo))
+
+
+@main.group()
+def alerts() -> None:
+    """Read alerts from Kafka."""
+
+
+@alerts.command("tail")
+@click.option("--bootstrap-servers", default="localhost:9092", show_default=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new alerts until Ctrl-C.")
+@click.option("-n", "--lines", type=click.IntRange(0), default=50, show_default=True, help="Recent alerts per partition.")
+@handles_errors
+def alerts_tail(bootstrap_servers: str, follow: bool, lines: int) -> None:
+    """Print recent alerts from news.alerts as JSON lines."""
+    from .kafka import broker_answers
+    from .liveview import tail_alerts
+
+    if not broker_answers(bootstrap_servers, timeout=10):
+        _fail(f"no Kafka broker answers at {bootstrap_servers}", EXIT_FAILURE)
+    tail_alerts(bootstrap_servers, follow=follow, say=click.echo, backlog=lines)
 
 
 # ---------------------------------------------------------------------------
