@@ -35,6 +35,7 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 ALERT_KINDS = ("new_mention", "first_in_window", "surge", "topic")
 DUPLICATE_KINDS = ("same_id", "near_duplicate")
 LANGS = ("en", "ru", "uk", "other")
+WATCHLIST_RELOAD_RESULTS = ("ok", "failed")
 
 # Latency buckets from seconds to a day: news is minutes old when it matters.
 LATENCY_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
@@ -86,6 +87,24 @@ class ConnectorMetrics:
         )
         self.poll_cycles = Counter("newsradar_poll_cycles", "Scheduler cycles completed.", registry=registry)
 
+    def init_source(self, source: str) -> None:
+        """Create the source's series at zero (call once per configured source at start).
+
+        Without this a series appears only when its first event happens, so a source that
+        never answered 304 or was never rate limited has no series to take a ratio or a rate
+        of, and dashboards and alert rules see "no data" instead of 0. The last-new-item
+        timestamp is left unset: there is no honest value until an item arrives (or the
+        connector restores it from its state).
+        """
+        for outcome in FETCH_OUTCOMES:
+            self.fetches.labels(source=source, outcome=outcome)
+        for status_class in STATUS_CLASSES:
+            self.http_responses.labels(source=source, status_class=status_class)
+        for metric in (self.items_produced, self.fetch_bytes, self.fetch_duration, self.produce_errors,
+                       self.parse_errors, self.rate_limit_waits, self.rate_limit_wait_seconds,
+                       self.consecutive_errors):
+            metric.labels(source=source)
+
 
 class PipelineMetrics:
     """What the streaming pipeline's workers export."""
@@ -123,6 +142,16 @@ class PipelineMetrics:
             "newsradar_alert_sink_deliveries", "Alert deliveries to sinks, by sink kind and outcome.",
             ["sink", "outcome"], registry=registry,
         )
+        # Series for every enum value exist from the start at 0, so "no alerts of this kind"
+        # is a 0 on the dashboards and rules, not a missing series.
+        for lang in LANGS:
+            self.articles.labels(lang=lang)
+        for kind in ALERT_KINDS:
+            self.alerts.labels(kind=kind)
+        for kind in DUPLICATE_KINDS:
+            self.duplicates.labels(kind=kind)
+        for result in WATCHLIST_RELOAD_RESULTS:
+            self.watchlist_reloads.labels(result=result)
 
 
 _lock = threading.Lock()
