@@ -67,8 +67,12 @@ class Topic(_Frozen):
     # An article is tagged when the summed weight of distinct matched terms reaches this.
     threshold: float = 2.0
     terms: dict[Lang, tuple[TermItem, ...]]
-    # A negative term anywhere in the article subtracts its weight (default: cancels a strong term).
+    # A negative term cancels every positive match it overlaps ("protest song" is not
+    # evidence of a protest) and subtracts its weight once from the score.
     negative: dict[Lang, tuple[TermItem, ...]] = Field(default_factory=dict)
+    # Raise a ``topic`` alert when an article carries this topic and a watched organization.
+    alert: bool = True
+    severity: Literal["info", "warning", "critical"] = "warning"
 
     @field_validator("threshold")
     @classmethod
@@ -78,19 +82,43 @@ class Topic(_Frozen):
         return v
 
 
+def _alias(value):
+    return {"text": value} if isinstance(value, str) else value
+
+
+class Alias(_Frozen):
+    """One name of an organization. In YAML either ``"name"`` or ``{text: "...", case: proper}``.
+
+    ``case: any`` (the default) matches the name case-insensitively in every inflected form.
+    ``case: proper`` is for names that are also ordinary words ("Вёрстка" is page layout,
+    "единая Россия" a phrase): such a name counts only when it is written capitalized as in
+    ``text`` and does not open a sentence, or stands in quotation marks, or one of the
+    organization's ``context`` words is within a few words of it (docs/tagging.md).
+    """
+
+    text: Text
+    case: Literal["any", "proper"] = "any"
+
+
+AliasItem = Annotated[Alias, BeforeValidator(_alias)]
+
+
 class Organization(_Frozen):
     id: Slug
     name: Text
     # Names and phrasings per language; every inflected form of each is matched.
-    aliases: dict[Lang, tuple[Text, ...]]
+    aliases: dict[Lang, tuple[AliasItem, ...]]
     # Short all-caps abbreviations, matched case-sensitively as whole tokens (e.g. "ЕР", "UCSMR").
     acronyms: tuple[Text, ...] = ()
     # Also match Latin <-> Cyrillic transliterations of the aliases.
     translit: bool = True
+    # Also match aliases with up to two words swapped for a listed synonym ("Moms" for "Mothers").
+    fuzzy: bool = True
+    # Words (any inflection) that confirm a ``case: proper`` alias when near it.
+    context: dict[Lang, tuple[Text, ...]] = Field(default_factory=dict)
     # first_in_window fires when the organization had no mention for this long.
     novelty_window: Duration | None = None
     severity: Literal["info", "warning", "critical"] = "warning"
-
 
     def window(self, novelty: Novelty) -> float:
         """The first_in_window period in seconds: this organization's, else the default."""
@@ -151,6 +179,8 @@ class Surge(_Frozen):
 
 class Novelty(_Frozen):
     default_window: Duration = 7 * 86400.0
+    # How long a story is remembered per organization, so its late copies raise nothing.
+    story_memory: Duration = 14 * 86400.0
     surge: Surge = Surge()
 
 
@@ -213,6 +243,6 @@ def _check_references(doc: Document, wl: Watchlist) -> None:
 
 
 __all__ = [
-    "Alerts", "AlertmanagerSink", "ConfigError", "Example", "FileSink", "LANGS", "Novelty",
+    "Alerts", "Alias", "AlertmanagerSink", "ConfigError", "Example", "FileSink", "LANGS", "Novelty",
     "Organization", "Surge", "Term", "Topic", "Watchlist", "WebhookSink", "load_watchlist",
 ]

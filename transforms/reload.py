@@ -1,0 +1,137 @@
+"""Watchlist changes without a restart: the file is polled, a good new version replaces the
+compiled one, a bad one is refused and the old one stays in force.
+
+:class:`WatchlistSource` is the small picklable value a pipeline is built with (the version
+validated at launch plus, normally, the file's path). Each worker turns it into a
+:class:`Reloader` in ``DoFn.setup``; ``Reloader.get()`` costs a clock read except once per
+``poll_interval``, when it stats the file and, if the bytes changed, loads, validates and
+compiles the new version. Compilation happens on the worker that will use it (spaCy
+matchers do not travel well), so every worker reloads on its own within one poll interval.
+
+The file must be readable at the same path on every worker (a ConfigMap or shared volume on
+a cluster). A version is refused when it does not load (:class:`ConfigError`) or when
+``check`` says so (the pipeline checks the inline examples); refusal is counted through
+``on_result("failed", reason)`` and logged, once per bad version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from newsradar.config import ConfigError, load_watchlist
+from newsradar.config.watchlist import Watchlist
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DEFAULT_POLL_INTERVAL = 30.0
+
+
+class RejectedVersion(Exception):
+    """A watchlist that loads but must not be used (e.g. its inline examples fail)."""
+
+
+@dataclass(frozen=True)
+class WatchlistSource:
+    """Where a pipeline's watchlist comes from: ``initial`` (validated at launch) and the
+    file to poll for new versions (``None``: fixed, as in tests and `newsradar tag`)."""
+
+    initial: Watchlist
+    path: str | None = None
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, poll_interval: float = DEFAULT_POLL_INTERVAL) -> WatchlistSource:
+        """Load and validate now (ConfigError names file and field), then poll ``path``."""
+        path = os.path.abspath(os.fspath(path))
+        return cls(load_watchlist(path), path, poll_interval)
+
+    @classmethod
+    def fixed(cls, watchlist: Watchlist) -> WatchlistSource:
+        return cls(watchlist, None)
+
+
+def _content_hash(path: str) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return None
+
+
+class Reloader(Generic[T]):
+    """The compiled form of the current watchlist, rebuilt when the file changes.
+
+    ``compile`` turns a Watchlist into what the caller needs (matchers, a lookup table).
+    ``check`` may raise :class:`RejectedVersion` to refuse a version that loads.
+    ``on_result(result, detail)`` is called with ``"ok"`` or ``"failed"`` for every
+    attempted reload (the caller counts them). ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        source: WatchlistSource,
+        compile: Callable[[Watchlist], T],
+        check: Callable[[Watchlist, T], None] | None = None,
+        on_result: Callable[[str, str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.source = source
+        self._compile = compile
+        self._check = check
+        self._on_result = on_result or (lambda result, detail: None)
+        self._clock = clock
+        self.watchlist = source.initial
+        self.value: T = compile(source.initial)
+        self._next_poll = clock() + source.poll_interval
+        self._stat: tuple[int, int] | None = self._stat_now()
+        self._hash = _content_hash(source.path) if source.path else None
+        self._refused_hash: str | None = None
+        self.version = 1
+
+    def _stat_now(self) -> tuple[int, int] | None:
+        if not self.source.path:
+            return None
+        try:
+            st = os.stat(self.source.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def get(self) -> T:
+        """The compiled current watchlist; polls the file when the interval has passed."""
+        if self.source.path is not None and self._clock() >= self._next_poll:
+            self._next_poll = self._clock() + self.source.poll_interval
+            self.poll()
+        return self.value
+
+    def poll(self) -> bool:
+        """Check the file now; returns True when a new version was taken into use."""
+        stat = self._stat_now()
+        if stat == self._stat and stat is not None:
+            return False
+        self._stat = stat
+        digest = _content_hash(self.source.path)
+        if digest is not None and digest in (self._hash, self._refused_hash):
+            return False
+        try:
+            watchlist = load_watchlist(self.source.path)
+            value = self._compile(watchlist)
+            if self._check is not None:
+                self._check(watchlist, value)
+        except (ConfigError, RejectedVersion, ValueError) as exc:
+            self._refused_hash = digest
+            log.error("watchlist reload refused, keeping version %d in force: %s", self.version, exc)
+            self._on_result("failed", str(exc))
+            return False
+        self.watchlist, self.value, self._hash = watchlist, value, digest
+        self.version += 1
+        log.info("watchlist reloaded from %s (version %d)", self.source.path, self.version)
+        self._on_result("ok", "")
+        return True

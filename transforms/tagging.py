@@ -1,0 +1,200 @@
+"""Tag articles: topics and watched organizations in one pass over one keyed Doc.
+
+Topics (:mod:`transforms.topics`) and organizations (:mod:`transforms.orgs`) are matched
+over the same tokens, so they run in one step (:class:`TagArticles`): tokenizing and keying
+is most of the cost, and a spaCy Doc should not cross a step boundary (it would be pickled
+whenever a runner decides not to fuse the steps).
+
+Guarantees of :meth:`Tagger.tag`: the output is the input article with ``topics`` and
+``mentions`` filled in; every offset indexes :func:`transforms.nlp.analysis_text` of the
+article's title and text; the same article and watchlist always give the same output.
+Articles in a language without a pipeline are keyed by script (:func:`guess_lang`), so a
+watched name written in Latin or Cyrillic letters is still found; ``lang`` is left as given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from newsradar.config.watchlist import Example, Watchlist
+from newsradar.records import Mention, TaggedArticle, TopicTag
+
+from .nlp import LANGS, Pipelines, analysis_text, guess_lang
+from .orgs import OrgMatcher
+from .reload import RejectedVersion, Reloader, WatchlistSource
+from .topics import TopicMatcher
+
+log = logging.getLogger(__name__)
+
+# Longer texts are cut here before tagging (offsets stay valid: it is a prefix). A 2 MB
+# record is the limit on Kafka; the news that matters is in its first pages.
+MAX_ANALYZED_CHARS = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    pipeline_lang: str
+    topics: tuple[TopicTag, ...]
+    mentions: tuple[Mention, ...]
+
+
+class Tagger:
+    """The compiled watchlist: language pipelines plus topic and organization matchers."""
+
+    def __init__(self, watchlist: Watchlist, pipelines: Pipelines | None = None, langs=LANGS):
+        self.watchlist = watchlist
+        self.pipelines = pipelines if pipelines is not None else Pipelines(langs)
+        langs = self.pipelines.langs
+        self.topic_matchers = {lang: TopicMatcher(watchlist.topics, self.pipelines, lang) for lang in langs}
+        self.org_matchers = {lang: OrgMatcher(watchlist.organizations, self.pipelines, lang) for lang in langs}
+
+    def pipeline_lang(self, lang: str | None, text: str) -> str:
+        if lang in self.pipelines.nlp:
+            return lang
+        guessed = guess_lang(text)
+        return guessed if guessed in self.pipelines.nlp else self.pipelines.langs[0]
+
+    def analyze(self, title: str, text: str, lang: str | None) -> Analysis:
+        full = analysis_text(title, text)[:MAX_ANALYZED_CHARS]
+        plang = self.pipeline_lang(lang, full)
+        doc = self.pipelines(full, plang)
+        return Analysis(plang, tuple(self.topic_matchers[plang](doc)), tuple(self.org_matchers[plang](doc)))
+
+    def tag(self, article: TaggedArticle) -> TaggedArticle:
+        result = self.analyze(article.article.title, article.article.text, article.lang)
+        return dataclasses.replace(article, topics=result.topics, mentions=result.mentions)
+
+    def rebuilt_if_grown(self) -> Tagger:
+        """A fresh Tagger when spaCy's string stores have outgrown their bound, else self."""
+        return Tagger(self.watchlist, langs=self.pipelines.langs) if self.pipelines.grown() else self
+
+
+# ---------------------------------------------------------------------------
+# inline examples
+
+
+@dataclass(frozen=True, slots=True)
+class ExampleFailure:
+    index: int
+    example: Example
+    problems: tuple[str, ...]
+
+    def describe(self) -> str:
+        text = self.example.text if len(self.example.text) <= 80 else self.example.text[:77] + "..."
+        return f"examples[{self.index}] ({self.example.lang or 'auto'}) {text!r}: " + "; ".join(self.problems)
+
+
+def check_examples(tagger: Tagger) -> list[ExampleFailure]:
+    """Run every inline example of the tagger's watchlist; return those that fail."""
+    failures = []
+    for i, ex in enumerate(tagger.watchlist.examples):
+        result = tagger.analyze(ex.title, ex.text, ex.lang)
+        topics = {t.id for t in result.topics}
+        orgs = {m.org_id for m in result.mentions}
+        scores = _scores(tagger, ex, result.pipeline_lang)
+        problems = []
+        for tid in ex.topics:
+            if tid not in topics:
+                threshold = tagger.watchlist.topic(tid).threshold
+                problems.append(f"expected topic {tid} (score {scores.get(tid, 0)}, threshold {threshold})")
+        for tid in ex.not_topics:
+            if tid in topics:
+                problems.append(f"unexpected topic {tid} (score {scores.get(tid, 0)})")
+        for oid in ex.orgs:
+            if oid not in orgs:
+                problems.append(f"expected a mention of {oid}")
+        for oid in ex.not_orgs:
+            if oid in orgs:
+                found = ", ".join(f"{m.text!r} ({m.match})" for m in result.mentions if m.org_id == oid)
+                problems.append(f"unexpected mention of {oid}: {found}")
+        if problems:
+            failures.append(ExampleFailure(i, ex, tuple(problems)))
+    return failures
+
+
+def _scores(tagger: Tagger, ex: Example, lang: str) -> dict[str, float]:
+    full = analysis_text(ex.title, ex.text)
+    return tagger.topic_matchers[lang].explain(tagger.pipelines(full, lang))
+
+
+def require_examples_pass(watchlist: Watchlist, tagger: Tagger) -> None:
+    """Reload check: a version whose inline examples fail is not taken into use."""
+    failures = check_examples(tagger)
+    if failures:
+        raise RejectedVersion(
+            f"{len(failures)} inline example(s) fail, first: {failures[0].describe()}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Beam
+
+
+def reload_counter(step: str):
+    """``on_result`` for a Reloader: Prometheus and Beam counters of reload outcomes."""
+    from newsradar.metrics import pipeline_metrics
+
+    def on_result(result: str, detail: str) -> None:
+        pipeline_metrics().watchlist_reloads.labels(result=result).inc()
+        Metrics.counter(step, f"watchlist_reload_{result}").inc()
+
+    return on_result
+
+
+class _TagFn(beam.DoFn):
+    def __init__(self, source: WatchlistSource):
+        self._source = source
+
+    def setup(self) -> None:
+        from newsradar.metrics import pipeline_metrics
+
+        self._metrics = pipeline_metrics()
+        self._reloader = Reloader(
+            self._source,
+            compile=self._compile,
+            check=require_examples_pass,
+            on_result=reload_counter("tag"),
+        )
+        self._tagged = Metrics.counter("tag", "articles")
+        self._with_topic = Metrics.counter("tag", "articles_with_topic")
+        self._with_mention = Metrics.counter("tag", "articles_with_mention")
+
+    def _compile(self, watchlist: Watchlist) -> Tagger:
+        current = getattr(self, "_reloader", None)
+        # Reuse the language pipelines across reloads; only the matchers are rebuilt.
+        pipelines = current.value.pipelines if current is not None else None
+        return Tagger(watchlist, pipelines=pipelines)
+
+    def process(self, article: TaggedArticle):
+        tagger = self._reloader.get()
+        fresh = tagger.rebuilt_if_grown()
+        if fresh is not tagger:
+            self._reloader.value = tagger = fresh
+        out = tagger.tag(article)
+        self._tagged.inc()
+        if out.topics:
+            self._with_topic.inc()
+            for topic in out.topics:
+                self._metrics.tags.labels(topic=topic.id).inc()
+        if out.mentions:
+            self._with_mention.inc()
+            for org_id in {m.org_id for m in out.mentions}:
+                self._metrics.mentions.labels(org=org_id).inc()
+        yield out
+
+
+class TagArticles(beam.PTransform):
+    """TaggedArticle -> the same with ``topics`` and ``mentions`` (topics and watched
+    organizations in one pass; watchlist reloaded from ``source`` while running)."""
+
+    def __init__(self, source: WatchlistSource, label: str | None = None):
+        super().__init__(label)
+        self._source = source
+
+    def expand(self, articles):
+        return articles | "TagTopicsAndOrganizations" >> beam.ParDo(_TagFn(self._source))

@@ -1,0 +1,130 @@
+"""Topic tagging: weighted terms and phrases per language, matched on lemmas, with negative
+terms and a threshold (the EMM / GDELT-theme style of rule, which an analyst can read and
+tune).
+
+Scoring, per topic, over one keyed Doc:
+
+1. Every term is matched in every inflected form (PhraseMatcher on the match key).
+2. A negative match cancels every positive match of the same topic that it overlaps
+   ("protest song" is not evidence of a protest), and each distinct negative term found
+   subtracts its weight once ("retailer" makes "mobilizing staff" less likely to be
+   military).
+3. Of overlapping positive matches only the longest counts ("partial mobilization" counts
+   once, not also as "mobilization").
+4. Each distinct term adds its weight; a term seen two or more times adds half its weight
+   again (repetition is evidence, but not unbounded evidence).
+5. The article carries the topic when the score reaches the topic's threshold. Evidence is
+   the text and offsets of every counted match (at most :data:`MAX_EVIDENCE`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc
+
+from newsradar.config.watchlist import Topic
+from newsradar.records import Evidence, TopicTag
+
+from .nlp import Pipelines
+
+MAX_EVIDENCE = 10
+REPEAT_BONUS = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class _TermLabel:
+    topic: int
+    term: int
+    weight: float
+    negative: bool
+
+
+class TopicMatcher:
+    """The topics of a watchlist for documents of one language (built once per worker)."""
+
+    def __init__(self, topics: Sequence[Topic], pipelines: Pipelines, lang: str):
+        self.lang = lang
+        self.topics = tuple(topics)
+        nlp = pipelines.nlp[lang]
+        strings = nlp.vocab.strings
+        self._matcher = PhraseMatcher(nlp.vocab, attr="LEMMA")
+        self._labels: dict[int, _TermLabel] = {}
+        self.pattern_count = 0
+        for ti, topic in enumerate(self.topics):
+            for negative, terms in ((False, topic.terms.get(lang, ())), (True, topic.negative.get(lang, ()))):
+                # Two terms can key alike ("мобилизованный" and "мобилизовать" both key to
+                # the verb): the key sequence belongs to the heavier term.
+                best: dict[tuple[str, ...], tuple[int, float]] = {}
+                for k, term in enumerate(terms):
+                    for seq in pipelines.phrase_variants(term.term, lang):
+                        if seq not in best or term.weight > best[seq][1]:
+                            best[seq] = (k, term.weight)
+                by_term: dict[int, list[tuple[str, ...]]] = {}
+                for seq, (k, _w) in best.items():
+                    by_term.setdefault(k, []).append(seq)
+                for k, seqs in by_term.items():
+                    key = f"{ti}:{'n' if negative else 'p'}:{k}"
+                    self._labels[strings.add(key)] = _TermLabel(ti, k, terms[k].weight, negative)
+                    self._matcher.add(key, [Doc(nlp.vocab, words=list(q), lemmas=list(q)) for q in seqs])
+                    self.pattern_count += len(seqs)
+
+    def __call__(self, doc: Doc, offset: int = 0) -> list[TopicTag]:
+        """The topics ``doc`` carries, in watchlist order, with score and evidence."""
+        positives: dict[int, list[tuple[int, int, _TermLabel]]] = {}
+        negatives: dict[int, list[tuple[int, int, _TermLabel]]] = {}
+        for match_id, start, end in self._matcher(doc):
+            label = self._labels[match_id]
+            bucket = negatives if label.negative else positives
+            bucket.setdefault(label.topic, []).append((start, end, label))
+        tags = []
+        for ti, matches in positives.items():
+            topic = self.topics[ti]
+            score, evidence = _score(matches, negatives.get(ti, []))
+            if score >= topic.threshold:
+                tags.append(
+                    TopicTag(
+                        id=topic.id,
+                        score=round(score, 2),
+                        evidence=tuple(
+                            Evidence(doc[s:e].text, doc[s:e].start_char + offset, doc[s:e].end_char + offset)
+                            for s, e in evidence[:MAX_EVIDENCE]
+                        ),
+                    )
+                )
+        tags.sort(key=lambda tag: [t.id for t in self.topics].index(tag.id))
+        return tags
+
+    def explain(self, doc: Doc) -> dict[str, float]:
+        """Every topic's score on ``doc``, tagged or not (for `watchlist check` reports)."""
+        positives: dict[int, list] = {}
+        negatives: dict[int, list] = {}
+        for match_id, start, end in self._matcher(doc):
+            label = self._labels[match_id]
+            (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
+        return {t.id: round(_score(positives.get(i, []), negatives.get(i, []))[0], 2) for i, t in enumerate(self.topics)}
+
+
+def _score(positives: list, negatives: list) -> tuple[float, list[tuple[int, int]]]:
+    """The rule in the module docstring; returns (score, counted spans in text order)."""
+    kept = [
+        m for m in positives
+        if not any(m[0] < n[1] and n[0] < m[1] for n in negatives)
+    ]
+    # Longest first; a match overlapping one already kept is dropped.
+    kept.sort(key=lambda m: (-(m[1] - m[0]), m[0]))
+    counted: list[tuple[int, int, _TermLabel]] = []
+    for m in kept:
+        if not any(m[0] < c[1] and c[0] < m[1] for c in counted):
+            counted.append(m)
+    seen: dict[int, int] = {}
+    weights: dict[int, float] = {}
+    for _s, _e, label in counted:
+        seen[label.term] = seen.get(label.term, 0) + 1
+        weights[label.term] = label.weight
+    score = sum(w * (1 + REPEAT_BONUS if seen[t] > 1 else 1) for t, w in weights.items())
+    score -= sum({label.term: label.weight for _s, _e, label in negatives}.values())
+    counted.sort(key=lambda m: m[0])
+    return score, [(s, e) for s, e, _ in counted]
