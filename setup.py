@@ -20,6 +20,8 @@ INSTALL_REQUIRES = [
     "pymorphy3>=2.0.2,<3",
     "pymorphy3-dicts-ru>=2.4.417150,<3",
     "pymorphy3-dicts-uk>=2.4.1,<3",
+    # pymorphy3's C dictionary backend (its "fast" extra): ~4x faster on uncached word forms
+    "DAWG2>=0.9,<1",
     # metrics endpoints
     "prometheus-client>=0.20,<1",
     # our own async HTTP client for feeds, Telegram and webhooks (custom resolver, caps)
