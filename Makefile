@@ -6,12 +6,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test install deps lint kafka-jars prism clean-venv
+.PHONY: up test install deps lint kafka-jars prism prometheus clean-venv
 
 up: deps
 	$(BIN)/newsradar up --demo
 
-test: deps
+# The tests also run Prometheus, promtool and Alertmanager (Debian packages, needs root).
+test: deps prometheus
 	$(BIN)/python -m pytest
 
 # Python environment: the package (editable) with its test extras.
@@ -30,6 +31,10 @@ kafka-jars:
 
 prism: install
 	PATH="$(abspath $(BIN)):$$PATH" deploy/prism/build.sh
+
+# Prometheus, promtool, Alertmanager, amtool from Debian's packages (root or sudo; idempotent).
+prometheus:
+	deploy/prometheus/install.sh
 
 lint: install
 	$(BIN)/ruff check .
