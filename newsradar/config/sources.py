@@ -115,6 +115,19 @@ class TelegramExportSource(_Source):
     path: str = Field(min_length=1)
     # Channel username for article ids when the export does not carry one.
     channel: Channel | None = None
+    # Old exports (before date_unixtime) wrote local times of the exporting computer.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA time zone like UTC or Europe/Moscow, got {v!r}") from None
+        return v
 
 
 class TelegramMtprotoSource(_Source):
@@ -127,6 +140,16 @@ class TelegramMtprotoSource(_Source):
 
 
 TelegramSource = TelegramWebSource | TelegramBotSource | TelegramExportSource | TelegramMtprotoSource
+
+
+class TelegramSettings(_Frozen):
+    """Politeness shared by every Telegram source of one process (t.me limits by client
+    address, not by channel)."""
+
+    # Least time between two requests to the t.me preview, across all web sources.
+    web_request_gap: Duration = 1.0
+    # The same for Bot API calls (each getUpdates long-polls; this only spaces the calls).
+    bot_request_gap: Duration = 0.0
 Source = RssSource | TelegramSource
 
 _TELEGRAM_MODES = {
@@ -146,6 +169,7 @@ class Sources(_Frozen):
     allow_private_networks: bool = False
     defaults: Defaults = Defaults()
     metrics: MetricsEndpoint = MetricsEndpoint()
+    telegram: TelegramSettings = TelegramSettings()
     sources: tuple[Source, ...] = ()
 
     def interval_of(self, source: Source) -> float:
@@ -158,6 +182,7 @@ class _Top(_Frozen):
     allow_private_networks: bool = False
     defaults: Defaults = Defaults()
     metrics: MetricsEndpoint = MetricsEndpoint()
+    telegram: TelegramSettings = TelegramSettings()
     sources: list[dict]
 
 
@@ -173,6 +198,7 @@ def load_sources(path: str | os.PathLike) -> Sources:
         allow_private_networks=top.allow_private_networks,
         defaults=top.defaults,
         metrics=top.metrics,
+        telegram=top.telegram,
         sources=tuple(entries),
     )
 
@@ -194,6 +220,6 @@ def _source(doc: Document, entry: dict, path: str) -> Source:
 
 __all__ = [
     "ConfigError", "Defaults", "MetricsEndpoint", "RssSource", "Source", "Sources",
-    "TelegramBotSource", "TelegramExportSource", "TelegramMtprotoSource", "TelegramSource",
+    "TelegramBotSource", "TelegramExportSource", "TelegramMtprotoSource", "TelegramSettings", "TelegramSource",
     "TelegramWebSource", "load_sources",
 ]
