@@ -239,10 +239,10 @@ def kafka_topics(bootstrap_servers: str, partitions: int, replication_factor: in
 @handles_errors
 def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_servers: str, allow_private_networks: bool) -> None:
     """Poll RSS/Atom feeds and Telegram channels into news.raw."""
-    from .config import load_sources
+    from connectors.app import run
 
-    load_sources(sources_file)
-    not_built_yet("`newsradar connect`")
+    sys.exit(run(sources_file, state_dir=state_dir, once=once, bootstrap_servers=bootstrap_servers,
+                 allow_private_networks=allow_private_networks))
 
 
 # ---------------------------------------------------------------------------

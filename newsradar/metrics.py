@@ -30,6 +30,8 @@ FETCH_OUTCOMES = (
     "too_large",     # body cap exceeded after decompression
     "parse_error",   # not a feed / malformed page / entity declarations
     "network_error",  # DNS, connection reset, TLS
+    "internal_error",  # a bug in a poller (logged with its traceback); the source backs off
+    "unavailable",   # the source kind cannot run in this build (e.g. its module is missing)
 )
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 ALERT_KINDS = ("new_mention", "first_in_window", "surge", "topic")
@@ -86,6 +88,10 @@ class ConnectorMetrics:
             registry=registry,
         )
         self.poll_cycles = Counter("newsradar_poll_cycles", "Scheduler cycles completed.", registry=registry)
+        self.items_skipped = Counter(
+            "newsradar_items_skipped", "Entries or messages that could not become records (counted, not fatal).",
+            ["source"], registry=registry,
+        )
 
     def init_source(self, source: str) -> None:
         """Create the source's series at zero (call once per configured source at start).
@@ -102,7 +108,7 @@ class ConnectorMetrics:
             self.http_responses.labels(source=source, status_class=status_class)
         for metric in (self.items_produced, self.fetch_bytes, self.fetch_duration, self.produce_errors,
                        self.parse_errors, self.rate_limit_waits, self.rate_limit_wait_seconds,
-                       self.consecutive_errors):
+                       self.consecutive_errors, self.items_skipped):
             metric.labels(source=source)
 
 

@@ -56,6 +56,13 @@ class Defaults(_Frozen):
     backoff_step: Duration = 300.0
     backoff_max: Duration = 6 * 3600.0
     user_agent: str = "newsradar/0.1 (+https://github.com/newsradar/newsradar)"
+    # A 304 proves nothing by itself: every Nth 304 in a row is checked with a full GET whose
+    # body hash is compared with the last one (a server whose 304s hide changes is "lying").
+    verify_304_every: int = Field(default=12, ge=1, le=10_000)
+    # Polls in flight at once across all sources (the per-host limit applies within it).
+    max_concurrent_polls: int = Field(default=32, ge=1, le=1024)
+    # Upper bound on remembered ids per source, on top of seen_ttl.
+    seen_max_per_source: int = Field(default=20_000, ge=100, le=10_000_000)
 
 
 class _Source(_Frozen):
@@ -76,6 +83,9 @@ class _Source(_Frozen):
 class RssSource(_Source):
     kind: Literal["rss"]
     url: HttpUrl
+    # Per-feed overrides of the defaults (a huge archive feed, a slow server).
+    timeout: Duration | None = None
+    max_body: Size | None = None
 
 
 def _channel(value):

@@ -1,0 +1,185 @@
+"""``newsradar connect``: build every configured source's poller and run the delivery loop.
+
+Guarantees:
+
+* Config is validated before anything starts (a bad file is exit 2 from the CLI).
+* One Kafka producer, one HTTP client, one state store per process, shared by all sources.
+* ``--once`` polls every due source one time and returns 0 when all were handled (source
+  errors are counted, not fatal); 1 when Kafka did not acknowledge some records.
+* Without ``--once`` it runs until SIGINT/SIGTERM, then stops fetching, lets deliveries in
+  flight finish (acks and state commits), flushes the producer and exits 0.
+* ``/metrics`` is served on the host/port of the sources file's ``metrics:`` (127.0.0.1 by
+  default; port 0 picks a free port); its URL is logged.
+* ``kind: telegram`` sources are built by ``connectors.telegram.make_poller`` (contract in
+  :mod:`connectors.base`). If that factory is missing from this build, each such source is
+  skipped with a warning and counted as ``outcome="unavailable"``; the others run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from connectors.http import FetchLimits, HttpClient
+from connectors.rss import RssPoller
+from connectors.runner import Runner, Schedule, Slot
+from connectors.state import StateLocked, StateStore
+from newsradar import paths
+from newsradar.config.sources import Sources, load_sources
+from newsradar.metrics import ConnectorMetrics, serve
+from newsradar.netguard import AddressPolicy
+from newsradar.records import TOPIC_RAW
+
+log = logging.getLogger("newsradar.connect")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+class ConnectError(RuntimeError):
+    """The connector cannot start (no broker, state directory in use, port taken)."""
+
+
+def telegram_factory():
+    """``connectors.telegram.make_poller`` or, when this build has none, the reason why not."""
+    try:
+        module = importlib.import_module("connectors.telegram")
+    except ImportError as exc:
+        return None, f"connectors.telegram cannot be imported ({exc})"
+    factory = getattr(module, "make_poller", None)
+    if not callable(factory):
+        return None, "connectors.telegram has no make_poller factory yet"
+    return factory, None
+
+
+def build_slots(sources: Sources, http: HttpClient, metrics: ConnectorMetrics, parse_in=None) -> list[Slot]:
+    """One slot per enabled source; Telegram sources without a factory are skipped and counted."""
+    slots = []
+    factory, why_not = None, None
+    for source in sources.sources:
+        if not source.enabled:
+            continue
+        schedule = Schedule.from_config(sources.defaults, sources.interval_of(source))
+        if source.kind == "rss":
+            slots.append(Slot(RssPoller(source, sources.defaults, http, parse_in=parse_in), schedule))
+            continue
+        if factory is None and why_not is None:
+            factory, why_not = telegram_factory()
+        if factory is None:
+            metrics.init_source(source.id)
+            metrics.fetches.labels(source=source.id, outcome="unavailable").inc()
+            log.warning("source %s (telegram/%s) skipped: %s", source.id, source.mode, why_not)
+            continue
+        slots.append(Slot(factory(source, sources=sources, http=http), schedule))
+    return slots
+
+
+def run(
+    sources_file: str,
+    *,
+    state_dir: str | None = None,
+    once: bool = False,
+    bootstrap_servers: str = "localhost:9092",
+    allow_private_networks: bool = False,
+    registry: CollectorRegistry = REGISTRY,
+) -> int:
+    """Entry point of ``newsradar connect``; returns the exit code. Raises ConfigError on bad config."""
+    sources = load_sources(sources_file)
+    try:
+        return asyncio.run(_main(sources, Path(state_dir) if state_dir else paths.state_dir(), once,
+                                 bootstrap_servers, allow_private_networks or sources.allow_private_networks,
+                                 registry))
+    except ConnectError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILURE
+
+
+async def _main(
+    sources: Sources, state_dir: Path, once: bool, bootstrap: str, allow_private: bool, registry: CollectorRegistry
+) -> int:
+    from kafka.errors import KafkaError
+
+    from newsradar.kafka import broker_answers, make_producer
+
+    if not await asyncio.to_thread(broker_answers, bootstrap, 10.0):
+        raise ConnectError(f"no Kafka broker answers at {bootstrap}")
+    try:
+        store = StateStore(state_dir)
+    except StateLocked as exc:
+        raise ConnectError(str(exc)) from None
+    metrics = ConnectorMetrics(registry)
+    try:
+        port = serve(sources.metrics.port, sources.metrics.host, registry)
+    except OSError as exc:
+        store.close()
+        raise ConnectError(f"cannot serve metrics on {sources.metrics.host}:{sources.metrics.port}: {exc}") from None
+    log.info("metrics at http://%s:%d/metrics; state in %s", sources.metrics.host, port, state_dir)
+    if allow_private:
+        log.warning("allow_private_networks is on: feeds may reach loopback and private addresses")
+
+    producer = make_producer(bootstrap, client_id="newsradar-connect")
+    defaults = sources.defaults
+    http = HttpClient(
+        FetchLimits(timeout=defaults.timeout, max_body=defaults.max_body, max_redirects=defaults.max_redirects,
+                    user_agent=defaults.user_agent),
+        AddressPolicy(allow_private_networks=allow_private),
+    )
+    parse_pool = ThreadPoolExecutor(2, thread_name_prefix="parse")
+    runner = None
+    try:
+        await asyncio.to_thread(_check_topic, producer, TOPIC_RAW)
+        slots = build_slots(sources, http, metrics, parse_in=parse_pool)
+        runner = Runner(
+            slots, producer=producer, store=store, metrics=metrics,
+            max_concurrent_polls=defaults.max_concurrent_polls, per_host_concurrency=defaults.per_host_concurrency,
+            seen_ttl=defaults.seen_ttl, seen_max_per_source=defaults.seen_max_per_source,
+        )
+        log.info("connect: %d sources%s", len(slots), " (once)" if once else "")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, _on_signal, stop, sig)
+        await runner.run(stop, once=once)
+        produce_errors = _total(metrics.produce_errors)
+        return EXIT_FAILURE if once and produce_errors else EXIT_OK
+    finally:
+        if runner is not None:
+            runner.close()
+            for slot in runner.slots:
+                await slot.poller.close()
+        await http.close()
+        parse_pool.shutdown(wait=True)
+        try:
+            await asyncio.to_thread(producer.close, 30)
+        except KafkaError as exc:
+            log.error("closing the Kafka producer: %s", exc)
+        store.close()
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if not stop.is_set():
+        log.info("%s: finishing deliveries in flight, then stopping", signal.Signals(sig).name)
+    stop.set()
+
+
+def _check_topic(producer, topic: str) -> None:
+    from kafka.errors import KafkaError
+
+    try:
+        if not producer.partitions_for(topic):
+            raise ConnectError(f"Kafka topic {topic} has no partitions; run `newsradar kafka topics`")
+    except KafkaError as exc:
+        raise ConnectError(f"Kafka topic {topic} is not available ({exc}); run `newsradar kafka topics`") from None
+
+
+def _total(counter) -> float:
+    return sum(s.value for metric in counter.collect() for s in metric.samples if s.name.endswith("_total"))
+
+
+__all__ = ["ConnectError", "build_slots", "run", "telegram_factory"]

@@ -1,0 +1,319 @@
+"""The parse step of the RSS connector: feed bytes + response headers -> ``news.raw`` records.
+
+No network and no file access: feedparser only ever sees a byte stream we fetched, never a
+URL or a path. Guarantees of :func:`parse_feed`:
+
+* Entity and internal-DTD declarations are refused **before** any XML parser runs, in
+  whatever encoding the document is in, so nothing is ever expanded (billion laughs) or
+  fetched (XXE). An external DOCTYPE without an internal subset (the Netscape RSS 0.91 one)
+  is harmless and allowed.
+* An empty body, an HTML page or anything else that is not a feed is a :class:`FeedError`,
+  never a healthy feed with no entries. Errors inside feedparser become :class:`FeedError`.
+* An entry that cannot be turned into a valid record is skipped and counted, never fatal.
+* Each record follows DESIGN.md: a stable ``article_id`` (:func:`newsradar.records.rss_article_id`),
+  ``text`` with no markup, ``published_at`` in UTC (a missing, unreadable, absurd or
+  more-than-a-day-ahead date falls back to the fetch time and is flagged), ``lang_hint``,
+  ``author`` and an http(s) ``url``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import codecs
+import io
+import re
+import xml.sax
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import feedparser
+from feedparser.encodings import convert_to_utf8
+
+from newsradar.records import RawArticle, RecordError, format_time, rss_article_id
+from newsradar.text import html_to_text, normalize_text
+
+# Dates before this are placeholders ("0001-01-01", epoch zero), not publication times.
+EARLIEST_PLAUSIBLE = datetime(1990, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(days=1)
+# Keep records well under the 2 MiB record cap: drop the HTML copy first, then cut the text.
+MAX_RECORD_TEXT = 512 * 1024
+
+_SY_PERIODS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400, "monthly": 30 * 86400, "yearly": 365 * 86400}
+
+
+class FeedError(ValueError):
+    """The body is not a feed we can read (the poll's outcome is ``parse_error``)."""
+
+
+@dataclass
+class ParsedFeed:
+    """What one body yielded. ``records`` are every entry of the feed, old and new, in feed order."""
+
+    records: list[RawArticle] = field(default_factory=list)
+    skipped: int = 0
+    skip_reasons: list[str] = field(default_factory=list)
+    # The feed's own "come back in" hint in seconds (ttl, sy:updatePeriod), if it gave one.
+    hint_seconds: float | None = None
+    guids_repeat: bool = False
+    version: str = ""
+    encoding: str = ""
+    # feedparser accepted the document only with its forgiving parser (not well-formed XML).
+    bozo: bool = False
+
+
+# ---------------------------------------------------------------------------
+# refusing declarations before parsing
+
+_DECLARATIONS = re.compile(rb"<!\s*ENTITY|<!\s*DOCTYPE[^>\[]*\[", re.IGNORECASE)
+_SKIPPABLE = re.compile(rb"<!\[CDATA\[.*?\]\]>|<!--.*?-->", re.DOTALL)
+
+
+def refuse_declarations(utf8: bytes) -> None:
+    """Raise :class:`FeedError` when the document declares entities or an internal DTD subset.
+
+    ``utf8`` is the document already converted to UTF-8. Text inside CDATA sections and
+    comments is ignored (an article about XML may quote ``<!ENTITY``); everything else counts,
+    wherever it appears, because forgiving parsers read declarations anywhere.
+    """
+    if b"<!" not in utf8:
+        return
+    match = _DECLARATIONS.search(_SKIPPABLE.sub(b"", utf8))
+    if match:
+        what = "entity declaration" if b"ENTITY" in match.group(0).upper() else "internal DTD subset"
+        raise FeedError(f"refusing a feed with an {what} (entities are never expanded)")
+
+
+# ---------------------------------------------------------------------------
+# encodings
+
+_XML_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=", re.IGNORECASE)
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+
+
+def _guess_undeclared(body: bytes, headers: dict[str, str]) -> dict[str, str]:
+    """Headers to parse with: adds charset=windows-1251 for undeclared Cyrillic bodies.
+
+    Russian and Ukrainian sites still serve windows-1251 without saying so; feedparser would
+    then fall back to windows-1252 and produce mojibake. We only step in when nothing declares
+    an encoding (no charset, no XML declaration, no BOM), the body is not UTF-8, and read as
+    windows-1251 its non-ASCII letters are overwhelmingly Cyrillic.
+    """
+    content_type = headers.get("content-type", "")
+    if "charset" in content_type.lower() or _XML_ENCODING.match(body[:200]):
+        return headers
+    if body[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or body[:3] == codecs.BOM_UTF8:
+        return headers
+    try:
+        body.decode("utf-8")
+        return headers
+    except UnicodeDecodeError:
+        pass
+    sample = body[:65536].decode("windows-1251", errors="replace")
+    non_ascii = [ch for ch in sample if ord(ch) > 127]
+    if non_ascii and sum(1 for ch in non_ascii if _CYRILLIC.match(ch)) >= 0.8 * len(non_ascii):
+        media = content_type.split(";", 1)[0].strip() or "application/xml"
+        return {**headers, "content-type": f"{media}; charset=windows-1251"}
+    return headers
+
+
+def to_utf8(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, dict[str, str], str]:
+    """The document as UTF-8 the way feedparser would read it, plus the headers to parse it with.
+
+    Returns ``(utf8, headers, encoding)``; the headers say ``charset=utf-8`` so feedparser
+    does not convert a second time.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    lowered = _guess_undeclared(body, lowered)
+    info: dict = {}
+    utf8 = convert_to_utf8(lowered, body, info)
+    media = (lowered.get("content-type") or "application/xml").split(";", 1)[0].strip()
+    if not media.endswith("xml"):
+        # Served as text/html or text/plain: still parse it, but as UTF-8 XML (we converted it).
+        media = "application/xml"
+    return utf8, {**lowered, "content-type": f"{media}; charset=utf-8"}, info.get("encoding") or "unknown"
+
+
+# ---------------------------------------------------------------------------
+# the parse
+
+_HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*(<!doctype\s+html|<html)", re.IGNORECASE | re.DOTALL)
+# What feedparser (or the XML machinery under it) raises on input it cannot cope with.
+_FEEDPARSER_ERRORS = (
+    xml.sax.SAXException, ValueError, TypeError, KeyError, IndexError, AttributeError, UnicodeError,
+    AssertionError, RecursionError, LookupError, OverflowError,
+)
+
+
+def parse_feed(
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    source_id: str,
+    fetched_at: datetime,
+    default_lang: str | None = None,
+    guids_repeat: bool = False,
+    base_url: str | None = None,
+) -> ParsedFeed:
+    """Parse one fetched body (see module docstring for guarantees). Raises :class:`FeedError`.
+
+    ``guids_repeat`` is sticky state from earlier polls: once a feed was seen repeating guids,
+    its ids stay guid+link so they do not change when the repetition disappears.
+    """
+    if not body.strip():
+        raise FeedError("empty body")
+    utf8, parse_headers, encoding = to_utf8(body, headers)
+    if _HTML_START.match(utf8[utf8.find(b"?>") + 2 if utf8.startswith(b"<?xml") else 0:][:4096]):
+        raise FeedError("an HTML page, not a feed")
+    refuse_declarations(utf8)
+    if base_url and "content-location" not in parse_headers:
+        # feedparser resolves relative links against Content-Location; give it the feed URL.
+        parse_headers["content-location"] = base_url
+    try:
+        parsed = feedparser.parse(io.BytesIO(utf8), response_headers=parse_headers)
+    except _FEEDPARSER_ERRORS as exc:
+        raise FeedError(f"feedparser failed: {type(exc).__name__}: {exc}") from None
+    entries = parsed.get("entries") or []
+    version = parsed.get("version") or ""
+    if not version and not entries:
+        exc = parsed.get("bozo_exception")
+        reason = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+        raise FeedError(f"not an RSS/Atom/RDF feed{reason}"[:300])
+    feed_info = parsed.get("feed") or {}
+    out = ParsedFeed(
+        hint_seconds=feed_hint(feed_info),
+        version=version,
+        encoding=encoding,
+        bozo=bool(parsed.get("bozo")),
+    )
+    guids = Counter(str(e.get("id")).strip() for e in entries if e.get("id"))
+    out.guids_repeat = guids_repeat or any(n > 1 for n in guids.values())
+    feed_lang = _lang(feed_info.get("language")) or _lang(parse_headers.get("content-language")) or default_lang
+    seen_ids: set[str] = set()
+    for index, entry in enumerate(entries):
+        try:
+            record = entry_record(
+                entry, source_id=source_id, fetched_at=fetched_at, lang=feed_lang, guids_repeat=out.guids_repeat
+            )
+        except (RecordError, ValueError, TypeError, KeyError, AttributeError, OverflowError, OSError) as exc:
+            out.skipped += 1
+            out.skip_reasons.append(f"entry {index}: {type(exc).__name__}: {exc}"[:200])
+            continue
+        if record is None:
+            out.skipped += 1
+            out.skip_reasons.append(f"entry {index}: no title, text or link")
+            continue
+        if record.article_id in seen_ids:
+            # The same item twice in one body (same guid and link): one record.
+            continue
+        seen_ids.add(record.article_id)
+        out.records.append(record)
+    return out
+
+
+def feed_hint(feed_info: Mapping) -> float | None:
+    """The feed's requested polling period in seconds: the longer of ttl and sy:updatePeriod."""
+    hints = []
+    ttl = str(feed_info.get("ttl") or "").strip()
+    if ttl.isdigit() and int(ttl) > 0:
+        hints.append(int(ttl) * 60.0)
+    period = str(feed_info.get("sy_updateperiod") or "").strip().lower()
+    if period in _SY_PERIODS:
+        frequency = str(feed_info.get("sy_updatefrequency") or "1").strip()
+        freq = int(frequency) if frequency.isdigit() and int(frequency) > 0 else 1
+        hints.append(_SY_PERIODS[period] / freq)
+    return max(hints) if hints else None
+
+
+_LANG = re.compile(r"^([a-zA-Z]{2,3})([-_].*)?$")
+
+
+def _lang(value) -> str | None:
+    m = _LANG.match(str(value or "").strip())
+    return m.group(1).lower() if m else None
+
+
+def _detail_text(detail: Mapping | None, fallback: str) -> str:
+    if detail and str(detail.get("type", "")).lower() == "text/plain":
+        return normalize_text(detail.get("value") or "")
+    return html_to_text(fallback or "")
+
+
+def _http_url(value) -> str:
+    text = str(value or "").strip()
+    return text if re.match(r"^https?://[^\s/]+", text, re.IGNORECASE) else ""
+
+
+def _body(entry: Mapping) -> tuple[str, str | None]:
+    """(text, html) of an entry: the richest content block, else the summary."""
+    blocks = [c for c in (entry.get("content") or []) if c.get("value")]
+    if blocks:
+        block = max(blocks, key=lambda c: len(c.get("value") or ""))
+    elif entry.get("summary"):
+        block = entry.get("summary_detail") or {"type": "text/html", "value": entry.get("summary")}
+    else:
+        return "", None
+    value = block.get("value") or ""
+    if str(block.get("type", "")).lower() == "text/plain":
+        return normalize_text(value), None
+    return html_to_text(value), value
+
+
+def _published(entry: Mapping, fetched_at: datetime) -> tuple[datetime, str | None]:
+    for key in ("published", "updated", "created"):
+        raw = entry.get(key)
+        parsed = entry.get(f"{key}_parsed")
+        if parsed:
+            when = datetime.fromtimestamp(calendar.timegm(parsed), UTC)
+            if when < EARLIEST_PLAUSIBLE:
+                return fetched_at, "date_absurd"
+            if when > fetched_at + FUTURE_TOLERANCE:
+                return fetched_at, "date_future"
+            return when, None
+        if raw:
+            return fetched_at, "date_malformed"
+    return fetched_at, "date_missing"
+
+
+def entry_record(
+    entry: Mapping, *, source_id: str, fetched_at: datetime, lang: str | None, guids_repeat: bool
+) -> RawArticle | None:
+    """One feed entry as a ``news.raw`` record, or None when it carries nothing at all."""
+    title = _detail_text(entry.get("title_detail"), entry.get("title") or "")
+    text, html = _body(entry)
+    link = _http_url(entry.get("link"))
+    guid = str(entry.get("id") or "").strip() or None
+    if not (title or text or link):
+        return None
+    published, flag = _published(entry, fetched_at)
+    flags = [flag] if flag else []
+    if len(text) > MAX_RECORD_TEXT:
+        text = text[:MAX_RECORD_TEXT]
+        flags.append("text_truncated")
+    if html is not None and len(html.encode("utf-8")) + len(text.encode("utf-8")) > MAX_RECORD_TEXT * 2:
+        html = None
+        flags.append("html_dropped")
+    author = html_to_text(entry.get("author") or "") or None
+    entry_lang = None
+    for block in entry.get("content") or []:
+        entry_lang = entry_lang or _lang(block.get("language"))
+    return RawArticle(
+        article_id=rss_article_id(source_id, guid=guid, link=link, title=title, text=text,
+                                  guid_is_repeated=guids_repeat),
+        source_id=source_id,
+        source_kind="rss",
+        url=link,
+        title=title,
+        text=text,
+        published_at=format_time(published),
+        fetched_at=format_time(fetched_at),
+        html=html or None,
+        author=author,
+        lang_hint=entry_lang or lang,
+        guid=guid,
+        flags=tuple(flags) or None,
+    )
+
+
+__all__ = ["FeedError", "ParsedFeed", "entry_record", "feed_hint", "parse_feed", "refuse_declarations", "to_utf8"]

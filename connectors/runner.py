@@ -1,0 +1,396 @@
+"""The one delivery loop every source runs in: schedule, poll, produce, wait for acks, save.
+
+Guarantees (for any :class:`connectors.base.Poller`: RSS, Telegram web/bot/export):
+
+* **At least once, nothing lost.** A poll's records are sent to Kafka and the loop waits for
+  every acknowledgement before it saves the source's cursor and the delivered ids in one
+  state-store transaction. A crash before that commit re-reads (duplicates of that one poll
+  at most); a crash after it re-sends nothing that was recorded. A send Kafka did not
+  acknowledge leaves the cursor where it was, so the next poll brings the record back.
+* **Repeats dropped by id.** Records whose ``(article_id, edited_at)`` was delivered within
+  ``seen_ttl`` are not sent again (an edit with a new ``edited_at`` is).
+* **One producer per process**, built by :func:`newsradar.kafka.make_producer` (acks=all,
+  idempotence on). Sends run on one dedicated thread so per-source order is kept and the
+  event loop never blocks on Kafka metadata.
+* **Polite scheduling.** At most ``max_concurrent_polls`` polls at once and
+  ``per_host_concurrency`` per host. After a success the next poll is the source's hint
+  clamped to ``[max(interval, min_interval), max_interval]``; after a failure, linear backoff
+  ``backoff_step * errors`` capped at ``backoff_max``; after 429/503, the server's Retry-After
+  (at most 24 h). A source is never dropped: it keeps being polled, its errors counted.
+* **A poller bug is contained**: an unexpected exception becomes an ``internal_error`` poll
+  for that source (logged with its traceback), the other sources carry on.
+* One progress log line per cycle: sources due, changed, not modified, errors, new items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.base import Poller, PollResult
+from connectors.http import RETRY_AFTER_CAP
+from connectors.state import StateStore
+from newsradar.config.sources import Defaults
+from newsradar.metrics import ConnectorMetrics
+from newsradar.records import TOPIC_RAW, RawArticle
+
+log = logging.getLogger(__name__)
+
+# How often expired seen ids are purged (seconds of the injected clock).
+EXPIRE_EVERY = 3600.0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a source is polled next (seconds)."""
+
+    interval: float = 600.0
+    min_interval: float = 60.0
+    max_interval: float = 6 * 3600.0
+    backoff_step: float = 300.0
+    backoff_max: float = 6 * 3600.0
+
+    @classmethod
+    def from_config(cls, defaults: Defaults, interval: float | None = None) -> Schedule:
+        return cls(
+            interval=defaults.interval if interval is None else interval,
+            min_interval=defaults.min_interval,
+            max_interval=defaults.max_interval,
+            backoff_step=defaults.backoff_step,
+            backoff_max=defaults.backoff_max,
+        )
+
+    def after_success(self, hint: float | None) -> float:
+        if hint is not None and hint <= 0:
+            return 0.0  # the source has more ready now (a backlog)
+        floor = max(self.interval, self.min_interval)
+        return min(max(hint or 0.0, floor), max(self.max_interval, self.min_interval))
+
+    def after_error(self, errors: int) -> float:
+        return min(self.backoff_step * max(errors, 1), self.backoff_max)
+
+    def after_rate_limit(self, wait: float | None, errors: int) -> float:
+        if wait is None:
+            return self.after_error(errors)
+        return min(max(wait, 0.0), RETRY_AFTER_CAP)
+
+
+def seen_key(record: RawArticle) -> str:
+    return f"{record.article_id}|{record.edited_at or ''}"
+
+
+@dataclass
+class Slot:
+    """One source inside the loop: its poller, schedule and the state the loop keeps for it."""
+
+    poller: Poller
+    schedule: Schedule
+    cursor: dict[str, Any] | None = None
+    next_due: float = 0.0
+    errors: int = 0
+    last_new_at: float | None = None
+
+    @property
+    def source_id(self) -> str:
+        return self.poller.source_id
+
+    @property
+    def host(self) -> str | None:
+        return getattr(self.poller, "host", None)
+
+
+@dataclass
+class CycleReport:
+    cycle: int = 0
+    due: int = 0
+    changed: int = 0
+    not_modified: int = 0
+    errors: int = 0
+    rate_limited: int = 0
+    new_items: int = 0
+    skipped_items: int = 0
+    seconds: float = 0.0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (
+            f"cycle {self.cycle}: {self.due} due, {self.changed} changed, {self.not_modified} not modified, "
+            f"{self.errors} errors ({self.rate_limited} rate limited), {self.new_items} new items, "
+            f"{self.skipped_items} skipped entries in {self.seconds:.1f}s"
+        )
+
+
+class DeliveryFailed(Exception):
+    """Kafka did not acknowledge some records of a poll."""
+
+
+class Runner:
+    """Runs pollers on their schedules and delivers their records (see module docstring)."""
+
+    def __init__(
+        self,
+        slots: Sequence[Slot],
+        *,
+        producer,
+        store: StateStore,
+        metrics: ConnectorMetrics,
+        topic: str = TOPIC_RAW,
+        clock: Callable[[], float] = time.time,
+        max_concurrent_polls: int = 32,
+        per_host_concurrency: int = 2,
+        seen_ttl: float = 30 * 86400.0,
+        seen_max_per_source: int = 20_000,
+    ):
+        self.slots = list(slots)
+        self._producer = producer
+        self._store = store
+        self._metrics = metrics
+        self._topic = topic
+        self._clock = clock
+        self._global = asyncio.Semaphore(max_concurrent_polls)
+        self._per_host_limit = per_host_concurrency
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._seen_ttl = seen_ttl
+        self._seen_max = seen_max_per_source
+        self._send_pool = ThreadPoolExecutor(1, thread_name_prefix="kafka-send")
+        self._inflight: set[asyncio.Task] = set()
+        self._cycles = 0
+        self._last_expire = 0.0
+        for slot in self.slots:
+            state = store.load(slot.source_id)
+            slot.cursor = state.cursor
+            slot.next_due = state.next_due or 0.0
+            slot.errors = state.errors
+            slot.last_new_at = state.last_new_at
+            metrics.init_source(slot.source_id)
+            metrics.consecutive_errors.labels(source=slot.source_id).set(slot.errors)
+            if slot.last_new_at:
+                metrics.last_new_item.labels(source=slot.source_id).set(slot.last_new_at)
+
+    # -- the cycle
+
+    def due(self, now: float | None = None) -> list[Slot]:
+        now = self._clock() if now is None else now
+        return [s for s in self.slots if s.next_due <= now]
+
+    def next_wakeup(self) -> float | None:
+        return min((s.next_due for s in self.slots), default=None)
+
+    async def run_cycle(self) -> CycleReport:
+        """Poll every due source once and deliver what they return; returns the cycle's report."""
+        started = time.monotonic()
+        now = self._clock()
+        self._cycles += 1
+        report = CycleReport(cycle=self._cycles)
+        due = self.due(now)
+        report.due = len(due)
+        if due:
+            await asyncio.gather(*(self._run_source(slot, report) for slot in due))
+        if now - self._last_expire >= EXPIRE_EVERY:
+            self._store.expire(older_than=now - self._seen_ttl, max_per_source=self._seen_max)
+            self._last_expire = now
+        report.seconds = time.monotonic() - started
+        self._metrics.poll_cycles.inc()
+        log.info("%s", report.line())
+        return report
+
+    async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
+        """Cycle until ``stop`` is set (or once). On stop, polls still fetching are cancelled;
+        deliveries already under way finish and are saved before this returns."""
+        while not stop.is_set():
+            cycle = asyncio.ensure_future(self.run_cycle())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({cycle, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not cycle.done():
+                cycle.cancel()
+            stopper.cancel()
+            await asyncio.wait({cycle, stopper})
+            if not cycle.cancelled() and cycle.exception() is not None:
+                raise cycle.exception()
+            if once or stop.is_set():
+                break
+            wake = self.next_wakeup()
+            delay = 60.0 if wake is None else max(0.0, wake - self._clock())
+            waiter = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter}, timeout=delay)
+            waiter.cancel()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait for deliveries in flight (acks and state commits) to finish."""
+        while self._inflight:
+            await asyncio.wait(set(self._inflight))
+
+    def close(self) -> None:
+        self._send_pool.shutdown(wait=True)
+
+    # -- one source
+
+    def _host_limit(self, host: str | None) -> asyncio.Semaphore | None:
+        if not host:
+            return None
+        if host not in self._hosts:
+            self._hosts[host] = asyncio.Semaphore(self._per_host_limit)
+        return self._hosts[host]
+
+    async def _run_source(self, slot: Slot, report: CycleReport) -> None:
+        host_limit = self._host_limit(slot.host)
+        async with self._global:
+            if host_limit is not None:
+                async with host_limit:
+                    result, seconds = await self._poll(slot)
+            else:
+                result, seconds = await self._poll(slot)
+        # Delivery is shielded: a shutdown does not interrupt a batch between send and commit.
+        task = asyncio.ensure_future(self._deliver(slot, result, seconds, report))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        await asyncio.shield(task)
+
+    async def _poll(self, slot: Slot) -> tuple[PollResult, float]:
+        started = time.monotonic()
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        task = asyncio.ensure_future(slot.poller.poll(slot.cursor, now))
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        error = task.exception()
+        if error is not None:
+            # A bug in a poller: contained to its source, visible in logs and metrics.
+            log.error("source %s: poller failed", slot.source_id, exc_info=error)
+            result = PollResult(outcome="internal_error", error=f"{type(error).__name__}: {error}")
+        else:
+            result = task.result()
+        return result, time.monotonic() - started
+
+    async def _deliver(self, slot: Slot, result: PollResult, seconds: float, report: CycleReport) -> None:
+        m, source = self._metrics, slot.source_id
+        now = self._clock()
+        m.fetches.labels(source=source, outcome=result.outcome).inc()
+        if result.status:
+            m.http_responses.labels(source=source, status_class=f"{min(max(result.status // 100, 1), 5)}xx").inc()
+        m.fetch_duration.labels(source=source).observe(result.fetch_seconds if result.fetch_seconds is not None else seconds)
+        if result.bytes_read:
+            m.fetch_bytes.labels(source=source).inc(result.bytes_read)
+        if result.skipped:
+            m.items_skipped.labels(source=source).inc(result.skipped)
+            report.skipped_items += result.skipped
+        report.outcomes[result.outcome] = report.outcomes.get(result.outcome, 0) + 1
+
+        if result.failed:
+            self._after_failure(slot, result, now, report)
+            return
+
+        records = _unique(result.records)
+        keys = [seen_key(r) for r in records]
+        unseen = self._store.unseen(source, keys)
+        new = [r for r, k in zip(records, keys, strict=True) if k in unseen]
+        acked, failures = await self._send(new)
+        if acked:
+            m.items_produced.labels(source=source).inc(len(acked))
+            m.last_new_item.labels(source=source).set(now)
+            slot.last_new_at = now
+            report.new_items += len(acked)
+        if failures:
+            m.produce_errors.labels(source=source).inc(len(failures))
+            slot.errors += 1
+            slot.next_due = now + slot.schedule.after_error(slot.errors)
+            # Only what Kafka acknowledged is remembered; the cursor stays, so the rest comes back.
+            self._store.commit_delivery(
+                source, cursor=None, seen=[seen_key(r) for r in acked], now=now, next_due=slot.next_due,
+                errors=slot.errors, last_new_at=slot.last_new_at,
+            )
+            m.consecutive_errors.labels(source=source).set(slot.errors)
+            report.errors += 1
+            log.error("source %s: Kafka did not acknowledge %d of %d records (%s); will retry",
+                      source, len(failures), len(new), failures[0])
+            return
+
+        slot.errors = 0
+        slot.next_due = now + slot.schedule.after_success(result.next_poll_in)
+        # Every id of the poll is refreshed, old ones too: an item still listed never expires.
+        self._store.commit_delivery(
+            source, cursor=result.cursor, seen=keys, now=now, next_due=slot.next_due,
+            errors=0, last_new_at=slot.last_new_at,
+        )
+        if result.cursor is not None:
+            slot.cursor = result.cursor
+        m.consecutive_errors.labels(source=source).set(0)
+        if result.outcome == "not_modified":
+            report.not_modified += 1
+        else:
+            report.changed += 1
+        if result.outcome == "lying_304":
+            log.warning("source %s: content changed behind a 304; the feed is fetched in full from now on", source)
+
+    def _after_failure(self, slot: Slot, result: PollResult, now: float, report: CycleReport) -> None:
+        m, source = self._metrics, slot.source_id
+        slot.errors += 1
+        if result.outcome == "rate_limited":
+            wait = result.rate_limited_for
+            delay = slot.schedule.after_rate_limit(wait, slot.errors)
+            m.rate_limit_waits.labels(source=source).inc()
+            m.rate_limit_wait_seconds.labels(source=source).inc(delay)
+            report.rate_limited += 1
+        else:
+            delay = slot.schedule.after_error(slot.errors)
+        if result.outcome == "parse_error":
+            m.parse_errors.labels(source=source).inc()
+        slot.next_due = now + delay
+        self._store.schedule(source, now=now, next_due=slot.next_due, errors=slot.errors)
+        m.consecutive_errors.labels(source=source).set(slot.errors)
+        report.errors += 1
+        log.warning("source %s: %s (%s, %d in a row); next try in %.0fs",
+                    source, result.error, result.outcome, slot.errors, delay)
+
+    async def _send(self, records: list[RawArticle]) -> tuple[list[RawArticle], list[str]]:
+        """Send and wait for every acknowledgement; returns (acknowledged, error descriptions)."""
+        if not records:
+            return [], []
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in records]
+        await loop.run_in_executor(self._send_pool, self._send_batch, loop, records, futures)
+        outcomes = await asyncio.gather(*futures)
+        acked = [r for r, err in zip(records, outcomes, strict=True) if err is None]
+        failures = [err for err in outcomes if err is not None]
+        return acked, failures
+
+    def _send_batch(self, loop: asyncio.AbstractEventLoop, records: list[RawArticle], futures: list[asyncio.Future]) -> None:
+        """Runs on the send thread; settles each future (None or an error) on the loop thread."""
+        from kafka.errors import KafkaError
+
+        for record, done in zip(records, futures, strict=True):
+            try:
+                sent = self._producer.send(self._topic, key=record.article_id.encode("utf-8"), value=record.encode())
+            except KafkaError as exc:
+                loop.call_soon_threadsafe(_settle, done, f"{type(exc).__name__}: {exc}")
+                continue
+            sent.add_callback(lambda _meta, f=done: loop.call_soon_threadsafe(_settle, f, None))
+            sent.add_errback(lambda exc, f=done: loop.call_soon_threadsafe(_settle, f, f"{type(exc).__name__}: {exc}"))
+
+
+def _settle(future: asyncio.Future, error: str | None) -> None:
+    if not future.done():
+        future.set_result(error)
+
+
+def _unique(records: list[RawArticle]) -> list[RawArticle]:
+    seen: set[str] = set()
+    out = []
+    for record in records:
+        key = seen_key(record)
+        if key not in seen:
+            seen.add(key)
+            out.append(record)
+    return out
+
+
+__all__ = ["CycleReport", "Runner", "Schedule", "Slot", "seen_key"]
