@@ -61,3 +61,14 @@ def test_recording_rules_follow_the_level_metric_operation_convention():
     for name in recorded_names():
         level, metric, *_ = name.split(":")
         assert level and metric.startswith("newsradar_"), name
+
+
+def test_every_catalog_metric_and_alert_is_documented():
+    from tests.deploy.shipped import REPO, alert_names
+
+    doc = (REPO / "docs" / "observability.md").read_text(encoding="utf-8")
+    catalog = {n for n in exported_names() if n.startswith("newsradar_") and not n.endswith(("_bucket", "_sum", "_count"))}
+    catalog = {n for n in catalog if not n.endswith("_created")}
+    assert sorted(n for n in catalog if f"`{n}" not in doc) == []
+    assert sorted(a for a in alert_names() if f"`{a}`" not in doc) == []
+    assert sorted(r for r in recorded_names() if f"`{r}`" not in doc) == []
