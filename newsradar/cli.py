@@ -272,10 +272,11 @@ def pipeline(ctx: click.Context, watchlist_file: str, runner: str, bootstrap_ser
 @handles_errors
 def tag(watchlist_file: str, alerts_file: str | None, input_file: str | None) -> None:
     """Tag a bounded input (JSONL, or an RSS/Atom file; stdin if omitted) to stdout."""
-    from .config import load_watchlist
+    from pipelines.tag import main as tag_main
 
-    load_watchlist(watchlist_file)
-    not_built_yet("`newsradar tag`")
+    code = tag_main(watchlist_file, input_file, alerts_file)
+    if code:
+        sys.exit(code)
 
 
 # ---------------------------------------------------------------------------
@@ -291,10 +292,17 @@ def watchlist() -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @handles_errors
 def watchlist_check(file: str) -> None:
-    """Validate a watchlist file."""
+    """Validate a watchlist file and run its inline examples (exit 2 if any fails)."""
+    from transforms.tagging import Tagger, check_examples
+
     from .config import load_watchlist
 
     wl = load_watchlist(file)
+    failures = check_examples(Tagger(wl))
+    for failure in failures:
+        click.echo(f"{file}: {failure.describe()}", err=True)
+    if failures:
+        _fail(f"{file}: {len(failures)} of {len(wl.examples)} inline examples fail", EXIT_BAD_INPUT)
     click.echo(
         f"{file}: ok: {len(wl.organizations)} organizations, {len(wl.topics)} topics, "
         f"{len(wl.examples)} examples, {len(wl.alerts.sinks)} alert sinks"

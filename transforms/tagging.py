@@ -147,8 +147,9 @@ def reload_counter(step: str):
 
 
 class _TagFn(beam.DoFn):
-    def __init__(self, source: WatchlistSource):
+    def __init__(self, source: WatchlistSource, keyed: bool):
         self._source = source
+        self._keyed = keyed
 
     def setup(self) -> None:
         from newsradar.metrics import pipeline_metrics
@@ -170,7 +171,8 @@ class _TagFn(beam.DoFn):
         pipelines = current.value.pipelines if current is not None else None
         return Tagger(watchlist, pipelines=pipelines)
 
-    def process(self, article: TaggedArticle):
+    def process(self, element):
+        key, article = element if self._keyed else (None, element)
         tagger = self._reloader.get()
         fresh = tagger.rebuilt_if_grown()
         if fresh is not tagger:
@@ -185,16 +187,18 @@ class _TagFn(beam.DoFn):
             self._with_mention.inc()
             for org_id in {m.org_id for m in out.mentions}:
                 self._metrics.mentions.labels(org=org_id).inc()
-        yield out
+        yield (key, out) if self._keyed else out
 
 
 class TagArticles(beam.PTransform):
     """TaggedArticle -> the same with ``topics`` and ``mentions`` (topics and watched
-    organizations in one pass; watchlist reloaded from ``source`` while running)."""
+    organizations in one pass; watchlist reloaded from ``source`` while running).
+    With ``keyed=True`` the elements are (key, TaggedArticle) pairs and keep their key."""
 
-    def __init__(self, source: WatchlistSource, label: str | None = None):
+    def __init__(self, source: WatchlistSource, keyed: bool = False, label: str | None = None):
         super().__init__(label)
         self._source = source
+        self._keyed = keyed
 
     def expand(self, articles):
-        return articles | "TagTopicsAndOrganizations" >> beam.ParDo(_TagFn(self._source))
+        return articles | "TagTopicsAndOrganizations" >> beam.ParDo(_TagFn(self._source, self._keyed))
