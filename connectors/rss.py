@@ -34,11 +34,11 @@ from connectors.rss_parse import FeedError, parse_feed
 from newsradar.config.sources import Defaults, RssSource
 
 RATE_LIMIT_STATUSES = frozenset({429, 503})
-_MAX_AGE = re.compile(r"(?:^|[,\s])(?:s-)?max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
 
 
 def cache_control_hint(headers) -> float | None:
-    """Seconds from Cache-Control max-age (the larger of max-age and s-maxage), if present."""
+    """Seconds from Cache-Control max-age, if present (s-maxage is for shared caches, not us)."""
     values = [int(v) for v in _MAX_AGE.findall(headers.get("cache-control", ""))]
     return float(max(values)) if values else None
 

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urljoin
 
 import feedparser
 from feedparser.encodings import convert_to_utf8
@@ -167,9 +168,9 @@ def parse_feed(
     if _HTML_START.match(utf8[utf8.find(b"?>") + 2 if utf8.startswith(b"<?xml") else 0:][:4096]):
         raise FeedError("an HTML page, not a feed")
     refuse_declarations(utf8)
-    if base_url and "content-location" not in parse_headers:
-        # feedparser resolves relative links against Content-Location; give it the feed URL.
-        parse_headers["content-location"] = base_url
+    # No Content-Location for feedparser: it would resolve relative *guids* against it too, and
+    # ids must not change when a feed moves. Relative links are resolved below instead.
+    parse_headers.pop("content-location", None)
     try:
         parsed = feedparser.parse(io.BytesIO(utf8), response_headers=parse_headers)
     except _FEEDPARSER_ERRORS as exc:
@@ -194,7 +195,8 @@ def parse_feed(
     for index, entry in enumerate(entries):
         try:
             record = entry_record(
-                entry, source_id=source_id, fetched_at=fetched_at, lang=feed_lang, guids_repeat=out.guids_repeat
+                entry, source_id=source_id, fetched_at=fetched_at, lang=feed_lang, guids_repeat=out.guids_repeat,
+                base_url=base_url,
             )
         except (RecordError, ValueError, TypeError, KeyError, AttributeError, OverflowError, OSError) as exc:
             out.skipped += 1
@@ -240,8 +242,10 @@ def _detail_text(detail: Mapping | None, fallback: str) -> str:
     return html_to_text(fallback or "")
 
 
-def _http_url(value) -> str:
+def _http_url(value, base_url: str | None = None) -> str:
     text = str(value or "").strip()
+    if base_url and text and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", text):
+        text = urljoin(base_url, text)
     return text if re.match(r"^https?://[^\s/]+", text, re.IGNORECASE) else ""
 
 
@@ -277,12 +281,18 @@ def _published(entry: Mapping, fetched_at: datetime) -> tuple[datetime, str | No
 
 
 def entry_record(
-    entry: Mapping, *, source_id: str, fetched_at: datetime, lang: str | None, guids_repeat: bool
+    entry: Mapping, *, source_id: str, fetched_at: datetime, lang: str | None, guids_repeat: bool,
+    base_url: str | None = None,
 ) -> RawArticle | None:
-    """One feed entry as a ``news.raw`` record, or None when it carries nothing at all."""
+    """One feed entry as a ``news.raw`` record, or None when it carries nothing at all.
+
+    A relative link is resolved against ``base_url`` (the feed's URL), unless the link is
+    only the guid standing in for one (then it is kept only if it is already absolute)."""
     title = _detail_text(entry.get("title_detail"), entry.get("title") or "")
     text, html = _body(entry)
-    link = _http_url(entry.get("link"))
+    raw_link = entry.get("link")
+    # feedparser copies a permalink guid into "link"; such a guid is not a path to resolve.
+    link = _http_url(raw_link, None if raw_link and raw_link == entry.get("id") else base_url)
     guid = str(entry.get("id") or "").strip() or None
     if not (title or text or link):
         return None

@@ -62,6 +62,9 @@ class FeedServer:
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.bodies: dict[str, bytes] = {}
         self.fail_next: dict[str, int] = {}
+        # Requests being answered right now, and the most at once (per-host politeness checks).
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -133,7 +136,13 @@ class FeedServer:
     async def _record(self, request: web.Request, handler):
         with self._lock:
             self.requests.append((request.path_qs, dict(request.headers)))
-        return await handler(request)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await handler(request)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     @staticmethod
     def _conditional(request: web.Request, body: bytes, content_type: str, gzip_it: bool = False) -> web.Response:

@@ -108,6 +108,8 @@ class FakeBotApi(_Server):
         self.pending: list[dict] = []
         self.calls: list[dict] = []
         self.confirmed_below = 0
+        # Called (on the server thread) before the first answer is sent, for fault injection.
+        self.before_first_answer = None
         self._changed = threading.Condition(self.lock)
         self._stopping = False
 
@@ -137,6 +139,9 @@ class FakeBotApi(_Server):
             if not self.pending and not self._stopping:
                 self._changed.wait(hold)
             answer = [u for u in self.pending if offset is None or u["update_id"] >= offset][:limit]
+            hook, self.before_first_answer = self.before_first_answer, None
+        if hook is not None:
+            hook()
         self.reply(handler, 200, json.dumps({"ok": True, "result": answer}, ensure_ascii=False).encode("utf-8"),
                    "application/json")
 

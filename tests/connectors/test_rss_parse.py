@@ -1,0 +1,147 @@
+"""The parse step over the fixture files: formats, ids, dates, encodings, hostile XML."""
+
+from __future__ import annotations
+
+import tracemalloc
+from datetime import UTC, datetime
+
+import pytest
+
+from connectors.rss_parse import FeedError, parse_feed, refuse_declarations
+from newsradar.records import decode_raw
+from tests.connectors.conftest import expected_feeds, expected_id
+from tests.connectors.feedserver import FEEDS
+
+FETCHED = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+ORIGIN = "https://feeds.example.org"
+EXPECTED = expected_feeds()
+
+
+def parse(name: str, content_type: str = "application/rss+xml", **kwargs):
+    return parse_feed(
+        (FEEDS / name).read_bytes(), {"Content-Type": content_type}, source_id="src", fetched_at=FETCHED,
+        base_url=f"{ORIGIN}/feeds/{name}", **kwargs,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_good_fixture_yields_exactly_the_expected_records(name):
+    feed = EXPECTED[name]
+    parsed = parse(name, feed.get("content_type", "application/rss+xml"))
+    assert parsed.version == feed["version"]
+    assert parsed.hint_seconds == feed["hint_seconds"]
+    assert parsed.guids_repeat == feed["repeated_guids"]
+    assert parsed.skipped == 0
+    assert [r.title for r in parsed.records] == [i["title"] for i in feed["items"]]
+    for record, item in zip(parsed.records, feed["items"], strict=True):
+        assert record.article_id == expected_id("src", feed, item)
+        assert record.source_id == "src" and record.source_kind == "rss"
+        assert record.url == item["link"].replace("@FEED_ORIGIN@", ORIGIN)
+        assert record.guid == item["guid"]
+        if item["date"]:
+            assert record.published_at == item["date"] and not record.flags
+        else:
+            assert record.published_at == "2026-11-25T12:00:00Z" and record.flags == (item["flag"],)
+        assert record.fetched_at == "2026-11-25T12:00:00Z"
+        assert record.lang_hint == feed["lang"]
+        assert record.author == item.get("author")
+        for fragment in item.get("text_has", []):
+            assert fragment in record.text
+        for fragment in item.get("text_lacks", []):
+            assert fragment not in record.text
+        assert "<" not in record.text and "<" not in record.title
+        # What goes on Kafka decodes back to the same record.
+        assert decode_raw(record.encode()) == record
+
+
+def test_source_language_is_the_fallback_hint():
+    parsed = parse("dates.xml", default_lang="uk")
+    assert {r.lang_hint for r in parsed.records} == {"uk"}
+    assert {r.lang_hint for r in parse("rss20.xml", default_lang="uk").records} == {"en"}  # the feed's own wins
+
+
+def test_ids_are_stable_across_fetches_and_scoped_by_source():
+    first = [r.article_id for r in parse("rss20.xml").records]
+    again = [r.article_id for r in parse("rss20.xml").records]
+    assert first == again
+    other = parse_feed((FEEDS / "rss20.xml").read_bytes(), {}, source_id="other", fetched_at=FETCHED)
+    assert not set(first) & {r.article_id for r in other.records}
+
+
+def test_repeated_guids_stay_guid_plus_link_once_seen():
+    # A later body of the same feed that happens to list one item keeps the guid+link ids.
+    body = (FEEDS / "repeated-guids.xml").read_bytes()
+    start = body.index(b"<item>", body.index(b"<item>") + 1)
+    end = body.index(b"</channel>")
+    single = body[:start] + body[end:]
+    fresh = parse_feed(single, {}, source_id="src", fetched_at=FETCHED)
+    sticky = parse_feed(single, {}, source_id="src", fetched_at=FETCHED, guids_repeat=True)
+    assert not fresh.guids_repeat and sticky.guids_repeat
+    assert sticky.records[0].article_id == parse("repeated-guids.xml").records[0].article_id
+    assert fresh.records[0].article_id != sticky.records[0].article_id
+
+
+def test_undeclared_cp1251_is_read_as_cyrillic_not_mojibake():
+    parsed = parse("cp1251-undeclared.xml", "application/xml")
+    assert parsed.encoding == "windows-1251"
+    assert parsed.records[0].title.startswith("Союз комитетов")
+
+
+@pytest.mark.parametrize(
+    "name, content_type, message",
+    [
+        ("empty.xml", "application/rss+xml", "empty body"),
+        ("html-error.html", "text/html; charset=utf-8", "HTML page"),
+        ("html-error.html", "application/rss+xml", "HTML page"),  # even when mislabelled as a feed
+        ("billion-laughs-oneline.xml", "application/rss+xml", "internal DTD subset"),
+        ("billion-laughs-lines.xml", "application/rss+xml", "internal DTD subset"),
+        ("billion-laughs-utf16.xml", "application/rss+xml", "internal DTD subset"),
+        ("xxe.xml.in", "application/rss+xml", "internal DTD subset"),
+    ],
+)
+def test_non_feeds_and_hostile_xml_are_errors(name, content_type, message):
+    with pytest.raises(FeedError, match=message):
+        parse(name, content_type)
+
+
+@pytest.mark.parametrize("name", ["billion-laughs-oneline.xml", "billion-laughs-lines.xml", "billion-laughs-utf16.xml"])
+def test_billion_laughs_expands_nothing(name):
+    body = (FEEDS / name).read_bytes()
+    tracemalloc.start()
+    try:
+        with pytest.raises(FeedError):
+            parse_feed(body, {}, source_id="src", fetched_at=FETCHED)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Fully expanded, lol9 alone is 3 GB; refusing it must cost about the size of the file.
+    assert peak < 64 * len(body) + 256 * 1024
+
+
+def test_entity_declarations_are_found_anywhere_but_not_in_cdata_or_comments():
+    with pytest.raises(FeedError, match="entity declaration"):
+        refuse_declarations(b"<rss><channel><!ENTITY x 'y'></channel></rss>")
+    with pytest.raises(FeedError):
+        refuse_declarations(b"<!doctype rss [ ]><rss/>")
+    refuse_declarations(b'<!DOCTYPE rss PUBLIC "-//Netscape Communications//DTD RSS 0.91//EN" "x.dtd"><rss/>')
+    refuse_declarations(b"<rss><item><description><![CDATA[How <!ENTITY works]]></description></item></rss>")
+    refuse_declarations(b"<rss><!-- <!ENTITY commented> --></rss>")
+
+
+def test_an_entry_with_nothing_in_it_is_skipped_and_counted():
+    body = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        b"<item><title>kept</title><link>https://x.example/1</link></item><item></item></channel></rss>"
+    )
+    parsed = parse_feed(body, {}, source_id="src", fetched_at=FETCHED)
+    assert [r.title for r in parsed.records] == ["kept"]
+    assert parsed.skipped == 1 and "no title" in parsed.skip_reasons[0]
+
+
+def test_a_feed_without_entries_is_healthy_but_a_non_feed_is_not():
+    empty_feed = b'<?xml version="1.0"?><rss version="2.0"><channel><title>quiet</title></channel></rss>'
+    assert parse_feed(empty_feed, {}, source_id="src", fetched_at=FETCHED).records == []
+    with pytest.raises(FeedError, match="not an RSS/Atom/RDF feed"):
+        parse_feed(b'<?xml version="1.0"?><config><key>v</key></config>', {}, source_id="src", fetched_at=FETCHED)
+    with pytest.raises(FeedError, match="not an RSS/Atom/RDF feed"):
+        parse_feed(b"just some text, no markup", {}, source_id="src", fetched_at=FETCHED)

@@ -1,0 +1,47 @@
+"""The SQLite state store: what survives a restart, what is bounded, one process per directory."""
+
+import pytest
+
+from connectors.state import StateLocked, StateStore
+
+
+def test_cursor_seen_ids_and_schedule_survive_a_reopen(tmp_path):
+    with StateStore(tmp_path) as store:
+        store.commit_delivery("a", cursor={"etag": '"x"'}, seen=["k1", "k2"], now=100.0, next_due=700.0, errors=0,
+                              last_new_at=100.0)
+        store.schedule("a", now=200.0, next_due=500.0, errors=1)  # a failed poll keeps the cursor
+    with StateStore(tmp_path) as store:
+        state = store.load("a")
+        assert state.cursor == {"etag": '"x"'} and state.next_due == 500.0 and state.errors == 1
+        assert state.last_new_at == 100.0
+        assert store.unseen("a", ["k1", "k3", "k3"]) == {"k3"}
+        assert store.unseen("b", ["k1"]) == {"k1"}  # ids are scoped by source
+        assert store.load("never") .cursor is None
+
+
+def test_none_cursor_keeps_the_old_one(tmp_path):
+    with StateStore(tmp_path) as store:
+        store.commit_delivery("a", cursor={"n": 1}, seen=[], now=1.0, next_due=2.0, errors=0, last_new_at=None)
+        store.commit_delivery("a", cursor=None, seen=["x"], now=3.0, next_due=4.0, errors=2, last_new_at=None)
+        assert store.load("a").cursor == {"n": 1} and store.load("a").errors == 2
+
+
+def test_seen_ids_expire_by_age_and_by_count(tmp_path):
+    with StateStore(tmp_path) as store:
+        store.commit_delivery("a", cursor=None, seen=[f"old{i}" for i in range(5)], now=10.0, next_due=0, errors=0,
+                              last_new_at=None)
+        store.commit_delivery("a", cursor=None, seen=[f"new{i}" for i in range(150)], now=20.0, next_due=0, errors=0,
+                              last_new_at=None)
+        # Still listed by the feed: refreshed, so it does not expire with the others.
+        store.commit_delivery("a", cursor=None, seen=["old0"], now=20.0, next_due=0, errors=0, last_new_at=None)
+        removed = store.expire(older_than=15.0, max_per_source=100)
+        assert removed == 4 + 51
+        left = store.seen_keys("a")
+        assert len(left) == 100 and "old0" in left and "old1" not in left
+
+
+def test_a_second_process_cannot_use_the_same_directory(tmp_path):
+    with StateStore(tmp_path):
+        with pytest.raises(StateLocked, match="another newsradar connect"):
+            StateStore(tmp_path)
+    StateStore(tmp_path).close()  # released on close
