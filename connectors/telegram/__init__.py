@@ -64,15 +64,22 @@ def make_poller(source, *, sources, http):
         poller = WebPoller(source, http, shared_pacer(http, "web", settings.web_request_gap))
         poller.host = urlsplit(source.base_url).hostname
         return poller
+    if source.mode == "bot" and source.webhook is not None:
+        from .webhook import WebhookPoller
+
+        try:
+            return WebhookPoller.from_env(source)
+        except ValueError as exc:
+            return _unavailable(source, f"webhook secret ${source.webhook.secret_env}: {exc}")
     if source.mode == "bot":
         from .bot import BotPoller
 
         token = os.environ.get(source.token_env, "").strip()
         if not token:
             return _unavailable(source, f"bot token missing: set ${source.token_env}")
-        poller = BotPoller(source, token, http, shared_pacer(http, "bot", settings.bot_request_gap))
-        poller.host = urlsplit(source.api_base).hostname
-        return poller
+        # No per-host limit for the Bot API: each long poll holds its slot for up to long_poll
+        # seconds by design; the shared pacer spaces the calls instead.
+        return BotPoller(source, token, http, shared_pacer(http, "bot", settings.bot_request_gap))
     if source.mode == "export":
         from .export import ExportPoller
 

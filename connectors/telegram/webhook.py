@@ -1,5 +1,9 @@
 """Optional Bot API webhook receiver: Telegram POSTs each update to us instead of being polled.
 
+:class:`WebhookReceiver` checks and maps requests and hands records to a ``deliver``
+callable; :class:`WebhookPoller` runs it as a source of the one delivery loop (a bot source
+with ``webhook:`` in sources.yaml), answering each request only once the loop has delivered.
+
 Guarantees:
 
 * A request is accepted only with the exact ``X-Telegram-Bot-Api-Secret-Token`` header set
@@ -14,9 +18,11 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import os
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -24,6 +30,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from connectors.base import PollResult
 from newsradar.records import RawArticle, utc_now
 
 from .botapi import map_update
@@ -125,3 +132,103 @@ async def serve(receiver: WebhookReceiver, host: str = "127.0.0.1", port: int = 
     await site.start()
     bound = runner.addresses
     return runner, bound[0][1] if bound else port
+
+
+# How long a webhook request waits for its delivery before it is answered 503 (Telegram
+# retries); well under Telegram's own request timeout.
+ANSWER_TIMEOUT = 50.0
+
+
+class WebhookPoller:
+    """A bot source fed by webhook requests, run by the delivery loop like any poller.
+
+    Each poll waits (up to the source's ``long_poll``) for requests, returns their records and
+    a new cursor ``{"batch": n}``. The loop saves that cursor only after Kafka acknowledged the
+    records, so at the next poll the cursor it passes in tells whether the batch was delivered:
+    the waiting requests are then answered 200, otherwise 503 (Telegram sends them again).
+    """
+
+    def __init__(self, source, secret: str, *, answer_timeout: float = ANSWER_TIMEOUT):
+        self.source = source
+        self.source_id = source.id
+        self.settings = source.webhook
+        self.answer_timeout = answer_timeout
+        self.receiver = WebhookReceiver(
+            secret=secret, deliver=self._enqueue, source_id=source.id, channels=frozenset(source.channels),
+            path=self.settings.path, lang_hint=source.lang,
+        )
+        self.port: int | None = None
+        self._runner: web.AppRunner | None = None
+        self._queue: list[tuple[RawArticle, asyncio.Future]] = []
+        self._arrived: asyncio.Event | None = None
+        self._waiting: list[asyncio.Future] = []
+        self._handed: dict | None = None
+        self._batch = 0
+
+    @classmethod
+    def from_env(cls, source) -> WebhookPoller:
+        secret = os.environ.get(source.webhook.secret_env, "").strip()
+        return cls(source, secret)
+
+    async def start(self) -> int:
+        if self._runner is None:
+            self._arrived = asyncio.Event()
+            self._runner, self.port = await serve(self.receiver, self.settings.listen, self.settings.port)
+            log.info("source %s: webhook listening on http://%s:%d%s", self.source_id, self.settings.listen,
+                     self.port, self.settings.path)
+        return self.port
+
+    async def _enqueue(self, records: list[RawArticle]) -> None:
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in records]
+        self._queue.extend(zip(records, futures, strict=True))
+        self._arrived.set()
+        try:
+            done = await asyncio.wait_for(asyncio.gather(*futures), self.answer_timeout)
+        except TimeoutError:
+            raise DeliveryFailed(f"not delivered within {self.answer_timeout:g}s") from None
+        if not all(done):
+            raise DeliveryFailed("Kafka did not acknowledge the record")
+
+    async def poll(self, cursor: dict | None, now: datetime) -> PollResult:
+        try:
+            await self.start()
+        except OSError as exc:
+            return PollResult(outcome="network_error", error=f"webhook listener {self.settings.listen}:"
+                                                             f"{self.settings.port}: {exc.strerror or exc}")
+        self._settle(delivered=self._handed is not None and cursor == self._handed)
+        if isinstance(cursor, dict) and isinstance(cursor.get("batch"), int):
+            self._batch = max(self._batch, cursor["batch"])
+        if not self._queue:
+            # Like getUpdates long polling: hold the poll until a request arrives or time is up.
+            self._arrived.clear()
+            arrival = asyncio.ensure_future(self._arrived.wait())
+            await asyncio.wait({arrival}, timeout=self.source.long_poll)
+            arrival.cancel()
+        taken, self._queue = self._queue, []
+        self._waiting = [f for _, f in taken]
+        if not taken:
+            self._handed = None
+            return PollResult(next_poll_in=0.0)
+        self._batch += 1
+        self._handed = {"batch": self._batch}
+        return PollResult(records=[r for r, _ in taken], cursor=dict(self._handed), next_poll_in=0.0)
+
+    def _settle(self, delivered: bool) -> None:
+        # On shutdown the loop does not tell us whether the last batch was saved: its requests
+        # are answered 503, Telegram re-sends them and the loop drops them as repeats.
+        for future in self._waiting:
+            if not future.done():
+                future.set_result(delivered)
+        self._waiting = []
+        self._handed = None
+
+    async def close(self) -> None:
+        self._settle(delivered=False)
+        for _, future in self._queue:
+            if not future.done():
+                future.set_result(False)
+        self._queue = []
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -108,6 +108,18 @@ class TelegramWebSource(_Source):
     backfill_pages: int = Field(default=5, ge=0, le=1000)
 
 
+class TelegramWebhook(_Frozen):
+    """Receive updates pushed by Telegram instead of calling getUpdates. Telegram needs an
+    HTTPS URL on port 443, 80, 88 or 8443: put a TLS proxy in front of this listener and
+    register it with setWebhook(url=..., secret_token=<the secret>)."""
+
+    listen: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    path: str = Field(default="/telegram/webhook", pattern=r"^/[A-Za-z0-9/_.-]*$")
+    # Environment variable holding the secret token Telegram sends in every request.
+    secret_env: str = "TELEGRAM_WEBHOOK_SECRET"
+
+
 class TelegramBotSource(_Source):
     kind: Literal["telegram"]
     mode: Literal["bot"]
@@ -116,7 +128,9 @@ class TelegramBotSource(_Source):
     api_base: HttpUrl = "https://api.telegram.org"
     # Only posts from these channels are kept (empty: every channel the bot is in).
     channels: tuple[Channel, ...] = ()
+    # How long one getUpdates call (or one wait for webhook requests) may hold.
     long_poll: Duration = 25.0
+    webhook: TelegramWebhook | None = None
 
 
 class TelegramExportSource(_Source):
@@ -231,5 +245,5 @@ def _source(doc: Document, entry: dict, path: str) -> Source:
 __all__ = [
     "ConfigError", "Defaults", "MetricsEndpoint", "RssSource", "Source", "Sources",
     "TelegramBotSource", "TelegramExportSource", "TelegramMtprotoSource", "TelegramSettings", "TelegramSource",
-    "TelegramWebSource", "load_sources",
+    "TelegramWebSource", "TelegramWebhook", "load_sources",
 ]
