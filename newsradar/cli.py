@@ -258,11 +258,17 @@ def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_serv
 def pipeline(ctx: click.Context, watchlist_file: str, runner: str, bootstrap_servers: str) -> None:
     """Run the streaming pipeline (news.raw -> news.tagged, news.alerts, news.dlq).
 
-    Options it does not know are passed to Beam as pipeline options."""
-    from .config import load_watchlist
+    Options it does not know are passed to Beam as pipeline options (--metrics_port,
+    --group_id, --repeat_window, ...: see docs/pipeline.md)."""
+    from pipelines.run import BadOptions, PipelineError, run_streaming
 
-    load_watchlist(watchlist_file)
-    not_built_yet("`newsradar pipeline`")
+    try:
+        code = run_streaming(watchlist_file, runner, bootstrap_servers, list(ctx.args), echo=click.echo)
+    except BadOptions as exc:
+        _fail(f"pipeline: {exc}", EXIT_BAD_INPUT)
+    except PipelineError as exc:
+        _fail(f"pipeline: {exc}", EXIT_FAILURE)
+    sys.exit(code)
 
 
 @main.command()

@@ -1,0 +1,265 @@
+"""Entry points: attach Kafka (streaming) or files (bounded) to :func:`pipelines.monitor.build`.
+
+``newsradar pipeline`` calls :func:`run_streaming`. On PrismRunner it runs until SIGTERM or
+SIGINT, then stops cleanly: the readers stop taking records, what they read is written and
+committed, and only then is the job cancelled — so a restart neither loses nor repeats
+records. A hard kill loses nothing either (offsets are committed only after the outputs are
+durable) but repeats what was written after the last commit. See docs/pipeline.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import apache_beam as beam
+import grpc
+from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, PrismRunnerOptions, StandardOptions
+from apache_beam.runners.runner import PipelineState
+
+from newsradar import paths
+from newsradar.config import Watchlist, load_watchlist
+from newsradar.kafka import broker_answers, ensure_topics
+from newsradar.metrics import pipeline_metrics, serve
+from newsradar.records import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_RAW, TOPIC_TAGGED
+from transforms.kafkaio import LOCAL_PROGRESS, CommitOffsets, LocalProgress, ReadFromKafka, WriteToKafka
+
+from . import monitor
+from .options import NewsradarOptions, dedupe_settings, read_settings, topic
+
+log = logging.getLogger(__name__)
+
+STREAMING_RUNNERS = ("PrismRunner", "FlinkRunner")
+
+
+class PipelineError(RuntimeError):
+    """The pipeline could not start or failed while running."""
+
+
+class BadOptions(PipelineError):
+    """A pipeline option has a value the pipeline cannot use (exit code 2)."""
+
+
+def prism_binary() -> str:
+    """The Prism binary built and cached by the project's own script (deploy/prism/build.sh)."""
+    script = paths.DEPLOY_DIR / "prism" / "build.sh"
+    env = dict(os.environ, PYTHON=sys.executable)
+    result = subprocess.run([str(script)], capture_output=True, text=True, env=env, timeout=1800)
+    if result.returncode != 0:
+        raise PipelineError(f"{script} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def attach_kafka(
+    pipeline: beam.Pipeline,
+    watchlist: Watchlist,
+    bootstrap_servers: str,
+    options: PipelineOptions,
+    bounded: bool = False,
+    progress: LocalProgress | None = None,
+) -> monitor.Outputs:
+    """news.raw → build() → news.tagged, news.alerts, news.dlq, and the offset commit that
+    waits for all three writes."""
+    settings = read_settings(options, bootstrap_servers, bounded)
+    read = pipeline | "ReadRaw" >> ReadFromKafka(topic(options, TOPIC_RAW), settings, progress)
+    outputs = monitor.build(read.records, watchlist, dedupe=dedupe_settings(options))
+    written = [
+        outputs.tagged | "WriteTagged" >> WriteToKafka(topic(options, TOPIC_TAGGED), bootstrap_servers),
+        outputs.alerts | "WriteAlerts" >> WriteToKafka(topic(options, TOPIC_ALERTS), bootstrap_servers),
+        outputs.dlq | "WriteDeadLetters" >> WriteToKafka(topic(options, TOPIC_DLQ), bootstrap_servers),
+    ]
+    read.progress | "CommitOffsets" >> CommitOffsets(settings, written, progress)
+    return outputs
+
+
+class PrismServer:
+    """The Prism job server, started by us in its own session.
+
+    Beam would start Prism itself, but in our process group: a Ctrl-C in a terminal then
+    kills Prism at once and the clean stop below cannot happen. Started here, Prism only
+    stops when we have finished stopping the job.
+    """
+
+    def __init__(self, binary: str, log_level: str = "warn"):
+        self.binary = binary
+        self.log_level = log_level
+        self.endpoint = ""
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> PrismServer:
+        port = _free_port()
+        self._process = subprocess.Popen(
+            [self.binary, "--job_port", str(port), "--serve_http=false", "--log_level", self.log_level,
+             "--log_kind", "text"],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.endpoint = f"localhost:{port}"
+        deadline = time.monotonic() + 60
+        while not _port_open(port):
+            if self._process.poll() is not None:
+                raise PipelineError(f"Prism ({self.binary}) exited with {self._process.returncode} at start")
+            if time.monotonic() > deadline:
+                raise PipelineError(f"Prism ({self.binary}) did not listen on {self.endpoint} within 60s")
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=15)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _beam_options(runner: str, beam_args: list[str]) -> PipelineOptions:
+    options = PipelineOptions(list(beam_args))
+    options.view_as(StandardOptions).runner = runner
+    if runner in STREAMING_RUNNERS:
+        options.view_as(StandardOptions).streaming = True
+        portable = options.view_as(PortableOptions)
+        if not portable.environment_type:
+            # Workers in this process: no Docker, and the clean stop below can reach them.
+            portable.environment_type = "LOOPBACK"
+    return options
+
+
+def _install_stop_handlers(stop: threading.Event) -> None:
+    def handler(signum, _frame):
+        log.info("received %s: stopping after what was read is committed", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_streaming(
+    watchlist_path: str,
+    runner: str,
+    bootstrap_servers: str,
+    beam_args: list[str],
+    echo: Callable[[str], None] = print,
+) -> int:
+    """Run until stopped (streaming runners) or until news.raw is read to its current end
+    (DirectRunner, which cannot run an unbounded source). Returns the exit code."""
+    watchlist = load_watchlist(watchlist_path)
+    options = _beam_options(runner, beam_args)
+    own = options.view_as(NewsradarOptions)
+    try:
+        dedupe_settings(options)
+    except ValueError as exc:
+        raise BadOptions(str(exc)) from None
+    if not broker_answers(bootstrap_servers, timeout=10):
+        raise PipelineError(f"no Kafka broker answers at {bootstrap_servers}")
+    topics = [topic(options, t) for t in (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ)]
+    ensure_topics(bootstrap_servers, topics=topics)
+    pipeline_metrics()
+    port = serve(own.metrics_port, host=own.metrics_host)
+    echo(f"pipeline: metrics at http://{own.metrics_host}:{port}/metrics")
+    bounded = runner not in STREAMING_RUNNERS
+    with contextlib.ExitStack() as stack:
+        portable = options.view_as(PortableOptions)
+        if runner == "PrismRunner" and not portable.job_endpoint:
+            prism = options.view_as(PrismRunnerOptions)
+            # Prism's default "info" logs every bundle; keep it quiet unless asked.
+            asked = any(a.startswith("--prism_log_level") for a in beam_args)
+            server = stack.enter_context(
+                PrismServer(prism.prism_location or prism_binary(), log_level=prism.prism_log_level if asked else "warn")
+            )
+            portable.job_endpoint = server.endpoint
+        pipeline = beam.Pipeline(options=options)
+        attach_kafka(pipeline, watchlist, bootstrap_servers, options, bounded=bounded)
+        echo(
+            f"pipeline: {runner} reading {topics[0]} at {bootstrap_servers} as group {own.group_id}"
+            + (" up to its current end" if bounded else "; stop with Ctrl-C or SIGTERM")
+        )
+        if bounded:
+            state = pipeline.run().wait_until_finish()
+            echo(f"pipeline: finished ({state})")
+            return 0 if state == PipelineState.DONE else 1
+        stop = threading.Event()
+        _install_stop_handlers(stop)
+        return _run_until_stopped(pipeline, stop, own.stop_timeout, echo)
+
+
+def _run_until_stopped(pipeline: beam.Pipeline, stop: threading.Event, timeout: float, echo) -> int:
+    result = pipeline.run()
+    echo("pipeline: running")
+    while not stop.wait(0.5):
+        try:
+            state = result.state
+        except grpc.RpcError as exc:
+            echo(f"pipeline: lost the job service ({exc.code()}); stopping")
+            return 1
+        if PipelineState.is_terminal(state):
+            echo(f"pipeline: job ended on its own ({state})")
+            return 0 if state == PipelineState.DONE else 1
+    return _stop_cleanly(result, timeout, echo)
+
+
+def _stop_cleanly(result, timeout: float, echo: Callable[[str], None]) -> int:
+    LOCAL_PROGRESS.request_stop()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not LOCAL_PROGRESS.settled():
+        if PipelineState.is_terminal(result.state):
+            break
+        time.sleep(0.2)
+    settled = LOCAL_PROGRESS.settled()
+    result.cancel()
+    if settled:
+        echo("pipeline: stopped; everything read was written and committed")
+        return 0
+    echo(
+        f"pipeline: stopped after {timeout:.0f}s without a full commit; uncommitted records per partition "
+        f"{LOCAL_PROGRESS.uncommitted()} will be read again on restart (at least once)"
+    )
+    return 1
+
+
+# ---------------------------------------------------------------------------
+# bounded runs over files
+
+
+def attach_files(pipeline: beam.Pipeline, input_pattern: str, output_prefix: str, watchlist: Watchlist,
+                 options: PipelineOptions | None = None) -> monitor.Outputs:
+    """JSONL of news.raw records (one a line) → build() → ``<prefix>tagged.jsonl``,
+    ``<prefix>alerts.jsonl``, ``<prefix>dlq.jsonl`` (one record a line, in no particular order)."""
+    lines = pipeline | "ReadLines" >> beam.io.ReadFromText(input_pattern, coder=beam.coders.BytesCoder())
+    outputs = monitor.build(lines, watchlist, dedupe=dedupe_settings(options or PipelineOptions([])))
+    for name, pcoll in (("tagged", outputs.tagged), ("alerts", outputs.alerts), ("dlq", outputs.dlq)):
+        (
+            pcoll
+            | f"Encode{name.title()}" >> beam.Map(lambda record: record.encode().decode("utf-8"))
+            | f"Write{name.title()}" >> beam.io.WriteToText(f"{output_prefix}{name}", file_name_suffix=".jsonl",
+                                                            shard_name_template="")
+        )
+    return outputs
+
+
+def run_files(input_pattern: str, output_prefix: str, watchlist: Watchlist, beam_args: list[str] | None = None) -> None:
+    options = PipelineOptions(beam_args or [])
+    with beam.Pipeline(options=options) as pipeline:
+        attach_files(pipeline, input_pattern, output_prefix, watchlist, options)

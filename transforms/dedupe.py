@@ -1,0 +1,428 @@
+"""Dedupe: each article once, and copies of one story grouped under one ``story_id``.
+
+Two keyed steps, each with bounded state that expires on event-time timers:
+
+* :class:`DropRepeats` (keyed by ``article_id``): the first version of an article passes; an
+  exact repeat or an older version is dropped and counted; a later edit (a later
+  ``edited_at``, else a later ``fetched_at``, with different content) passes with
+  ``is_update=True``. What is remembered about an id expires ``repeat_window`` after the
+  newest timestamp seen for it.
+* :class:`GroupStories` (keyed by language): an article whose text equals an earlier one's
+  (a repost, of any length) or whose word-bigram MinHash (datasketch) estimates a Jaccard
+  similarity of at least ``similarity`` with an earlier one (a rewritten copy of the same
+  wire story) takes that article's ``story_id`` and names it in ``duplicate_of``. Texts
+  shorter than ``min_tokens`` words only match exactly: a sketch of a few words cannot tell
+  a copy from a different post. Entries expire ``story_window`` after their timestamp.
+
+The near-duplicate index lives in Beam state (a bag of compact entries), so a runner with
+durable state (Flink) keeps it across restarts; the MinHash LSH built from it is a cache per
+worker process, rebuilt whenever the state has moved on without it (a token written with
+every change says so). On Prism, state lives in memory and starts empty after a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.coders import BytesCoder, PickleCoder, StrUtf8Coder, TupleCoder, VarIntCoder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms import userstate
+from apache_beam.utils.timestamp import Timestamp
+
+from newsradar.metrics import pipeline_metrics
+from newsradar.records import TaggedArticle, parse_time
+
+_MICROS = 1_000_000
+
+
+@dataclass(frozen=True)
+class DedupeSettings:
+    """Windows and thresholds of the two dedupe steps (plain values, picklable)."""
+
+    repeat_window_seconds: float = 3 * 86400.0
+    story_window_seconds: float = 2 * 86400.0
+    # Estimated Jaccard similarity of word bigrams at or above which two texts are one story.
+    # Rewritten copies in tests/fixtures/pipeline/stories.jsonl measure 0.62-0.65, different
+    # stories on the same subject below 0.1.
+    similarity: float = 0.4
+    num_perm: int = 128
+    min_tokens: int = 20
+    # Expired story entries are removed at most this often (each removal rewrites the bag).
+    prune_interval_seconds: float = 3600.0
+
+
+# ---------------------------------------------------------------------------
+# repeats of one article id
+
+
+NEW, UPDATE, REPEAT, STALE = "new", "update", "repeat", "stale"
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """What is remembered about the last version of an article that went out."""
+
+    edited_at: str | None
+    fetched_at: str
+    digest: str
+
+    def order(self) -> tuple[datetime, datetime]:
+        """Newer versions sort later: by edit time (unedited first), then by fetch time."""
+        edited = parse_time(self.edited_at) if self.edited_at else _NEVER
+        return (edited, parse_time(self.fetched_at))
+
+
+def content_digest(title: str, text: str) -> str:
+    return hashlib.sha256(f"{title}\x1f{text}".encode()).hexdigest()[:32]
+
+
+def version_of(tagged: TaggedArticle) -> Version:
+    a = tagged.article
+    return Version(a.edited_at, a.fetched_at, content_digest(a.title, a.text))
+
+
+def judge_repeat(seen: Version | None, incoming: Version) -> str:
+    """NEW (first time), REPEAT (same content), UPDATE (a later version with new content)
+    or STALE (an older version arriving after a newer one)."""
+    if seen is None:
+        return NEW
+    if incoming.digest == seen.digest:
+        return REPEAT
+    return UPDATE if incoming.order() > seen.order() else STALE
+
+
+class _DropRepeats(beam.DoFn):
+    SEEN = userstate.ReadModifyWriteStateSpec("seen", PickleCoder())
+    EXPIRES = userstate.ReadModifyWriteStateSpec("expires", VarIntCoder())
+    EXPIRY = userstate.TimerSpec("expiry", userstate.TimeDomain.WATERMARK)
+
+    def __init__(self, settings: DedupeSettings):
+        self._window = int(settings.repeat_window_seconds * _MICROS)
+        self._dropped = Metrics.counter("Dedupe", "repeats_dropped")
+        self._updates = Metrics.counter("Dedupe", "updates")
+
+    def setup(self):
+        self._metric = pipeline_metrics().duplicates.labels("same_id")
+
+    def process(
+        self,
+        keyed,
+        ts=beam.DoFn.TimestampParam,
+        seen=beam.DoFn.StateParam(SEEN),
+        expires=beam.DoFn.StateParam(EXPIRES),
+        expiry=beam.DoFn.TimerParam(EXPIRY),
+    ):
+        _article_id, tagged = keyed
+        incoming = version_of(tagged)
+        verdict = judge_repeat(seen.read(), incoming)
+        # State lives a window past the newest timestamp seen for this id.
+        due = max(ts.micros + self._window, expires.read() or 0)
+        expires.write(due)
+        expiry.set(Timestamp(micros=due))
+        if verdict in (REPEAT, STALE):
+            self._dropped.inc()
+            self._metric.inc()
+            return
+        seen.write(incoming)
+        if verdict == UPDATE:
+            self._updates.inc()
+            tagged = replace(tagged, is_update=True)
+        yield tagged
+
+    @userstate.on_timer(EXPIRY)
+    def expire(self, seen=beam.DoFn.StateParam(SEEN), expires=beam.DoFn.StateParam(EXPIRES)):
+        seen.clear()
+        expires.clear()
+
+
+class DropRepeats(beam.PTransform):
+    """TaggedArticle → the same, each article id once (edits pass, marked ``is_update``)."""
+
+    def __init__(self, settings: DedupeSettings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, articles):
+        return (
+            articles
+            | "KeyById" >> beam.Map(lambda t: (t.article.article_id, t)).with_output_types(tuple[str, TaggedArticle])
+            | "FirstOfEach" >> beam.ParDo(_DropRepeats(self._settings))
+        )
+
+
+# ---------------------------------------------------------------------------
+# near duplicates
+
+
+_WORD = re.compile(r"\w+")
+# The permutation scheme of the sketches we store; hash values under it fit in 32 bits.
+_SCHEME = "affine32"
+_SEED = 1
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+def exact_key(tagged: TaggedArticle) -> str:
+    """Identity of the visible text, ignoring case and spacing: reposts and copies with a
+    different headline share it."""
+    body = tagged.article.text if tagged.article.text.strip() else tagged.article.title
+    return hashlib.sha256(" ".join(words(body)).encode()).hexdigest()[:32]
+
+
+def sketch(tagged: TaggedArticle, settings: DedupeSettings) -> bytes:
+    """The MinHash of the article's word bigrams as 32-bit values, or b"" when the text is
+    too short for a sketch to mean anything."""
+    from datasketch import MinHash
+
+    tokens = words(f"{tagged.article.title} {tagged.article.text}")
+    if len(tokens) < settings.min_tokens:
+        return b""
+    m = MinHash(num_perm=settings.num_perm, seed=_SEED, scheme=_SCHEME)
+    m.update_batch(f"{a} {b}".encode() for a, b in zip(tokens, tokens[1:], strict=False))
+    return m.hashvalues.astype(np.uint32).tobytes()
+
+
+def _lean(hashvalues: bytes):
+    from datasketch import LeanMinHash
+
+    return LeanMinHash(seed=_SEED, hashvalues=np.frombuffer(hashvalues, dtype=np.uint32).astype(np.uint64), scheme=_SCHEME)
+
+
+@dataclass(frozen=True, slots=True)
+class StoryEntry:
+    article_id: str
+    story_id: str
+    duplicate_of: str  # "" for the first article of a story
+    ts_micros: int
+    exact: str
+    hashvalues: bytes  # b"" when the text was too short to sketch
+
+    def as_tuple(self) -> tuple:
+        return (self.article_id, self.story_id, self.duplicate_of, self.ts_micros, self.exact, self.hashvalues)
+
+
+ENTRY_CODER = TupleCoder(
+    (StrUtf8Coder(), StrUtf8Coder(), StrUtf8Coder(), VarIntCoder(), StrUtf8Coder(), BytesCoder())
+)
+_TS = 3  # position of ts_micros in an entry tuple
+
+
+@dataclass(frozen=True, slots=True)
+class StoryMatch:
+    story_id: str
+    duplicate_of: str
+    similarity: float  # 1.0 for an exact copy
+
+
+class StoryIndex:
+    """Earlier articles of one language: exact-text lookup plus a MinHash LSH for near copies.
+    Plain Python, so it is tested without Beam."""
+
+    def __init__(self, settings: DedupeSettings, entries=()):
+        from datasketch import MinHashLSH
+
+        self._settings = settings
+        # The LSH threshold is set below the decision threshold so that borderline pairs
+        # become candidates; the decision uses the estimated similarity itself.
+        self._lsh = MinHashLSH(threshold=max(0.05, settings.similarity * 0.75), num_perm=settings.num_perm)
+        self.entries: dict[str, StoryEntry] = {}
+        self._by_exact: dict[str, str] = {}
+        self._sketches: dict[str, object] = {}
+        for entry in entries:
+            self.add(entry)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def add(self, entry: StoryEntry) -> None:
+        if entry.article_id in self.entries:
+            return
+        self.entries[entry.article_id] = entry
+        self._by_exact.setdefault(entry.exact, entry.article_id)
+        if entry.hashvalues:
+            lean = _lean(entry.hashvalues)
+            self._sketches[entry.article_id] = lean
+            self._lsh.insert(entry.article_id, lean)
+
+    def remove_older_than(self, ts_micros: int) -> int:
+        old = [e for e in self.entries.values() if e.ts_micros < ts_micros]
+        for entry in old:
+            del self.entries[entry.article_id]
+            if self._by_exact.get(entry.exact) == entry.article_id:
+                del self._by_exact[entry.exact]
+            if self._sketches.pop(entry.article_id, None) is not None:
+                self._lsh.remove(entry.article_id)
+        # An exact key whose first holder expired may still belong to a younger entry.
+        for entry in self.entries.values():
+            self._by_exact.setdefault(entry.exact, entry.article_id)
+        return len(old)
+
+    def match(self, article_id: str, exact: str, hashvalues: bytes) -> StoryMatch | None:
+        """The earlier article this one copies, if any: an exact copy first, else the most
+        similar near copy (ties go to the earliest)."""
+        original = self._by_exact.get(exact)
+        if original is not None and original != article_id:
+            return StoryMatch(self.entries[original].story_id, original, 1.0)
+        if not hashvalues:
+            return None
+        mine = _lean(hashvalues)
+        best = None
+        for candidate in self._lsh.query(mine):
+            if candidate == article_id:
+                continue
+            similarity = mine.jaccard(self._sketches[candidate])
+            if similarity < self._settings.similarity:
+                continue
+            key = (-similarity, self.entries[candidate].ts_micros, candidate)
+            if best is None or key < best[0]:
+                best = (key, candidate, similarity)
+        if best is None:
+            return None
+        _, candidate, similarity = best
+        return StoryMatch(self.entries[candidate].story_id, candidate, similarity)
+
+
+def assign_story(index: StoryIndex, tagged: TaggedArticle, ts_micros: int, settings: DedupeSettings):
+    """Give ``tagged`` its story. Returns the article to emit and the entry to remember (None
+    when the article is already known, e.g. an edit, which keeps its story)."""
+    article_id = tagged.article.article_id
+    known = index.entries.get(article_id)
+    if known is not None:
+        return replace(tagged, story_id=known.story_id, duplicate_of=known.duplicate_of or None), None
+    entry_exact = exact_key(tagged)
+    hashvalues = sketch(tagged, settings)
+    found = index.match(article_id, entry_exact, hashvalues)
+    story_id = found.story_id if found else article_id
+    entry = StoryEntry(article_id, story_id, found.duplicate_of if found else "", ts_micros, entry_exact, hashvalues)
+    if found:
+        tagged = replace(tagged, story_id=found.story_id, duplicate_of=found.duplicate_of)
+    return tagged, entry
+
+
+# Story indexes per worker process, shared by the DoFn instances of one step: the runner may
+# hand a key to a different instance from bundle to bundle. Each holds the state token it was
+# built from; a different token in state means the cache is stale.
+_INDEX_CACHE: dict[tuple[str, str], tuple[str, StoryIndex]] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+class _GroupStories(beam.DoFn):
+    ENTRIES = userstate.BagStateSpec("entries", ENTRY_CODER)
+    TOKEN = userstate.ReadModifyWriteStateSpec("token", StrUtf8Coder())
+    EXPIRES = userstate.ReadModifyWriteStateSpec("expires", VarIntCoder())
+    PRUNE = userstate.TimerSpec("prune", userstate.TimeDomain.WATERMARK)
+
+    def __init__(self, settings: DedupeSettings):
+        self._settings = settings
+        self._window = int(settings.story_window_seconds * _MICROS)
+        self._interval = int(settings.prune_interval_seconds * _MICROS)
+        # Names this step's cache entries; the same in every copy of this DoFn.
+        self._cache_id = uuid.uuid4().hex
+        self._near = Metrics.counter("Dedupe", "near_duplicates")
+        self._rebuilds = Metrics.counter("Dedupe", "story_index_rebuilds")
+
+    def setup(self):
+        self._metric = pipeline_metrics().duplicates.labels("near_duplicate")
+
+    def _index(self, lang: str, token_state, entries_state) -> StoryIndex:
+        token = token_state.read()
+        with _INDEX_LOCK:
+            cached = _INDEX_CACHE.get((self._cache_id, lang))
+        if cached is not None and token is not None and cached[0] == token:
+            return cached[1]
+        self._rebuilds.inc()
+        index = StoryIndex(self._settings, (StoryEntry(*t) for t in entries_state.read()))
+        self._remember(lang, token_state, index)
+        return index
+
+    def _remember(self, lang: str, token_state, index: StoryIndex) -> None:
+        token = uuid.uuid4().hex
+        token_state.write(token)
+        with _INDEX_LOCK:
+            _INDEX_CACHE[(self._cache_id, lang)] = (token, index)
+
+    def process(
+        self,
+        keyed,
+        ts=beam.DoFn.TimestampParam,
+        entries=beam.DoFn.StateParam(ENTRIES),
+        token=beam.DoFn.StateParam(TOKEN),
+        expires=beam.DoFn.StateParam(EXPIRES),
+        prune=beam.DoFn.TimerParam(PRUNE),
+    ):
+        lang, tagged = keyed
+        index = self._index(lang, token, entries)
+        result, entry = assign_story(index, tagged, ts.micros, self._settings)
+        if entry is not None:
+            entries.add(entry.as_tuple())
+            index.add(entry)
+            self._remember(lang, token, index)
+            due = expires.read()
+            wanted = ts.micros + self._window
+            if due is None or wanted < due:
+                expires.write(wanted)
+                prune.set(Timestamp(micros=wanted))
+        if result.duplicate_of is not None and entry is not None:
+            self._near.inc()
+            self._metric.inc()
+        yield result
+
+    @userstate.on_timer(PRUNE)
+    def on_prune(
+        self,
+        key=beam.DoFn.KeyParam,
+        fired=beam.DoFn.TimestampParam,
+        entries=beam.DoFn.StateParam(ENTRIES),
+        token=beam.DoFn.StateParam(TOKEN),
+        expires=beam.DoFn.StateParam(EXPIRES),
+        prune=beam.DoFn.TimerParam(PRUNE),
+    ):
+        horizon = fired.micros - self._window
+        kept = [StoryEntry(*t) for t in entries.read() if t[_TS] >= horizon]
+        entries.clear()
+        for entry in kept:
+            entries.add(entry.as_tuple())
+        self._remember(key, token, StoryIndex(self._settings, kept))
+        if kept:
+            # The next removal: when the oldest entry expires, but not sooner than the interval.
+            due = max(min(e.ts_micros for e in kept) + self._window, fired.micros + self._interval)
+            expires.write(due)
+            prune.set(Timestamp(micros=due))
+        else:
+            expires.clear()
+
+
+class GroupStories(beam.PTransform):
+    """TaggedArticle → the same with ``story_id`` and ``duplicate_of`` set."""
+
+    def __init__(self, settings: DedupeSettings):
+        super().__init__()
+        self._settings = settings
+
+    def expand(self, articles):
+        return (
+            articles
+            | "KeyByLanguage" >> beam.Map(lambda t: (t.lang, t)).with_output_types(tuple[str, TaggedArticle])
+            | "MatchEarlier" >> beam.ParDo(_GroupStories(self._settings))
+        )
+
+
+class Dedupe(beam.PTransform):
+    """DropRepeats, then GroupStories (see module docstring for the guarantees)."""
+
+    def __init__(self, settings: DedupeSettings | None = None):
+        super().__init__()
+        self._settings = settings or DedupeSettings()
+
+    def expand(self, articles):
+        return articles | "DropRepeats" >> DropRepeats(self._settings) | "GroupStories" >> GroupStories(self._settings)
