@@ -4,8 +4,9 @@ Guarantees:
 
 * Config is validated before anything starts (a bad file is exit 2 from the CLI).
 * One Kafka producer, one HTTP client, one state store per process, shared by all sources.
-* ``--once`` polls every due source one time and returns 0 when all were handled (source
-  errors are counted, not fatal); 1 when Kafka did not acknowledge some records.
+* ``--once`` polls every source one time, whatever its schedule or error backoff, except a
+  source still inside a wait its server asked for (Retry-After); returns 0 when all were
+  handled (source errors are counted, not fatal), 1 when Kafka did not acknowledge some records.
 * Without ``--once`` it runs until SIGINT/SIGTERM, then stops fetching, lets deliveries in
   flight finish (acks and state commits), flushes the producer and exits 0.
 * ``/metrics`` is served on the host/port of the sources file's ``metrics:`` (127.0.0.1 by

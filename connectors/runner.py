@@ -20,6 +20,8 @@ Guarantees (for any :class:`connectors.base.Poller`: RSS, Telegram web/bot/expor
 * **A poller bug is contained**: an unexpected exception becomes an ``internal_error`` poll
   for that source (logged with its traceback), the other sources carry on.
 * One progress log line per cycle: sources due, changed, not modified, errors, new items.
+* ``run(once=True)`` is one cycle over every source regardless of schedule and backoff, except
+  sources holding a server-requested wait (Retry-After), which even a one-shot run respects.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class Slot:
     schedule: Schedule
     cursor: dict[str, Any] | None = None
     next_due: float = 0.0
+    # Set while the source asked us to wait (Retry-After): not polled before, not even by --once.
+    hold_until: float = 0.0
     errors: int = 0
     last_new_at: float | None = None
 
@@ -166,6 +170,7 @@ class Runner:
             state = store.load(slot.source_id)
             slot.cursor = state.cursor
             slot.next_due = state.next_due or 0.0
+            slot.hold_until = state.hold_until or 0.0
             slot.errors = state.errors
             slot.last_new_at = state.last_new_at
             metrics.init_source(slot.source_id)
@@ -175,20 +180,22 @@ class Runner:
 
     # -- the cycle
 
-    def due(self, now: float | None = None) -> list[Slot]:
+    def due(self, now: float | None = None, *, every: bool = False) -> list[Slot]:
+        """Sources to poll now; ``every`` ignores the schedule but not a source's own Retry-After."""
         now = self._clock() if now is None else now
-        return [s for s in self.slots if s.next_due <= now]
+        return [s for s in self.slots if (every or s.next_due <= now) and s.hold_until <= now]
 
     def next_wakeup(self) -> float | None:
         return min((s.next_due for s in self.slots), default=None)
 
-    async def run_cycle(self) -> CycleReport:
-        """Poll every due source once and deliver what they return; returns the cycle's report."""
+    async def run_cycle(self, *, every: bool = False) -> CycleReport:
+        """Poll every due source once (``every``: all sources not on hold) and deliver what they
+        return; returns the cycle's report."""
         started = time.monotonic()
         now = self._clock()
         self._cycles += 1
         report = CycleReport(cycle=self._cycles)
-        due = self.due(now)
+        due = self.due(now, every=every)
         report.due = len(due)
         if due:
             await asyncio.gather(*(self._run_source(slot, report) for slot in due))
@@ -201,10 +208,11 @@ class Runner:
         return report
 
     async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
-        """Cycle until ``stop`` is set (or once). On stop, polls still fetching are cancelled;
-        deliveries already under way finish and are saved before this returns."""
+        """Cycle until ``stop`` is set. ``once``: one cycle over every source not on hold.
+        On stop, polls still fetching are cancelled; deliveries already under way finish and
+        are saved before this returns."""
         while not stop.is_set():
-            cycle = asyncio.ensure_future(self.run_cycle())
+            cycle = asyncio.ensure_future(self.run_cycle(every=once))
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({cycle, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if not cycle.done():
@@ -315,6 +323,7 @@ class Runner:
             return
 
         slot.errors = 0
+        slot.hold_until = 0.0
         slot.next_due = now + slot.schedule.after_success(result.next_poll_in)
         # Every id of the poll is refreshed, old ones too: an item still listed never expires.
         self._store.commit_delivery(
@@ -334,9 +343,12 @@ class Runner:
     def _after_failure(self, slot: Slot, result: PollResult, now: float, report: CycleReport) -> None:
         m, source = self._metrics, slot.source_id
         slot.errors += 1
+        slot.hold_until = 0.0
         if result.outcome == "rate_limited":
             wait = result.rate_limited_for
             delay = slot.schedule.after_rate_limit(wait, slot.errors)
+            if wait is not None:
+                slot.hold_until = now + delay
             m.rate_limit_waits.labels(source=source).inc()
             m.rate_limit_wait_seconds.labels(source=source).inc(delay)
             report.rate_limited += 1
@@ -345,7 +357,8 @@ class Runner:
         if result.outcome == "parse_error":
             m.parse_errors.labels(source=source).inc()
         slot.next_due = now + delay
-        self._store.schedule(source, now=now, next_due=slot.next_due, errors=slot.errors)
+        self._store.schedule(source, now=now, next_due=slot.next_due, errors=slot.errors,
+                             hold_until=slot.hold_until or None)
         m.consecutive_errors.labels(source=source).set(slot.errors)
         report.errors += 1
         log.warning("source %s: %s (%s, %d in a row); next try in %.0fs",

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS sources (
     source_id   TEXT PRIMARY KEY,
     cursor      TEXT,
     next_due    REAL,
+    hold_until  REAL,
     errors      INTEGER NOT NULL DEFAULT 0,
     last_new_at REAL,
     updated_at  REAL
@@ -57,6 +58,8 @@ class StateLocked(RuntimeError):
 class SourceState:
     cursor: dict[str, Any] | None = None
     next_due: float | None = None
+    # Until when the source itself asked us to stay away (Retry-After); even --once waits.
+    hold_until: float | None = None
     errors: int = 0
     last_new_at: float | None = None
 
@@ -101,12 +104,12 @@ class StateStore:
 
     def load(self, source_id: str) -> SourceState:
         row = self._db.execute(
-            "SELECT cursor, next_due, errors, last_new_at FROM sources WHERE source_id = ?", (source_id,)
+            "SELECT cursor, next_due, hold_until, errors, last_new_at FROM sources WHERE source_id = ?", (source_id,)
         ).fetchone()
         if row is None:
             return SourceState()
         cursor = json.loads(row[0]) if row[0] else None
-        return SourceState(cursor=cursor, next_due=row[1], errors=row[2] or 0, last_new_at=row[3])
+        return SourceState(cursor=cursor, next_due=row[1], hold_until=row[2], errors=row[3] or 0, last_new_at=row[4])
 
     def unseen(self, source_id: str, keys: Sequence[str]) -> set[str]:
         """The subset of ``keys`` not delivered (and remembered) for this source."""
@@ -143,29 +146,31 @@ class StateStore:
     ) -> None:
         """Record a delivered poll: new cursor (None keeps the old one), seen ids, schedule."""
         with self._transaction():
-            self._upsert(source_id, cursor, now, next_due, errors, last_new_at)
+            self._upsert(source_id, cursor, now, next_due, None, errors, last_new_at)
             self._db.executemany(
                 "INSERT INTO seen (source_id, key, seen_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (source_id, key) DO UPDATE SET seen_at = excluded.seen_at",
                 ((source_id, key, now) for key in seen),
             )
 
-    def schedule(self, source_id: str, *, now: float, next_due: float, errors: int) -> None:
+    def schedule(
+        self, source_id: str, *, now: float, next_due: float, errors: int, hold_until: float | None = None
+    ) -> None:
         """Record only when to come back (a failed poll: the cursor stays as it was)."""
         with self._transaction():
-            self._upsert(source_id, None, now, next_due, errors, None)
+            self._upsert(source_id, None, now, next_due, hold_until, errors, None)
 
-    def _upsert(self, source_id, cursor, now, next_due, errors, last_new_at) -> None:
+    def _upsert(self, source_id, cursor, now, next_due, hold_until, errors, last_new_at) -> None:
         self._db.execute(
-            "INSERT INTO sources (source_id, cursor, next_due, errors, last_new_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source_id) DO UPDATE SET "
+            "INSERT INTO sources (source_id, cursor, next_due, hold_until, errors, last_new_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source_id) DO UPDATE SET "
             "cursor = COALESCE(excluded.cursor, sources.cursor), next_due = excluded.next_due, "
-            "errors = excluded.errors, last_new_at = COALESCE(excluded.last_new_at, sources.last_new_at), "
-            "updated_at = excluded.updated_at",
+            "hold_until = excluded.hold_until, errors = excluded.errors, "
+            "last_new_at = COALESCE(excluded.last_new_at, sources.last_new_at), updated_at = excluded.updated_at",
             (
                 source_id,
                 json.dumps(cursor, sort_keys=True, ensure_ascii=False) if cursor is not None else None,
-                next_due, errors, last_new_at, now,
+                next_due, hold_until, errors, last_new_at, now,
             ),
         )
 

@@ -169,6 +169,7 @@ def test_retry_after_is_honoured_and_capped_at_a_day(kafka, raw_topic, feed_serv
     def check(i, runner):
         if i:
             seen.append(runner.slots[0].next_due - T0)
+            assert runner.due(every=True) == [], "a one-shot run must respect Retry-After too"
 
     reports = h.run(slots, 2, between=check)
     assert seen == [wait] and reports[0].rate_limited == 1 and reports[1].due == 0
