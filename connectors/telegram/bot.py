@@ -68,7 +68,7 @@ class BotPoller:
             )
         except FetchError as exc:
             return PollResult(outcome=exc.outcome, status=exc.status, error=self._redact(f"getUpdates: {exc.message}"))
-        result = PollResult(status=resp.status, bytes_read=len(resp.body))
+        result = PollResult(status=resp.status, bytes_read=len(resp.body), fetch_seconds=resp.elapsed)
         try:
             answer = json.loads(resp.body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -9,7 +9,8 @@ Same record mapping as the other modes. Guarantees:
   ``newsradar_rate_limit_wait_seconds``) and asks to come back after it.
 * The channel's username is resolved once: its id and access hash are kept in the cursor
   (and in memory), so restarts do not resolve it again; ``resolves`` counts the times it was.
-* New posts are read oldest first from the cursor's ``last_id``; the newest ``recheck``
+* The first run reads the newest ``page`` posts (older history is what exports are for);
+  after that, new posts are read oldest first from the cursor's ``last_id``; the newest ``recheck``
   posts are read again each poll and one whose ``edit_date`` moved is emitted again
   (same article id, ``edited_at`` = ``edit_date``).
 * No network at import; Telethon is imported only when a client is built.
@@ -196,8 +197,13 @@ class MtprotoPoller:
         last_id = int(cursor.get("last_id") or 0)
         edits: dict[str, int] = dict(cursor.get("edits") or {})
         result = PollResult()
-        # Oldest first from the cursor, so a partial read still advances it without a hole.
-        fresh = await client.get_messages(peer, limit=self.page, min_id=last_id, reverse=True)
+        resumed = last_id > 0
+        if resumed:
+            # Oldest first from the cursor, so a partial read still advances it without a hole.
+            fresh = await client.get_messages(peer, limit=self.page, min_id=last_id, reverse=True)
+        else:
+            # First run: the newest page only, not the channel's whole history (exports do that).
+            fresh = await client.get_messages(peer, limit=self.page)
         recent = await client.get_messages(peer, limit=self.recheck) if last_id else []
         for msg in recent:
             edited = getattr(msg, "edit_date", None)
@@ -217,7 +223,8 @@ class MtprotoPoller:
         keep = sorted((int(k) for k in edits), reverse=True)[: max(self.recheck * 2, 1)]
         cursor.update(last_id=last_id, edits={str(k): edits[str(k)] for k in keep})
         result.cursor = cursor
-        result.next_poll_in = 0.0 if len(fresh) >= self.page else None
+        # A full page after a cursor means more may be waiting: come back at once.
+        result.next_poll_in = 0.0 if resumed and len(fresh) >= self.page else None
         return result
 
     def _take(self, msg, now: datetime, result: PollResult) -> None:

@@ -76,6 +76,7 @@ class WebPoller:
             pages = await self._read_pages(last_id, result)
         except _PollFailed as failed:
             failed.result.bytes_read += result.bytes_read
+            failed.result.fetch_seconds = result.fetch_seconds
             return failed.result
         problems = [p for page in pages for p in page.problems]
         for problem in problems[:5]:
@@ -150,6 +151,8 @@ class WebPoller:
             raise _PollFailed(PollResult(outcome=exc.outcome, status=exc.status, error=f"{url}: {exc.message}")) from None
         result.status = resp.status
         result.bytes_read += len(resp.body)
+        # The network part only (pacer waits excluded), for the fetch-duration metric.
+        result.fetch_seconds = (result.fetch_seconds or 0.0) + resp.elapsed
         if resp.status in (429, 503):
             raise _PollFailed(self._rate_limited(url, resp))
         if not resp.ok:

@@ -94,13 +94,17 @@ def source():
 
 
 def test_poller_reads_new_posts_caches_the_entity_and_sees_edits():
-    client = FakeClient([msg(i, f"пост {i}") for i in range(1, 6)])
+    client = FakeClient([msg(i, f"пост {i}") for i in range(1, 3)])
     poller = MtprotoPoller(source(), lambda: client, page=3, recheck=10)
     first = asyncio.run(poller.poll(None, NOW))
-    assert [r.message_id for r in first.records] == [1, 2, 3] and first.next_poll_in == 0.0
+    assert [r.message_id for r in first.records] == [1, 2] and first.next_poll_in is None
     assert first.cursor["peer"] == {"channel_id": 1234567890, "access_hash": 987654321}
+    client.history += [msg(i, f"пост {i}") for i in range(3, 8)]
+    # Five new posts, three per page: oldest first, and "come back at once" while a page is full.
     second = asyncio.run(poller.poll(first.cursor, NOW))
-    assert [r.message_id for r in second.records] == [4, 5]
+    assert [r.message_id for r in second.records] == [3, 4, 5] and second.next_poll_in == 0.0
+    second = asyncio.run(poller.poll(second.cursor, NOW))
+    assert [r.message_id for r in second.records] == [6, 7] and second.next_poll_in is None
     client.history[1] = msg(2, "пост 2, исправлен", edit_date=T0 + timedelta(hours=2))
     third = asyncio.run(poller.poll(second.cursor, NOW))
     assert [(r.message_id, r.edited_at) for r in third.records] == [(2, "2026-03-02T10:00:00Z")]
@@ -109,6 +113,12 @@ def test_poller_reads_new_posts_caches_the_entity_and_sees_edits():
     again = MtprotoPoller(source(), lambda: client)
     asyncio.run(again.poll(third.cursor, NOW))
     assert client.resolved == 1 and poller.resolves == 1 and again.resolves == 0
+
+
+def test_first_run_reads_only_the_newest_page():
+    client = FakeClient([msg(i, f"пост {i}") for i in range(1, 11)])
+    first = asyncio.run(MtprotoPoller(source(), lambda: client, page=4).poll(None, NOW))
+    assert [r.message_id for r in first.records] == [7, 8, 9, 10] and first.cursor["last_id"] == 10
 
 
 def test_flood_wait_is_reported_not_slept():
