@@ -156,13 +156,15 @@ class OrgMatcher:
 
     @staticmethod
     def _claim(seqs: dict, oi: int, seq: tuple[str, ...], kind: str, proper: bool) -> None:
+        """The best kind that produces a key sequence owns it; among aliases of that kind,
+        one ``case: proper`` makes it proper. So the Cyrillic spelling of "Verstka" stays
+        proper like the Russian alias "Вёрстка", while the Latin spelling of the proper
+        Russian "Идите лесом" does not override the English alias "Idite Lesom"."""
         current = seqs.get((oi, seq))
-        if current is None:
+        if current is None or _RANK[kind] < _RANK[current[0]]:
             seqs[(oi, seq)] = [kind, proper]
-            return
-        if _RANK[kind] < _RANK[current[0]]:
-            current[0] = kind
-        current[1] = current[1] or proper
+        elif kind == current[0]:
+            current[1] = current[1] or proper
 
     def _synonym_keys(self, pipelines: Pipelines) -> dict[str, tuple[str, ...]]:
         """Match key -> the keys it may be swapped for, in this language."""
@@ -181,7 +183,7 @@ class OrgMatcher:
         for matcher in (self._names, self._acronyms):
             for match_id, start, end in matcher(doc):
                 label = self._labels[match_id]
-                if label.proper and not self._name_like(doc, start, end, label.org):
+                if label.proper and not self._name_like(doc, start, end, label.org, label.kind == NAME):
                     continue
                 candidates.append(_Candidate(label.org, start, end, label.kind))
         mentions = []
@@ -203,16 +205,18 @@ class OrgMatcher:
             )
         return mentions
 
-    def _name_like(self, doc: Doc, start: int, end: int, org: int) -> bool:
+    def _name_like(self, doc: Doc, start: int, end: int, org: int, capital_counts: bool) -> bool:
         """Evidence that a name which is also an ordinary word is used as a name here:
-        quotation marks around it; or written with a capital and not opening a sentence;
-        or a context word of the organization within :data:`CONTEXT_WINDOW` words."""
+        quotation marks around it; or written with a capital and not opening a sentence
+        (only for the name as given: a transliterated or reworded name is capitalized in
+        any case, "Memorial" is also "Memorial Day"); or a context word of the
+        organization within :data:`CONTEXT_WINDOW` words."""
         before = doc[start - 1].text if start > 0 else ""
         after = doc[end].text if end < len(doc) else ""
         if before and before[-1] in _QUOTES_OPEN and after and after[0] in _QUOTES_CLOSE:
             return True
         first = doc[start].text
-        if first[:1].isupper() and not _opens_sentence(doc, start):
+        if capital_counts and first[:1].isupper() and not _opens_sentence(doc, start):
             return True
         context = self._context[org]
         if context:

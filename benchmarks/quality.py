@@ -1,0 +1,170 @@
+"""Tagging quality on the labeled evaluation set: precision/recall per topic, recall (and
+precision) per watched organization, by split and language.
+
+The set is ``tests/fixtures/eval/{en,ru,uk}.jsonl``: short articles and posts written for
+this project, each labeled with the topics it is about and the watched organizations it
+names, with hard negatives (a retailer "mobilizing" staff, a protest song, page layout
+"верстка", the phrase "единая Россия", a memorial to the fallen). Items are in two splits:
+``dev`` was used while tuning the shipped watchlist; ``holdout`` was written at the same
+time and never used for tuning, so its figures are the honest ones.
+
+    .venv/bin/python benchmarks/quality.py [--watchlist config/watchlist.yaml] [--json] [--errors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from newsradar.config import load_watchlist  # noqa: E402
+from transforms.tagging import Tagger  # noqa: E402
+
+EVAL_DIR = REPO / "tests" / "fixtures" / "eval"
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    split: str
+    lang: str
+    title: str
+    text: str
+    topics: frozenset[str]
+    orgs: frozenset[str]
+
+
+def load_items(directory: Path = EVAL_DIR) -> list[Item]:
+    items = []
+    for path in sorted(directory.glob("*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            obj = json.loads(line)
+            try:
+                items.append(
+                    Item(obj["id"], obj["split"], obj["lang"], obj.get("title", ""), obj["text"],
+                         frozenset(obj.get("topics", ())), frozenset(obj.get("orgs", ())))
+                )
+            except KeyError as exc:
+                raise SystemExit(f"{path}:{n}: missing field {exc}") from None
+    return items
+
+
+@dataclass
+class Counts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def support(self) -> int:
+        return self.tp + self.fn
+
+    def as_dict(self) -> dict:
+        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "precision": round(self.precision, 3),
+                "recall": round(self.recall, 3)}
+
+
+@dataclass
+class Report:
+    topics: dict[str, dict[str, Counts]]  # scope -> topic -> counts
+    orgs: dict[str, dict[str, Counts]]  # scope -> org -> counts
+    items: int
+
+    def as_dict(self) -> dict:
+        return {
+            "items": self.items,
+            "topics": {s: {k: c.as_dict() for k, c in v.items()} for s, v in self.topics.items()},
+            "orgs": {s: {k: c.as_dict() for k, c in v.items()} for s, v in self.orgs.items()},
+        }
+
+
+def _score(table: dict[str, Counts], gold: Iterable[str], found: Iterable[str], universe: Iterable[str],
+           item: Item) -> None:
+    gold, found = set(gold), set(found)
+    for key in universe:
+        c = table.setdefault(key, Counts())
+        if key in gold and key in found:
+            c.tp += 1
+        elif key in found:
+            c.fp += 1
+            c.errors.append(f"FP {item.id}: {item.text[:90]}")
+        elif key in gold:
+            c.fn += 1
+            c.errors.append(f"FN {item.id}: {item.text[:90]}")
+
+
+def evaluate(watchlist_path: Path = REPO / "config" / "watchlist.yaml", items: list[Item] | None = None,
+             tagger: Tagger | None = None) -> Report:
+    """Tag every item and count, per scope ("all", "dev", "holdout", "en", "ru", "uk")."""
+    items = items if items is not None else load_items()
+    tagger = tagger or Tagger(load_watchlist(watchlist_path))
+    topic_ids = [t.id for t in tagger.watchlist.topics]
+    org_ids = [o.id for o in tagger.watchlist.organizations]
+    topics: dict[str, dict[str, Counts]] = {}
+    orgs: dict[str, dict[str, Counts]] = {}
+    for item in items:
+        result = tagger.analyze(item.title, item.text, item.lang)
+        found_topics = {t.id for t in result.topics}
+        found_orgs = {m.org_id for m in result.mentions}
+        for scope in ("all", item.split, item.lang):
+            _score(topics.setdefault(scope, {}), item.topics, found_topics, topic_ids, item)
+            _score(orgs.setdefault(scope, {}), item.orgs, found_orgs, org_ids, item)
+    return Report(topics, orgs, len(items))
+
+
+def print_report(report: Report, errors: bool = False, out=sys.stdout) -> None:
+    out.write(f"{report.items} labeled items\n\n")
+    scopes = ["all", "dev", "holdout", "en", "ru", "uk"]
+    out.write("topic          scope     precision  recall  support\n")
+    for topic in report.topics["all"]:
+        for scope in scopes:
+            c = report.topics.get(scope, {}).get(topic)
+            if c is None:
+                continue
+            out.write(f"{topic:<14} {scope:<9} {c.precision:>9.2f}  {c.recall:>6.2f}  {c.support:>7}\n")
+    out.write("\norganization                   recall  precision  support (all / holdout)\n")
+    for org, c in report.orgs["all"].items():
+        h = report.orgs.get("holdout", {}).get(org, Counts())
+        out.write(f"{org:<30} {c.recall:>6.2f}  {c.precision:>9.2f}  {c.support:>4} / {h.support:<4}"
+                  f" holdout recall {h.recall:.2f}\n")
+    if errors:
+        out.write("\nerrors (all items):\n")
+        for table in (report.topics["all"], report.orgs["all"]):
+            for key, c in table.items():
+                for e in c.errors:
+                    out.write(f"  {key}: {e}\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--watchlist", type=Path, default=REPO / "config" / "watchlist.yaml")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--errors", action="store_true", help="list every false positive and negative")
+    args = parser.parse_args(argv)
+    report = evaluate(args.watchlist)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print_report(report, errors=args.errors)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
