@@ -18,10 +18,12 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from newsradar.config import Watchlist
-from newsradar.records import Alert
+from transforms.alerting import DeliverAlerts, RaiseAlerts, check_sinks
 from transforms.dedupe import Dedupe, DedupeSettings
 from transforms.normalize import Normalize
 from transforms.parse import ParseRaw
+from transforms.reload import WatchlistSource
+from transforms.tagging import TagArticles
 
 
 @dataclass(frozen=True)
@@ -33,15 +35,17 @@ class Outputs:
     dlq: beam.PCollection  # DeadLetter → news.dlq
 
 
-def build(articles: beam.PCollection, watchlist: Watchlist, *, dedupe: DedupeSettings | None = None) -> Outputs:
+def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
+          dedupe: DedupeSettings | None = None) -> Outputs:
     """Assemble the pipeline over ``articles`` (raw ``news.raw`` payloads: bytes, or records
     with ``value`` and ``source`` such as :class:`transforms.kafkaio.KafkaRecord`).
 
     Steps, each a composite PTransform with a stable label::
 
         ParseRaw ──(bad)──────────────────────────────────────────────► dlq
-           └► Normalize ─► Dedupe ─► [TagTopics ─► MatchWatchlist] ─► tagged
-                                                  └► [RaiseAlerts] ─► alerts
+           └► Normalize ─► Dedupe ─► TagArticles ─► tagged
+                                           └► RaiseAlerts ─► alerts
+                                                  └► DeliverAlerts (sinks) ─(undelivered)─► dlq
 
     Guarantees: every input element ends up in ``dlq`` (with the original bytes, error and
     step) or, once per article id (edits marked ``is_update``), in ``tagged`` with ``lang``,
@@ -50,16 +54,20 @@ def build(articles: beam.PCollection, watchlist: Watchlist, *, dedupe: DedupeSet
     timestamp), because the streaming entry commits Kafka offsets when the watermark after
     the sinks passes a record's time.
 
-    Insertion point for tagging (issue 6): replace the two lines marked ``TAGGING`` below with
-
-        tagged = deduped | "TagTopics" >> TagTopics(watchlist) | "MatchWatchlist" >> MatchWatchlist(watchlist)
-        alerts = tagged | "RaiseAlerts" >> RaiseAlerts(watchlist)
-
-    Until then ``tagged`` carries empty ``topics`` and ``mentions`` and ``alerts`` is empty.
+    ``watchlist`` is a :class:`transforms.reload.WatchlistSource` (the file is polled and a
+    good new version taken into use while running) or a fixed Watchlist.
     """
+    source = watchlist if isinstance(watchlist, WatchlistSource) else WatchlistSource.fixed(watchlist)
+    check_sinks(source)
     parsed = articles | "ParseRaw" >> ParseRaw()
     normalized = parsed.articles | "Normalize" >> Normalize()
     deduped = normalized | "Dedupe" >> Dedupe(dedupe)
-    tagged = deduped  # TAGGING
-    alerts = articles.pipeline | "NoAlertsYet" >> beam.Create([]).with_output_types(Alert)  # TAGGING
-    return Outputs(tagged=tagged, alerts=alerts, dlq=parsed.dlq)
+    # Tagging (issue 6): topics and organizations in one pass, then novelty per organization;
+    # sinks beside news.alerts, their undelivered alerts to the DLQ. docs/tagging.md, docs/alerts.md.
+    tagged = deduped | "TagArticles" >> TagArticles(source)
+    alerts = tagged | "RaiseAlerts" >> RaiseAlerts(source)
+    if not source.initial.alerts.sinks:
+        return Outputs(tagged=tagged, alerts=alerts, dlq=parsed.dlq)
+    undelivered = alerts | "DeliverAlerts" >> DeliverAlerts(source.initial.alerts.sinks)
+    dlq = (parsed.dlq, undelivered) | "MergeDeadLetters" >> beam.Flatten()
+    return Outputs(tagged=tagged, alerts=alerts, dlq=dlq)

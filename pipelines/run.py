@@ -26,11 +26,12 @@ from apache_beam.options.pipeline_options import PipelineOptions, PortableOption
 from apache_beam.runners.runner import PipelineState
 
 from newsradar import paths
-from newsradar.config import Watchlist, load_watchlist
+from newsradar.config import Watchlist
 from newsradar.kafka import broker_answers, ensure_topics
 from newsradar.metrics import pipeline_metrics, serve
 from newsradar.records import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_RAW, TOPIC_TAGGED
 from transforms.kafkaio import LOCAL_PROGRESS, CommitOffsets, LocalProgress, ReadFromKafka, WriteToKafka
+from transforms.reload import WatchlistSource
 
 from . import monitor
 from .options import NewsradarOptions, dedupe_settings, read_settings, topic
@@ -60,7 +61,7 @@ def prism_binary() -> str:
 
 def attach_kafka(
     pipeline: beam.Pipeline,
-    watchlist: Watchlist,
+    watchlist: Watchlist | WatchlistSource,
     bootstrap_servers: str,
     options: PipelineOptions,
     bounded: bool = False,
@@ -165,7 +166,8 @@ def run_streaming(
 ) -> int:
     """Run until stopped (streaming runners) or until news.raw is read to its current end
     (DirectRunner, which cannot run an unbounded source). Returns the exit code."""
-    watchlist = load_watchlist(watchlist_path)
+    # Polled while running: a good new version is taken into use, a bad one refused (issue 6).
+    watchlist = WatchlistSource.from_file(watchlist_path)
     options = _beam_options(runner, beam_args)
     own = options.view_as(NewsradarOptions)
     try:

@@ -17,6 +17,7 @@ the same alert keeps the same id.
 from __future__ import annotations
 
 import logging
+import typing
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -137,7 +138,8 @@ class KeyMentionsByOrganization(beam.PTransform):
     """TaggedArticle -> (org id, MentionEvent), one per watched organization it mentions."""
 
     def expand(self, tagged):
-        return tagged | "EventsOf" >> beam.FlatMap(events_of)
+        # A typed key gives the stateful step a deterministic key coder.
+        return tagged | "EventsOf" >> beam.FlatMap(events_of).with_output_types(tuple[str, MentionEvent])
 
 
 class RaiseAlerts(beam.PTransform):
@@ -190,7 +192,7 @@ class RaiseAlertsInOrder(beam.PTransform):
     def expand(self, numbered):
         return (
             numbered
-            | "KeyMentionsByOrganization" >> beam.FlatMap(_events_in_order)
+            | "KeyMentionsByOrganization" >> beam.FlatMap(_events_in_order).with_output_types(tuple[str, typing.Any])
             | "GroupByOrganization" >> beam.GroupByKey()
             | "ApplyNoveltyRulesInOrder" >> beam.ParDo(_FoldInOrder(self._source))
         )
@@ -237,6 +239,20 @@ class _DeliverFn(beam.DoFn):
         dispatcher = getattr(self, "_dispatcher", None)
         if dispatcher is not None:
             dispatcher.close()
+
+
+def check_sinks(source: WatchlistSource) -> None:
+    """At launch: every configured sink can be built (e.g. its secret is in the
+    environment); raises ConfigError naming the file and the sink otherwise."""
+    from newsradar.config import ConfigError
+
+    from .sinks import SinkConfigError, build_sink
+
+    for i, sink in enumerate(source.initial.alerts.sinks):
+        try:
+            build_sink(sink)
+        except SinkConfigError as exc:
+            raise ConfigError(source.path or "<watchlist>", f"alerts.sinks[{i}]", str(exc)) from None
 
 
 class DeliverAlerts(beam.PTransform):
