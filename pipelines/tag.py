@@ -2,10 +2,11 @@
 
 Input is JSONL (one object a line with at least ``title`` and ``text``; optional ``id``,
 ``lang``, ``url``, ``published_at``, ``source_id``) or an RSS/Atom file (read by the RSS
-connector's own parse step). The steps are the streaming pipeline's transforms —
+connector's own parse step). The steps are the streaming pipeline's: Normalize and Dedupe
+(their plain functions, applied in input order so story ids are reproducible), then
 :class:`transforms.tagging.TagArticles` and, for ``--alerts``, the novelty rules replayed
-per organization in input order (:class:`transforms.alerting.RaiseAlertsInOrder`) — run by
-the DirectRunner.
+per organization in input order (:class:`transforms.alerting.RaiseAlertsInOrder`), run by
+the DirectRunner's batch engine.
 
 Guarantees: one JSON object per input item on stdout, in input order, with ``id``,
 ``lang``, ``topics`` (``[{id, score}]``), ``mentions``
@@ -18,6 +19,7 @@ articles that raised them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -34,9 +36,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from newsradar.config import ConfigError
 from newsradar.records import RawArticle, RecordError, TaggedArticle, format_time, parse_time, rss_article_id
-from newsradar.text import html_to_text, looks_like_html
 from transforms.alerting import RaiseAlertsInOrder
-from transforms.nlp import guess_lang
 from transforms.reload import WatchlistSource
 from transforms.tagging import TagArticles
 
@@ -89,8 +89,6 @@ def _jsonl_item(seq: int, lineno: int, raw: bytes, now: datetime) -> Item:
         if obj.get(field) is not None and not isinstance(obj[field], str):
             return Item(seq, lineno, error=f"{field}: expected a string, got {type(obj[field]).__name__}")
     title, text = obj["title"], obj["text"]
-    if looks_like_html(text):
-        text = html_to_text(text)
     source_id = obj.get("source_id") or DEFAULT_SOURCE
     fetched = format_time(now)
     try:
@@ -120,12 +118,37 @@ def _feed_items(data: bytes, now: datetime, name: str) -> list[Item]:
 
 
 def _prepare(raw_article: RawArticle, lang: str | None) -> TaggedArticle:
-    """What the pipeline's normalize and dedupe steps give the tagger: a language and a
-    story. Here: the given language, else one guessed from the script; every article its
-    own story."""
-    text = f"{raw_article.title}\n{raw_article.text}"
-    lang = (lang or "").split("-")[0].lower() or guess_lang(text)
-    return TaggedArticle(article=raw_article, lang=lang, story_id=raw_article.article_id)
+    """Placeholder until :func:`prepare_in_order` runs normalize and dedupe over all items."""
+    return TaggedArticle(article=raw_article, lang=(lang or "").split("-")[0].lower(), story_id=raw_article.article_id)
+
+
+def prepare_in_order(items: list[Item]) -> list[Item]:
+    """The pipeline's Normalize and Dedupe steps, as their plain functions, in input order:
+    clean text and language (a ``lang`` given in the input wins over detection), then story
+    grouping against the articles before it. In input order because a file has an order
+    and a replay must give the same story ids every time (a batch Beam run would not)."""
+    from transforms.dedupe import DedupeSettings, StoryIndex, assign_story
+    from transforms.normalize import normalize, shared_detector
+
+    detector = shared_detector()
+    settings = DedupeSettings()
+    indexes: dict[str, StoryIndex] = {}
+    out = []
+    for item in items:
+        if item.article is None:
+            out.append(item)
+            continue
+        given = item.article.lang
+        tagged = normalize(item.article.article, detector)
+        if given in ("en", "ru", "uk"):
+            tagged = dataclasses.replace(tagged, lang=given)
+        index = indexes.setdefault(tagged.lang, StoryIndex(settings))
+        ts_micros = int(parse_time(tagged.article.published_at).timestamp() * 1_000_000)
+        tagged, entry = assign_story(index, tagged, ts_micros, settings)
+        if entry is not None:
+            index.add(entry)
+        out.append(dataclasses.replace(item, article=tagged))
+    return out
 
 
 def output_object(tagged: TaggedArticle) -> dict:
@@ -207,7 +230,7 @@ def main(watchlist_file: str, input_file: str | None, alerts_file: str | None,
         data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
     if len(data) > MAX_INPUT_BYTES:
         raise ConfigError(name, "", f"input larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB; split it")
-    items = read_items(data, now or datetime.now(UTC), name)
+    items = prepare_in_order(read_items(data, now or datetime.now(UTC), name))
     with tempfile.TemporaryDirectory(prefix="newsradar-tag-") as workdir:
         outputs, alerts = run_pipeline(items, source, alerts_file is not None, workdir)
     bad = 0
