@@ -71,10 +71,10 @@ def _option_default(command, name: str):
 def test_scrape_targets_are_the_ports_the_processes_listen_on_by_default():
     assert _scrape_port("newsradar-connector") == MetricsEndpoint().port
     assert _scrape_port("newsradar-connector") == _option_default(cli.up, "connect_metrics_port")
-    pipeline_port = _scrape_port("newsradar-pipeline")
-    assert pipeline_port == _option_default(cli.up, "pipeline_metrics_port")
-    if any(p.name == "metrics_port" for p in cli.pipeline.params):
-        assert pipeline_port == _option_default(cli.pipeline, "metrics_port")
+    from pipelines.options import DEFAULT_METRICS_PORT
+
+    assert _scrape_port("newsradar-pipeline") == DEFAULT_METRICS_PORT
+    assert _scrape_port("newsradar-pipeline") == _option_default(cli.up, "pipeline_metrics_port")
 
 
 def test_install_script_is_idempotent_and_leaves_apt_alone_when_everything_is_there(tmp_path):
