@@ -1,0 +1,125 @@
+"""Topic rules over blank pipelines: lemmas, weights, negatives, threshold, evidence."""
+
+import pytest
+
+from newsradar.config.watchlist import Topic
+from transforms.nlp import Pipelines, analysis_text
+from transforms.topics import TopicMatcher
+
+
+def topic(**kw):
+    base = {"id": "mobilization", "name": "Mobilization", "threshold": 3, "terms": {}}
+    base.update(kw)
+    return Topic.model_validate(base)
+
+
+MOBILIZATION = topic(
+    terms={
+        "en": [{"term": "mobilization", "weight": 3}, {"term": "partial mobilization", "weight": 3},
+               {"term": "mobilize", "weight": 1.5}, {"term": "army", "weight": 1}, {"term": "soldier", "weight": 1}],
+        "ru": [{"term": "мобилизация", "weight": 3}, {"term": "мобилизованный", "weight": 3},
+               {"term": "мобилизовать", "weight": 2}, {"term": "повестка", "weight": 2}],
+        "uk": [{"term": "мобілізація", "weight": 3}, {"term": "повістка", "weight": 2}],
+    },
+    negative={"en": [{"term": "retailer", "weight": 2}], "ru": [{"term": "повестка дня", "weight": 3}]},
+)
+PROTEST = topic(
+    id="protest", name="Protest",
+    terms={"en": [{"term": "protest", "weight": 2}, {"term": "rally", "weight": 2}, {"term": "picket", "weight": 3}]},
+    negative={"en": [{"term": "protest song", "weight": 1}]},
+)
+
+
+@pytest.fixture(scope="module")
+def pipes():
+    return Pipelines()
+
+
+@pytest.fixture(scope="module")
+def matchers(pipes):
+    return {lang: TopicMatcher([MOBILIZATION, PROTEST], pipes, lang) for lang in ("en", "ru", "uk")}
+
+
+def tag(pipes, matchers, text, lang, title=""):
+    full = analysis_text(title, text)
+    return {t.id: t for t in matchers[lang](pipes(full, lang))}, full
+
+
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("В регионе объявили мобилизацию.", "ru"),
+        ("Мобилизованных отправили в учебный центр.", "ru"),
+        ("Власти мобилизовали мужчин и раздали повестки.", "ru"),
+        ("Мобілізації не буде, заявили в уряді.", "uk"),
+        ("The partial mobilization was announced on Wednesday.", "en"),
+    ],
+)
+def test_inflected_terms_reach_the_threshold(pipes, matchers, text, lang):
+    tags, _ = tag(pipes, matchers, text, lang)
+    assert "mobilization" in tags
+
+
+def test_a_similar_word_is_not_the_term(pipes, matchers):
+    tags, _ = tag(pipes, matchers, "Новый мобильный тариф и мобильное приложение.", "ru")
+    assert tags == {}
+
+
+def test_below_threshold_is_not_tagged_and_weights_add_up(pipes, matchers):
+    tags, _ = tag(pipes, matchers, "The army band played.", "en")
+    assert tags == {}
+    tags, _ = tag(pipes, matchers, "Soldiers were mobilized and the army moved.", "en")
+    # mobilize 1.5 + army 1 + soldier 1
+    assert tags["mobilization"].score == 3.5
+
+
+def test_a_repeated_term_adds_half_its_weight_once(pipes, matchers):
+    tags, _ = tag(pipes, matchers, "Protest. Protest. Protest.", "en")
+    assert tags["protest"].score == 3.0  # 2 + 1, not 6
+
+
+def test_overlapping_matches_count_once_the_longest(pipes, matchers):
+    tags, full = tag(pipes, matchers, "A partial mobilization began.", "en")
+    t = tags["mobilization"]
+    assert t.score == 3.0
+    assert [e.text for e in t.evidence] == ["partial mobilization"]
+
+
+def test_negative_term_subtracts(pipes, matchers):
+    tags, _ = tag(pipes, matchers, "The retailer will mobilize staff; soldiers of the army of shoppers.", "en")
+    assert tags == {}  # 1.5 + 1 + 1 - 2
+
+
+def test_negative_phrase_cancels_the_positive_match_inside_it(pipes, matchers):
+    tags, _ = tag(pipes, matchers, "A protest song and a picket fence.", "en")
+    assert "protest" not in tags or all(e.text != "protest" for e in tags["protest"].evidence)
+    tags, _ = tag(pipes, matchers, "A protest song was sung at the rally and the protest went on.", "en")
+    # "protest" inside "protest song" does not count; the other occurrence and the rally do:
+    # 2 + 2 - 1 (the negative's weight, once).
+    assert tags["protest"].score == 3.0
+    assert [e.text for e in tags["protest"].evidence] == ["rally", "protest"]
+
+
+def test_negative_phrase_in_russian(pipes, matchers):
+    tags, _ = tag(pipes, matchers, "В повестке дня заседания мобилизация ресурсов не значилась.", "ru")
+    assert tags == {}  # мобилизация 3 - повестка дня 3; the "повестка" inside it is cancelled
+
+
+def test_evidence_offsets_index_the_analysis_text(pipes, matchers):
+    tags, full = tag(pipes, matchers, "Мобилизованных отправили, повестки вручили.", "ru", title="Мобилизация")
+    ev = tags["mobilization"].evidence
+    assert ev, "evidence is kept for every tag"
+    for e in ev:
+        assert full[e.start:e.end] == e.text
+    assert ev[0].text == "Мобилизация" and ev[0].start == 0
+
+
+def test_terms_that_key_alike_keep_the_heavier_weight(pipes, matchers):
+    # "мобилизованный" (3) and "мобилизовать" (2) both key to the verb.
+    tags, _ = tag(pipes, matchers, "Мобилизованные вернулись.", "ru")
+    assert tags["mobilization"].score == 3.0
+
+
+def test_explain_scores_every_topic(pipes, matchers):
+    doc = pipes("The retailer held a rally.", "en")
+    assert matchers["en"].explain(doc) == {"mobilization": -2.0, "protest": 2.0}
