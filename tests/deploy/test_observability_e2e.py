@@ -172,12 +172,29 @@ def test_every_dashboard_expression_returns_data_from_a_real_stack(kafka, tmp_pa
         server.set_body(f"{run}-ru", feed("news-ru.xml.in"))
         produce_malformed_record(kafka.bootstrap, run)
 
+        # What the fixtures must have caused, beyond series existing: each outcome the
+        # dashboards distinguish happened at least once.
+        expected = {
+            f'sum(newsradar_fetches_total{{source="{run}-static", outcome="not_modified"}})': "304s",
+            f'sum(newsradar_rate_limit_waits_total{{source="{run}-limited"}})': "rate-limit waits",
+            f'sum(newsradar_fetches_total{{source="{run}-broken", outcome="http_error"}})': "HTTP errors",
+            f'sum(newsradar_items_produced_total{{source=~"{run}-(en|ru)"}})': "items produced",
+            "sum(newsradar_dlq_records_total)": "the malformed record dead-lettered",
+            "sum(newsradar_mentions_total)": "mentions",
+            "sum(newsradar_tags_total)": "tags",
+            "sum(newsradar_alerts_total)": "alerts",
+            "sum(newsradar_fetched_to_alert_seconds_count)": "fetched-to-alert latencies",
+            "sum(newsradar_alert_sink_deliveries_total)": "sink deliveries",
+        }
         pending: dict[str, dict] = {}
 
         def every_expression_has_data() -> bool:
             connector.check()
             pipeline.check()
             pending.clear()
+            for expr, what in expected.items():
+                if not (prometheus.value(expr) or 0) > 0:
+                    pending[f"expected {what}: {expr}"] = prometheus.query(expr)
             for q in queries:
                 body = prometheus.query(substitute(q.expr))
                 assert body.get("status") == "success" or body.get("errorType") != "bad_data", (
@@ -191,7 +208,7 @@ def test_every_dashboard_expression_returns_data_from_a_real_stack(kafka, tmp_pa
             wait_for(every_expression_has_data, 180, "every dashboard expression to return data")
         except pytest.fail.Exception:
             detail = "\n".join(f"  {name}: {body}" for name, body in pending.items())
-            pytest.fail(f"expressions without data:\n{detail}\n--- connect log:\n{connector.log_tail()}\n"
+            pytest.fail(f"expressions without data, or expected events that never happened:\n{detail}\n--- connect log:\n{connector.log_tail()}\n"
                         f"--- pipeline log:\n{pipeline.log_tail()}")
 
         # The variables list values, and the sources' include ours.
