@@ -160,12 +160,12 @@ def prune(state: OrgState, now: float, novelty: Novelty) -> None:
     """Forget what no rule can need any more as of event time ``now``."""
     horizon = now - novelty.story_memory
     if state.stories:
-        state.stories = {s: at for s, at in state.stories.items() if at >= horizon}
+        state.stories = {s: at for s, at in state.stories.items() if at > horizon}
         if len(state.stories) > MAX_STORIES:
             newest = sorted(state.stories.items(), key=lambda kv: kv[1])[-MAX_STORIES:]
             state.stories = dict(newest)
     if state.topic_stories:
-        state.topic_stories = {k: at for k, at in state.topic_stories.items() if at >= horizon}
+        state.topic_stories = {k: at for k, at in state.topic_stories.items() if at > horizon}
         if len(state.topic_stories) > MAX_STORIES:
             state.topic_stories = dict(sorted(state.topic_stories.items(), key=lambda kv: kv[1])[-MAX_STORIES:])
     if state.hours:
