@@ -148,8 +148,8 @@ class _HttpSink:
         return self._session
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
-        self.policy.check_url(url)
         try:
+            self.policy.check_url(url)
             async with self.session().post(
                 url, data=body, headers=headers, allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
@@ -378,5 +378,8 @@ class Dispatcher:
     def close(self) -> None:
         if self._loop is None or self._loop.is_closed():
             return
-        self._loop.run_until_complete(asyncio.gather(*(s.close() for s in self.sinks)))
+        self._loop.run_until_complete(self._close_sinks())
         self._loop.close()
+
+    async def _close_sinks(self) -> None:
+        await asyncio.gather(*(s.close() for s in self.sinks))
