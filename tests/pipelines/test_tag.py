@@ -1,0 +1,107 @@
+"""`newsradar tag` and `newsradar watchlist check`: the commands as users run them."""
+
+import io
+import json
+import subprocess
+
+import pytest
+
+from newsradar.records import alert_id, decode_alert
+from pipelines.tag import main as tag_main
+from tests.conftest import FIXTURES, REPO, newsradar_cmd
+
+WATCHLIST = str(REPO / "config" / "watchlist.yaml")
+TAG = FIXTURES / "tag"
+
+
+def run(*args, stdin=None):
+    return subprocess.run(newsradar_cmd(*args), capture_output=True, text=True, input=stdin, timeout=300)
+
+
+@pytest.mark.slow
+def test_tag_jsonl_with_alerts_in_input_order(tmp_path):
+    alerts_file = tmp_path / "alerts.jsonl"
+    result = run("tag", "--watchlist", WATCHLIST, "--alerts", str(alerts_file), str(TAG / "articles.jsonl"))
+    assert result.returncode == 0, result.stderr
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["id"] for o in out] == ["t1", "t2", "t3", "t4", "t5"]
+    for o in out:
+        assert set(o) >= {"id", "lang", "topics", "mentions", "story_id"}
+        assert all(set(t) == {"id", "score"} for t in o["topics"])
+        assert all(set(m) == {"org_id", "text", "start", "end", "match"} for m in o["mentions"])
+    t1, t2, t3, t4, t5 = out
+    assert t1["lang"] == "ru" and {t["id"] for t in t1["topics"]} == {"mobilization", "protest"}
+    assert t1["mentions"][0] == {"org_id": "council-of-mothers-and-wives", "text": "Совет матерей и жён",
+                                 "start": 26, "end": 45, "match": "exact"}
+    # t2 is a rewritten copy of t1: same story, found by the pipeline's Dedupe.
+    assert t2["story_id"] == "t1" and t2["duplicate_of"] == "t1"
+    assert t3["topics"] == [] and t3["lang"] == "en"  # a retailer "mobilizing" staff
+    assert [m["match"] for m in t4["mentions"]] == ["lemma", "exact"]
+    assert t4["lang"] == "uk" and t4["topics"] == [{"id": "protest", "score": 3.0}]
+    assert t5["mentions"][0]["match"] == "fuzzy"
+
+    alerts = [decode_alert(line) for line in alerts_file.read_text(encoding="utf-8").splitlines()]
+    cmw = "council-of-mothers-and-wives"
+    assert [(a.kind, a.article_id) for a in alerts] == [
+        ("new_mention", "t1"), ("topic", "t1"), ("topic", "t1"),  # t2: the same story, nothing
+        ("new_mention", "t4"), ("topic", "t4"),
+        ("new_mention", "t4"), ("topic", "t4"),
+        ("new_mention", "t5"), ("first_in_window", "t5"), ("topic", "t5"),
+    ]
+    assert alerts[0].alert_id == alert_id("new_mention", cmw, "t1")
+    assert alerts[8].alert_id == alert_id("first_in_window", cmw, "t5")
+    assert "after 9.0 days" in alerts[8].why
+
+
+def test_tag_rss_file_in_process():
+    out, err = io.StringIO(), io.StringIO()
+    assert tag_main(WATCHLIST, str(TAG / "feed.xml"), None, out=out, err=err) == 0
+    first, second = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [m["org_id"] for m in first["mentions"]] == ["verstka", "verstka"]
+    assert {t["id"] for t in first["topics"]} == {"mobilization"}
+    assert second["mentions"] == []  # "верстка" the page layout
+
+
+def test_bad_lines_are_reported_in_place_and_exit_2(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        '{"title": "A", "text": "The UCSMR said."}\n'
+        "not json\n"
+        '{"title": "B"}\n'
+        '[1, 2]\n'
+        '{"title": "C", "text": "x", "published_at": "yesterday"}\n',
+        encoding="utf-8",
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert tag_main(WATCHLIST, str(path), None, out=out, err=err) == 2
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(lines) == 5
+    assert lines[0]["mentions"][0]["org_id"] == "soldiers-mothers-union"
+    assert [line.get("line") for line in lines[1:]] == [2, 3, 4, 5]
+    assert "not JSON" in lines[1]["error"] and "text" in lines[2]["error"] and "published_at" in lines[4]["error"]
+    assert f"{path}:2:" in err.getvalue() and "4 of 5 input items could not be read" in err.getvalue()
+
+
+def test_tag_reads_stdin_and_bad_watchlist_is_exit_2(tmp_path):
+    result = run("tag", "--watchlist", WATCHLIST, stdin='{"title": "", "text": "Минобороны России заявило."}\n')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["mentions"][0]["org_id"] == "russian-ministry-of-defence"
+    bad = tmp_path / "w.yaml"
+    bad.write_text("version: 1\norganizations: [{id: X, name: y, aliases: {}}]\n", encoding="utf-8")
+    result = run("tag", "--watchlist", str(bad), str(TAG / "articles.jsonl"))
+    assert result.returncode == 2 and "organizations[0].id" in result.stderr
+
+
+def test_watchlist_check_runs_the_inline_examples(tmp_path):
+    result = run("watchlist", "check", WATCHLIST)
+    assert result.returncode == 0, result.stderr
+    assert "20 examples" in result.stdout
+    broken = tmp_path / "w.yaml"
+    text = (REPO / "config" / "watchlist.yaml").read_text(encoding="utf-8")
+    broken.write_text(text.replace("    not_topics: [mobilization]\n    note: a retailer", "    topics: [mobilization]\n    note: a retailer"),
+                      encoding="utf-8")
+    result = run("watchlist", "check", str(broken))
+    assert result.returncode == 2
+    assert "examples[1] (en) 'The retailer is mobilizing extra staff" in result.stderr
+    assert "expected topic mobilization (score" in result.stderr
+    assert "1 of 20 inline examples fail" in result.stderr
