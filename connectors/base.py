@@ -45,6 +45,8 @@ class PollResult:
     ``next_poll_in`` is the source's own hint in seconds (ttl, Cache-Control, Retry-After);
     the loop clamps it to the configured range. ``outcome`` is one of
     ``newsradar.metrics.FETCH_OUTCOMES``; ``error`` explains a failed poll in one line.
+    A failed poll (``error`` set) delivers nothing and saves nothing: its records and cursor
+    are ignored and the source backs off.
     """
 
     records: list[RawArticle] = field(default_factory=list)
