@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 
 # The last offset an unbounded restriction can reach; Kafka offsets are signed 64-bit.
 _END_OF_TIME = 2**63 - 1
+# The smallest step of time in the portable model: element timestamps, watermarks and timers
+# travel in milliseconds, so all our arithmetic stays in whole milliseconds. (With timers set
+# one microsecond after a marker, Prism never committed anything: the timer came back
+# truncated onto the marker's millisecond, never "after" it.)
+_TICK = Duration(micros=1000)
 PROGRESS = "progress"
 
 
@@ -234,8 +239,13 @@ class _WatermarkFromRecords(WatermarkEstimatorProvider):
         return ManualWatermarkEstimator(estimator_state)
 
 
-def _micros_now() -> Timestamp:
-    return Timestamp.of(time.time())
+def _now_ms() -> Timestamp:
+    return Timestamp(micros=int(time.time() * 1000) * 1000)
+
+
+def _just_after(micros: int) -> Timestamp:
+    """The first whole millisecond after ``micros``."""
+    return Timestamp(micros=(micros // 1000 + 1) * 1000)
 
 
 class _ReadPartition(beam.DoFn, RestrictionProvider):
@@ -298,7 +308,7 @@ class _ReadPartition(beam.DoFn, RestrictionProvider):
             # Asked to stop: take nothing new, and let the watermark pass what was emitted so
             # the commit of everything already read can complete.
             progress.note_paused((topic, partition))
-            watermark.set_watermark(max(watermark.current_watermark() + Duration(micros=1000), _micros_now()))
+            watermark.set_watermark(max(watermark.current_watermark() + _TICK, _now_ms()))
             tracker.defer_remainder(Duration(self._settings.idle_recheck_seconds))
             return
         consumer = self._consumer
@@ -334,6 +344,9 @@ class _ReadPartition(beam.DoFn, RestrictionProvider):
                 break
         self._records.inc(emitted)
         if last_ts is not None:
+            # Later records are stamped at least this (see above), so the watermark can pass
+            # the last one now and its commit need not wait for the next record.
+            watermark.set_watermark(last_ts + _TICK)
             progress.note_read((topic, partition), position)
             yield beam.pvalue.TaggedOutput(PROGRESS, TimestampedValue((f"{topic}:{partition}", position), last_ts))
         if exhausted:
@@ -348,7 +361,7 @@ class _ReadPartition(beam.DoFn, RestrictionProvider):
             return
         if position >= end:
             # Caught up: records that arrive later carry (at least) about the current time.
-            idle = _micros_now() - Duration(self._settings.idle_lag_seconds)
+            idle = _now_ms() - Duration(micros=int(self._settings.idle_lag_seconds * 1000) * 1000)
             if idle > watermark.current_watermark():
                 watermark.set_watermark(idle)
             tracker.defer_remainder(Duration(self._settings.idle_recheck_seconds))
@@ -429,7 +442,7 @@ class _DiscoverPartitions(beam.DoFn):
                 return
             log.info("discovered partition %s/%d", topic, partition)
             yield TimestampedValue((topic, partition), MIN_TIMESTAMP)
-        now = _micros_now()
+        now = _now_ms()
         if watermark.current_watermark() is None or now > watermark.current_watermark():
             watermark.set_watermark(now)
         tracker.defer_remainder(Duration(self._settings.partition_discovery_seconds))
@@ -512,9 +525,9 @@ class _CommitWhenDurable(beam.DoFn):
         _key, next_offset = marker
         pending.add((ts.micros, next_offset))
         earliest = min(t for t, _ in pending.read())
-        # +1 ms: the timer may fire when the watermark reaches it; records stamped at the
-        # marker's time must be strictly before the watermark.
-        due.set(Timestamp(micros=earliest + 1000))
+        # Just after the marker: records stamped at the marker's time must be behind the
+        # watermark when the timer fires.
+        due.set(_just_after(earliest))
 
     @userstate.on_timer(DUE)
     def on_due(
@@ -525,15 +538,15 @@ class _CommitWhenDurable(beam.DoFn):
         due=beam.DoFn.TimerParam(DUE),
     ):
         markers = list(pending.read())
-        ready = [m for m in markers if m[0] + 1000 <= fired.micros]
-        rest = [m for m in markers if m[0] + 1000 > fired.micros]
+        ready = [m for m in markers if m[0] < fired.micros]
+        rest = [m for m in markers if m[0] >= fired.micros]
         if ready:
             self._commit(key, max(offset for _, offset in ready))
         pending.clear()
         for m in rest:
             pending.add(m)
         if rest:
-            due.set(Timestamp(micros=min(t for t, _ in rest) + 1000))
+            due.set(_just_after(min(t for t, _ in rest)))
 
     def _commit(self, key: str, offset: int) -> None:
         from kafka import TopicPartition

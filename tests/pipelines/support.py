@@ -1,0 +1,85 @@
+"""Helpers shared by the pipeline tests: build raw records, produce them, read topics back."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from newsradar.kafka import make_producer
+from newsradar.records import RawArticle, format_time, utc_now
+
+
+def raw_article(n: int, *, text: str | None = None, title: str | None = None, **fields) -> RawArticle:
+    """A valid RSS article numbered ``n`` whose text is unique to ``n`` (no near duplicates)."""
+    now = utc_now()
+    values = dict(
+        article_id=f"rss:test:{n}",
+        source_id="test",
+        source_kind="rss",
+        url=f"https://news.example.org/{n}",
+        title=title if title is not None else f"Report {n}",
+        text=text if text is not None else f"Item {n}: {' '.join(f'w{n}x{k}' for k in range(8))}.",
+        published_at=format_time(now - timedelta(minutes=5)),
+        fetched_at=format_time(now),
+    )
+    values.update(fields)
+    return RawArticle(**values)
+
+
+def produce(bootstrap: str, topic: str, messages) -> int:
+    """Send (key, value) pairs and wait until Kafka acknowledged every one."""
+    producer = make_producer(bootstrap, client_id="newsradar-test")
+    try:
+        futures = [producer.send(topic, key=k, value=v) for k, v in messages]
+        producer.flush()
+        for f in futures:
+            f.get(timeout=30)
+        return len(futures)
+    finally:
+        producer.close()
+
+
+def read_topic(bootstrap: str, topic: str) -> list:
+    """Every record currently in ``topic`` (all partitions), read up to the end offsets."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records = []
+        deadline = time.monotonic() + 30
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within 30s")
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def committed(bootstrap: str, group: str, topic: str) -> dict[int, int | None]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return {p: consumer.committed(TopicPartition(topic, p)) for p in sorted(consumer.partitions_for_topic(topic))}
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()

@@ -1,0 +1,237 @@
+"""Dedupe: repeats, edits, near-duplicate stories; plain functions and TestStream runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing import test_pipeline, test_stream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+from prometheus_client import REGISTRY
+
+from newsradar.records import TaggedArticle
+from tests.conftest import FIXTURES
+from tests.pipelines.support import raw_article
+from transforms.dedupe import (
+    NEW,
+    REPEAT,
+    STALE,
+    UPDATE,
+    Dedupe,
+    DedupeSettings,
+    StoryIndex,
+    assign_story,
+    exact_key,
+    judge_repeat,
+    sketch,
+    version_of,
+)
+
+STORIES = [json.loads(line) for line in (FIXTURES / "pipeline" / "stories.jsonl").read_text("utf-8").splitlines()]
+SETTINGS = DedupeSettings(repeat_window_seconds=100, story_window_seconds=100, prune_interval_seconds=1)
+
+
+def tagged(n: int, lang: str = "en", **fields) -> TaggedArticle:
+    article = raw_article(n, **fields)
+    return TaggedArticle(article=article, lang=lang, story_id=article.article_id)
+
+
+def story(row_id: str) -> TaggedArticle:
+    row = next(r for r in STORIES if r["id"] == row_id)
+    article = raw_article(0, article_id=row_id, title=row["title"], text=row["text"])
+    return TaggedArticle(article=article, lang=row["lang"], story_id=row_id)
+
+
+# ---------------------------------------------------------------------------
+# plain functions
+
+
+def test_judge_repeat_tells_new_repeat_update_and_stale_apart():
+    first = tagged(1, fetched_at="2026-03-01T10:00:00Z")
+    again = tagged(1, fetched_at="2026-03-01T11:00:00Z")  # fetched later, same content
+    edit = tagged(1, text="corrected text", edited_at="2026-03-01T10:30:00Z", fetched_at="2026-03-01T10:31:00Z")
+    older_edit = tagged(1, text="draft", edited_at="2026-03-01T10:10:00Z", fetched_at="2026-03-01T10:11:00Z")
+    assert judge_repeat(None, version_of(first)) == NEW
+    assert judge_repeat(version_of(first), version_of(again)) == REPEAT
+    assert judge_repeat(version_of(first), version_of(edit)) == UPDATE
+    assert judge_repeat(version_of(edit), version_of(older_edit)) == STALE
+    # Without edited_at, a later fetch with different content is the newer version.
+    refetched = tagged(1, text="changed without an edit mark", fetched_at="2026-03-01T12:00:00Z")
+    assert judge_repeat(version_of(first), version_of(refetched)) == UPDATE
+
+
+def test_rewritten_copies_share_a_story_and_different_stories_do_not():
+    index = StoryIndex(SETTINGS)
+    assigned = {}
+    for ts, row in enumerate(STORIES):
+        result, entry = assign_story(index, story(row["id"]), ts, SETTINGS)
+        assert entry is not None
+        index.add(entry)
+        assigned[row["id"]] = result
+    by_story: dict[str, set[str]] = {}
+    for row in STORIES:
+        by_story.setdefault(row["story"], set()).add(assigned[row["id"]].story_id)
+    # One story id per fixture story, and different fixture stories never share one.
+    assert all(len(ids) == 1 for ids in by_story.values()), by_story
+    assert len({next(iter(ids)) for ids in by_story.values()}) == len(by_story)
+    assert assigned["copy-en-1"].story_id == "wire-en-1" and assigned["copy-en-1"].duplicate_of == "wire-en-1"
+    assert assigned["repost-en-1"].duplicate_of == "wire-en-1"
+    assert assigned["copy-ru-1"].duplicate_of == "wire-ru-1"
+    assert assigned["copy-uk-1"].duplicate_of == "wire-uk-1"
+    assert assigned["other-en-1"].duplicate_of is None
+    # Short posts: an identical repost matches, a different short post does not.
+    assert assigned["short-ru-2"].duplicate_of == "short-ru-1"
+    assert assigned["short-ru-3"].duplicate_of is None
+
+
+def test_short_texts_get_no_sketch_but_an_exact_key():
+    short = story("short-ru-1")
+    assert sketch(short, SETTINGS) == b""
+    assert exact_key(short) == exact_key(story("short-ru-2"))
+    assert len(sketch(story("wire-en-1"), SETTINGS)) == 4 * SETTINGS.num_perm
+
+
+def test_an_edit_keeps_its_story():
+    index = StoryIndex(SETTINGS)
+    for ts, row_id in enumerate(("wire-en-1", "copy-en-1")):
+        _, entry = assign_story(index, story(row_id), ts, SETTINGS)
+        index.add(entry)
+    edit = dataclasses.replace(story("copy-en-1"), is_update=True)
+    result, entry = assign_story(index, edit, 5, SETTINGS)
+    assert entry is None
+    assert (result.story_id, result.duplicate_of) == ("wire-en-1", "wire-en-1")
+
+
+def test_story_index_forgets_expired_entries():
+    index = StoryIndex(SETTINGS)
+    _, entry = assign_story(index, story("wire-en-1"), 100, SETTINGS)
+    index.add(entry)
+    assert index.remove_older_than(50) == 0
+    assert index.remove_older_than(101) == 1
+    result, _ = assign_story(index, story("repost-en-1"), 200, SETTINGS)
+    assert result.duplicate_of is None
+
+
+# ---------------------------------------------------------------------------
+# TestStream (streaming DirectRunner): state, timers, watermarks
+
+
+def _summary(t: TaggedArticle) -> tuple:
+    return (t.article.article_id, t.article.text[:12], t.is_update, t.story_id, t.duplicate_of)
+
+
+def _run(stream: test_stream.TestStream, settings: DedupeSettings = SETTINGS):
+    options = PipelineOptions([])
+    options.view_as(StandardOptions).streaming = True
+    pipeline = test_pipeline.TestPipeline(options=options)
+    out = pipeline | stream | Dedupe(settings) | beam.Map(_summary)
+    return pipeline, out
+
+
+def _duplicates(kind: str) -> float:
+    # The Prometheus counter: the streaming DirectRunner does not report Beam counters of
+    # bundles that emitted nothing, so those cannot be asserted on.
+    return REGISTRY.get_sample_value("newsradar_duplicates_total", {"kind": kind}) or 0.0
+
+
+def test_each_article_once_and_edits_marked():
+    first = tagged(1, text="first version of the text", fetched_at="2026-03-01T10:00:00Z")
+    repeat = tagged(1, text="first version of the text", fetched_at="2026-03-01T10:05:00Z")
+    edit = tagged(1, text="second version, corrected", edited_at="2026-03-01T10:20:00Z",
+                  fetched_at="2026-03-01T10:21:00Z")
+    stale = tagged(1, text="a draft seen late", edited_at="2026-03-01T10:10:00Z", fetched_at="2026-03-01T10:11:00Z")
+    other = tagged(2)
+    stream = (
+        test_stream.TestStream()
+        .add_elements([TimestampedValue(first, 10), TimestampedValue(other, 10)])
+        .add_elements([TimestampedValue(repeat, 11)])
+        .add_elements([TimestampedValue(edit, 12)])
+        .add_elements([TimestampedValue(stale, 13)])
+        .advance_watermark_to_infinity()
+    )
+    pipeline, out = _run(stream)
+    assert_that(out, equal_to([
+        ("rss:test:1", "first versio", False, "rss:test:1", None),
+        ("rss:test:2", "Item 2: w2x0", False, "rss:test:2", None),
+        ("rss:test:1", "second versi", True, "rss:test:1", None),
+    ]))
+    before = _duplicates("same_id")
+    pipeline.run().wait_until_finish()
+    assert _duplicates("same_id") - before == 2
+
+
+def test_state_expires_after_the_window():
+    article = tagged(1)
+    stream = (
+        test_stream.TestStream()
+        .add_elements([TimestampedValue(article, 10)])
+        .advance_watermark_to(10 + SETTINGS.repeat_window_seconds + 5)
+        # Seen again after the window: the id was forgotten, so it counts as new.
+        .add_elements([TimestampedValue(article, 10 + SETTINGS.repeat_window_seconds + 10)])
+        .advance_watermark_to_infinity()
+    )
+    pipeline, out = _run(stream)
+    expected = ("rss:test:1", "Item 1: w1x0", False, "rss:test:1", None)
+    assert_that(out, equal_to([expected, expected]))
+    pipeline.run().wait_until_finish()
+
+
+def test_late_data_is_deduped_not_dropped():
+    early = tagged(1)
+    late_repeat = tagged(1)
+    late_new = tagged(2)
+    stream = (
+        test_stream.TestStream()
+        .add_elements([TimestampedValue(early, 50)])
+        .advance_watermark_to(80)
+        # Both are behind the watermark: still processed, the repeat still recognised.
+        .add_elements([TimestampedValue(late_repeat, 40), TimestampedValue(late_new, 30)])
+        .advance_watermark_to_infinity()
+    )
+    pipeline, out = _run(stream)
+    assert_that(out, equal_to([
+        ("rss:test:1", "Item 1: w1x0", False, "rss:test:1", None),
+        ("rss:test:2", "Item 2: w2x0", False, "rss:test:2", None),
+    ]))
+    before = _duplicates("same_id")
+    pipeline.run().wait_until_finish()
+    assert _duplicates("same_id") - before == 1
+
+
+def test_near_duplicates_grouped_until_the_story_expires():
+    stream = (
+        test_stream.TestStream()
+        .add_elements([TimestampedValue(story("wire-en-1"), 10)])
+        .add_elements([TimestampedValue(story("copy-en-1"), 20), TimestampedValue(story("other-en-1"), 20)])
+        .add_elements([TimestampedValue(story("wire-ru-1"), 20)])
+        .add_elements([TimestampedValue(story("copy-ru-1"), 25)])
+        # Past the story window of wire-en-1 (and the prune interval): it is forgotten.
+        .advance_watermark_to(10 + SETTINGS.story_window_seconds + 30)
+        .add_elements([TimestampedValue(story("repost-en-1"), 10 + SETTINGS.story_window_seconds + 40)])
+        .advance_watermark_to_infinity()
+    )
+    pipeline, out = _run(stream)
+    assert_that(out | beam.Map(lambda s: (s[0], s[3], s[4])), equal_to([
+        ("wire-en-1", "wire-en-1", None),
+        ("copy-en-1", "wire-en-1", "wire-en-1"),
+        ("other-en-1", "other-en-1", None),
+        ("wire-ru-1", "wire-ru-1", None),
+        ("copy-ru-1", "wire-ru-1", "wire-ru-1"),
+        # copy-en-1 (ts 20) expired too: the repost starts a new story.
+        ("repost-en-1", "repost-en-1", None),
+    ]))
+    before = _duplicates("near_duplicate")
+    pipeline.run().wait_until_finish()
+    assert _duplicates("near_duplicate") - before == 2
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.5])
+def test_similarity_outside_range_is_refused_by_options(bad):
+    from pipelines.options import dedupe_settings
+
+    with pytest.raises(ValueError, match="story_similarity"):
+        dedupe_settings(PipelineOptions([f"--story_similarity={bad}"]))
