@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import logging
 import re
 from concurrent.futures import Executor
 from datetime import datetime
@@ -32,6 +33,8 @@ from connectors.base import PollResult
 from connectors.http import FetchError, HttpClient, Response, parse_retry_after
 from connectors.rss_parse import FeedError, parse_feed
 from newsradar.config.sources import Defaults, RssSource
+
+log = logging.getLogger(__name__)
 
 RATE_LIMIT_STATUSES = frozenset({429, 503})
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
@@ -142,6 +145,9 @@ class RssPoller:
             )
         except FeedError as exc:
             return PollResult(outcome="parse_error", error=str(exc), **base)
+        if parsed.skipped:
+            log.warning("source %s: %d entries could not become records, e.g. %s",
+                        self.source_id, parsed.skipped, parsed.skip_reasons[0])
         cursor.update(body_sha256=digest, hint=parsed.hint_seconds, guids_repeat=parsed.guids_repeat)
         if lying:
             cursor["conditional"] = False

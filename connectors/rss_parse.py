@@ -165,7 +165,7 @@ def parse_feed(
     if not body.strip():
         raise FeedError("empty body")
     utf8, parse_headers, encoding = to_utf8(body, headers)
-    if _HTML_START.match(utf8[utf8.find(b"?>") + 2 if utf8.startswith(b"<?xml") else 0:][:4096]):
+    if _is_html_page(utf8):
         raise FeedError("an HTML page, not a feed")
     refuse_declarations(utf8)
     # No Content-Location for feedparser: it would resolve relative *guids* against it too, and
@@ -212,6 +212,12 @@ def parse_feed(
         seen_ids.add(record.article_id)
         out.records.append(record)
     return out
+
+
+def _is_html_page(utf8: bytes) -> bool:
+    # to_utf8 always puts an XML declaration first; look at what follows it.
+    start = utf8.find(b"?>") + 2 if utf8.startswith(b"<?xml") else 0
+    return bool(_HTML_START.match(utf8[start:start + 4096]))
 
 
 def feed_hint(feed_info: Mapping) -> float | None:
