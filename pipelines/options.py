@@ -42,6 +42,8 @@ class NewsradarOptions(PipelineOptions):
                             help="Estimated Jaccard similarity of word bigrams that makes two texts one story.")
         parser.add_argument("--idle_lag", type=_duration, default=5.0,
                             help="An idle partition's watermark follows wall clock minus this (default 5s).")
+        parser.add_argument("--partition_discovery", type=_duration, default=30.0,
+                            help="How often news.raw is checked for new partitions (default 30s).")
         parser.add_argument("--stop_timeout", type=_duration, default=60.0,
                             help="On SIGTERM/SIGINT, how long to wait for what was read to be committed.")
 
@@ -64,6 +66,7 @@ def read_settings(options: PipelineOptions, bootstrap_servers: str, bounded: boo
         group_id=o.group_id,
         stop_at_end=bounded,
         idle_lag_seconds=o.idle_lag,
+        partition_discovery_seconds=o.partition_discovery,
     )
 
 

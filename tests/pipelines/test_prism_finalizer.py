@@ -65,6 +65,9 @@ def test_prism_finalizes_before_the_next_stage_has_the_output():
     options = PipelineOptions([
         "--runner=PrismRunner", f"--prism_location={prism_binary()}", "--environment_type=LOOPBACK",
         "--streaming", "--prism_log_level=warn",
+        # Beam shares one Prism job server per process; an earlier DirectRunner test may have
+        # left one that knows no --prism_location (and would try to download Prism).
+        "--experiments=disable_prism_server_singleton",
     ])
     with beam.Pipeline(options=options) as pipeline:
         (

@@ -36,7 +36,7 @@ class PipelineProcess:
         self.args = newsradar_cmd(
             "pipeline", "--watchlist", str(WATCHLIST), "--bootstrap-servers", bootstrap,
             f"--topic_prefix={prefix}", f"--group_id={group}", "--metrics_port=0", "--idle_lag=1s",
-            "--stop_timeout=60s",
+            "--stop_timeout=60s", "--partition_discovery=2s",
         )
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
@@ -146,6 +146,30 @@ def _produce_paced(bootstrap, topic, messages, per_batch=10, pause=0.2) -> threa
     return thread
 
 
+def _add_partition(bootstrap, topic, total):
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewPartitions
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_partitions({topic: NewPartitions(total_count=total)})
+    finally:
+        admin.close()
+
+
+def produce_to(bootstrap, topic, partition, messages):
+    from newsradar.kafka import make_producer
+
+    producer = make_producer(bootstrap, client_id="newsradar-test")
+    try:
+        futures = [producer.send(topic, key=k, value=v, partition=partition) for k, v in messages]
+        producer.flush()
+        for f in futures:
+            assert f.get(timeout=30).partition == partition
+    finally:
+        producer.close()
+
+
 def _tagged_ids(bootstrap, prefix) -> list[str]:
     return [decode_tagged(r.value).article.article_id for r in read_topic(bootstrap, prefix + "news.tagged")]
 
@@ -216,11 +240,17 @@ def test_a_crash_loses_nothing(kafka, topic_prefix, pipelines):
     produce(bs, raw, _valid(200, 50))
     second = pipelines()
     wait_for(lambda: len(set(_tagged_ids(bs, prefix))) == 250, 180, "all 250 articles in news.tagged")
+
+    # A partition added while the pipeline runs is found and read.
+    _add_partition(bs, raw, total=3)
+    produce_to(bs, raw, 2, _valid(250, 20))
+    wait_for(lambda: len(set(_tagged_ids(bs, prefix))) == 270, 120, "the articles of the new partition")
     wait_for(lambda: _all_committed(bs, group, raw), 60, "the commit to reach the end of news.raw")
     assert second.stop(signal.SIGTERM) == 0, second.log()[-3000:]
+    assert "discovered partition " + raw + "/2" in second.log()
 
     ids = collections.Counter(_tagged_ids(bs, prefix))
-    assert set(ids) == {f"rss:test:{i}" for i in range(250)}
+    assert set(ids) == {f"rss:test:{i}" for i in range(270)}
     # At least once: only what was written after the last commit before the crash can repeat.
     repeated = sum(n - 1 for n in ids.values())
     assert repeated <= sum(before_restart.values())

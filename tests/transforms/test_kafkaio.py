@@ -18,9 +18,9 @@ from transforms.kafkaio import (
     ReadFromKafka,
     ReadSettings,
     WriteToKafka,
-    _CheckpointOnlyTracker,
     message_for,
 )
+from transforms.kafkaio.read import _CheckpointOnlyTracker
 
 # ---------------------------------------------------------------------------
 # plain logic
