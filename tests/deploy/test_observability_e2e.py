@@ -13,7 +13,9 @@ before the interesting items arrive: rates and quantiles then see real increases
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import signal
 import subprocess
 import time
@@ -59,14 +61,33 @@ class Process:
             pytest.fail(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
 
     def stop(self) -> None:
+        # The pipeline starts Prism in a session of its own; if the pipeline has to be killed,
+        # Prism would outlive it, so note the children first and end those left over.
+        children = _children(self.proc.pid)
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(60)
+                self.proc.wait(90)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self._log.close()
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc), so they can be ended after their parent."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def write_sources(path: Path, server: FeedServer, metrics_port: int, run: str) -> list[str]:
@@ -115,6 +136,23 @@ def produce_malformed_record(bootstrap: str, run: str) -> None:
         producer.close(10)
 
 
+def start_group_at_end(bootstrap: str, group: str, topic: str) -> None:
+    """Commit the current end of every partition for ``group``, so a pipeline in that group
+    reads only what is produced from now on (not the whole session's news.raw)."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert partitions, f"{topic} has no partitions"
+        consumer.assign(partitions)
+        consumer.seek_to_end(*partitions)
+        consumer.commit({tp: OffsetAndMetadata(consumer.position(tp), "", -1) for tp in partitions})
+    finally:
+        consumer.close()
+
+
 def _has_data(body: dict) -> bool:
     return body.get("status") == "success" and bool(body["data"]["result"])
 
@@ -149,13 +187,16 @@ def test_every_dashboard_expression_returns_data_from_a_real_stack(kafka, tmp_pa
         }).start()
         stack.callback(prometheus.stop)
 
+        from newsradar.records import TOPIC_RAW
+
+        start_group_at_end(kafka.bootstrap, run, TOPIC_RAW)
         connector = Process("connect", newsradar_cmd(
             "connect", "--sources", str(sources_file), "--state-dir", str(tmp_path / "state"),
             "--bootstrap-servers", kafka.bootstrap), tmp_path)
         stack.callback(connector.stop)
         pipeline = Process("pipeline", newsradar_cmd(
             "pipeline", "--watchlist", str(watchlist_file), "--bootstrap-servers", kafka.bootstrap,
-            f"--metrics_port={pipeline_port}", f"--group_id={run}"), tmp_path)
+            f"--metrics_port={pipeline_port}", f"--group_id={run}", "--stop_timeout=20s"), tmp_path)
         stack.callback(pipeline.stop)
 
         def scraped_and_flowing() -> bool:
