@@ -22,6 +22,7 @@ every change says so). On Prism, state lives in memory and starts empty after a 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import threading
@@ -52,7 +53,7 @@ class DedupeSettings:
     # Rewritten copies in tests/fixtures/pipeline/stories.jsonl measure 0.62-0.65, different
     # stories on the same subject below 0.1.
     similarity: float = 0.4
-    num_perm: int = 128
+    num_perm: int = 64
     min_tokens: int = 20
     # Expired story entries are removed at most this often (each removal rewrites the bag).
     prune_interval_seconds: float = 3600.0
@@ -100,8 +101,9 @@ def judge_repeat(seen: Version | None, incoming: Version) -> str:
 
 
 class _DropRepeats(beam.DoFn):
+    # One state cell per id, (last version that went out, expiry in micros): every id is a
+    # new key, so each read is a round trip to the runner; one cell means one trip.
     SEEN = userstate.ReadModifyWriteStateSpec("seen", PickleCoder())
-    EXPIRES = userstate.ReadModifyWriteStateSpec("expires", VarIntCoder())
     EXPIRY = userstate.TimerSpec("expiry", userstate.TimeDomain.WATERMARK)
 
     def __init__(self, settings: DedupeSettings):
@@ -117,30 +119,31 @@ class _DropRepeats(beam.DoFn):
         keyed,
         ts=beam.DoFn.TimestampParam,
         seen=beam.DoFn.StateParam(SEEN),
-        expires=beam.DoFn.StateParam(EXPIRES),
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ):
         _article_id, tagged = keyed
         incoming = version_of(tagged)
-        verdict = judge_repeat(seen.read(), incoming)
+        last, expires = seen.read() or (None, 0)
+        verdict = judge_repeat(last, incoming)
         # State lives a window past the newest timestamp seen for this id.
-        due = max(ts.micros + self._window, expires.read() or 0)
-        expires.write(due)
-        expiry.set(Timestamp(micros=due))
+        due = max(ts.micros + self._window, expires)
+        if due != expires:
+            expiry.set(Timestamp(micros=due))
         if verdict in (REPEAT, STALE):
+            if due != expires:
+                seen.write((last, due))
             self._dropped.inc()
             self._metric.inc()
             return
-        seen.write(incoming)
+        seen.write((incoming, due))
         if verdict == UPDATE:
             self._updates.inc()
             tagged = replace(tagged, is_update=True)
         yield tagged
 
     @userstate.on_timer(EXPIRY)
-    def expire(self, seen=beam.DoFn.StateParam(SEEN), expires=beam.DoFn.StateParam(EXPIRES)):
+    def expire(self, seen=beam.DoFn.StateParam(SEEN)):
         seen.clear()
-        expires.clear()
 
 
 class DropRepeats(beam.PTransform):
@@ -217,6 +220,21 @@ ENTRY_CODER = TupleCoder(
 _TS = 3  # position of ts_micros in an entry tuple
 
 
+@functools.cache
+def _lsh_bands(similarity: float, num_perm: int) -> tuple[int, int]:
+    """LSH bands and rows for the similarity threshold, as datasketch chooses them.
+
+    The LSH threshold is set below the decision threshold so that borderline pairs become
+    candidates; the decision uses the estimated similarity itself. Computed once: datasketch
+    integrates the error probabilities at every construction (~20 ms), and an index is built
+    again after every prune and on every cold cache.
+    """
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=max(0.05, similarity * 0.75), num_perm=num_perm)
+    return lsh.b, lsh.r
+
+
 @dataclass(frozen=True, slots=True)
 class StoryMatch:
     story_id: str
@@ -232,9 +250,7 @@ class StoryIndex:
         from datasketch import MinHashLSH
 
         self._settings = settings
-        # The LSH threshold is set below the decision threshold so that borderline pairs
-        # become candidates; the decision uses the estimated similarity itself.
-        self._lsh = MinHashLSH(threshold=max(0.05, settings.similarity * 0.75), num_perm=settings.num_perm)
+        self._lsh = MinHashLSH(num_perm=settings.num_perm, params=_lsh_bands(settings.similarity, settings.num_perm))
         self.entries: dict[str, StoryEntry] = {}
         self._by_exact: dict[str, str] = {}
         self._sketches: dict[str, object] = {}
@@ -309,17 +325,29 @@ def assign_story(index: StoryIndex, tagged: TaggedArticle, ts_micros: int, setti
     return tagged, entry
 
 
+@dataclass
+class _Cached:
+    """What a worker keeps of one language's state between elements: the index built from
+    the bag, and when the next prune is due (read once, not per element: every state read
+    is a round trip to the runner)."""
+
+    token: str
+    index: StoryIndex
+    prune_at: int | None
+
+
 # Story indexes per worker process, shared by the DoFn instances of one step: the runner may
 # hand a key to a different instance from bundle to bundle. Each holds the state token it was
-# built from; a different token in state means the cache is stale.
-_INDEX_CACHE: dict[tuple[str, str], tuple[str, StoryIndex]] = {}
+# built from; a different token in state means the cache is stale (another instance or a
+# failed bundle moved the state on), and it is rebuilt from state.
+_INDEX_CACHE: dict[tuple[str, str], _Cached] = {}
 _INDEX_LOCK = threading.Lock()
 
 
 class _GroupStories(beam.DoFn):
     ENTRIES = userstate.BagStateSpec("entries", ENTRY_CODER)
     TOKEN = userstate.ReadModifyWriteStateSpec("token", StrUtf8Coder())
-    EXPIRES = userstate.ReadModifyWriteStateSpec("expires", VarIntCoder())
+    PRUNE_AT = userstate.ReadModifyWriteStateSpec("prune_at", VarIntCoder())
     PRUNE = userstate.TimerSpec("prune", userstate.TimeDomain.WATERMARK)
 
     def __init__(self, settings: DedupeSettings):
@@ -334,22 +362,22 @@ class _GroupStories(beam.DoFn):
     def setup(self):
         self._metric = pipeline_metrics().duplicates.labels("near_duplicate")
 
-    def _index(self, lang: str, token_state, entries_state) -> StoryIndex:
+    def _cached(self, lang: str, token_state, entries_state, prune_state) -> _Cached:
         token = token_state.read()
         with _INDEX_LOCK:
             cached = _INDEX_CACHE.get((self._cache_id, lang))
-        if cached is not None and token is not None and cached[0] == token:
-            return cached[1]
+        if cached is not None and token is not None and cached.token == token:
+            return cached
         self._rebuilds.inc()
         index = StoryIndex(self._settings, (StoryEntry(*t) for t in entries_state.read()))
-        self._remember(lang, token_state, index)
-        return index
+        return self._remember(lang, token_state, _Cached("", index, prune_state.read()))
 
-    def _remember(self, lang: str, token_state, index: StoryIndex) -> None:
-        token = uuid.uuid4().hex
-        token_state.write(token)
+    def _remember(self, lang: str, token_state, cached: _Cached) -> _Cached:
+        cached.token = uuid.uuid4().hex
+        token_state.write(cached.token)
         with _INDEX_LOCK:
-            _INDEX_CACHE[(self._cache_id, lang)] = (token, index)
+            _INDEX_CACHE[(self._cache_id, lang)] = cached
+        return cached
 
     def process(
         self,
@@ -357,24 +385,24 @@ class _GroupStories(beam.DoFn):
         ts=beam.DoFn.TimestampParam,
         entries=beam.DoFn.StateParam(ENTRIES),
         token=beam.DoFn.StateParam(TOKEN),
-        expires=beam.DoFn.StateParam(EXPIRES),
+        prune_at=beam.DoFn.StateParam(PRUNE_AT),
         prune=beam.DoFn.TimerParam(PRUNE),
     ):
         lang, tagged = keyed
-        index = self._index(lang, token, entries)
-        result, entry = assign_story(index, tagged, ts.micros, self._settings)
+        cached = self._cached(lang, token, entries, prune_at)
+        result, entry = assign_story(cached.index, tagged, ts.micros, self._settings)
         if entry is not None:
             entries.add(entry.as_tuple())
-            index.add(entry)
-            self._remember(lang, token, index)
-            due = expires.read()
+            cached.index.add(entry)
             wanted = ts.micros + self._window
-            if due is None or wanted < due:
-                expires.write(wanted)
+            if cached.prune_at is None or wanted < cached.prune_at:
+                cached.prune_at = wanted
+                prune_at.write(wanted)
                 prune.set(Timestamp(micros=wanted))
-        if result.duplicate_of is not None and entry is not None:
-            self._near.inc()
-            self._metric.inc()
+            self._remember(lang, token, cached)
+            if result.duplicate_of is not None:
+                self._near.inc()
+                self._metric.inc()
         yield result
 
     @userstate.on_timer(PRUNE)
@@ -384,7 +412,7 @@ class _GroupStories(beam.DoFn):
         fired=beam.DoFn.TimestampParam,
         entries=beam.DoFn.StateParam(ENTRIES),
         token=beam.DoFn.StateParam(TOKEN),
-        expires=beam.DoFn.StateParam(EXPIRES),
+        prune_at=beam.DoFn.StateParam(PRUNE_AT),
         prune=beam.DoFn.TimerParam(PRUNE),
     ):
         horizon = fired.micros - self._window
@@ -392,14 +420,15 @@ class _GroupStories(beam.DoFn):
         entries.clear()
         for entry in kept:
             entries.add(entry.as_tuple())
-        self._remember(key, token, StoryIndex(self._settings, kept))
+        due = None
         if kept:
             # The next removal: when the oldest entry expires, but not sooner than the interval.
             due = max(min(e.ts_micros for e in kept) + self._window, fired.micros + self._interval)
-            expires.write(due)
+            prune_at.write(due)
             prune.set(Timestamp(micros=due))
         else:
-            expires.clear()
+            prune_at.clear()
+        self._remember(key, token, _Cached("", StoryIndex(self._settings, kept), due))
 
 
 class GroupStories(beam.PTransform):
