@@ -222,6 +222,22 @@ def _run_until_stopped(pipeline: beam.Pipeline, stop: threading.Event, timeout: 
     return _stop_cleanly(result, timeout, echo)
 
 
+def _expect_worker_disconnects() -> None:
+    """Once the job is cancelled, the worker threads in this process (LOOPBACK) lose their
+    gRPC streams when Prism exits. That is the expected end, not a failure: log it at debug
+    level instead of printing a traceback per thread."""
+    previous = threading.excepthook
+
+    def hook(args):
+        if isinstance(args.exc_value, grpc.RpcError):
+            log.debug("worker thread %s ended with the job: %s", getattr(args.thread, "name", "?"), args.exc_value)
+            return
+        previous(args)
+
+    threading.excepthook = hook
+    logging.getLogger("apache_beam.runners.worker.data_plane").setLevel(logging.CRITICAL)
+
+
 def _stop_cleanly(result, timeout: float, echo: Callable[[str], None]) -> int:
     LOCAL_PROGRESS.request_stop()
     deadline = time.monotonic() + timeout
@@ -230,6 +246,7 @@ def _stop_cleanly(result, timeout: float, echo: Callable[[str], None]) -> int:
             break
         time.sleep(0.2)
     settled = LOCAL_PROGRESS.settled()
+    _expect_worker_disconnects()
     result.cancel()
     if settled:
         echo("pipeline: stopped; everything read was written and committed")

@@ -103,5 +103,7 @@ class CommitOffsets(beam.PTransform):
         return (
             (markers, *self._after)
             | "AfterWrites" >> beam.Flatten()
-            | "CommitWhenDurable" >> beam.ParDo(_CommitWhenDurable(self._settings, self._progress))
+            | "CommitWhenDurable" >> beam.ParDo(_CommitWhenDurable(self._settings, self._progress)).with_input_types(
+                tuple[str, int]
+            )
         )
