@@ -36,8 +36,8 @@ class NewsradarOptions(PipelineOptions):
         parser.add_argument("--metrics_host", default="127.0.0.1", help="Address /metrics binds to.")
         parser.add_argument("--repeat_window", type=_duration, default=3 * 86400.0,
                             help="How long an article id is remembered to drop repeats (default 3d).")
-        parser.add_argument("--story_window", type=_duration, default=2 * 86400.0,
-                            help="How long an article can be the original of a near-duplicate (default 2d).")
+        parser.add_argument("--story_window", type=_duration, default=86400.0,
+                            help="How long an article can be the original of a near-duplicate (default 1d).")
         parser.add_argument("--story_similarity", type=float, default=DedupeSettings.similarity,
                             help="Estimated Jaccard similarity of word bigrams that makes two texts one story.")
         parser.add_argument("--idle_lag", type=_duration, default=5.0,

@@ -48,7 +48,9 @@ class DedupeSettings:
     """Windows and thresholds of the two dedupe steps (plain values, picklable)."""
 
     repeat_window_seconds: float = 3 * 86400.0
-    story_window_seconds: float = 2 * 86400.0
+    # Memory: each remembered article costs ~330 bytes in state and ~9 KB in the worker's LSH
+    # index (datasketch keeps a set per band bucket; 21 bands). A day of copies is the trade.
+    story_window_seconds: float = 86400.0
     # Estimated Jaccard similarity of word bigrams at or above which two texts are one story.
     # Rewritten copies in tests/fixtures/pipeline/stories.jsonl measure 0.62-0.65, different
     # stories on the same subject below 0.1.
