@@ -43,7 +43,7 @@ CONTEXT_WINDOW = 8
 # Latin aliases of at most this many words also get a Cyrillic spelling; longer ones are
 # translated, not transliterated, by Russian and Ukrainian writers.
 MAX_WORDS_TO_CYRILLIC = 2
-MAX_FUZZY_PER_ALIAS = 16
+MAX_FUZZY_PER_ALIAS = 8
 
 _QUOTES_OPEN = frozenset("«\"“„'‘‹")
 _QUOTES_CLOSE = frozenset("»\"”“'’›")
@@ -102,20 +102,27 @@ class OrgMatcher:
     def _build(self, pipelines: Pipelines) -> None:
         lang = self.lang
         synonym_keys = self._synonym_keys(pipelines) if any(o.fuzzy for o in self.orgs) else {}
-        # First pass: names and transliterations; a key sequence belongs to the first
-        # (best) kind that produced it for an organization, and is proper if any alias
-        # that produced it is proper.
+        # First pass: names and transliterations (see _claim for who owns a key sequence).
         seqs: dict[tuple[int, tuple[str, ...]], list] = {}
         named: set[tuple[str, ...]] = set()
+        own: set[tuple[int, tuple[str, ...]]] = set()  # from this language's aliases
         for oi, org in enumerate(self.orgs):
             written = set()
             for text, proper, alias_lang in _alias_texts(org, lang):
                 written.add(fold(text))
-                for seq in pipelines.phrase_variants(text, lang):
+                # Another language's alias is matched as written: this language's
+                # morphology would only invent forms for it.
+                if alias_lang == lang:
+                    variants = pipelines.phrase_variants(text, lang)
+                else:
+                    variants = [pipelines.keys(text, lang)]
+                for seq in variants:
                     self._claim(seqs, oi, seq, NAME, proper)
                     named.add(seq)
+                    if alias_lang == lang:
+                        own.add((oi, seq))
                 if org.translit:
-                    for variant in _translit_variants(text, alias_lang):
+                    for variant in _translit_variants(text, alias_lang, lang):
                         written.add(fold(variant))
                         for seq in pipelines.phrase_variants(variant, lang):
                             self._claim(seqs, oi, seq, TRANSLIT, proper)
@@ -130,28 +137,32 @@ class OrgMatcher:
                     for seq in keys:
                         context.update(self._strings.add(k) for k in seq)
             self._context.append(frozenset(context))
-        # Second pass: fuzzy variants that are not some organization's name already.
+        # Second pass: synonym swaps of this language's names, unless some organization
+        # already has the result as a name.
         if synonym_keys:
             for (oi, seq), (kind, proper) in list(seqs.items()):
-                if kind != NAME or not self.orgs[oi].fuzzy:
+                if kind != NAME or (oi, seq) not in own or not self.orgs[oi].fuzzy:
                     continue
                 for variant in _swaps(seq, synonym_keys):
                     if variant not in named:
                         self._claim(seqs, oi, variant, FUZZY, proper)
-        groups: dict[_Label, list[Doc]] = {}
+        # Patterns go in as hash sequences, not Docs: a Doc per pattern costs ~5 KB, which
+        # for 10,000 organizations is gigabytes (docs/benchmarks.md).
+        strings = self._strings
+        groups: dict[_Label, list[list[int]]] = {}
         for (oi, seq), (kind, proper) in seqs.items():
-            groups.setdefault(_Label(oi, kind, proper), []).append(Doc(self.vocab, words=list(seq), lemmas=list(seq)))
-        for label, docs in groups.items():
+            groups.setdefault(_Label(oi, kind, proper), []).append([strings.add(k) for k in seq])
+        for label, patterns in groups.items():
             key = f"{label.org}:{label.kind}:{int(label.proper)}"
-            self._labels[self._strings.add(key)] = label
-            self._names.add(key, docs)
-            self.pattern_count += len(docs)
-        nlp_tokenize = pipelines.nlp[lang].make_doc
+            self._labels[strings.add(key)] = label
+            self._names.add(key, patterns)
+            self.pattern_count += len(patterns)
+        tokenize = pipelines.nlp[lang].make_doc
         for oi, org in enumerate(self.orgs):
             if org.acronyms:
                 key = f"{oi}:acronym:0"
-                self._labels[self._strings.add(key)] = _Label(oi, NAME, False)
-                self._acronyms.add(key, [nlp_tokenize(a) for a in org.acronyms])
+                self._labels[strings.add(key)] = _Label(oi, NAME, False)
+                self._acronyms.add(key, [[t.orth for t in tokenize(a)] for a in org.acronyms])
                 self.pattern_count += len(org.acronyms)
 
     @staticmethod
@@ -257,10 +268,12 @@ def _resolve(candidates: list[_Candidate]) -> list[_Candidate]:
     return kept
 
 
-def _translit_variants(text: str, alias_lang: str) -> list[str]:
-    if is_cyrillic(text):
-        return translit.to_latin(text, alias_lang)
-    if len(text.split()) <= MAX_WORDS_TO_CYRILLIC:
+def _translit_variants(text: str, alias_lang: str, lang: str) -> list[str]:
+    """Spellings of an alias in the other script, for documents of ``lang``: Latin ones for
+    English text, a Cyrillic one (short names only) for Russian and Ukrainian text."""
+    if lang == "en":
+        return translit.to_latin(text, alias_lang) if is_cyrillic(text) else []
+    if not is_cyrillic(text) and len(text.split()) <= MAX_WORDS_TO_CYRILLIC:
         return [translit.to_cyrillic(text)]
     return []
 

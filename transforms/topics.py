@@ -68,7 +68,7 @@ class TopicMatcher:
                 for k, seqs in by_term.items():
                     key = f"{ti}:{'n' if negative else 'p'}:{k}"
                     self._labels[strings.add(key)] = _TermLabel(ti, k, terms[k].weight, negative)
-                    self._matcher.add(key, [Doc(nlp.vocab, words=list(q), lemmas=list(q)) for q in seqs])
+                    self._matcher.add(key, [[strings.add(k) for k in q] for q in seqs])
                     self.pattern_count += len(seqs)
 
     def __call__(self, doc: Doc, offset: int = 0) -> list[TopicTag]:

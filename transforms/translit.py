@@ -36,7 +36,7 @@ _LATIN_TO_CYRILLIC = (
 )
 
 # Enough spellings to cover common practice without a combinatorial explosion.
-MAX_VARIANTS = 4
+MAX_VARIANTS = 3
 
 
 def to_latin(text: str, lang: str = "ru") -> list[str]:
