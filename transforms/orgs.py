@@ -43,7 +43,7 @@ CONTEXT_WINDOW = 8
 # Latin aliases of at most this many words also get a Cyrillic spelling; longer ones are
 # translated, not transliterated, by Russian and Ukrainian writers.
 MAX_WORDS_TO_CYRILLIC = 2
-MAX_FUZZY_PER_ALIAS = 8
+MAX_FUZZY_PER_ALIAS = 16
 
 _QUOTES_OPEN = frozenset("«\"“„'‘‹")
 _QUOTES_CLOSE = frozenset("»\"”“'’›")
