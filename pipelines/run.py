@@ -10,6 +10,7 @@ durable) but repeats what was written after the last commit. See docs/pipeline.m
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -86,7 +87,10 @@ class PrismServer:
 
     Beam would start Prism itself, but in our process group: a Ctrl-C in a terminal then
     kills Prism at once and the clean stop below cannot happen. Started here, Prism only
-    stops when we have finished stopping the job.
+    stops when we have finished stopping the job. On Linux the kernel also stops it if this
+    process dies without cleaning up (kill -9): the parent-death signal is set between fork
+    and exec, which is only safe while this process has a single thread, so it is skipped
+    (and Prism may outlive a killed newsradar) when started later.
     """
 
     def __init__(self, binary: str, log_level: str = "warn"):
@@ -97,11 +101,13 @@ class PrismServer:
 
     def __enter__(self) -> PrismServer:
         port = _free_port()
+        single_threaded = threading.active_count() == 1
         self._process = subprocess.Popen(
             [self.binary, "--job_port", str(port), "--serve_http=false", "--log_level", self.log_level,
              "--log_kind", "text"],
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_stop_with_parent if sys.platform == "linux" and single_threaded else None,
         )
         self.endpoint = f"localhost:{port}"
         deadline = time.monotonic() + 60
@@ -122,6 +128,13 @@ class PrismServer:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait(timeout=15)
+
+
+def _stop_with_parent() -> None:
+    """In the child before exec: ask the kernel for SIGTERM when the parent dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -174,17 +187,11 @@ def run_streaming(
         dedupe_settings(options)
     except ValueError as exc:
         raise BadOptions(str(exc)) from None
-    if not broker_answers(bootstrap_servers, timeout=10):
-        raise PipelineError(f"no Kafka broker answers at {bootstrap_servers}")
-    topics = [topic(options, t) for t in (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ)]
-    ensure_topics(bootstrap_servers, topics=topics)
-    pipeline_metrics()
-    port = serve(own.metrics_port, host=own.metrics_host)
-    echo(f"pipeline: metrics at http://{own.metrics_host}:{port}/metrics")
     bounded = runner not in STREAMING_RUNNERS
     with contextlib.ExitStack() as stack:
         portable = options.view_as(PortableOptions)
         if runner == "PrismRunner" and not portable.job_endpoint:
+            # First, while this process has one thread (see PrismServer).
             prism = options.view_as(PrismRunnerOptions)
             # Prism's default "info" logs every bundle; keep it quiet unless asked.
             asked = any(a.startswith("--prism_log_level") for a in beam_args)
@@ -192,6 +199,13 @@ def run_streaming(
                 PrismServer(prism.prism_location or prism_binary(), log_level=prism.prism_log_level if asked else "warn")
             )
             portable.job_endpoint = server.endpoint
+        if not broker_answers(bootstrap_servers, timeout=10):
+            raise PipelineError(f"no Kafka broker answers at {bootstrap_servers}")
+        topics = [topic(options, t) for t in (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ)]
+        ensure_topics(bootstrap_servers, topics=topics)
+        pipeline_metrics()
+        port = serve(own.metrics_port, host=own.metrics_host)
+        echo(f"pipeline: metrics at http://{own.metrics_host}:{port}/metrics")
         pipeline = beam.Pipeline(options=options)
         attach_kafka(pipeline, watchlist, bootstrap_servers, options, bounded=bounded)
         echo(

@@ -74,16 +74,21 @@ class PipelineProcess:
             self._log.close()
 
     def crash(self) -> None:
-        """Kill the pipeline and its Prism at once, as a power cut would."""
-        victims = self.children()
+        """kill -9 the pipeline; its Prism must not outlive it."""
+        children = self.children()
+        assert children, "the pipeline has no Prism child"
         self.process.kill()
-        for pid in victims:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.process.wait(timeout=30)
         self._log.close()
+        try:
+            wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), 30,
+                     "Prism to exit after its parent was killed")
+        finally:
+            for pid in children:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def ensure_dead(self) -> None:
         if self.process is not None and self.process.poll() is None:
