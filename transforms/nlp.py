@@ -9,8 +9,8 @@ whatever the lemmatizer decides, and PhraseMatcher can run on ``attr="LEMMA"``.
 Lemmas come from data that ships in packages, never from a model download: English from the
 lookup table of spacy-lookups-data, Russian and Ukrainian from pymorphy3 and its dictionaries
 (first analysis, which is the most probable one). pymorphy3 costs ~25 µs per new word form,
-so keys are cached per lower-case form (:class:`KeyCache`); on news text the cache answers
-almost every token and Russian runs as fast as English (docs/benchmarks.md).
+so keys are cached per lower-case form (:class:`KeyCache`): once warm, the cache answers most
+tokens with one dict lookup and Russian is no longer the bottleneck (docs/benchmarks.md).
 
 Guarantees:
 
