@@ -3,10 +3,12 @@ transliterations and synonym-swapped rewrites.
 
 One :class:`OrgMatcher` per language holds two PhraseMatchers over that language's vocab:
 
-* on ``LEMMA`` (the match key, :mod:`transforms.nlp`): every alias of every language, each
-  as the key sequences of all its inflected forms; Latin/Cyrillic transliterations of the
-  aliases (``translit``); aliases with up to two words swapped for a listed synonym
-  (``fuzzy``, :mod:`transforms.synonyms`). Case-insensitive by construction.
+* on ``LEMMA`` (the match key, :mod:`transforms.nlp`): the language's own aliases as the key
+  sequences of all their inflected forms; the other languages' aliases as written (a
+  Ukrainian text quoting a Russian name); transliterations (``translit``: Latin spellings of
+  Cyrillic aliases in English text, a Cyrillic spelling of short Latin aliases in Russian and
+  Ukrainian text); own aliases with up to two words swapped for a listed synonym (``fuzzy``,
+  :mod:`transforms.synonyms`). Case-insensitive by construction.
 * on ``ORTH``: acronyms, case-sensitive as written ("UCSMR", "МО РФ").
 
 A mention's ``match`` is ``exact`` when its surface, case-folded, is one of the
