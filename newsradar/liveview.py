@@ -80,6 +80,8 @@ class LiveView:
         self.rate = 0.0
         self._feed: AlertFeed | None = None
         self._live = None
+        self._last_status = 0.0
+        self.status_every = 15.0
 
     def __enter__(self):
         self._feed = AlertFeed(self.bootstrap)
@@ -120,6 +122,18 @@ class LiveView:
                 self.say(f"ALERT {alert.kind} [{alert.severity}] {subject}: {alert.why}  ({alert.url})")
         if self._live is not None:
             self._live.update(self._render())
+        elif now - self._last_status >= self.status_every:
+            self._last_status = now
+            self.say(self.status_line())
+
+    def status_line(self) -> str:
+        t = self.totals
+        return (
+            f"status: items fetched {t.get('newsradar_items_produced_total', 0):.0f}, "
+            f"articles {t.get('newsradar_articles_total', 0):.0f} ({self.rate:.1f}/s), "
+            f"tags {t.get('newsradar_tags_total', 0):.0f}, mentions {t.get('newsradar_mentions_total', 0):.0f}, "
+            f"alerts {t.get('newsradar_alerts_total', 0):.0f}, dead letters {t.get('newsradar_dlq_records_total', 0):.0f}"
+        )
 
     def _render(self):
         from rich.console import Group

@@ -218,7 +218,7 @@ class Stack:
         part = Part(
             "pipeline",
             self._cli("pipeline", "--watchlist", watchlist_file, "--bootstrap-servers", self.bootstrap,
-                      "--metrics-port", str(port)),
+                      f"--metrics_port={port}"),
             self.log_dir / "pipeline.log",
             ready=lambda: http_ok(url),
             where=url,
