@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing.test_stream import TestStream as BeamTestStream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
@@ -184,7 +184,7 @@ def streaming_options():
 
 def test_stream_out_of_order_and_near_duplicates():
     stream = (
-        TestStream()
+        BeamTestStream()
         .add_elements([TimestampedValue(tagged("a1", "s1", T0 + 2 * DAY), T0 + 2 * DAY)])
         .add_elements([TimestampedValue(tagged("a0", "s0", T0), T0 + 2 * DAY + 60)])  # late, older
         .add_elements([TimestampedValue(tagged("a1-copy", "s1", T0 + 2 * DAY + 30, duplicate_of="a1"), T0 + 2 * DAY + 90)])
@@ -210,7 +210,7 @@ def test_stream_out_of_order_and_near_duplicates():
 def test_stream_state_expires_on_the_timer():
     memory = novelty.memory(WATCHLIST.novelty)
     stream = (
-        TestStream()
+        BeamTestStream()
         .add_elements([TimestampedValue(tagged("a1", "s1", T0), T0)])
         .advance_watermark_to(T0 + memory + 10)
         # The same story again, published an hour after the first but fetched much later:
@@ -226,7 +226,7 @@ def test_stream_state_expires_on_the_timer():
 
 def test_stream_without_expiry_remembers_the_story():
     stream = (
-        TestStream()
+        BeamTestStream()
         .add_elements([TimestampedValue(tagged("a1", "s1", T0), T0)])
         .advance_watermark_to(T0 + 3 * DAY)
         .add_elements([TimestampedValue(tagged("a1b", "s1", T0 + HOUR), T0 + 3 * DAY)])

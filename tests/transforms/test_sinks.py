@@ -337,3 +337,21 @@ def test_dead_letter_keeps_the_alert_bytes():
 
     letter = decode_dead_letter(DeadLetter.wrap(a.encode(), error="HTTP 500", step="alerts.webhook").encode())
     assert decode_alert(letter.original_bytes()) == a
+
+
+def test_pipeline_launch_refuses_a_sink_whose_secret_is_missing(monkeypatch):
+    from newsradar.config import ConfigError
+    from newsradar.config.watchlist import Watchlist
+    from transforms.alerting import check_sinks
+    from transforms.reload import WatchlistSource
+
+    monkeypatch.delenv("NEWSRADAR_NO_SUCH_SECRET", raising=False)
+    wl = Watchlist.model_validate({"alerts": {"sinks": [
+        {"kind": "file", "path": "a.jsonl"},
+        {"kind": "webhook", "url": "https://hooks.example.org/x", "secret_env": "NEWSRADAR_NO_SUCH_SECRET"},
+    ]}})
+    with pytest.raises(ConfigError) as err:
+        check_sinks(WatchlistSource(wl, "/etc/newsradar/watchlist.yaml"))
+    assert err.value.path == "alerts.sinks[1]" and "NEWSRADAR_NO_SUCH_SECRET" in str(err.value)
+    monkeypatch.setenv("NEWSRADAR_NO_SUCH_SECRET", "x")
+    check_sinks(WatchlistSource(wl, "/etc/newsradar/watchlist.yaml"))
