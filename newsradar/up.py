@@ -163,6 +163,8 @@ class Stack:
             raise PartFailed("no sources: give --sources FILE or --demo")
         self._start_connectors(sources_file)
         self._start_pipeline(watchlist_file)
+        if self.opts.demo:
+            self._start_demo_clock()
 
     def _start_kafka(self) -> None:
         if self.opts.bootstrap_servers:
@@ -185,7 +187,7 @@ class Stack:
         part = Part(
             "demo server",
             [sys.executable, "-m", "newsradar.demo.server", "--port", "0", "--speed", str(self.opts.demo_speed),
-             "--port-file", str(port_file)],
+             "--port-file", str(port_file), "--hold"],
             self.log_dir / "demo-server.log",
             ready=lambda: port_file.exists() and http_ok(f"http://127.0.0.1:{port_file.read_text()}/healthz"),
         )
@@ -196,6 +198,16 @@ class Stack:
         path = self.home / "demo" / "sources.yaml"
         path.write_text(yaml.safe_dump(demo_sources(base, self.opts), sort_keys=False, allow_unicode=True))
         return str(path)
+
+    def _start_demo_clock(self) -> None:
+        demo = next(p for p in self.parts if p.name == "demo server")
+        request = urllib.request.Request(f"{demo.where}/demo/start", data=b"", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - loopback URL we built
+                pass
+        except (urllib.error.URLError, OSError) as exc:
+            raise demo.failure(f"did not start its schedule ({exc})") from None
+        self.say("demo         new items start appearing now (about every 15s for 4 minutes at --demo-speed 1)")
 
     def _start_connectors(self, sources_file: str) -> None:
         state_dir = self.home / "state"

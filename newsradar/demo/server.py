@@ -5,12 +5,13 @@ seconds after the server starts (divided by ``--speed``); a feed or channel page
 the items that have appeared. Feeds answer conditional GETs (ETag / Last-Modified) like a
 well-behaved publisher, so the demo exercises the connectors' 304 path.
 
-    python -m newsradar.demo.server [--port 0] [--speed 1.0] [--port-file FILE]
+    python -m newsradar.demo.server [--port 0] [--speed 1.0] [--port-file FILE] [--hold]
 
 Endpoints:
   /feeds/<feed-id>.xml         RSS 2.0 or Atom 1.0
   /s/<channel>                 a page in the markup of Telegram's public preview (t.me/s)
   /demo/items.json             every item with its key, source and the time it appeared
+  POST /demo/start             start the schedule (only with --hold; idempotent)
   /healthz                     "ok"
 """
 
@@ -31,8 +32,26 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-DEMO_START_KEY = web.AppKey("start", float)
+CLOCK_KEY = web.AppKey("clock", object)
 CATALOG_KEY = web.AppKey("catalog", object)
+
+
+class Clock:
+    """When the schedule started. With ``hold``, only the backlog (``at: 0``) is served until
+    ``POST /demo/start``: `newsradar up` starts the clock once every part is ready, so new
+    items appear to a running stack and their latency is the stack's, not its start-up."""
+
+    def __init__(self, hold: bool, now: float | None = None):
+        self.launched = time.time() if now is None else now
+        self.start: float | None = None if hold else self.launched
+
+    def origin(self) -> float:
+        return self.launched if self.start is None else self.start
+
+    def visible(self, catalog: Catalog, now: float) -> list[Item]:
+        if self.start is None:
+            return [i for i in catalog.items if i.at <= 0]
+        return catalog.appeared(self.start, now)
 
 
 @dataclass(frozen=True)
@@ -111,8 +130,7 @@ def render_rss(request: web.Request, feed: dict, items: list[Item], times: dict[
     <title>{html.escape(feed["title"])}</title>
     <link>http://{request.host}/</link>
     <description>newsradar demo feed</description>
-    <language>{feed["lang"]}</language>
-    <ttl>1</ttl>{entries}
+    <language>{feed["lang"]}</language>{entries}
   </channel>
 </rss>
 """
@@ -192,18 +210,19 @@ def _conditional(request: web.Request, body: str, content_type: str, last: float
         return web.Response(status=304, headers={"ETag": etag, "Last-Modified": last_modified})
     return web.Response(
         text=body, content_type=content_type, charset="utf-8",
-        headers={"ETag": etag, "Last-Modified": last_modified, "Cache-Control": "max-age=5"},
+        headers={"ETag": etag, "Last-Modified": last_modified},
     )
 
 
 async def feed_handler(request: web.Request) -> web.Response:
     catalog: Catalog = request.app[CATALOG_KEY]
-    start = request.app[DEMO_START_KEY]
+    clock: Clock = request.app[CLOCK_KEY]
+    start = clock.origin()
     feed_id = request.match_info["feed"]
     feed = catalog.feeds.get(feed_id)
     if feed is None:
         raise web.HTTPNotFound(text=f"no demo feed {feed_id!r}")
-    items = [i for i in catalog.appeared(start, time.time()) if i.source == feed_id]
+    items = [i for i in clock.visible(catalog, time.time()) if i.source == feed_id]
     times = {i.key: catalog.appear_time(start, i) for i in items}
     last = max(times.values(), default=start)
     if feed["kind"] == "atom":
@@ -213,12 +232,13 @@ async def feed_handler(request: web.Request) -> web.Response:
 
 async def channel_handler(request: web.Request) -> web.Response:
     catalog: Catalog = request.app[CATALOG_KEY]
-    start = request.app[DEMO_START_KEY]
+    clock: Clock = request.app[CLOCK_KEY]
+    start = clock.origin()
     name = request.match_info["channel"]
     channel = catalog.channels.get(name)
     if channel is None:
         raise web.HTTPNotFound(text=f"no demo channel {name!r}")
-    items = [i for i in catalog.appeared(start, time.time()) if i.source == name]
+    items = [i for i in clock.visible(catalog, time.time()) if i.source == name]
     before = request.query.get("before")
     if before and before.isdigit():
         items = [i for i in items if i.message_id < int(before)]
@@ -229,30 +249,42 @@ async def channel_handler(request: web.Request) -> web.Response:
 
 async def items_handler(request: web.Request) -> web.Response:
     catalog: Catalog = request.app[CATALOG_KEY]
-    start = request.app[DEMO_START_KEY]
+    clock: Clock = request.app[CLOCK_KEY]
+    start = clock.origin()
     now = time.time()
+    visible = {i.key for i in clock.visible(catalog, now)}
     body = [
         {
             "key": i.key, "source": i.source, "kind": i.kind, "lang": i.lang, "title": i.title,
-            "message_id": i.message_id or None, "appears_at": catalog.appear_time(start, i),
-            "appeared": catalog.appear_time(start, i) <= now,
+            "message_id": i.message_id or None,
+            # None while the schedule is held: the item has no appearance time yet.
+            "appears_at": catalog.appear_time(start, i) if (clock.start is not None or i.at <= 0) else None,
+            "appeared": i.key in visible,
         }
         for i in catalog.items
     ]
-    return web.json_response({"start": start, "speed": catalog.speed, "items": body})
+    return web.json_response({"start": clock.start, "speed": catalog.speed, "items": body})
+
+
+async def start_handler(request: web.Request) -> web.Response:
+    clock: Clock = request.app[CLOCK_KEY]
+    if clock.start is None:
+        clock.start = time.time()
+    return web.json_response({"start": clock.start})
 
 
 async def article_handler(request: web.Request) -> web.Response:
     return web.Response(text="<html><body>newsradar demo article</body></html>", content_type="text/html")
 
 
-def make_app(catalog: Catalog, start: float | None = None) -> web.Application:
+def make_app(catalog: Catalog, hold: bool = False) -> web.Application:
     app = web.Application()
     app[CATALOG_KEY] = catalog
-    app[DEMO_START_KEY] = time.time() if start is None else start
+    app[CLOCK_KEY] = Clock(hold)
     app.router.add_get("/feeds/{feed}.xml", feed_handler)
     app.router.add_get("/s/{channel}", channel_handler)
     app.router.add_get("/demo/items.json", items_handler)
+    app.router.add_post("/demo/start", start_handler)
     app.router.add_get("/articles/{key}", article_handler)
     app.router.add_get("/healthz", lambda request: web.Response(text="ok"))
     return app
@@ -264,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--speed", type=float, default=1.0, help="Items appear this many times faster.")
     parser.add_argument("--port-file", help="Write the bound port here once listening.")
+    parser.add_argument("--hold", action="store_true", help="Serve only the backlog until POST /demo/start.")
     opts = parser.parse_args(argv)
     if opts.speed <= 0:
         parser.error("--speed must be > 0")
@@ -271,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     import asyncio
 
     async def serve() -> None:
-        runner = web.AppRunner(make_app(load_catalog(opts.speed)), access_log=None)
+        runner = web.AppRunner(make_app(load_catalog(opts.speed), hold=opts.hold), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, opts.host, opts.port)
         await site.start()

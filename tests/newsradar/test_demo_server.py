@@ -80,3 +80,30 @@ def test_conditional_get_answers_304(demo_server):
     since, _, _ = get(f"{demo_server}/feeds/demo-wire-en.xml", {"If-Modified-Since": headers["Last-Modified"]})
     assert since == 304
     assert get(f"{demo_server}/feeds/nope.xml")[0] == 404
+
+
+def test_held_schedule_serves_only_the_backlog_until_started(tmp_path):
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsradar.demo.server", "--port", "0", "--speed", "60", "--port-file", str(port_file),
+         "--hold"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(port_file.exists, 20, "the demo server to write its port")
+        base = f"http://127.0.0.1:{port_file.read_text()}"
+        held = json.loads(get(f"{base}/demo/items.json")[2])
+        backlog = [i for i in held["items"] if i["appeared"]]
+        assert held["start"] is None and backlog and all(i["appears_at"] is not None for i in backlog)
+        assert all(i["appears_at"] is None for i in held["items"] if not i["appeared"])
+        req = urllib.request.Request(f"{base}/demo/start", data=b"", method="POST")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            started = json.load(resp)["start"]
+        wait_for(lambda: all(i["appeared"] for i in json.loads(get(f"{base}/demo/items.json")[2])["items"]), 30,
+                 "every demo item to appear after the start")
+        after = json.loads(get(f"{base}/demo/items.json")[2])
+        assert after["start"] == started and min(i["appears_at"] for i in after["items"] if i["key"] not in
+                                                  {b["key"] for b in backlog}) >= started
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
