@@ -11,10 +11,10 @@ from tests.conftest import wait_for
 
 # A child that starts a grandchild (like the pipeline starting the Prism binary) and records its pid.
 PARENT_WITH_GRANDCHILD = """
-import subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+import signal, subprocess, sys
+child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
 open(sys.argv[1], "w").write(str(child.pid))
-time.sleep(600)
+signal.pause()
 """
 
 
@@ -51,7 +51,7 @@ def test_a_part_that_dies_while_starting_is_reported_with_its_log(tmp_path):
 
 
 def test_a_part_that_never_gets_ready_times_out(tmp_path):
-    part = Part("slow", [sys.executable, "-c", "import time; time.sleep(600)"], tmp_path / "s.log", ready=lambda: False)
+    part = Part("slow", [sys.executable, "-c", "import signal; signal.pause()"], tmp_path / "s.log", ready=lambda: False)
     part.start(dict(os.environ))
     try:
         with pytest.raises(PartFailed, match="was not ready after 1s"):
