@@ -21,7 +21,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -135,18 +134,6 @@ def _is_kafka(pid: int) -> bool:
     return b"kafka.Kafka" in cmdline
 
 
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def tail(path: Path, lines: int = 20) -> str:
     try:
         with open(path, "rb") as fh:
@@ -210,7 +197,7 @@ def start(
         _wait_ready(broker, running, timeout)
         return False
 
-    if _port_in_use(broker.port):
+    if procs.port_open(broker.port):
         raise BrokerError(
             f"port {broker.port} is already in use by another process; choose another with --port "
             f"(a broker of this data directory would have its pid in {broker.pid_path})"
@@ -219,8 +206,8 @@ def start(
     jars = fetch_jars(progress)
     meta = _read_meta(broker)
     controller_port = meta.get("controller_port")
-    if not controller_port or _port_in_use(controller_port) or controller_port == broker.port:
-        controller_port = _free_port()
+    if not controller_port or procs.port_open(controller_port) or controller_port == broker.port:
+        controller_port = procs.free_port()
     config = _render_config(broker, controller_port, partitions)
 
     if not (data_dir / "log" / "meta.properties").exists():
@@ -271,7 +258,7 @@ def _wait_ready(broker: Broker, pid: int, timeout: float, proc: subprocess.Popen
             )
         if proc is None and not _alive(pid):
             raise BrokerError(f"the Kafka broker (pid {pid}) died; log: {broker.log_path}\n{tail(broker.log_path)}")
-        if _port_in_use(broker.port) and broker.answers(timeout=3):
+        if procs.port_open(broker.port) and broker.answers(timeout=3):
             return
         time.sleep(0.5)
     raise BrokerError(

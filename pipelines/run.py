@@ -10,11 +10,9 @@ durable) but repeats what was written after the last commit. See docs/pipeline.m
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +28,7 @@ from newsradar import paths
 from newsradar.config import Watchlist
 from newsradar.kafka import broker_answers, ensure_topics
 from newsradar.metrics import pipeline_metrics, serve
+from newsradar.procs import die_with_parent, free_port, port_open
 from newsradar.records import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_RAW, TOPIC_TAGGED
 from transforms.kafkaio import LOCAL_PROGRESS, CommitOffsets, LocalProgress, ReadFromKafka, WriteToKafka
 from transforms.reload import WatchlistSource
@@ -100,18 +99,18 @@ class PrismServer:
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> PrismServer:
-        port = _free_port()
+        port = free_port()
         single_threaded = threading.active_count() == 1
         self._process = subprocess.Popen(
             [self.binary, "--job_port", str(port), "--serve_http=false", "--log_level", self.log_level,
              "--log_kind", "text"],
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_stop_with_parent if sys.platform == "linux" and single_threaded else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" and single_threaded else None,
         )
         self.endpoint = f"localhost:{port}"
         deadline = time.monotonic() + 60
-        while not _port_open(port):
+        while not port_open(port):
             if self._process.poll() is not None:
                 raise PipelineError(f"Prism ({self.binary}) exited with {self._process.returncode} at start")
             if time.monotonic() > deadline:
@@ -128,25 +127,6 @@ class PrismServer:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait(timeout=15)
-
-
-def _stop_with_parent() -> None:
-    """In the child before exec: ask the kernel for SIGTERM when the parent dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _beam_options(runner: str, beam_args: list[str]) -> PipelineOptions:
