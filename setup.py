@@ -64,7 +64,8 @@ setup(
     packages=find_packages(include=["newsradar", "newsradar.*", "connectors", "connectors.*",
                                     "transforms", "transforms.*", "pipelines", "pipelines.*"]),
     include_package_data=True,
-    package_data={"newsradar": ["data/**/*"]},
+    # the demo's articles are read with importlib.resources (also from a non-editable install)
+    package_data={"newsradar": ["demo/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["newsradar=newsradar.cli:main"]},

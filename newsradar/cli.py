@@ -47,10 +47,6 @@ def handles_errors(func):
     return wrapper
 
 
-def not_built_yet(what: str) -> None:
-    _fail(f"{what} is not part of this build yet", EXIT_FAILURE)
-
-
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * verbose if verbose else logging.INFO
     logging.basicConfig(
@@ -88,8 +84,10 @@ def main(verbose: int) -> None:
               help="Demo items appear this many times faster (the demo plays about 4 minutes at 1).")
 @click.option("--poll-interval", type=click.FloatRange(min=1), default=5.0, show_default=True,
               help="Seconds between polls of each demo source.")
-@click.option("--connect-metrics-port", type=click.IntRange(0, 65535), default=9464, show_default=True)
-@click.option("--pipeline-metrics-port", type=click.IntRange(0, 65535), default=9465, show_default=True)
+@click.option("--connect-metrics-port", type=click.IntRange(1, 65535), default=9464, show_default=True,
+              help="Connectors' /metrics port with --demo (with --sources: the file's metrics.port).")
+@click.option("--pipeline-metrics-port", type=click.IntRange(1, 65535), default=9465, show_default=True,
+              help="Pipeline's /metrics port.")
 @click.option("--no-live", is_flag=True, help="Plain log lines instead of the live view (automatic when not a terminal).")
 @handles_errors
 def up(demo: bool, sources_file: str | None, watchlist_file: str | None, bootstrap_servers: str | None,

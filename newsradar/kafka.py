@@ -117,3 +117,16 @@ def ensure_topics(
         return created
     finally:
         admin.close()
+
+
+def missing_topics(bootstrap_servers: str, topics: Iterable[str] = ALL_TOPICS, timeout: float = 30.0) -> list[str]:
+    """The newsradar topics that do not exist on the cluster (none created)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000),
+                             client_id="newsradar-admin")
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    return [t for t in topics if t not in existing]

@@ -32,7 +32,7 @@ import yaml
 from . import broker as broker_mod
 from . import paths
 from .broker import Broker, tail
-from .kafka import broker_answers, ensure_topics
+from .kafka import broker_answers, ensure_topics, missing_topics
 from .procs import die_with_parent, signal_group
 
 STOP_GRACE = 20.0
@@ -157,12 +157,21 @@ class Stack:
             self.bootstrap = self.opts.bootstrap_servers
             if not broker_answers(self.bootstrap, timeout=10):
                 raise PartFailed(f"no Kafka broker answers at {self.bootstrap}")
+            # On a cluster we did not start, topic layout (partitions, replication) is the
+            # operator's decision: we check, we do not create with single-broker defaults.
+            missing = missing_topics(self.bootstrap)
+            if missing:
+                raise PartFailed(
+                    f"topics {', '.join(missing)} do not exist on {self.bootstrap}; create them with "
+                    f"`newsradar kafka topics --bootstrap-servers {self.bootstrap} --partitions N --replication-factor R`"
+                )
             self.say(f"kafka        {self.bootstrap} (existing cluster)")
-        else:
-            self.broker = Broker(data_dir=paths.kafka_data_dir(), port=self.opts.kafka_port)
-            self.started_broker = broker_mod.start(self.broker, progress=lambda m: None, die_with_parent=True)
-            self.bootstrap = self.broker.bootstrap
-            self.say(f"kafka        {self.bootstrap}   data {self.broker.data_dir}   log {self.broker.log_path}")
+            self.say("topics       news.raw news.tagged news.alerts news.dlq (exist)")
+            return
+        self.broker = Broker(data_dir=paths.kafka_data_dir(), port=self.opts.kafka_port)
+        self.started_broker = broker_mod.start(self.broker, progress=lambda m: None, die_with_parent=True)
+        self.bootstrap = self.broker.bootstrap
+        self.say(f"kafka        {self.bootstrap}   data {self.broker.data_dir}   log {self.broker.log_path}")
         created = ensure_topics(self.bootstrap)
         self.say("topics       news.raw news.tagged news.alerts news.dlq" + (f" (created {len(created)})" if created else ""))
 
@@ -196,9 +205,14 @@ class Stack:
         self.say("demo         new items start appearing now (about every 15s for 4 minutes at --demo-speed 1)")
 
     def _start_connectors(self, sources_file: str) -> None:
+        from .config import load_sources
+
         state_dir = self.home / "state"
-        port = self.opts.connect_metrics_port
-        url = f"http://127.0.0.1:{port}/metrics"
+        # The connectors serve /metrics where their sources file says (the demo file says
+        # --connect-metrics-port); readiness is checked there.
+        endpoint = load_sources(sources_file).metrics
+        host = "127.0.0.1" if endpoint.host in ("0.0.0.0", "::", "") else endpoint.host
+        url = f"http://{host}:{endpoint.port}/metrics"
         part = Part(
             "connectors",
             self._cli("connect", "--sources", sources_file, "--state-dir", str(state_dir),

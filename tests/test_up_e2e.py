@@ -191,3 +191,54 @@ def test_up_demo_end_to_end(tmp_path):
     finally:
         if again.proc.poll() is None:
             again.terminate()
+
+
+def test_up_with_own_sources_on_an_existing_cluster(kafka, tmp_path):
+    """`up --sources --watchlist --bootstrap-servers`: no broker of its own, readiness on the
+    metrics port the sources file names, clean SIGTERM."""
+    from newsradar.kafka import missing_topics
+    from tests.connectors.feedserver import FeedServer
+
+    assert missing_topics(kafka.bootstrap, ["news.raw", "no.such.topic"]) == ["no.such.topic"]
+    server = FeedServer().start()
+    try:
+        port = free_port()
+        sources = tmp_path / "sources.yaml"
+        sources.write_text(
+            "allow_private_networks: true\n"
+            f"metrics: {{port: {port}}}\n"
+            f"sources:\n  - {{id: e2e-own-feed, kind: rss, url: \"{server.url('/feeds/rss20.xml')}\"}}\n"
+        )
+        env = dict(os.environ, NEWSRADAR_HOME=str(tmp_path / "home"))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "newsradar.cli", "up", "--no-live", "--sources", str(sources),
+             "--bootstrap-servers", kafka.bootstrap, "--pipeline-metrics-port", str(free_port())],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(ln.rstrip() for ln in proc.stdout), daemon=True).start()
+        try:
+            wait_for(lambda: proc.poll() is not None or any(ln.startswith("newsradar is up") for ln in lines), 240,
+                     "`newsradar up --sources` to come up")
+            out = "\n".join(lines)
+            assert proc.poll() is None, out
+            assert f"connectors   metrics http://127.0.0.1:{port}/metrics" in out
+            assert "(existing cluster)" in out and "kafka: started" not in out
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=120)
+        assert code == 0, "\n".join(lines)
+    finally:
+        server.stop()
+
+
+def test_up_refuses_a_cluster_that_does_not_answer(tmp_path):
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("sources:\n  - {id: a, kind: rss, url: \"https://example.org/feed.xml\"}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "newsradar.cli", "up", "--no-live", "--sources", str(sources),
+         "--bootstrap-servers", f"localhost:{free_port()}"],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ, NEWSRADAR_HOME=str(tmp_path / "h")),
+    )
+    assert result.returncode == 1
+    assert "no Kafka broker answers" in result.stdout
