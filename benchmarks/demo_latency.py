@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,31 +27,9 @@ import threading
 import time
 import urllib.request
 
-from kafka import KafkaConsumer, TopicPartition
-
+from newsradar.kafka import read_topic
+from newsradar.procs import free_port
 from newsradar.records import TOPIC_ALERTS, TOPIC_RAW, TOPIC_TAGGED, decode_alert, decode_raw, decode_tagged
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def read_topic(bootstrap: str, topic: str) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(parts)
-        consumer.seek_to_beginning()
-        ends = consumer.end_offsets(parts)
-        out = []
-        while any(consumer.position(tp) < ends[tp] for tp in parts):
-            for records in consumer.poll(timeout_ms=1000).values():
-                out.extend(records)
-        return out
-    finally:
-        consumer.close()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -95,7 +72,7 @@ def main() -> None:
                   f"then {opts.settle:.0f}s to settle", flush=True)
             time.sleep(max(0.0, last - time.time()) + opts.settle)
 
-            tagged = {decode_tagged(r.value).article.article_id: decode_tagged(r.value) for r in read_topic(bootstrap, TOPIC_TAGGED)}
+            tagged = {t.article.article_id: t for t in (decode_tagged(r.value) for r in read_topic(bootstrap, TOPIC_TAGGED))}
             produced: dict[str, float] = {}
             for rec in read_topic(bootstrap, TOPIC_RAW):
                 raw = decode_raw(rec.value)

@@ -130,3 +130,23 @@ def missing_topics(bootstrap_servers: str, topics: Iterable[str] = ALL_TOPICS, t
     finally:
         admin.close()
     return [t for t in topics if t not in existing]
+
+
+def read_topic(bootstrap_servers: str, topic: str, poll_timeout: float = 1.0) -> list:
+    """Every record on ``topic``, from the beginning to the end offsets at call time, without a
+    consumer group (nothing committed). For replays, checks and tests; bounded by the end offsets."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, client_id="newsradar-read")
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        out = []
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            for records in consumer.poll(timeout_ms=int(poll_timeout * 1000)).values():
+                out.extend(records)
+        return out
+    finally:
+        consumer.close()

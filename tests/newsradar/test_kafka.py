@@ -3,30 +3,11 @@
 import subprocess
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
 
 from newsradar import kafka as nk
 from newsradar import records as r
 from tests.conftest import LocalKafka, free_port, newsradar_cmd
-
-
-def consume_all(bootstrap, topic, expected, timeout_ms=20000):
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-        consumer_timeout_ms=timeout_ms,
-    )
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(parts)
-        consumer.seek_to_beginning()
-        out = []
-        for msg in consumer:
-            out.append(msg)
-            if len(out) >= expected:
-                break
-        return out
-    finally:
-        consumer.close()
 
 
 @pytest.mark.kafka
@@ -48,7 +29,7 @@ def test_start_creates_topics_and_round_trip(kafka):
     producer.flush()
     producer.close()
     # Connector tests share news.raw on the session broker: read all of it, not the first 50.
-    got = [m for m in consume_all(kafka.bootstrap, r.TOPIC_RAW, 10**6, timeout_ms=5000) if m.key == b"rss:test:g:1"]
+    got = [m for m in nk.read_topic(kafka.bootstrap, r.TOPIC_RAW) if m.key == b"rss:test:g:1"]
     assert len(got) == 1 and r.decode_raw(got[0].value) == article
 
 
@@ -86,7 +67,7 @@ def test_restart_keeps_data_and_status_reports(tmp_path):
         assert stopped.returncode == 3 and "not running" in stopped.stdout
 
         broker.start()
-        values = sorted(m.value for m in consume_all(broker.bootstrap, r.TOPIC_RAW, 20))
+        values = sorted(m.value for m in nk.read_topic(broker.bootstrap, r.TOPIC_RAW))
         assert values == sorted(f"v{i}".encode() for i in range(20))
     finally:
         broker.stop()
