@@ -24,13 +24,12 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 from yarl import URL
 
-from newsradar.netguard import AddressPolicy, ForbiddenAddress, GuardedResolver, check_peer
+from newsradar.httpclient import guarded_session
+from newsradar.netguard import AddressPolicy, ForbiddenAddress, check_peer
 
 DEFAULT_USER_AGENT = "newsradar/0.1 (+https://github.com/newsradar/newsradar)"
 ACCEPT_FEEDS = (
@@ -43,7 +42,6 @@ ERROR_BODY_LIMIT = 16 * 1024
 READ_CHUNK = 64 * 1024
 # Most bytes one inflate step may produce: a bomb costs the cap plus this, never a copy of the cap.
 INFLATE_STEP = 256 * 1024
-RETRY_AFTER_CAP = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -169,31 +167,6 @@ def _headers(raw) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------
-# Retry-After
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None, cap: float = RETRY_AFTER_CAP) -> float | None:
-    """Seconds to wait from a Retry-After value (delta-seconds or HTTP-date), capped at ``cap``.
-
-    None when the header is missing or unreadable; 0 for a date in the past."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), cap)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    now = now or datetime.now(UTC)
-    return min(max((when - now).total_seconds(), 0.0), cap)
-
-
-# ---------------------------------------------------------------------------
 # the client
 
 
@@ -213,20 +186,10 @@ class HttpClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=GuardedResolver(self.policy),
-                limit=self.pool_size,
-                ttl_dns_cache=60,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                # The deadline is ours (asyncio.timeout around the whole exchange).
-                timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=False,
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                headers={"User-Agent": self.limits.user_agent},
-            )
+            # We inflate bodies ourselves, under the size cap; the deadline is ours too
+            # (asyncio.timeout around the whole exchange).
+            self._session = guarded_session(self.policy, user_agent=self.limits.user_agent, pool_size=self.pool_size,
+                                            auto_decompress=False)
         return self._session
 
     async def close(self) -> None:
@@ -369,5 +332,4 @@ class HttpClient:
 
 __all__ = [
     "ACCEPT_FEEDS", "BodyTooLarge", "DEFAULT_USER_AGENT", "FetchError", "FetchLimits", "HttpClient", "Response",
-    "parse_retry_after",
 ]

@@ -30,9 +30,10 @@ from typing import Any
 from yarl import URL
 
 from connectors.base import PollResult
-from connectors.http import FetchError, HttpClient, Response, parse_retry_after
+from connectors.http import FetchError, HttpClient, Response
 from connectors.rss_parse import FeedError, parse_feed
 from newsradar.config.sources import Defaults, RssSource
+from newsradar.httpclient import parse_retry_after
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import Poller, PollResult
-from connectors.http import RETRY_AFTER_CAP
 from connectors.state import StateStore
 from newsradar.config.sources import Defaults
+from newsradar.httpclient import RETRY_AFTER_CAP
 from newsradar.metrics import ConnectorMetrics
 from newsradar.records import TOPIC_RAW, RawArticle
 

@@ -45,7 +45,8 @@ import aiohttp
 
 from newsradar import paths
 from newsradar.config.watchlist import AlertmanagerSink, FileSink, WebhookSink
-from newsradar.netguard import AddressPolicy, ForbiddenAddress, GuardedResolver
+from newsradar.httpclient import guarded_session, parse_retry_after
+from newsradar.netguard import AddressPolicy, ForbiddenAddress
 from newsradar.records import Alert, parse_time
 
 log = logging.getLogger(__name__)
@@ -112,20 +113,11 @@ def verify_signature(secret: bytes, headers, body: bytes, now: float | None = No
     return hmac.compare_digest(given, sign(secret, alert_id, timestamp, body))
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def _classify(status: int, retry_after: str | None) -> None:
     if 200 <= status < 300:
         return
     if status in (408, 429) or status >= 500:
-        raise _Retryable(f"HTTP {status}", _retry_after(retry_after))
+        raise _Retryable(f"HTTP {status}", parse_retry_after(retry_after))
     if 300 <= status < 400:
         raise _Permanent(f"HTTP {status}: redirects are not followed for alert sinks")
     raise _Permanent(f"HTTP {status}")
@@ -143,8 +135,7 @@ class _HttpSink:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(resolver=GuardedResolver(self.policy), limit=8)
-            self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT})
+            self._session = guarded_session(self.policy, user_agent=USER_AGENT, pool_size=8)
         return self._session
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:

@@ -22,7 +22,8 @@ from datetime import datetime
 from urllib.parse import urlencode
 
 from connectors.base import PollResult
-from connectors.http import FetchError, HttpClient, parse_retry_after
+from connectors.http import FetchError, HttpClient
+from newsradar.httpclient import parse_retry_after
 
 from .botapi import POST_KINDS, map_update
 from .throttle import RequestPacer

@@ -26,7 +26,8 @@ import logging
 from datetime import datetime
 
 from connectors.base import PollResult
-from connectors.http import FetchError, HttpClient, Response, parse_retry_after
+from connectors.http import FetchError, HttpClient, Response
+from newsradar.httpclient import parse_retry_after
 from newsradar.records import RecordError
 
 from .mapping import build_record

@@ -6,11 +6,10 @@ import asyncio
 import gzip
 import time
 import tracemalloc
-from datetime import UTC, datetime
 
 import pytest
 
-from connectors.http import FetchError, FetchLimits, HttpClient, parse_retry_after
+from connectors.http import FetchError, FetchLimits, HttpClient
 from newsradar.netguard import AddressPolicy
 from tests.connectors.feedserver import FEEDS
 
@@ -172,15 +171,3 @@ def test_concatenated_gzip_members_are_one_body():
     body = gzip.compress(b"<rss>") + gzip.compress(b"</rss>")
     inflater = _Inflater("gzip")
     assert b"".join(inflater.feed(body, 1000)) + inflater.finish(1000) == b"<rss></rss>"
-
-
-@pytest.mark.parametrize(
-    "value, expected",
-    [
-        ("120", 120.0), ("0", 0.0), ("999999", 86400.0), ("Wed, 25 Nov 2026 12:10:00 GMT", 600.0),
-        ("Wed, 25 Nov 2026 11:00:00 GMT", 0.0), ("soon", None), (None, None), ("", None),
-    ],
-)
-def test_retry_after_parsing(value, expected):
-    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-    assert parse_retry_after(value, now) == expected
