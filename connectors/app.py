@@ -12,14 +12,13 @@ Guarantees:
 * ``/metrics`` is served on the host/port of the sources file's ``metrics:`` (127.0.0.1 by
   default; port 0 picks a free port); its URL is logged.
 * ``kind: telegram`` sources are built by ``connectors.telegram.make_poller`` (contract in
-  :mod:`connectors.base`). If that factory is missing from this build, each such source is
-  skipped with a warning and counted as ``outcome="unavailable"``; the others run.
+  :mod:`connectors.base`); a mode that cannot run here (no token, Telethon missing) becomes a
+  poller whose every poll is ``outcome="unavailable"``, counted and backed off; the others run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from connectors.http import FetchLimits, HttpClient
 from connectors.rss import RssPoller
 from connectors.runner import Runner, Schedule, Slot
 from connectors.state import StateLocked, StateStore
+from connectors.telegram import make_poller as make_telegram_poller
 from newsradar import paths
 from newsradar.config.sources import Sources, load_sources
 from newsradar.metrics import ConnectorMetrics, serve
@@ -47,37 +47,18 @@ class ConnectError(RuntimeError):
     """The connector cannot start (no broker, state directory in use, port taken)."""
 
 
-def telegram_factory():
-    """``connectors.telegram.make_poller`` or, when this build has none, the reason why not."""
-    try:
-        module = importlib.import_module("connectors.telegram")
-    except ImportError as exc:
-        return None, f"connectors.telegram cannot be imported ({exc})"
-    factory = getattr(module, "make_poller", None)
-    if not callable(factory):
-        return None, "connectors.telegram has no make_poller factory yet"
-    return factory, None
-
-
-def build_slots(sources: Sources, http: HttpClient, metrics: ConnectorMetrics, parse_in=None) -> list[Slot]:
-    """One slot per enabled source; Telegram sources without a factory are skipped and counted."""
+def build_slots(sources: Sources, http: HttpClient, parse_in=None) -> list[Slot]:
+    """One slot per enabled source."""
     slots = []
-    factory, why_not = None, None
     for source in sources.sources:
         if not source.enabled:
             continue
         schedule = Schedule.from_config(sources.defaults, sources.interval_of(source))
         if source.kind == "rss":
-            slots.append(Slot(RssPoller(source, sources.defaults, http, parse_in=parse_in), schedule))
-            continue
-        if factory is None and why_not is None:
-            factory, why_not = telegram_factory()
-        if factory is None:
-            metrics.init_source(source.id)
-            metrics.fetches.labels(source=source.id, outcome="unavailable").inc()
-            log.warning("source %s (telegram/%s) skipped: %s", source.id, source.mode, why_not)
-            continue
-        slots.append(Slot(factory(source, sources=sources, http=http), schedule))
+            poller = RssPoller(source, sources.defaults, http, parse_in=parse_in)
+        else:
+            poller = make_telegram_poller(source, sources=sources, http=http)
+        slots.append(Slot(poller, schedule))
     return slots
 
 
@@ -135,7 +116,7 @@ async def _main(
     runner = None
     try:
         await asyncio.to_thread(_check_topic, producer, TOPIC_RAW)
-        slots = build_slots(sources, http, metrics, parse_in=parse_pool)
+        slots = build_slots(sources, http, parse_in=parse_pool)
         runner = Runner(
             slots, producer=producer, store=store, metrics=metrics,
             max_concurrent_polls=defaults.max_concurrent_polls, per_host_concurrency=defaults.per_host_concurrency,
@@ -183,4 +164,4 @@ def _total(counter) -> float:
     return sum(s.value for metric in counter.collect() for s in metric.samples if s.name.endswith("_total"))
 
 
-__all__ = ["ConnectError", "build_slots", "run", "telegram_factory"]
+__all__ = ["ConnectError", "build_slots", "run"]

@@ -97,13 +97,9 @@ def make_poller(source, *, sources, http):
     raise ValueError(f"unknown telegram mode {source.mode!r}")
 
 
-# The name the task brief uses; the connect command calls make_poller.
-build_poller = make_poller
-
-
 def _unavailable(source, reason: str) -> UnavailablePoller:
     log.warning("source %s (telegram/%s) cannot run: %s", source.id, source.mode, reason)
     return UnavailablePoller(source, reason)
 
 
-__all__ = ["UnavailablePoller", "build_poller", "make_poller", "shared_pacer"]
+__all__ = ["UnavailablePoller", "make_poller", "shared_pacer"]

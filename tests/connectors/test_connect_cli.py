@@ -10,12 +10,7 @@ from collections import Counter
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
-from connectors import app
-from connectors.http import HttpClient
-from newsradar.config.sources import load_sources
-from newsradar.metrics import ConnectorMetrics
 from newsradar.records import TOPIC_RAW, decode_raw
 from tests.conftest import free_port, newsradar_cmd, wait_for
 from tests.connectors.conftest import expected_feeds, expected_id, read_topic
@@ -141,16 +136,3 @@ def test_bad_config_is_exit_2_and_no_broker_exit_1(kafka, tmp_path):
     )
     assert nobody.returncode == 1 and "no Kafka broker answers" in nobody.stderr
 
-
-def test_telegram_sources_without_a_factory_are_skipped_and_counted(tmp_path, monkeypatch, caplog):
-    file = write_sources(tmp_path / "s.yaml", [
-        {"id": "feed", "kind": "rss", "url": "https://example.org/feed.xml"},
-        {"id": "chan", "kind": "telegram", "mode": "web", "channel": "example_channel"},
-    ])
-    monkeypatch.setattr(app, "telegram_factory", lambda: (None, "connectors.telegram has no make_poller factory yet"))
-    registry = CollectorRegistry()
-    metrics = ConnectorMetrics(registry)
-    slots = app.build_slots(load_sources(file), HttpClient(), metrics)
-    assert [s.source_id for s in slots] == ["feed"]
-    assert registry.get_sample_value("newsradar_fetches_total", {"source": "chan", "outcome": "unavailable"}) == 1
-    assert "source chan (telegram/web) skipped: connectors.telegram has no make_poller" in caplog.text
