@@ -35,8 +35,8 @@ from newsradar.records import Alert, DeadLetter, TaggedArticle, parse_time
 from . import novelty
 from .alerts import events_of, make_alert
 from .novelty import MentionEvent, OrgState
-from .reload import Reloader, WatchlistSource
-from .tagging import reload_counter
+from .reload import WatchlistSource
+from .tagging import reload_counter, watchlist_reloader
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class _NoveltyFn(beam.DoFn):
         self._source = source
 
     def setup(self) -> None:
-        self._reloader = Reloader(self._source, compile=lambda wl: wl, on_result=reload_counter("novelty"))
+        self._reloader = watchlist_reloader(self._source, reload_counter("novelty"))
         self._novelty = Novelty(self._reloader.get, metrics=_worker_metrics())
 
     def process(
@@ -168,7 +168,7 @@ class _FoldInOrder(beam.DoFn):
         self._source = source
 
     def setup(self) -> None:
-        self._reloader = Reloader(self._source, compile=lambda wl: wl, on_result=reload_counter("novelty"))
+        self._reloader = watchlist_reloader(self._source, reload_counter("novelty"))
         self._novelty = Novelty(self._reloader.get, metrics=_worker_metrics())
 
     def process(self, element):

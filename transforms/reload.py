@@ -8,6 +8,11 @@ validated at launch plus, normally, the file's path). Each worker turns it into 
 compiles the new version. Compilation happens on the worker that will use it (spaCy
 matchers do not travel well), so every worker reloads on its own within one poll interval.
 
+A Reloader converges on the file's current valid content wherever and whenever it is made:
+a worker (or DoFn instance) set up after the file was edited starts from the edited version,
+not from the launch version it was shipped with. It tells them apart by content hash:
+:class:`WatchlistSource` carries the hash of the bytes the launch version was loaded from.
+
 The file must be readable at the same path on every worker (a ConfigMap or shared volume on
 a cluster). A version is refused when it does not load (:class:`ConfigError`) or when
 ``check`` says so (the pipeline checks the inline examples); refusal is counted through
@@ -40,17 +45,27 @@ class RejectedVersion(Exception):
 @dataclass(frozen=True)
 class WatchlistSource:
     """Where a pipeline's watchlist comes from: ``initial`` (validated at launch) and the
-    file to poll for new versions (``None``: fixed, as in tests and `newsradar tag`)."""
+    file to poll for new versions (``None``: fixed, as in tests and `newsradar tag`).
+    ``initial_hash`` is the SHA-256 of the bytes ``initial`` was loaded from (``None``:
+    unknown, so a Reloader takes whatever valid version the file holds when it starts)."""
 
     initial: Watchlist
     path: str | None = None
     poll_interval: float = DEFAULT_POLL_INTERVAL
+    initial_hash: str | None = None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, poll_interval: float = DEFAULT_POLL_INTERVAL) -> WatchlistSource:
         """Load and validate now (ConfigError names file and field), then poll ``path``."""
         path = os.path.abspath(os.fspath(path))
-        return cls(load_watchlist(path), path, poll_interval)
+        # Hash before and after loading: an edit in between would make the hash name bytes
+        # other than the ones loaded, so load again until both agree.
+        for _ in range(5):
+            before = _content_hash(path)
+            watchlist = load_watchlist(path)
+            if before is not None and _content_hash(path) == before:
+                return cls(watchlist, path, poll_interval, before)
+        return cls(watchlist, path, poll_interval, None)
 
     @classmethod
     def fixed(cls, watchlist: Watchlist) -> WatchlistSource:
@@ -88,12 +103,16 @@ class Reloader(Generic[T]):
         self._on_result = on_result or (lambda result, detail: None)
         self._clock = clock
         self.watchlist = source.initial
-        self.value: T = compile(source.initial)
-        self._next_poll = clock() + source.poll_interval
-        self._stat: tuple[int, int] | None = self._stat_now()
-        self._hash = _content_hash(source.path) if source.path else None
+        # The launch version is what this instance holds until the file says otherwise; the
+        # first poll happens now, so an instance made after an edit starts from the edit
+        # (and the launch version is compiled only when the file holds nothing better).
+        self._hash = source.initial_hash
+        self._stat: tuple[int, int] | None = None
         self._refused_hash: str | None = None
         self.version = 1
+        self._next_poll = clock() + source.poll_interval
+        if source.path is None or not self._take_new_version():
+            self.value: T = compile(source.initial)
 
     def _stat_now(self) -> tuple[int, int] | None:
         if not self.source.path:
@@ -113,6 +132,11 @@ class Reloader(Generic[T]):
 
     def poll(self) -> bool:
         """Check the file now; returns True when a new version was taken into use."""
+        if self.source.path is None:
+            return False
+        return self._take_new_version()
+
+    def _take_new_version(self) -> bool:
         stat = self._stat_now()
         if stat == self._stat and stat is not None:
             return False

@@ -15,7 +15,11 @@ watched name written in Latin or Cyrillic letters is still found; ``lang`` is le
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -122,13 +126,58 @@ def _scores(tagger: Tagger, ex: Example, lang: str) -> dict[str, float]:
     return tagger.topic_matchers[lang].explain(tagger.pipelines(full, lang))
 
 
-def require_examples_pass(watchlist: Watchlist, tagger: Tagger) -> None:
-    """Reload check: a version whose inline examples fail is not taken into use."""
-    failures = check_examples(tagger)
-    if failures:
-        raise RejectedVersion(
-            f"{len(failures)} inline example(s) fail, first: {failures[0].describe()}"
-        )
+class _Verdicts:
+    """Inline-example verdicts per watchlist content, shared by the steps of one worker
+    process, so that tagging and novelty take and refuse the same versions and a version's
+    examples run once per process. Deterministic: the same content and languages always get
+    the same verdict, so memoizing it changes nothing but the cost."""
+
+    KEEP = 32
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._verdicts: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    def judge(self, watchlist: Watchlist, langs: tuple[str, ...], tagger: Callable[[], Tagger]) -> str:
+        """Why the examples fail, or an empty string when they pass. ``tagger`` builds (or
+        hands over) a Tagger of ``watchlist``; it is called only if the verdict is not known."""
+        key = (hashlib.sha256(watchlist.model_dump_json().encode()).hexdigest(), langs)
+        # Held while judging: a second step asking about the same version waits instead of
+        # compiling its own matchers for nothing.
+        with self._lock:
+            verdict = self._verdicts.get(key)
+            if verdict is None:
+                failures = check_examples(tagger())
+                verdict = f"{len(failures)} inline example(s) fail, first: {failures[0].describe()}" if failures else ""
+                if len(self._verdicts) >= self.KEEP:
+                    self._verdicts.pop(next(iter(self._verdicts)))
+                self._verdicts[key] = verdict
+            return verdict
+
+
+_VERDICTS = _Verdicts()
+
+
+def require_examples_pass(watchlist: Watchlist, tagger: Tagger | None = None) -> None:
+    """Reload check: a version whose inline examples fail is not taken into use.
+
+    ``tagger`` is the version compiled by the caller; without one (a step that needs only
+    the plain watchlist, e.g. novelty) a Tagger is built for the check unless another step
+    of this process has already judged the same content."""
+    if isinstance(tagger, Tagger):
+        verdict = _VERDICTS.judge(watchlist, tagger.pipelines.langs, lambda: tagger)
+    else:
+        verdict = _VERDICTS.judge(watchlist, LANGS, lambda: Tagger(watchlist))
+    if verdict:
+        raise RejectedVersion(verdict)
+
+
+def watchlist_reloader(source: WatchlistSource, on_result: Callable[[str, str], None],
+                       clock: Callable[[], float] = time.monotonic) -> Reloader[Watchlist]:
+    """A Reloader of the plain watchlist for steps besides tagging (novelty): it takes and
+    refuses exactly the versions :class:`TagArticles` does (the same inline examples
+    decide), so the two steps do not run different watchlists after a bad edit."""
+    return Reloader(source, compile=lambda wl: wl, check=require_examples_pass, on_result=on_result, clock=clock)
 
 
 # ---------------------------------------------------------------------------
@@ -166,10 +215,10 @@ class _TagFn(beam.DoFn):
         self._with_mention = Metrics.counter("tag", "articles_with_mention")
 
     def _compile(self, watchlist: Watchlist) -> Tagger:
-        current = getattr(self, "_reloader", None)
         # Reuse the language pipelines across reloads; only the matchers are rebuilt.
-        pipelines = current.value.pipelines if current is not None else None
-        return Tagger(watchlist, pipelines=pipelines)
+        tagger = Tagger(watchlist, pipelines=getattr(self, "_pipelines", None))
+        self._pipelines = tagger.pipelines
+        return tagger
 
     def process(self, element):
         key, article = element if self._keyed else (None, element)
@@ -177,6 +226,7 @@ class _TagFn(beam.DoFn):
         fresh = tagger.rebuilt_if_grown()
         if fresh is not tagger:
             self._reloader.value = tagger = fresh
+            self._pipelines = fresh.pipelines
         out = tagger.tag(article)
         self._tagged.inc()
         if out.topics:

@@ -1,6 +1,8 @@
 """Watchlist changes without a restart: a good version is taken, a bad one refused and
 counted, the old one stays in force."""
 
+import dataclasses
+import hashlib
 import shutil
 
 import pytest
@@ -9,8 +11,10 @@ from prometheus_client import CollectorRegistry
 from newsradar.config import ConfigError
 from newsradar.metrics import PipelineMetrics
 from tests.conftest import REPO
+from transforms.alerting import _NoveltyFn
+from transforms.nlp import LANGS
 from transforms.reload import Reloader, WatchlistSource
-from transforms.tagging import Tagger, require_examples_pass
+from transforms.tagging import Tagger, _TagFn, require_examples_pass
 
 GOOD = """\
 version: 1
@@ -125,3 +129,87 @@ def test_the_shipped_watchlist_passes_its_own_examples(tmp_path):
     shutil.copy(REPO / "config" / "watchlist.yaml", path)
     source = WatchlistSource.from_file(path)
     require_examples_pass(source.initial, Tagger(source.initial))
+
+
+POETS = GOOD.replace("organizations:", """organizations:
+  - id: poets
+    name: Union of Poets
+    aliases: {en: [Union of Poets]}""")
+
+
+def tagging_reloader(source, clock, results=None, langs=("en",)):
+    on_result = (lambda result, detail: results.append(result)) if results is not None else None
+    return Reloader(source, compile=lambda wl: Tagger(wl, langs=langs), check=require_examples_pass,
+                    on_result=on_result, clock=clock)
+
+
+def test_the_source_remembers_the_hash_of_the_launch_bytes(tmp_path):
+    path = tmp_path / "watchlist.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    assert WatchlistSource.from_file(path).initial_hash == hashlib.sha256(GOOD.encode()).hexdigest()
+
+
+def test_instances_made_before_and_after_an_edit_all_run_the_file_s_current_version(tmp_path):
+    # A worker (or DoFn instance) set up after an edit must not run the launch version
+    # until the next edit: every instance converges on what the file holds.
+    path = tmp_path / "watchlist.yaml"
+    shutil.copy(REPO / "config" / "watchlist.yaml", path)
+    source = WatchlistSource.from_file(path, poll_interval=30)
+    clock = Clock()
+    before = tagging_reloader(source, clock, langs=LANGS)
+    path.write_text(path.read_text(encoding="utf-8").replace("organizations:", """organizations:
+  - id: poets
+    name: Union of Poets
+    aliases: {en: [Union of Poets]}""", 1), encoding="utf-8")
+    after = [tagging_reloader(source, clock, langs=LANGS) for _ in range(2)]
+    zero = tagging_reloader(dataclasses.replace(source, poll_interval=0), clock, langs=LANGS)
+    for reloader in [*after, zero]:
+        assert reloader.version == 2 and orgs(reloader, "The Union of Poets said.") == ["poets"]
+        assert reloader.poll() is False  # nothing newer; the edit stays in force
+        assert orgs(reloader, "The Union of Poets said.") == ["poets"]
+    assert orgs(before, "The Union of Poets said.") == []  # until its poll interval passes
+    clock.t += 31
+    assert orgs(before, "The Union of Poets said.") == ["poets"]
+    # Back to the launch bytes: old and new instances alike run the launch version again.
+    shutil.copy(REPO / "config" / "watchlist.yaml", path)
+    late = tagging_reloader(source, clock, langs=LANGS)
+    assert late.version == 1 and orgs(late, "The Union of Poets said.") == []
+    clock.t += 31
+    assert all(orgs(r, "The Union of Poets said.") == [] for r in [before, *after, zero])
+
+
+def test_an_instance_made_after_a_bad_edit_keeps_the_launch_version_and_counts_it(tmp_path):
+    path = tmp_path / "watchlist.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    source = WatchlistSource.from_file(path, poll_interval=30)
+    path.write_text(POETS.replace("The Council of Mothers and Wives spoke.", "Nobody spoke."), encoding="utf-8")
+    clock, results = Clock(), []
+    reloader = tagging_reloader(source, clock, results)
+    assert results == ["failed"] and reloader.version == 1
+    assert orgs(reloader, "The Council of Mothers and Wives spoke.") == ["cmw"]
+    path.write_text(POETS, encoding="utf-8")
+    clock.t += 31
+    assert orgs(reloader, "The Union of Poets said.") == ["poets"] and results == ["failed", "ok"]
+
+
+@pytest.mark.parametrize("made", ["before the edit", "after the edit"])
+def test_novelty_takes_and_refuses_the_versions_tagging_does(tmp_path, made):
+    # Novelty needs only the plain watchlist, but a version tagging refuses (its examples
+    # fail) must not reach novelty either, or the two steps run different watchlists.
+    path = tmp_path / "watchlist.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    source = WatchlistSource.from_file(path, poll_interval=0)  # every get() polls
+    bad = POETS.replace("The Council of Mothers and Wives spoke.", "Nobody spoke.")
+    for content, org_ids in ((bad, ["cmw"]), (POETS, ["poets", "cmw"])):
+        steps = [_TagFn(source, keyed=False), _NoveltyFn(source)]
+        if made == "before the edit":
+            for step in steps:
+                step.setup()
+            path.write_text(content, encoding="utf-8")
+        else:
+            path.write_text(content, encoding="utf-8")
+            for step in steps:
+                step.setup()
+        tagging, novelty = (step._reloader for step in steps)
+        assert [o.id for o in tagging.get().watchlist.organizations] == org_ids
+        assert [o.id for o in novelty.get().organizations] == org_ids
