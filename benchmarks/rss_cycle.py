@@ -142,10 +142,10 @@ async def run_cycles(args, port: int, bootstrap: str, state_dir: Path) -> list:
     try:
         for cycle in range(args.cycles + 1):
             cpu0, wall0 = time.process_time(), time.perf_counter()
-            report = await runner.run_cycle()
+            report = await runner.poll_due()
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             label = "priming" if cycle == 0 else f"cycle {cycle}"
-            print(f"{label}: {report.due} feeds in {wall:.1f}s ({report.due / wall:.0f} feeds/s), "
+            print(f"{label}: {report.polled} feeds in {wall:.1f}s ({report.polled / wall:.0f} feeds/s), "
                   f"{report.not_modified} not modified, {report.changed} changed, {report.errors} errors, "
                   f"{report.new_items} new items produced; connector CPU {cpu:.1f}s", flush=True)
             if cycle:

@@ -16,7 +16,7 @@ Refinements since the first version (all backward compatible, defaults keep old 
   seen-ids window, so a poller may return everything it sees (an RSS poller cannot know what
   is new); an edit (later ``edited_at``) is never dropped as a repeat.
 * ``next_poll_in <= 0`` means "more is ready now" (a backlog, an export read in batches): the
-  loop polls again in the next cycle without the min-interval clamp. Other hints are clamped
+  loop polls it again at once, without the min-interval clamp. Other hints are clamped
   to the source's [interval, max_interval] (a hint may slow a source down, not speed it up).
 * Telegram pollers are built by ``connectors.telegram.make_poller(source, *, sources, http)``
   where ``source`` is the validated Telegram source model, ``sources`` the whole

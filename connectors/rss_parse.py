@@ -17,7 +17,8 @@ URL or a path. Guarantees of :func:`parse_feed`:
 * Each record follows DESIGN.md: a stable ``article_id`` (:func:`newsradar.records.rss_article_id`),
   ``text`` with no markup, ``published_at`` in UTC (a missing, unreadable, absurd or
   more-than-a-day-ahead date falls back to the fetch time and is flagged), ``lang_hint``,
-  ``author`` and an http(s) ``url``.
+  ``author`` and an http(s) ``url``. Sizes are not capped here: the delivery loop cuts every
+  record, from any source, to the record cap (:func:`newsradar.records.fit_to_size`).
 """
 
 from __future__ import annotations
@@ -42,8 +43,6 @@ from newsradar.text import html_to_text, normalize_text
 # Dates before this are placeholders ("0001-01-01", epoch zero), not publication times.
 EARLIEST_PLAUSIBLE = datetime(1990, 1, 1, tzinfo=UTC)
 FUTURE_TOLERANCE = timedelta(days=1)
-# Keep records well under the 2 MiB record cap: drop the HTML copy first, then cut the text.
-MAX_RECORD_TEXT = 512 * 1024
 
 _SY_PERIODS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400, "monthly": 30 * 86400, "yearly": 365 * 86400}
 
@@ -316,12 +315,6 @@ def entry_record(
         return None
     published, flag = _published(entry, fetched_at)
     flags = [flag] if flag else []
-    if len(text) > MAX_RECORD_TEXT:
-        text = text[:MAX_RECORD_TEXT]
-        flags.append("text_truncated")
-    if html is not None and len(html.encode("utf-8")) + len(text.encode("utf-8")) > MAX_RECORD_TEXT * 2:
-        html = None
-        flags.append("html_dropped")
     author = html_to_text(entry.get("author") or "") or None
     entry_lang = None
     for block in entry.get("content") or []:

@@ -1,27 +1,42 @@
 """The one delivery loop every source runs in: schedule, poll, produce, wait for acks, save.
 
-Guarantees (for any :class:`connectors.base.Poller`: RSS, Telegram web/bot/export):
+Guarantees (for any :class:`connectors.base.Poller`: RSS, Telegram web/bot/webhook/export):
 
 * **At least once, nothing lost.** A poll's records are sent to Kafka and the loop waits for
   every acknowledgement before it saves the source's cursor and the delivered ids in one
   state-store transaction. A crash before that commit re-reads (duplicates of that one poll
   at most); a crash after it re-sends nothing that was recorded. A send Kafka did not
   acknowledge leaves the cursor where it was, so the next poll brings the record back.
+* **No item can poison a source.** Every record is cut to fit the record cap with
+  :func:`newsradar.records.fit_to_size` before it is sent (html dropped, then text cut,
+  flagged), whatever poller produced it; a record that cannot be made to fit is counted as
+  skipped and logged, and the rest of the poll is delivered.
 * **Repeats dropped by id.** Records whose ``(article_id, edited_at)`` was delivered within
   ``seen_ttl`` are not sent again (an edit with a new ``edited_at`` is).
 * **One producer per process**, built by :func:`newsradar.kafka.make_producer` (acks=all,
   idempotence on). Sends run on one dedicated thread so per-source order is kept and the
   event loop never blocks on Kafka metadata.
+* **Each source on its own schedule.** :meth:`Runner.run` keeps one task per source: it
+  waits until the source is due, polls, delivers, and computes the next due time. A slow
+  source (a 20 s deadline, a 25 s Bot API long poll, paced t.me requests) delays nobody
+  else, and a webhook batch is answered as soon as it is saved, not at the next round.
 * **Polite scheduling.** At most ``max_concurrent_polls`` polls at once and
-  ``per_host_concurrency`` per host. After a success the next poll is the source's hint
-  clamped to ``[max(interval, min_interval), max_interval]``; after a failure, linear backoff
-  ``backoff_step * errors`` capped at ``backoff_max``; after 429/503, the server's Retry-After
-  (at most 24 h). A source is never dropped: it keeps being polled, its errors counted.
+  ``per_host_concurrency`` per host (a poll takes its host's turn before a global one, so
+  sources queued on one busy host never hold the global slots other hosts need). After a
+  success the next poll is the source's hint clamped to ``[max(interval, min_interval),
+  max_interval]``; after a failure, linear backoff ``backoff_step * errors`` capped at
+  ``backoff_max``; after 429/503, the server's Retry-After (at most 24 h). A source is never
+  dropped: it keeps being polled, its errors counted.
 * **A poller bug is contained**: an unexpected exception becomes an ``internal_error`` poll
   for that source (logged with its traceback), the other sources carry on.
-* One progress log line per cycle: sources due, changed, not modified, errors, new items.
-* ``run(once=True)`` is one cycle over every source regardless of schedule and backoff, except
-  sources holding a server-requested wait (Retry-After), which even a one-shot run respects.
+* One progress log line per ``progress_every`` seconds (30 s by default) while running, and
+  one for a ``--once`` run: sources polled, changed, not modified (304 or same body), errors,
+  new items, skipped entries.
+* ``run(once=True)`` polls every source one time, concurrently within the limits,
+  regardless of schedule and backoff, except sources holding a server-requested wait
+  (Retry-After), which even a one-shot run respects.
+* **Stopping**: when ``stop`` is set, polls still fetching are cancelled; deliveries already
+  under way finish (acks and state commit) before :meth:`Runner.run` returns.
 """
 
 from __future__ import annotations
@@ -40,12 +55,16 @@ from connectors.state import StateStore
 from newsradar.config.sources import Defaults
 from newsradar.httpclient import RETRY_AFTER_CAP
 from newsradar.metrics import ConnectorMetrics
-from newsradar.records import TOPIC_RAW, RawArticle
+from newsradar.records import MAX_RECORD_BYTES, TOPIC_RAW, RawArticle, RecordError, fit_to_size
 
 log = logging.getLogger(__name__)
 
 # How often expired seen ids are purged (seconds of the injected clock).
 EXPIRE_EVERY = 3600.0
+# Seconds between two progress log lines while running.
+PROGRESS_EVERY = 30.0
+# A waiting source looks at the clock at least this often (a wall-clock jump costs no more).
+RECHECK_AT_MOST = 60.0
 
 
 @dataclass(frozen=True)
@@ -110,9 +129,10 @@ class Slot:
 
 
 @dataclass
-class CycleReport:
-    cycle: int = 0
-    due: int = 0
+class Progress:
+    """What the loop did over one progress interval (or one ``--once`` run)."""
+
+    polled: int = 0
     changed: int = 0
     not_modified: int = 0
     errors: int = 0
@@ -122,11 +142,11 @@ class CycleReport:
     seconds: float = 0.0
     outcomes: dict[str, int] = field(default_factory=dict)
 
-    def line(self) -> str:
+    def line(self, what: str) -> str:
         return (
-            f"cycle {self.cycle}: {self.due} due, {self.changed} changed, {self.not_modified} not modified, "
+            f"{what}: {self.polled} sources polled, {self.changed} changed, {self.not_modified} not modified, "
             f"{self.errors} errors ({self.rate_limited} rate limited), {self.new_items} new items, "
-            f"{self.skipped_items} skipped entries in {self.seconds:.1f}s"
+            f"{self.skipped_items} skipped entries"
         )
 
 
@@ -150,6 +170,7 @@ class Runner:
         per_host_concurrency: int = 2,
         seen_ttl: float = 30 * 86400.0,
         seen_max_per_source: int = 20_000,
+        progress_every: float = PROGRESS_EVERY,
     ):
         self.slots = list(slots)
         self._producer = producer
@@ -164,7 +185,9 @@ class Runner:
         self._seen_max = seen_max_per_source
         self._send_pool = ThreadPoolExecutor(1, thread_name_prefix="kafka-send")
         self._inflight: set[asyncio.Task] = set()
-        self._cycles = 0
+        self._progress_every = progress_every
+        self._progress = Progress()
+        self._progress_started = time.monotonic()
         self._last_expire = 0.0
         for slot in self.slots:
             state = store.load(slot.source_id)
@@ -178,57 +201,80 @@ class Runner:
             if slot.last_new_at:
                 metrics.last_new_item.labels(source=slot.source_id).set(slot.last_new_at)
 
-    # -- the cycle
+    # -- scheduling
 
     def due(self, now: float | None = None, *, every: bool = False) -> list[Slot]:
         """Sources to poll now; ``every`` ignores the schedule but not a source's own Retry-After."""
         now = self._clock() if now is None else now
         return [s for s in self.slots if (every or s.next_due <= now) and s.hold_until <= now]
 
-    def next_wakeup(self) -> float | None:
-        return min((s.next_due for s in self.slots), default=None)
-
-    async def run_cycle(self, *, every: bool = False) -> CycleReport:
-        """Poll every due source once (``every``: all sources not on hold) and deliver what they
-        return; returns the cycle's report."""
+    async def poll_due(self, *, every: bool = False) -> Progress:
+        """Poll every due source once (``every``: all sources not on hold), concurrently within
+        the limits, and deliver what they return. ``--once`` runs this; tests step an injected
+        clock with it. Returns what was done, also logged as one progress line."""
         started = time.monotonic()
         now = self._clock()
-        self._cycles += 1
-        report = CycleReport(cycle=self._cycles)
+        self._progress = progress = Progress()
         due = self.due(now, every=every)
-        report.due = len(due)
         if due:
-            await asyncio.gather(*(self._run_source(slot, report) for slot in due))
+            await asyncio.gather(*(self._run_source(slot) for slot in due))
+        self._expire_seen(now)
+        progress.seconds = time.monotonic() - started
+        self._metrics.poll_cycles.inc()
+        log.info("%s", progress.line(f"{'once' if every else 'due'} ({progress.seconds:.1f}s)"))
+        return progress
+
+    async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
+        """Poll every source on its own schedule until ``stop`` is set (``once``: each source
+        not on hold one time, then return). On stop, polls still fetching are cancelled;
+        deliveries already under way finish and are saved before this returns. An error the
+        loop itself cannot contain (the state store failing) stops every source and is raised."""
+        stopper = asyncio.ensure_future(stop.wait())
+        if once:
+            work = {asyncio.ensure_future(self.poll_due(every=True))}
+        else:
+            self._progress, self._progress_started = Progress(), time.monotonic()
+            work = {asyncio.ensure_future(self._follow(slot)) for slot in self.slots}
+            work.add(asyncio.ensure_future(self._report_progress()))
+        try:
+            await asyncio.wait(work | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (*work, stopper):
+                task.cancel()
+            await asyncio.wait(work | {stopper})
+            await self.drain()
+        if not once:
+            self._log_progress()
+        for task in work:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+
+    async def _follow(self, slot: Slot) -> None:
+        """One source's life while running: wait until due, poll, deliver, again."""
+        while True:
+            while (wait := max(slot.next_due, slot.hold_until) - self._clock()) > 0:
+                await asyncio.sleep(min(wait, RECHECK_AT_MOST))
+            await self._run_source(slot)
+            # A source due again at once (a backlog, a zero interval) still lets others run.
+            await asyncio.sleep(0)
+
+    async def _report_progress(self) -> None:
+        while True:
+            await asyncio.sleep(max(self._progress_started + self._progress_every - time.monotonic(), 0.0))
+            self._log_progress()
+            self._expire_seen(self._clock())
+
+    def _log_progress(self) -> None:
+        now = time.monotonic()
+        progress, self._progress = self._progress, Progress()
+        progress.seconds, self._progress_started = now - self._progress_started, now
+        self._metrics.poll_cycles.inc()
+        log.info("%s", progress.line(f"last {progress.seconds:.0f}s"))
+
+    def _expire_seen(self, now: float) -> None:
         if now - self._last_expire >= EXPIRE_EVERY:
             self._store.expire(older_than=now - self._seen_ttl, max_per_source=self._seen_max)
             self._last_expire = now
-        report.seconds = time.monotonic() - started
-        self._metrics.poll_cycles.inc()
-        log.info("%s", report.line())
-        return report
-
-    async def run(self, stop: asyncio.Event, *, once: bool = False) -> None:
-        """Cycle until ``stop`` is set. ``once``: one cycle over every source not on hold.
-        On stop, polls still fetching are cancelled; deliveries already under way finish and
-        are saved before this returns."""
-        while not stop.is_set():
-            cycle = asyncio.ensure_future(self.run_cycle(every=once))
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({cycle, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if not cycle.done():
-                cycle.cancel()
-            stopper.cancel()
-            await asyncio.wait({cycle, stopper})
-            if not cycle.cancelled() and cycle.exception() is not None:
-                raise cycle.exception()
-            if once or stop.is_set():
-                break
-            wake = self.next_wakeup()
-            delay = 60.0 if wake is None else max(0.0, wake - self._clock())
-            waiter = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiter}, timeout=delay)
-            waiter.cancel()
-        await self.drain()
 
     async def drain(self) -> None:
         """Wait for deliveries in flight (acks and state commits) to finish."""
@@ -247,16 +293,18 @@ class Runner:
             self._hosts[host] = asyncio.Semaphore(self._per_host_limit)
         return self._hosts[host]
 
-    async def _run_source(self, slot: Slot, report: CycleReport) -> None:
+    async def _run_source(self, slot: Slot) -> None:
+        # The host's turn first, then a global one: a source waiting for a busy host must not
+        # sit on a global slot that a source of another host could use.
         host_limit = self._host_limit(slot.host)
-        async with self._global:
-            if host_limit is not None:
-                async with host_limit:
-                    result, seconds = await self._poll(slot)
-            else:
+        if host_limit is not None:
+            async with host_limit, self._global:
+                result, seconds = await self._poll(slot)
+        else:
+            async with self._global:
                 result, seconds = await self._poll(slot)
         # Delivery is shielded: a shutdown does not interrupt a batch between send and commit.
-        task = asyncio.ensure_future(self._deliver(slot, result, seconds, report))
+        task = asyncio.ensure_future(self._deliver(slot, result, seconds))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         await asyncio.shield(task)
@@ -279,9 +327,10 @@ class Runner:
             result = task.result()
         return result, time.monotonic() - started
 
-    async def _deliver(self, slot: Slot, result: PollResult, seconds: float, report: CycleReport) -> None:
-        m, source = self._metrics, slot.source_id
+    async def _deliver(self, slot: Slot, result: PollResult, seconds: float) -> None:
+        m, source, report = self._metrics, slot.source_id, self._progress
         now = self._clock()
+        report.polled += 1
         m.fetches.labels(source=source, outcome=result.outcome).inc()
         if result.status:
             m.http_responses.labels(source=source, status_class=f"{min(max(result.status // 100, 1), 5)}xx").inc()
@@ -300,8 +349,13 @@ class Runner:
         records = _unique(result.records)
         keys = [seen_key(r) for r in records]
         unseen = self._store.unseen(source, keys)
-        new = [r for r, k in zip(records, keys, strict=True) if k in unseen]
+        new, unfit = _fit(source, [r for r, k in zip(records, keys, strict=True) if k in unseen])
+        if unfit:
+            m.items_skipped.labels(source=source).inc(unfit)
+            report.skipped_items += unfit
         acked, failures = await self._send(new)
+        # The progress interval may have rolled over while Kafka acknowledged.
+        report = self._progress
         if acked:
             m.items_produced.labels(source=source).inc(len(acked))
             m.last_new_item.labels(source=source).set(now)
@@ -340,7 +394,7 @@ class Runner:
         if result.outcome == "lying_304":
             log.warning("source %s: content changed behind a 304; the feed is fetched in full from now on", source)
 
-    def _after_failure(self, slot: Slot, result: PollResult, now: float, report: CycleReport) -> None:
+    def _after_failure(self, slot: Slot, result: PollResult, now: float, report: Progress) -> None:
         m, source = self._metrics, slot.source_id
         slot.errors += 1
         slot.hold_until = 0.0
@@ -395,6 +449,24 @@ def _settle(future: asyncio.Future, error: str | None) -> None:
         future.set_result(error)
 
 
+def _fit(source: str, records: list[RawArticle]) -> tuple[list[RawArticle], int]:
+    """The records cut to fit the record cap, and how many could not be made to fit."""
+    out, unfit = [], 0
+    for record in records:
+        try:
+            fitted = fit_to_size(record, MAX_RECORD_BYTES)
+        except RecordError as exc:
+            unfit += 1
+            log.warning("source %s: item %s skipped: %s", source, record.article_id, exc)
+            continue
+        if fitted is not record:
+            added = sorted(set(fitted.flags or ()) - set(record.flags or ()))
+            log.warning("source %s: item %s cut to fit the %d-byte record cap (%s)",
+                        source, record.article_id, MAX_RECORD_BYTES, ", ".join(added))
+        out.append(fitted)
+    return out, unfit
+
+
 def _unique(records: list[RawArticle]) -> list[RawArticle]:
     seen: set[str] = set()
     out = []
@@ -406,4 +478,4 @@ def _unique(records: list[RawArticle]) -> list[RawArticle]:
     return out
 
 
-__all__ = ["CycleReport", "Runner", "Schedule", "Slot", "seen_key"]
+__all__ = ["Progress", "Runner", "Schedule", "Slot", "seen_key"]

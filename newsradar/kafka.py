@@ -16,6 +16,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
 
+# Size limits, from the inside out: a record's value is at most records.MAX_RECORD_BYTES (2 MiB, the
+# delivery loop cuts records to fit); a produce request at most MAX_REQUEST_BYTES; a batch the
+# broker and our topics accept at most MAX_MESSAGE_BYTES (deploy/kafka/server.properties.in has
+# the same value as message.max.bytes; ensure_topics sets it as max.message.bytes). Kafka's own
+# default, about 1 MiB, would refuse a 1.5 MB record on every poll.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+MAX_MESSAGE_BYTES = MAX_REQUEST_BYTES + 64 * 1024
+
 # Producer settings that carry the at-least-once, no-reordering guarantee.
 _REQUIRED = {"acks": "all", "enable_idempotence": True}
 _DEFAULTS = {
@@ -24,7 +32,7 @@ _DEFAULTS = {
     # delivery_timeout_ms bounds how long a send may retry before it fails loudly.
     "delivery_timeout_ms": 120_000,
     "max_in_flight_requests_per_connection": 5,
-    "max_request_size": 4 * 1024 * 1024,
+    "max_request_size": MAX_REQUEST_BYTES,
 }
 
 
@@ -89,7 +97,9 @@ def ensure_topics(
 ) -> list[str]:
     """Create the newsradar topics that do not exist yet; returns the names created.
 
-    Idempotent: existing topics are left as they are (their partition count is not changed).
+    Topics are created with ``max.message.bytes`` = :data:`MAX_MESSAGE_BYTES`, so every record
+    within the record cap fits whatever the cluster's default. Idempotent: existing topics are
+    left as they are (neither their partition count nor their settings are changed).
     """
     from kafka import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
@@ -106,7 +116,8 @@ def ensure_topics(
         for name in wanted:
             try:
                 admin.create_topics(
-                    {name: {"num_partitions": partitions, "replication_factor": replication_factor}},
+                    {name: {"num_partitions": partitions, "replication_factor": replication_factor,
+                            "configs": {"max.message.bytes": str(MAX_MESSAGE_BYTES)}}},
                     timeout_ms=int(timeout * 1000),
                     wait_for_metadata=True,
                 )

@@ -87,7 +87,10 @@ class ConnectorMetrics:
             "newsradar_source_consecutive_errors", "Errors in a row for the source (0 when healthy).", ["source"],
             registry=registry,
         )
-        self.poll_cycles = Counter("newsradar_poll_cycles", "Scheduler cycles completed.", registry=registry)
+        self.poll_cycles = Counter(
+            "newsradar_poll_cycles", "Scheduler progress intervals completed (one per progress log line).",
+            registry=registry,
+        )
         self.items_skipped = Counter(
             "newsradar_items_skipped", "Entries or messages that could not become records (counted, not fatal).",
             ["source"], registry=registry,

@@ -277,6 +277,78 @@ def decode_raw(payload: bytes | str | dict) -> RawArticle:
     return _construct(RawArticle, fields_)
 
 
+# Most bytes one character can take in an encoded record (a control character as \uXXXX),
+# and what keys, quotes, separators and numbers of a RawArticle take at most, with room to spare.
+_MAX_BYTES_PER_CHAR = 6
+_RAW_FIXED_BYTES = 1024
+
+
+def fit_to_size(record: RawArticle, max_bytes: int = MAX_RECORD_BYTES) -> RawArticle:
+    """``record`` itself when its encoding fits in ``max_bytes``, else a copy cut to fit.
+
+    What is cut, in order, until it fits: ``html`` is dropped (flag ``html_dropped``), then
+    ``text`` is shortened (``text_truncated``), then ``title`` (``title_truncated``); a cut
+    falls on a character boundary, so the bytes stay valid UTF-8. Nothing else changes: the
+    ``article_id`` and every identity field are kept, so dedupe by id is unaffected. Raises
+    :class:`RecordError` when the remaining fields alone exceed ``max_bytes``.
+
+    The one place records are made to fit Kafka (the delivery loop calls it for every source);
+    records that are obviously small are not even encoded.
+    """
+    if _size_bound(record) <= max_bytes:
+        return record
+    size = len(record.encode())
+    if size <= max_bytes:
+        return record
+    if record.html is not None:
+        record = dataclasses.replace(record, html=None, flags=_with_flag(record.flags, "html_dropped"))
+        size = len(record.encode())
+    for name, flag in (("text", "text_truncated"), ("title", "title_truncated")):
+        if size <= max_bytes:
+            return record
+        record = _cut(record, name, flag, max_bytes)
+        size = len(record.encode())
+    if size > max_bytes:
+        raise RecordError("", f"record {record.article_id} is {size} bytes without html, text and title, "
+                              f"over the {max_bytes}-byte cap")
+    return record
+
+
+def _size_bound(record: RawArticle) -> int:
+    chars = 0
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, str):
+            chars += len(value)
+        elif isinstance(value, tuple):
+            chars += sum(len(v) + 3 for v in value)
+    return chars * _MAX_BYTES_PER_CHAR + _RAW_FIXED_BYTES
+
+
+def _with_flag(flags: tuple[str, ...] | None, flag: str) -> tuple[str, ...]:
+    flags = tuple(flags or ())
+    return flags if flag in flags else (*flags, flag)
+
+
+def _cut(record: RawArticle, name: str, flag: str, max_bytes: int) -> RawArticle:
+    """Shorten field ``name`` (flagging it) just enough for the record to fit, or to ``""``.
+
+    The field is cut in its encoded form, so escapes (a quote, a newline, a control character
+    taking six bytes) are counted exactly; the cut then backs off at most a few bytes so that
+    it ends neither inside an escape nor inside a UTF-8 character."""
+    record = dataclasses.replace(record, flags=_with_flag(record.flags, flag))
+    excess = len(record.encode()) - max_bytes
+    quoted = json.dumps(getattr(record, name), ensure_ascii=False).encode("utf-8")
+    end = max(len(quoted) - 1 - excess, 1)  # the opening quote and the body bytes that stay
+    while True:
+        try:
+            value = json.loads((quoted[:end] + b'"').decode("utf-8"))
+            break
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            end -= 1  # inside an escape or a character; end == 1 ('""') always decodes
+    return dataclasses.replace(record, **{name: value})
+
+
 def _construct(cls, values: dict):
     # Values are already validated; skip __post_init__ re-validation.
     obj = object.__new__(cls)
@@ -581,6 +653,6 @@ __all__ = [
     "ALL_TOPICS", "Alert", "DeadLetter", "Evidence", "MAX_RECORD_BYTES", "Mention", "RawArticle",
     "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_RAW", "TOPIC_TAGGED",
     "TaggedArticle", "TopicTag", "alert_id", "canonical_url", "decode_alert", "decode_dead_letter",
-    "decode_raw", "decode_tagged", "encode", "format_time", "parse_time", "rss_article_id",
+    "decode_raw", "decode_tagged", "encode", "fit_to_size", "format_time", "parse_time", "rss_article_id",
     "telegram_article_id", "utc_now",
 ]

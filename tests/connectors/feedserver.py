@@ -13,6 +13,7 @@ Routes:
     /lying/<key>                       like /mutable but answers 304 to any conditional request
     /status/<code>[?retry_after=..]    that status, optionally with Retry-After
     /flaky/<key>/<file>                500 while ``fail_next[key]`` > 0 (each request uses one), then the file
+    /slow/<seconds>/<file>             the file, after keeping the client waiting that long
     /redirect/<n>/<file>               n redirects, then the file
     /loop/a, /loop/b                   redirect to each other forever
     /redirect-to?to=URL                one redirect to any URL
@@ -70,6 +71,7 @@ class FeedServer:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._ready = threading.Event()
+        self._closing: asyncio.Event | None = None
         self._lock = threading.Lock()
 
     # -- lifecycle
@@ -85,6 +87,7 @@ class FeedServer:
         if self._loop is None:
             return
         loop, self._loop = self._loop, None
+        loop.call_soon_threadsafe(self._closing.set)  # slow answers end now, not after their delay
         asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         self._thread.join(10)
@@ -92,6 +95,7 @@ class FeedServer:
     def _serve(self) -> None:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
+        self._closing = asyncio.Event()
         self._runner = web.AppRunner(self._app(), access_log=None)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -122,6 +126,7 @@ class FeedServer:
         r.add_get("/lying/{key}", self.lying)
         r.add_get("/status/{code}", self.status)
         r.add_get("/flaky/{key}/{name}", self.flaky)
+        r.add_get("/slow/{seconds}/{name}", self.slow)
         r.add_get("/redirect/{n}/{name}", self.redirect)
         r.add_get("/loop/{side}", self.loop)
         r.add_get("/redirect-to", self.redirect_to)
@@ -196,6 +201,13 @@ class FeedServer:
                 self.fail_next[key] = left - 1
         if left > 0:
             return web.Response(status=500, text="internal error")
+        return await self.feed(request)
+
+    async def slow(self, request: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(self._closing.wait(), float(request.match_info["seconds"]))
+        except TimeoutError:
+            pass  # waited the whole delay: answer now
         return await self.feed(request)
 
     async def redirect(self, request: web.Request) -> web.Response:

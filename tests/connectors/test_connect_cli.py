@@ -62,8 +62,9 @@ def test_once_delivers_every_item_exactly_once_and_a_rerun_adds_nothing(kafka, f
     file = write_sources(tmp_path / "sources.yaml", sources)
     first = connect(kafka, file, tmp_path / "state", "--once")
     assert first.returncode == 0, first.stderr
-    cycle = re.search(r"cycle 1: (\d+) due, (\d+) changed, \d+ not modified, (\d+) errors.*?(\d+) new items", first.stderr)
-    assert cycle and cycle.groups() == (str(len(sources)), str(len(sources) - 2), "2", str(len(expected))), first.stderr
+    once = re.search(r"once \([\d.]+s\): (\d+) sources polled, (\d+) changed, \d+ not modified, (\d+) errors.*?(\d+) new items",
+                     first.stderr)
+    assert once and once.groups() == (str(len(sources)), str(len(sources) - 2), "2", str(len(expected))), first.stderr
     assert f"{topic_prefix}-broken: HTTP 500" in first.stderr and "an HTML page, not a feed" in first.stderr
     counts = Counter(m.key.decode() for m in mine(kafka, topic_prefix))
     assert set(counts) == expected and set(counts.values()) == {1}
@@ -71,7 +72,7 @@ def test_once_delivers_every_item_exactly_once_and_a_rerun_adds_nothing(kafka, f
     second = connect(kafka, file, tmp_path / "state", "--once")
     assert second.returncode == 0, second.stderr
     unchanged = len(sources) - 2
-    assert re.search(rf"cycle 1: \d+ due, 0 changed, {unchanged} not modified, 2 errors .*, 0 new items",
+    assert re.search(rf"once \([\d.]+s\): \d+ sources polled, 0 changed, {unchanged} not modified, 2 errors .*, 0 new items",
                      second.stderr), second.stderr
     assert Counter(m.key.decode() for m in mine(kafka, topic_prefix)) == counts
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import logging
+import re
 from collections import Counter
 from datetime import datetime
 
@@ -18,7 +22,8 @@ from newsradar.config.sources import Defaults, RssSource
 from newsradar.kafka import make_producer
 from newsradar.metrics import ConnectorMetrics
 from newsradar.netguard import AddressPolicy
-from newsradar.records import RawArticle, decode_raw, format_time
+from newsradar.records import MAX_RECORD_BYTES, RawArticle, decode_raw, format_time
+from tests.conftest import wait_for
 from tests.connectors.conftest import expected_feeds, expected_id, read_topic
 from tests.connectors.feedserver import generated_feed
 
@@ -50,7 +55,8 @@ class Harness:
         self.producer_kwargs = runner_kwargs.pop("producer_kwargs", {})
 
     def run(self, make_slots, cycles, between=None):
-        """Build the runner inside a loop, run ``cycles`` cycles (``between(i, runner)`` first), close."""
+        """Build the runner inside a loop, poll the due sources ``cycles`` times (``between(i, runner)``
+        first), close."""
 
         async def go():
             http = HttpClient(FetchLimits(timeout=5), AddressPolicy(allow_private_networks=True))
@@ -63,7 +69,7 @@ class Harness:
                 for i in range(cycles):
                     if between:
                         between(i, runner)
-                    reports.append(await runner.run_cycle())
+                    reports.append(await runner.poll_due())
             finally:
                 runner.close()
                 await http.close()
@@ -107,7 +113,7 @@ def test_every_good_fixture_item_arrives_exactly_once(kafka, raw_topic, feed_ser
     on_kafka = keys_on(kafka, raw_topic)
     assert set(on_kafka) == expected and set(on_kafka.values()) == {1}
     assert first.new_items == len(expected) and first.errors == 0
-    assert second.due == len(feeds) + 1 and second.not_modified == len(feeds) + 1 and second.new_items == 0
+    assert second.polled == len(feeds) + 1 and second.not_modified == len(feeds) + 1 and second.new_items == 0
     for m in read_topic(kafka.bootstrap, raw_topic):
         record = decode_raw(m.value)
         assert m.key.decode() == record.article_id and record.source_kind == "rss"
@@ -172,7 +178,7 @@ def test_retry_after_is_honoured_and_capped_at_a_day(kafka, raw_topic, feed_serv
             assert runner.due(every=True) == [], "a one-shot run must respect Retry-After too"
 
     reports = h.run(slots, 2, between=check)
-    assert seen == [wait] and reports[0].rate_limited == 1 and reports[1].due == 0
+    assert seen == [wait] and reports[0].rate_limited == 1 and reports[1].polled == 0
     assert h.sample("newsradar_rate_limit_waits_total", source="limited") == 1
     assert h.sample("newsradar_rate_limit_wait_seconds_total", source="limited") == wait
 
@@ -259,3 +265,173 @@ def test_cursor_is_saved_only_after_kafka_acknowledged(kafka, raw_topic, tmp_pat
         ("tg:chan:1", None): 1, ("tg:chan:2", None): 1, ("tg:chan:3", None): 1,
         ("tg:chan:3", "2026-11-25T12:00:00Z"): 1,  # an edit is a new record with the same id
     }
+
+
+CJK = "动员令发布后士兵母亲委员会在市政厅前集会。"  # 3 bytes a character in UTF-8
+
+
+def cjk(chars: int) -> str:
+    return (CJK * (chars // len(CJK) + 1))[:chars]
+
+
+def big_feed(entries: dict[str, int]) -> bytes:
+    """RSS whose items carry ``chars`` CJK characters each, as HTML (so text and html both)."""
+    items = "".join(
+        f"<item><title>{guid}</title><link>https://big.example.org/{guid}</link><guid>{guid}</guid>"
+        f"<pubDate>Sun, 23 Nov 2025 10:00:00 GMT</pubDate><description>&lt;p&gt;{cjk(chars)}&lt;/p&gt;</description></item>"
+        for guid, chars in entries.items()
+    )
+    return (f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>big</title>'
+            f"<link>https://big.example.org/</link><description>d</description>{items}</channel></rss>").encode()
+
+
+def test_huge_cjk_entries_arrive_cut_to_the_cap_and_the_source_keeps_flowing(kafka, raw_topic, feed_server, tmp_path):
+    # ~1.5 MB of text (plus its HTML copy), and ~2.7 MB: both over Kafka's ~1 MiB default.
+    entries = {"big-1": 500_000, "big-2": 900_000}
+    feed_server.set_body("big", big_feed(entries))
+    h = Harness(kafka, raw_topic, tmp_path / "state")
+
+    def slots(http):
+        return [rss_slot(http, feed_server.url("/mutable/big"), "big")]
+
+    def later(i, runner):
+        if i:
+            feed_server.set_body("big", big_feed({**entries, "small-3": 10}))
+            h.clock.advance(3600)
+
+    first, second = h.run(slots, 2, between=later)
+    assert (first.errors, first.new_items, second.errors, second.new_items) == (0, 2, 0, 1)
+    assert h.sample("newsradar_produce_errors_total", source="big") == 0
+    assert h.sample("newsradar_source_consecutive_errors", source="big") == 0
+    got = {decode_raw(m.value).guid: (len(m.value), decode_raw(m.value)) for m in read_topic(kafka.bootstrap, raw_topic)}
+    assert set(got) == {"big-1", "big-2", "small-3"}
+    size, one = got["big-1"]
+    assert one.text == cjk(500_000) and one.html is None and one.flags == ("html_dropped",)
+    assert 1_500_000 < size <= MAX_RECORD_BYTES
+    size, two = got["big-2"]
+    assert cjk(900_000).startswith(two.text) and two.html is None
+    assert two.flags == ("html_dropped", "text_truncated")
+    assert MAX_RECORD_BYTES - 64 < size <= MAX_RECORD_BYTES
+    assert got["small-3"][1].flags is None and got["small-3"][1].text == cjk(10)
+
+
+def test_every_poller_gets_the_same_cut(kafka, raw_topic, tmp_path):
+    # A Telegram-shaped record from any mode goes through the same loop and the same cut.
+    h = Harness(kafka, raw_topic, tmp_path / "state")
+    long_post = dataclasses.replace(post(7), text=cjk(1_000_000))
+    poller = ScriptedPoller("tg", [PollResult(records=[long_post, post(8)], cursor={"offset": 8})])
+    [report] = h.run(lambda http: [Slot(poller, Schedule())], 1)
+    assert report.errors == 0 and report.new_items == 2
+    got = {decode_raw(m.value).message_id: decode_raw(m.value) for m in read_topic(kafka.bootstrap, raw_topic)}
+    assert got[7].flags == ("text_truncated",) and cjk(1_000_000).startswith(got[7].text)
+    assert got[8].flags is None
+
+
+def test_a_slow_source_does_not_hold_back_a_fast_one(kafka, raw_topic, feed_server, tmp_path, caplog):
+    # "slow" answers after 8 s; "fast" is due every 0.2 s. Each source runs on its own schedule,
+    # so fast keeps its interval while slow's first poll is still waiting for its answer.
+    caplog.set_level(logging.INFO, logger="connectors.runner")
+    registry = CollectorRegistry()
+    metrics = ConnectorMetrics(registry)
+    every = Schedule(interval=0.2, min_interval=0.2)
+
+    def fetches(source, outcome):
+        return registry.get_sample_value("newsradar_fetches_total", {"source": source, "outcome": outcome})
+
+    def fast_polls():
+        return len(feed_server.hits("/feeds/atom10.xml"))
+
+    def slow_done():  # polls of "slow" that ended, whatever their outcome
+        return registry.get_sample_value("newsradar_fetch_duration_seconds_count", {"source": "slow"})
+
+    async def go():
+        http = HttpClient(FetchLimits(timeout=30), AddressPolicy(allow_private_networks=True))
+        producer = make_producer(kafka.bootstrap)
+        store = StateStore(tmp_path / "state")
+        slots = [rss_slot(http, feed_server.url("/slow/8/rss20.xml"), "slow", every),
+                 rss_slot(http, feed_server.url("/feeds/atom10.xml"), "fast", every)]
+        runner = Runner(slots, producer=producer, store=store, metrics=metrics, topic=raw_topic,
+                        progress_every=1.0)
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(runner.run(stop))
+        try:
+            # Watched from a thread with the suite's bounded wait; the loop keeps running here.
+            seen = await asyncio.to_thread(
+                wait_for, lambda: (fast_polls(), slow_done()) if fast_polls() >= 10 else None, 30,
+                "the fast source to be polled 10 times",
+            )
+            slow_requests = len(feed_server.hits("/slow/"))
+            stop.set()
+            await asyncio.wait_for(running, 30)
+        finally:
+            runner.close()
+            await http.close()
+            producer.close(10)
+            store.close()
+        return seen, slow_requests
+
+    (polls, slow_finished), slow_requests = asyncio.run(go())
+    assert polls >= 10 and slow_finished == 0, "the fast source waited for the slow one"
+    assert slow_requests == 1  # asked once, still waiting for the answer
+    # The fast source delivered its two items once; its later polls were 304s.
+    assert len(read_topic(kafka.bootstrap, raw_topic)) == 2
+    assert fetches("fast", "not_modified") >= 9
+    # One progress line per interval (1 s here), plus the last partial one at stop.
+    lines = [r.getMessage() for r in caplog.records if re.match(r"last \d+s: \d+ sources polled", r.getMessage())]
+    assert lines and any(re.search(r": [1-9]\d* sources polled, .* [1-9]\d* not modified", line) for line in lines)
+
+
+def test_a_webhook_is_answered_while_a_slow_source_is_still_polling(kafka, raw_topic, feed_server, tmp_path,
+                                                                     monkeypatch):
+    import aiohttp
+    import yaml
+
+    from connectors.telegram import make_poller
+    from connectors.telegram.webhook import SECRET_HEADER
+    from newsradar.config.sources import load_sources
+    from tests.conftest import FIXTURES, free_port
+
+    monkeypatch.setenv("TEST_HOOK_SECRET", "hook-secret")
+    port = free_port()
+    file = tmp_path / "sources.yaml"
+    file.write_text(yaml.safe_dump({"sources": [{
+        "id": "hook", "kind": "telegram", "mode": "bot", "long_poll": "1s", "channels": ["mothers_watch"],
+        "webhook": {"port": port, "secret_env": "TEST_HOOK_SECRET"},
+    }]}))
+    sources = load_sources(file)
+    update = json.loads((FIXTURES / "telegram/bot/basic.json").read_text("utf-8"))["steps"][0]["updates"][0]
+    registry = CollectorRegistry()
+
+    async def go():
+        http = HttpClient(FetchLimits(timeout=60), AddressPolicy(allow_private_networks=True))
+        producer = make_producer(kafka.bootstrap)
+        store = StateStore(tmp_path / "state")
+        hook = make_poller(sources.sources[0], sources=sources, http=http)
+        slots = [rss_slot(http, feed_server.url("/slow/15/rss20.xml"), "slow"),
+                 Slot(hook, Schedule(interval=0, min_interval=0))]
+        runner = Runner(slots, producer=producer, store=store, metrics=ConnectorMetrics(registry), topic=raw_topic)
+        stop = asyncio.Event()
+        running = asyncio.ensure_future(runner.run(stop))
+        try:
+            await asyncio.to_thread(wait_for, lambda: hook.port is not None, 30, "the webhook listener to start")
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"http://127.0.0.1:{port}/telegram/webhook", json=update,
+                                        headers={SECRET_HEADER: "hook-secret"}) as resp:
+                    status = resp.status
+            # Polls of "slow" that ended, whatever their outcome.
+            slow_done = registry.get_sample_value("newsradar_fetch_duration_seconds_count", {"source": "slow"})
+            stop.set()
+            await asyncio.wait_for(running, 30)
+        finally:
+            runner.close()
+            for slot in slots:
+                await slot.poller.close()
+            await http.close()
+            producer.close(10)
+            store.close()
+        return status, slow_done
+
+    status, slow_done = asyncio.run(go())
+    # 200 means delivered and saved; it came while the slow feed was still being fetched.
+    assert status == 200 and slow_done == 0
+    assert [decode_raw(m.value).article_id for m in read_topic(kafka.bootstrap, raw_topic)] == ["tg:mothers_watch:41"]

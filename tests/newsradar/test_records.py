@@ -155,3 +155,41 @@ def test_alert_id_is_deterministic_per_trigger():
     assert a != r.alert_id("first_in_window", "verstka", "2026-11-20T10")
     with pytest.raises(ValueError):
         r.alert_id("bogus", "x", "y")
+
+
+CJK = "士兵母亲委员会在市政厅前集会"  # 3 bytes a character in UTF-8
+
+
+def test_fit_to_size_leaves_a_record_that_fits_alone():
+    article = raw(html="<p>Body</p>", flags=("date_missing",))
+    assert r.fit_to_size(article) is article
+    assert r.fit_to_size(article, len(article.encode())) is article
+
+
+def test_fit_to_size_drops_html_first():
+    article = raw(text=CJK * 50, html="<p>" + CJK * 50 + "</p>", flags=("date_missing",))
+    fitted = r.fit_to_size(article, len(article.encode()) - 100)
+    assert fitted.html is None and fitted.text == article.text
+    assert fitted.flags == ("date_missing", "html_dropped")
+
+
+@pytest.mark.parametrize("text", [CJK * 400, ('"\\\n\x01' + CJK) * 300, "🙂a" * 2000])
+def test_fit_to_size_cuts_text_on_a_character_boundary(text):
+    article = raw(text=text, html="<p>x</p>")
+    fitted = r.fit_to_size(article, 4096)
+    encoded = fitted.encode()
+    assert len(encoded) <= 4096
+    assert len(encoded) > 4096 - 64, "cut far more than needed"
+    assert text.startswith(fitted.text) and len(fitted.text) < len(text)
+    assert fitted.flags == ("html_dropped", "text_truncated")
+    again = r.decode_raw(encoded)  # valid UTF-8 and JSON, same identity
+    assert again == fitted and again.article_id == article.article_id
+
+
+def test_fit_to_size_cuts_the_title_last_and_refuses_what_cannot_fit():
+    article = raw(title=CJK * 400, text=CJK * 400)
+    fitted = r.fit_to_size(article, 4096)
+    assert fitted.text == "" and article.title.startswith(fitted.title) and fitted.title
+    assert fitted.flags == ("text_truncated", "title_truncated") and len(fitted.encode()) <= 4096
+    with pytest.raises(r.RecordError, match="over the 4096-byte cap"):
+        r.fit_to_size(raw(url="https://x.example/" + "a" * 5000), 4096)
