@@ -319,12 +319,18 @@ def test_every_poller_gets_the_same_cut(kafka, raw_topic, tmp_path):
     # A Telegram-shaped record from any mode goes through the same loop and the same cut.
     h = Harness(kafka, raw_topic, tmp_path / "state")
     long_post = dataclasses.replace(post(7), text=cjk(1_000_000))
-    poller = ScriptedPoller("tg", [PollResult(records=[long_post, post(8)], cursor={"offset": 8})])
+    # No cut can save this one (its URL alone is over the cap): skipped and counted, not fatal.
+    hopeless = dataclasses.replace(post(9), url="https://t.me/" + "x" * MAX_RECORD_BYTES)
+    poller = ScriptedPoller("tg", [PollResult(records=[long_post, hopeless, post(8)], cursor={"offset": 9})])
     [report] = h.run(lambda http: [Slot(poller, Schedule())], 1)
-    assert report.errors == 0 and report.new_items == 2
+    assert (report.errors, report.new_items, report.skipped_items) == (0, 2, 1)
+    assert h.sample("newsradar_items_skipped_total", source="tg") == 1
     got = {decode_raw(m.value).message_id: decode_raw(m.value) for m in read_topic(kafka.bootstrap, raw_topic)}
+    assert set(got) == {7, 8}
     assert got[7].flags == ("text_truncated",) and cjk(1_000_000).startswith(got[7].text)
     assert got[8].flags is None
+    with StateStore(tmp_path / "state") as store:
+        assert store.load("tg").cursor == {"offset": 9}  # the poll was delivered; it is not re-read
 
 
 def test_a_slow_source_does_not_hold_back_a_fast_one(kafka, raw_topic, feed_server, tmp_path, caplog):
