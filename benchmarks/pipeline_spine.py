@@ -1,12 +1,16 @@
-"""Records/s through the pipeline spine without tagging: Prism + Kafka vs. the same functions
-in a plain loop, in the same run.
+"""Records/s through the pipeline on Prism + Kafka vs. the same functions in a plain loop, in
+the same run.
 
-The spine is what `newsradar pipeline` runs before tagging: ReadFromKafka(news.raw) →
-ParseRaw → Normalize → Dedupe → WriteToKafka(news.tagged, news.dlq) → CommitOffsets. The
-plain loop calls the same functions (parse_article, normalize, judge_repeat, assign_story,
-encode) on the same payloads, one after the other, with no Beam and no Kafka: the bare limit.
+Without ``--tagging``: the spine as it was before tagging: ReadFromKafka(news.raw) →
+ParseRaw → Normalize → Dedupe → WriteToKafka(news.tagged, news.dlq) → CommitOffsets.
+With ``--tagging``: the whole pipeline as `newsradar pipeline` runs it
+(:func:`pipelines.run.attach_kafka`: build() with TagArticles and RaiseAlerts, the shipped
+watchlist, writes to news.tagged, news.alerts and news.dlq, CommitOffsets). The plain loop
+calls the same functions (parse_article, normalize, judge_repeat, assign_story, encode; with
+``--tagging`` also Tagger.tag and the novelty rules) on the same payloads, one after the
+other, with no Beam and no Kafka: the bare limit.
 
-    .venv/bin/python benchmarks/pipeline_spine.py [--records 20000] [--bootstrap-servers H:P]
+    .venv/bin/python benchmarks/pipeline_spine.py [--records 20000] [--tagging] [--bootstrap-servers H:P]
 
 Without --bootstrap-servers a broker is started with `newsradar kafka start` in a temporary
 directory and stopped at the end. The input is generated: en/ru/uk articles of 150-450
@@ -34,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from newsradar.records import RawArticle, format_time, utc_now  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "pipeline" / "stories.jsonl"
+WATCHLIST = REPO / "config" / "watchlist.yaml"
 
 
 def free_port() -> int:
@@ -73,15 +78,26 @@ def generate(n: int, seed: int = 7) -> list[tuple[bytes | None, bytes]]:
     return messages
 
 
-def plain_loop(messages) -> float:
+def plain_loop(messages, tagging: bool = False) -> float:
     """The spine's functions over the payloads, no Beam, no Kafka; returns records/s."""
+    from newsradar.config import load_watchlist
     from newsradar.records import DeadLetter
+    from transforms.alerting import Novelty
+    from transforms.alerts import events_of
     from transforms.dedupe import NEW, UPDATE, DedupeSettings, StoryIndex, assign_story, judge_repeat, version_of
     from transforms.normalize import normalize, shared_detector
+    from transforms.novelty import OrgState
     from transforms.parse import parse_article
+    from transforms.tagging import Tagger
 
     detector = shared_detector()
-    normalize(parse_article(messages[0][1]), detector)  # load the language models first
+    first = normalize(parse_article(messages[0][1]), detector)  # load the language models first
+    tagger = novelty = None
+    states: dict[str, OrgState] = {}
+    if tagging:
+        watchlist = load_watchlist(WATCHLIST)
+        tagger, novelty = Tagger(watchlist), Novelty(lambda: watchlist)
+        tagger.tag(first)  # and the lemmatizers
     settings = DedupeSettings()
     seen: dict[str, object] = {}
     indexes: dict[str, StoryIndex] = {}
@@ -102,27 +118,35 @@ def plain_loop(messages) -> float:
         tagged, entry = assign_story(index, tagged, ts, settings)
         if entry is not None:
             index.add(entry)
+        if tagger is not None:
+            tagged = tagger.tag(tagged)
+            for org_id, event in events_of(tagged):
+                for alert in novelty.apply(states.setdefault(org_id, OrgState()), event):
+                    alert.encode()
         tagged.encode()
     return len(messages) / (time.perf_counter() - t0)
 
 
-def beam_on_prism(bootstrap: str, messages, prefix: str) -> dict:
-    """The spine on Prism (streaming, LOOPBACK) reading and writing Kafka."""
+def beam_on_prism(bootstrap: str, messages, prefix: str, tagging: bool = False) -> dict:
+    """The spine (or, with ``tagging``, the whole pipeline) on Prism (streaming, LOOPBACK)
+    reading and writing Kafka."""
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from newsradar.kafka import ensure_topics
-    from pipelines.run import PrismServer, prism_binary
+    from pipelines.run import PrismServer, attach_kafka, prism_binary
     from tests.pipelines.support import end_offsets, produce
     from transforms.dedupe import Dedupe
     from transforms.kafkaio import LOCAL_PROGRESS, CommitOffsets, ReadFromKafka, ReadSettings, WriteToKafka
     from transforms.normalize import Normalize
     from transforms.parse import ParseRaw
+    from transforms.reload import WatchlistSource
 
     raw, tagged_topic, dlq_topic = f"{prefix}news.raw", f"{prefix}news.tagged", f"{prefix}news.dlq"
-    ensure_topics(bootstrap, partitions=2, topics=[raw, tagged_topic, dlq_topic])
+    ensure_topics(bootstrap, partitions=2, topics=[raw, tagged_topic, dlq_topic, f"{prefix}news.alerts"])
     produce(bootstrap, raw, messages)
-    settings = ReadSettings(bootstrap, group_id=f"{prefix}bench")
+    group = f"{prefix}bench"
+    settings = ReadSettings(bootstrap, group_id=group)
 
     def outputs() -> int:
         return sum(end_offsets(bootstrap, tagged_topic).values()) + sum(end_offsets(bootstrap, dlq_topic).values())
@@ -130,16 +154,22 @@ def beam_on_prism(bootstrap: str, messages, prefix: str) -> dict:
     with PrismServer(prism_binary()) as server:
         options = PipelineOptions([
             "--runner=PrismRunner", f"--job_endpoint={server.endpoint}", "--environment_type=LOOPBACK", "--streaming",
+            f"--topic_prefix={prefix}", f"--group_id={group}",
         ])
         pipeline = beam.Pipeline(options=options)
-        read = pipeline | "ReadRaw" >> ReadFromKafka(raw, settings)
-        parsed = read.records | "ParseRaw" >> ParseRaw()
-        deduped = parsed.articles | "Normalize" >> Normalize() | "Dedupe" >> Dedupe()
-        written = [
-            deduped | "WriteTagged" >> WriteToKafka(tagged_topic, bootstrap),
-            parsed.dlq | "WriteDeadLetters" >> WriteToKafka(dlq_topic, bootstrap),
-        ]
-        read.progress | "CommitOffsets" >> CommitOffsets(settings, written)
+        if tagging:
+            attach_kafka(pipeline, WatchlistSource.from_file(WATCHLIST), bootstrap, options)
+        else:
+            read = pipeline | "ReadRaw" >> ReadFromKafka(raw, settings)
+            parsed = read.records | "ParseRaw" >> ParseRaw()
+            normalized = parsed.articles | "Normalize" >> Normalize()
+            deduped = normalized.articles | "Dedupe" >> Dedupe()
+            dlq = (parsed.dlq, normalized.dlq, deduped.dlq) | "MergeDeadLetters" >> beam.Flatten()
+            written = [
+                deduped.articles | "WriteTagged" >> WriteToKafka(tagged_topic, bootstrap),
+                dlq | "WriteDeadLetters" >> WriteToKafka(dlq_topic, bootstrap),
+            ]
+            read.progress | "CommitOffsets" >> CommitOffsets(settings, written)
         t_start = time.perf_counter()
         result = pipeline.run()
         t_first = None
@@ -170,11 +200,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20000)
     parser.add_argument("--bootstrap-servers")
+    parser.add_argument("--tagging", action="store_true",
+                        help="the whole pipeline (build() with tagging and alerts, shipped watchlist), not just the spine")
     opts = parser.parse_args()
     messages = generate(opts.records)
     size = sum(len(v) for _, v in messages) / len(messages)
-    print(f"input: {len(messages)} records, mean {size / 1024:.1f} KiB")
-    loop_rate = plain_loop(messages)
+    print(f"input: {len(messages)} records, mean {size / 1024:.1f} KiB; {'with' if opts.tagging else 'without'} tagging")
+    loop_rate = plain_loop(messages, opts.tagging)
     print(f"plain loop: {loop_rate:,.0f} records/s")
     with tempfile.TemporaryDirectory(prefix="nr-spine-") as tmp:
         bootstrap = opts.bootstrap_servers
@@ -187,7 +219,7 @@ def main() -> None:
             subprocess.run(broker[0] + ["start"] + broker[1], check=True, capture_output=True, env=env)
             bootstrap = f"localhost:{port}"
         try:
-            prism = beam_on_prism(bootstrap, messages, f"b{uuid.uuid4().hex[:8]}.")
+            prism = beam_on_prism(bootstrap, messages, f"b{uuid.uuid4().hex[:8]}.", opts.tagging)
         finally:
             if broker:
                 subprocess.run(broker[0] + ["stop"] + broker[1], capture_output=True, env=env)

@@ -249,7 +249,7 @@ def bench_beam(warm, articles, watchlist) -> Result:
                 | beam.Create(range(n), reshuffle=False)
                 | "Article" >> beam.Map(_shared_article)
                 | TagArticles(source)
-            )
+            ).articles
             _ = tagged | RaiseAlerts(source) | beam.combiners.Count.Globally()
         return time.process_time() - t
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from newsradar.config import Watchlist
-from transforms.alerting import DeliverAlerts, RaiseAlerts, check_sinks
-from transforms.dedupe import Dedupe, DedupeSettings
+from transforms.alerting import DeliverAlerts, RaiseAlerts, RaiseAlertsInOrder, check_sinks
+from transforms.dedupe import Dedupe, DedupeInOrder, DedupeSettings
 from transforms.normalize import Normalize
 from transforms.parse import ParseRaw
 from transforms.reload import WatchlistSource
@@ -28,7 +28,8 @@ from transforms.tagging import TagArticles
 
 @dataclass(frozen=True)
 class Outputs:
-    """What a pipeline run produces (each a PCollection)."""
+    """What a pipeline run produces (each a PCollection). In ordered mode every element is
+    keyed by the input it came from: see :func:`build`."""
 
     tagged: beam.PCollection  # TaggedArticle → news.tagged
     alerts: beam.PCollection  # Alert → news.alerts
@@ -36,38 +37,50 @@ class Outputs:
 
 
 def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
-          dedupe: DedupeSettings | None = None) -> Outputs:
+          dedupe: DedupeSettings | None = None, ordered: bool = False) -> Outputs:
     """Assemble the pipeline over ``articles`` (raw ``news.raw`` payloads: bytes, or records
     with ``value`` and ``source`` such as :class:`transforms.kafkaio.KafkaRecord`).
 
     Steps, each a composite PTransform with a stable label::
 
         ParseRaw ──(bad)──────────────────────────────────────────────► dlq
-           └► Normalize ─► Dedupe ─► TagArticles ─► tagged
+           └► Normalize ─► Dedupe ─► TagArticles ─► tagged         (each ─(failed on)─► dlq)
                                            └► RaiseAlerts ─► alerts
                                                   └► DeliverAlerts (sinks) ─(undelivered)─► dlq
 
-    Guarantees: every input element ends up in ``dlq`` (with the original bytes, error and
-    step) or, once per article id (edits marked ``is_update``), in ``tagged`` with ``lang``,
-    ``story_id`` and ``duplicate_of``. Element timestamps are kept: a step must not hold an
-    element in state and emit it later without holding the watermark (a timer with an output
-    timestamp), because the streaming entry commits Kafka offsets when the watermark after
-    the sinks passes a record's time.
+    Guarantees: every input element ends up in ``dlq`` (with the error and step, and the
+    original bytes or, past ParseRaw, the article as a news.raw record) or, once per article
+    id (edits marked ``is_update``), in ``tagged`` with ``lang``, ``story_id`` and
+    ``duplicate_of``. Element timestamps are kept: a step must not hold an element in state
+    and emit it later without holding the watermark (a timer with an output timestamp),
+    because the streaming entry commits Kafka offsets when the watermark after the sinks
+    passes a record's time.
+
+    ``ordered=True`` is the mode for bounded inputs whose order matters (`newsradar tag`,
+    backtests): the input elements are (seq, payload) pairs, ``seq`` any sortable number
+    giving the input order, stamped with their event time. The same steps run under the same
+    labels, but the stateful ones (Dedupe, RaiseAlerts) are swapped for their in-input-order
+    variants, so story ids and alerts are those a stream in that order would give, on every
+    run. Every output keeps the key of the input it came from: ``tagged`` (seq,
+    TaggedArticle), ``dlq`` (seq, DeadLetter), ``alerts`` ((seq, rank, n), Alert) — sort by
+    the key for input order. Alert sinks are not called: a replay must not notify anyone.
 
     ``watchlist`` is a :class:`transforms.reload.WatchlistSource` (the file is polled and a
     good new version taken into use while running) or a fixed Watchlist.
     """
     source = watchlist if isinstance(watchlist, WatchlistSource) else WatchlistSource.fixed(watchlist)
-    check_sinks(source)
-    parsed = articles | "ParseRaw" >> ParseRaw()
-    normalized = parsed.articles | "Normalize" >> Normalize()
-    deduped = normalized | "Dedupe" >> Dedupe(dedupe)
+    deliver = bool(source.initial.alerts.sinks) and not ordered
+    if deliver:
+        check_sinks(source)
+    parsed = articles | "ParseRaw" >> ParseRaw(keyed=ordered)
+    normalized = parsed.articles | "Normalize" >> Normalize(keyed=ordered)
+    deduped = normalized.articles | "Dedupe" >> (DedupeInOrder(dedupe) if ordered else Dedupe(dedupe))
     # Tagging (issue 6): topics and organizations in one pass, then novelty per organization;
     # sinks beside news.alerts, their undelivered alerts to the DLQ. docs/tagging.md, docs/alerts.md.
-    tagged = deduped | "TagArticles" >> TagArticles(source)
-    alerts = tagged | "RaiseAlerts" >> RaiseAlerts(source)
-    if not source.initial.alerts.sinks:
-        return Outputs(tagged=tagged, alerts=alerts, dlq=parsed.dlq)
-    undelivered = alerts | "DeliverAlerts" >> DeliverAlerts(source.initial.alerts.sinks)
-    dlq = (parsed.dlq, undelivered) | "MergeDeadLetters" >> beam.Flatten()
-    return Outputs(tagged=tagged, alerts=alerts, dlq=dlq)
+    tagged = deduped.articles | "TagArticles" >> TagArticles(source, keyed=ordered)
+    alerts = tagged.articles | "RaiseAlerts" >> (RaiseAlertsInOrder(source) if ordered else RaiseAlerts(source))
+    dead = [parsed.dlq, normalized.dlq, deduped.dlq, tagged.dlq]
+    if deliver:
+        dead.append(alerts | "DeliverAlerts" >> DeliverAlerts(source.initial.alerts.sinks))
+    dlq = dead | "MergeDeadLetters" >> beam.Flatten()
+    return Outputs(tagged=tagged.articles, alerts=alerts, dlq=dlq)

@@ -1,4 +1,5 @@
-"""Entry points: attach Kafka (streaming) or files (bounded) to :func:`pipelines.monitor.build`.
+"""Entry points: attach Kafka (streaming) or a bounded input (in input order) to
+:func:`pipelines.monitor.build`.
 
 ``newsradar pipeline`` calls :func:`run_streaming`. On PrismRunner it runs until SIGTERM or
 SIGINT, then stops cleanly: the readers stop taking records, what they read is written and
@@ -9,27 +10,43 @@ durable) but repeats what was written after the last commit. See docs/pipeline.m
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import apache_beam as beam
 import grpc
 from apache_beam.options.pipeline_options import PipelineOptions, PortableOptions, PrismRunnerOptions, StandardOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineState
+from apache_beam.transforms.window import TimestampedValue
 
 from newsradar import paths
 from newsradar.config import Watchlist
 from newsradar.kafka import broker_answers, ensure_topics
 from newsradar.metrics import pipeline_metrics, serve
 from newsradar.procs import die_with_parent, free_port, port_open
-from newsradar.records import TOPIC_ALERTS, TOPIC_DLQ, TOPIC_RAW, TOPIC_TAGGED
+from newsradar.records import (
+    TOPIC_ALERTS,
+    TOPIC_DLQ,
+    TOPIC_RAW,
+    TOPIC_TAGGED,
+    Alert,
+    DeadLetter,
+    TaggedArticle,
+)
+from transforms.dedupe import DedupeSettings
 from transforms.kafkaio import LOCAL_PROGRESS, CommitOffsets, LocalProgress, ReadFromKafka, WriteToKafka
 from transforms.reload import WatchlistSource
 
@@ -253,26 +270,58 @@ def _stop_cleanly(result, timeout: float, echo: Callable[[str], None]) -> int:
 
 
 # ---------------------------------------------------------------------------
-# bounded runs over files
+# bounded runs, in input order
 
 
-def attach_files(pipeline: beam.Pipeline, input_pattern: str, output_prefix: str, watchlist: Watchlist,
-                 options: PipelineOptions | None = None) -> monitor.Outputs:
-    """JSONL of news.raw records (one a line) → build() → ``<prefix>tagged.jsonl``,
-    ``<prefix>alerts.jsonl``, ``<prefix>dlq.jsonl`` (one record a line, in no particular order)."""
-    lines = pipeline | "ReadLines" >> beam.io.ReadFromText(input_pattern, coder=beam.coders.BytesCoder())
-    outputs = monitor.build(lines, watchlist, dedupe=dedupe_settings(options or PipelineOptions([])))
-    for name, pcoll in (("tagged", outputs.tagged), ("alerts", outputs.alerts), ("dlq", outputs.dlq)):
-        (
-            pcoll
-            | f"Encode{name.title()}" >> beam.Map(lambda record: record.encode().decode("utf-8"))
-            | f"Write{name.title()}" >> beam.io.WriteToText(f"{output_prefix}{name}", file_name_suffix=".jsonl",
-                                                            shard_name_template="")
-        )
-    return outputs
+@dataclass(frozen=True)
+class BoundedOutputs:
+    """What :func:`run_bounded` produced, by the index of the input it came from. An index
+    in neither ``tagged`` nor ``dead`` was dropped by Dedupe as a repeat of an earlier id."""
+
+    tagged: dict[int, TaggedArticle]
+    dead: dict[int, DeadLetter]
+    alerts: list[Alert]  # in input order
 
 
-def run_files(input_pattern: str, output_prefix: str, watchlist: Watchlist, beam_args: list[str] | None = None) -> None:
-    options = PipelineOptions(beam_args or [])
-    with beam.Pipeline(options=options) as pipeline:
-        attach_files(pipeline, input_pattern, output_prefix, watchlist, options)
+def run_bounded(payloads: Sequence[tuple[bytes, float]], watchlist: Watchlist | WatchlistSource,
+                dedupe: DedupeSettings | None = None) -> BoundedOutputs:
+    """``build(ordered=True)`` over ``payloads``: news.raw records as bytes, each with its
+    event time (unix seconds), in input order; on the DirectRunner's in-process batch engine.
+
+    Used by `newsradar tag` and for replays: the results are deterministic (see
+    :func:`pipelines.monitor.build`)."""
+    with tempfile.TemporaryDirectory(prefix="newsradar-bounded-") as workdir:
+        # The DirectRunner's batch engine, named directly: "DirectRunner" would first try to
+        # download and start Prism, which a bounded input does not need.
+        with beam.Pipeline(runner=FnApiRunner(), options=PipelineOptions(flags=[])) as pipeline:
+            numbered = (
+                pipeline
+                | "ReadInput" >> beam.Create(list(enumerate(payloads)), reshuffle=False)
+                | "StampEventTime" >> beam.MapTuple(lambda seq, item: TimestampedValue((seq, item[0]), item[1]))
+            )
+            outputs = monitor.build(numbered, watchlist, dedupe=dedupe, ordered=True)
+            for name, pcoll in (("tagged", outputs.tagged), ("alerts", outputs.alerts), ("dlq", outputs.dlq)):
+                (
+                    pcoll
+                    | f"Encode{name.title()}" >> beam.MapTuple(_keyed_line)
+                    | f"Write{name.title()}" >> beam.io.WriteToText(os.path.join(workdir, name, "part"))
+                )
+        tagged = dict(_keyed_lines(workdir, "tagged"))
+        dead = dict(_keyed_lines(workdir, "dlq"))
+        alerts = [alert for _key, alert in sorted(_keyed_lines(workdir, "alerts"), key=lambda kv: kv[0])]
+    return BoundedOutputs(tagged, dead, alerts)
+
+
+# The records travel from the run's workers to the caller as pickles in a private temporary
+# directory, not in their JSON form: decoding applies the news.raw size cap, which a dead
+# letter of an oversized record is over by definition.
+def _keyed_line(key, record) -> str:
+    return base64.b64encode(pickle.dumps((key, record), protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")
+
+
+def _keyed_lines(workdir: str, name: str):
+    for part in sorted(Path(workdir, name).glob("part*")):
+        with open(part, encoding="ascii") as fh:
+            for line in fh:
+                if line.strip():
+                    yield pickle.loads(base64.b64decode(line))  # written by this run, above

@@ -1,44 +1,45 @@
-"""`newsradar tag`: the pipeline's tagging and novelty steps over a bounded input.
+"""`newsradar tag`: the pipeline over a bounded input, through :func:`pipelines.monitor.build`.
 
 Input is JSONL (one object a line with at least ``title`` and ``text``; optional ``id``,
 ``lang``, ``url``, ``published_at``, ``source_id``) or an RSS/Atom file (read by the RSS
-connector's own parse step). The steps are the streaming pipeline's: Normalize and Dedupe
-(their plain functions, applied in input order so story ids are reproducible), then
-:class:`transforms.tagging.TagArticles` and, for ``--alerts``, the novelty rules replayed
-per organization in input order (:class:`transforms.alerting.RaiseAlertsInOrder`), run by
-the DirectRunner's batch engine.
+connector's own parse step). Each item becomes a news.raw record stamped with its
+``published_at``, and the records go through ``build(ordered=True)``
+(:func:`pipelines.run.run_bounded`): the streaming pipeline's steps under the same labels,
+with Dedupe and the novelty rules applied in input order, on the DirectRunner's batch
+engine. ``lang`` is the record's ``lang_hint``, as a feed's language is: it decides when the
+text is not conclusive, a confident detection wins (what the stream would do).
 
 Guarantees: one JSON object per input item on stdout, in input order, with ``id``,
 ``lang``, ``topics`` (``[{id, score}]``), ``mentions``
 (``[{org_id, text, start, end, match}]``, offsets into ``title + "\\n\\n" + text``),
-``story_id`` and ``duplicate_of``. A line that cannot be read yields
-``{"line": n, "error": "..."}`` in its place, is reported on stderr, and makes the exit
-code 2; nothing is skipped silently. ``--alerts FILE`` gets the alerts in the order of the
-articles that raised them.
+``story_id`` and ``duplicate_of``. An item that repeats an earlier item's article id is
+dropped by Dedupe as in the stream; its line gets the object of the version in force plus
+``repeat_of_line``. A line that cannot be read, or that a step sent to the dead-letter
+output, yields ``{"line": n, "error": "..."}`` in its place, is reported on stderr, and makes
+the exit code 2; nothing is skipped silently. ``--alerts FILE`` gets the alerts in the order
+of the articles that raised them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TextIO
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
 from newsradar.config import ConfigError
-from newsradar.records import RawArticle, RecordError, TaggedArticle, format_time, parse_time, rss_article_id
-from transforms.alerting import RaiseAlertsInOrder
+from newsradar.records import (
+    DeadLetter,
+    RawArticle,
+    RecordError,
+    TaggedArticle,
+    format_time,
+    parse_time,
+    rss_article_id,
+)
 from transforms.reload import WatchlistSource
-from transforms.tagging import TagArticles
 
 DEFAULT_SOURCE = "file"
 MAX_INPUT_BYTES = 512 * 1024 * 1024
@@ -46,11 +47,11 @@ MAX_INPUT_BYTES = 512 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Item:
-    """One input item: an article ready for tagging, or the reason it is not."""
+    """One input item: an article as a news.raw record, or the reason it is not one."""
 
     seq: int
     line: int
-    article: TaggedArticle | None = None
+    article: RawArticle | None = None
     error: str | None = None
 
 
@@ -104,7 +105,7 @@ def _jsonl_item(seq: int, lineno: int, raw: bytes, now: datetime) -> Item:
         )
     except RecordError as exc:
         return Item(seq, lineno, error=str(exc))
-    return Item(seq, lineno, article=_prepare(raw_article, obj.get("lang")))
+    return Item(seq, lineno, article=raw_article)
 
 
 def _feed_items(data: bytes, now: datetime, name: str) -> list[Item]:
@@ -114,41 +115,7 @@ def _feed_items(data: bytes, now: datetime, name: str) -> list[Item]:
         parsed = parse_feed(data, {}, source_id=DEFAULT_SOURCE, fetched_at=now)
     except FeedError as exc:
         raise ConfigError(name, "", f"not a readable RSS/Atom feed: {exc}") from None
-    return [Item(i, i + 1, article=_prepare(r, r.lang_hint)) for i, r in enumerate(parsed.records)]
-
-
-def _prepare(raw_article: RawArticle, lang: str | None) -> TaggedArticle:
-    """Placeholder until :func:`prepare_in_order` runs normalize and dedupe over all items."""
-    return TaggedArticle(article=raw_article, lang=(lang or "").split("-")[0].lower(), story_id=raw_article.article_id)
-
-
-def prepare_in_order(items: list[Item]) -> list[Item]:
-    """The pipeline's Normalize and Dedupe steps, as their plain functions, in input order:
-    clean text and language (a ``lang`` given in the input wins over detection), then story
-    grouping against the articles before it. In input order because a file has an order
-    and a replay must give the same story ids every time (a batch Beam run would not)."""
-    from transforms.dedupe import DedupeSettings, StoryIndex, assign_story
-    from transforms.normalize import normalize, shared_detector
-
-    detector = shared_detector()
-    settings = DedupeSettings()
-    indexes: dict[str, StoryIndex] = {}
-    out = []
-    for item in items:
-        if item.article is None:
-            out.append(item)
-            continue
-        given = item.article.lang
-        tagged = normalize(item.article.article, detector)
-        if given in ("en", "ru", "uk"):
-            tagged = dataclasses.replace(tagged, lang=given)
-        index = indexes.setdefault(tagged.lang, StoryIndex(settings))
-        ts_micros = int(parse_time(tagged.article.published_at).timestamp() * 1_000_000)
-        tagged, entry = assign_story(index, tagged, ts_micros, settings)
-        if entry is not None:
-            index.add(entry)
-        out.append(dataclasses.replace(item, article=tagged))
-    return out
+    return [Item(i, i + 1, article=r) for i, r in enumerate(parsed.records)]
 
 
 def output_object(tagged: TaggedArticle) -> dict:
@@ -165,51 +132,49 @@ def output_object(tagged: TaggedArticle) -> dict:
     }
 
 
-def run_pipeline(items: list[Item], source: WatchlistSource, want_alerts: bool, workdir: str):
-    """Tag the readable items with Beam; returns ({seq: output object}, [alert JSON] in order)."""
-    good = [(it.seq, it.article) for it in items if it.article is not None]
-    tagged_dir = os.path.join(workdir, "tagged")
-    alerts_dir = os.path.join(workdir, "alerts")
-    # The DirectRunner's in-process batch engine, named directly: "DirectRunner" would first
-    # try to download and start Prism, which a bounded file does not need.
-    options = PipelineOptions(flags=[])
-    with beam.Pipeline(runner=FnApiRunner(), options=options) as p:
-        tagged = (
-            p
-            | "ReadItems" >> beam.Create(good, reshuffle=False)
-            | "TagArticles" >> TagArticles(source, keyed=True)
-        )
-        (
-            tagged
-            | "FormatTagged" >> beam.MapTuple(lambda seq, t: json.dumps([seq, output_object(t)], ensure_ascii=False))
-            | "WriteTagged" >> beam.io.WriteToText(tagged_dir + "/part")
-        )
-        if want_alerts:
-            (
-                tagged
-                | "RaiseAlertsInOrder" >> RaiseAlertsInOrder(source)
-                | "FormatAlerts" >> beam.MapTuple(
-                    lambda key, alert: json.dumps([list(key), alert.encode().decode("utf-8")], ensure_ascii=False)
-                )
-                | "WriteAlerts" >> beam.io.WriteToText(alerts_dir + "/part")
-            )
-    outputs = {}
-    for line in _lines(tagged_dir):
-        seq, obj = json.loads(line)
-        outputs[seq] = obj
-    alerts = sorted((json.loads(line) for line in _lines(alerts_dir)), key=lambda kv: kv[0])
-    return outputs, [encoded for _key, encoded in alerts]
+def run_items(items: list[Item], source: WatchlistSource):
+    """The readable items through build(); returns their outputs, by item seq."""
+    from pipelines.run import run_bounded
+
+    good = [it for it in items if it.article is not None]
+    payloads = [(it.article.encode(), parse_time(it.article.published_at).timestamp()) for it in good]
+    result = run_bounded(payloads, source)
+    tagged = {good[i].seq: t for i, t in result.tagged.items()}
+    dead = {good[i].seq: d for i, d in result.dead.items()}
+    return tagged, dead, result.alerts
 
 
-def _lines(directory: str):
-    path = Path(directory)
-    if not path.exists():
-        return
-    for part in sorted(path.glob("part*")):
-        with open(part, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    yield line
+def output_lines(items: list[Item], tagged: dict[int, TaggedArticle],
+                 dead: dict[int, DeadLetter]) -> list[tuple[Item, dict, str | None]]:
+    """(item, JSON object, error or None) per item, in input order. An item Dedupe dropped
+    as a repeat gets the output of its article id's version in force: the newest tagged one,
+    else (every version failed) the newest failure."""
+    lines = []
+    in_force: dict[str, tuple[int, dict]] = {}
+    failed: dict[str, tuple[int, str]] = {}
+    for item in items:
+        if item.error is not None:
+            lines.append((item, {"line": item.line, "error": item.error}, item.error))
+            continue
+        article_id = item.article.article_id
+        if item.seq in tagged:
+            obj = output_object(tagged[item.seq])
+            in_force[article_id] = (item.line, obj)
+            lines.append((item, obj, None))
+        elif item.seq in dead:
+            error = f"{dead[item.seq].step}: {dead[item.seq].error}"
+            failed[article_id] = (item.line, error)
+            lines.append((item, {"line": item.line, "error": error}, error))
+        elif article_id in in_force:
+            line, obj = in_force[article_id]
+            lines.append((item, {**obj, "repeat_of_line": line}, None))
+        elif article_id in failed:
+            line, error = failed[article_id]
+            error = f"repeat of line {line}, which failed: {error}"
+            lines.append((item, {"line": item.line, "error": error}, error))
+        else:
+            raise RuntimeError(f"line {item.line}: the pipeline returned neither an article nor a dead letter")
+    return lines
 
 
 def main(watchlist_file: str, input_file: str | None, alerts_file: str | None,
@@ -230,22 +195,19 @@ def main(watchlist_file: str, input_file: str | None, alerts_file: str | None,
         data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
     if len(data) > MAX_INPUT_BYTES:
         raise ConfigError(name, "", f"input larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB; split it")
-    items = prepare_in_order(read_items(data, now or datetime.now(UTC), name))
-    with tempfile.TemporaryDirectory(prefix="newsradar-tag-") as workdir:
-        outputs, alerts = run_pipeline(items, source, alerts_file is not None, workdir)
+    items = read_items(data, now or datetime.now(UTC), name)
+    tagged, dead, alerts = run_items(items, source)
     bad = 0
-    for item in items:
-        if item.error is not None:
+    for item, obj, error in output_lines(items, tagged, dead):
+        if error is not None:
             bad += 1
-            err.write(f"newsradar: {name}:{item.line}: {item.error}\n")
-            out.write(json.dumps({"line": item.line, "error": item.error}, ensure_ascii=False) + "\n")
-        else:
-            out.write(json.dumps(outputs[item.seq], ensure_ascii=False) + "\n")
+            err.write(f"newsradar: {name}:{item.line}: {error}\n")
+        out.write(json.dumps(obj, ensure_ascii=False) + "\n")
     out.flush()
     if alerts_file is not None:
         with open(alerts_file, "w", encoding="utf-8") as fh:
-            for encoded in alerts:
-                fh.write(encoded + "\n")
+            for alert in alerts:
+                fh.write(alert.encode().decode("utf-8") + "\n")
     if bad:
         err.write(f"newsradar: {bad} of {len(items)} input items could not be read\n")
         return 2

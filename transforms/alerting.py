@@ -4,9 +4,9 @@
   DoFn that applies the novelty rules (:mod:`transforms.novelty`) and turns triggers into
   Alert records (:mod:`transforms.alerts`). State is per organization and bounded; an
   event-time timer prunes an organization's state once it has been quiet for the memory.
-* :class:`RaiseAlertsInOrder` — the same rules over a bounded input (`newsradar tag`,
-  backtests), applied per organization in input order, because Beam gives a batch stateful
-  DoFn its elements in no particular order and a replay must be reproducible.
+* :class:`RaiseAlertsInOrder` — the same rules over a bounded input (``build(ordered=True)``:
+  `newsradar tag`, backtests), applied per organization in input order, because Beam gives a
+  batch stateful DoFn its elements in no particular order and a replay must be reproducible.
 * :class:`DeliverAlerts` — alerts to the watchlist's sinks (:mod:`transforms.sinks`); its
   output is the dead letters of deliveries that failed after their retries.
 
@@ -217,6 +217,7 @@ class _DeliverFn(beam.DoFn):
             self._sinks, metrics=_worker_metrics(), allow_private_networks=self._allow_private
         )
         self._failed = Metrics.counter("alerts", "sink_deliveries_failed")
+        self._dlq = _worker_metrics().dlq
 
     def start_bundle(self) -> None:
         self._pending: list[tuple[Alert, object, object]] = []
@@ -231,8 +232,10 @@ class _DeliverFn(beam.DoFn):
         where = {a.alert_id: (t, w) for a, t, w in pending}
         for failure in self._dispatcher.deliver([a for a, _t, _w in pending]):
             self._failed.inc()
+            step = f"alerts.{failure.sink}"  # bounded: one label value per sink kind
+            self._dlq.labels(step).inc()
             timestamp, window = where[failure.alert.alert_id]
-            letter = DeadLetter.wrap(failure.alert.encode(), error=failure.error, step=f"alerts.{failure.sink}")
+            letter = DeadLetter.wrap(failure.alert.encode(), error=failure.error, step=step)
             yield WindowedValue(letter, timestamp, [window])
 
     def teardown(self) -> None:
@@ -257,8 +260,9 @@ def check_sinks(source: WatchlistSource) -> None:
 
 class DeliverAlerts(beam.PTransform):
     """Alert -> the watchlist's sinks (webhook, Alertmanager, file). Never fails for a sink;
-    its output is a DeadLetter (step ``alerts.<sink>``) per delivery that failed after its
-    retries, for ``news.dlq``. Apply it beside, not before, the write to ``news.alerts``.
+    its output is a DeadLetter (step ``alerts.<sink>``, counted in
+    ``newsradar_dlq_records_total``) per delivery that failed after its retries, for
+    ``news.dlq``. Apply it beside, not before, the write to ``news.alerts``.
 
     Sinks are taken from the watchlist at launch (a reload does not change them: a sink
     holds connections and secrets, which belong to a deployment, not an edit)."""

@@ -18,6 +18,10 @@ The near-duplicate index lives in Beam state (a bag of compact entries), so a ru
 durable state (Flink) keeps it across restarts; the MinHash LSH built from it is a cache per
 worker process, rebuilt whenever the state has moved on without it (a token written with
 every change says so). On Prism, state lives in memory and starts empty after a restart.
+
+An article the steps' code fails on goes to the ``dlq`` output (step ``dedupe``,
+:mod:`transforms.deadletters`); state is left as it was. :class:`DedupeInOrder` applies the
+same rules over a bounded input in input order (`newsradar tag`, replays).
 """
 
 from __future__ import annotations
@@ -29,18 +33,23 @@ import threading
 import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.coders import BytesCoder, PickleCoder, StrUtf8Coder, TupleCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import userstate
+from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from newsradar.metrics import pipeline_metrics
 from newsradar.records import TaggedArticle, parse_time
 
+from .deadletters import DATA_ERRORS, DLQ, DeadLetters, Routed
+
 _MICROS = 1_000_000
+STEP = "dedupe"
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,7 @@ class _DropRepeats(beam.DoFn):
 
     def setup(self):
         self._metric = pipeline_metrics().duplicates.labels("same_id")
+        self._dead = DeadLetters(STEP, "Dedupe")
 
     def process(
         self,
@@ -124,9 +134,13 @@ class _DropRepeats(beam.DoFn):
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ):
         _article_id, tagged = keyed
-        incoming = version_of(tagged)
         last, expires = seen.read() or (None, 0)
-        verdict = judge_repeat(last, incoming)
+        try:
+            incoming = version_of(tagged)
+            verdict = judge_repeat(last, incoming)
+        except DATA_ERRORS as exc:
+            yield beam.pvalue.TaggedOutput(DLQ, self._dead.letter(tagged, exc))
+            return
         # State lives a window past the newest timestamp seen for this id.
         due = max(ts.micros + self._window, expires)
         if due != expires:
@@ -149,7 +163,8 @@ class _DropRepeats(beam.DoFn):
 
 
 class DropRepeats(beam.PTransform):
-    """TaggedArticle → the same, each article id once (edits pass, marked ``is_update``)."""
+    """TaggedArticle → the same, each article id once (edits pass, marked ``is_update``),
+    on ``articles``; DeadLetter on ``dlq``."""
 
     def __init__(self, settings: DedupeSettings):
         super().__init__()
@@ -159,7 +174,7 @@ class DropRepeats(beam.PTransform):
         return (
             articles
             | "KeyById" >> beam.Map(lambda t: (t.article.article_id, t)).with_output_types(tuple[str, TaggedArticle])
-            | "FirstOfEach" >> beam.ParDo(_DropRepeats(self._settings))
+            | "FirstOfEach" >> beam.ParDo(_DropRepeats(self._settings)).with_outputs(DLQ, main="articles")
         )
 
 
@@ -363,6 +378,7 @@ class _GroupStories(beam.DoFn):
 
     def setup(self):
         self._metric = pipeline_metrics().duplicates.labels("near_duplicate")
+        self._dead = DeadLetters(STEP, "Dedupe")
 
     def _cached(self, lang: str, token_state, entries_state, prune_state) -> _Cached:
         token = token_state.read()
@@ -392,7 +408,12 @@ class _GroupStories(beam.DoFn):
     ):
         lang, tagged = keyed
         cached = self._cached(lang, token, entries, prune_at)
-        result, entry = assign_story(cached.index, tagged, ts.micros, self._settings)
+        try:
+            result, entry = assign_story(cached.index, tagged, ts.micros, self._settings)
+        except DATA_ERRORS as exc:
+            # assign_story changes nothing before it returns: the index and state are as before.
+            yield beam.pvalue.TaggedOutput(DLQ, self._dead.letter(tagged, exc))
+            return
         if entry is not None:
             entries.add(entry.as_tuple())
             cached.index.add(entry)
@@ -434,7 +455,8 @@ class _GroupStories(beam.DoFn):
 
 
 class GroupStories(beam.PTransform):
-    """TaggedArticle → the same with ``story_id`` and ``duplicate_of`` set."""
+    """TaggedArticle → the same with ``story_id`` and ``duplicate_of`` set, on
+    ``articles``; DeadLetter on ``dlq``."""
 
     def __init__(self, settings: DedupeSettings):
         super().__init__()
@@ -444,16 +466,147 @@ class GroupStories(beam.PTransform):
         return (
             articles
             | "KeyByLanguage" >> beam.Map(lambda t: (t.lang, t)).with_output_types(tuple[str, TaggedArticle])
-            | "MatchEarlier" >> beam.ParDo(_GroupStories(self._settings))
+            | "MatchEarlier" >> beam.ParDo(_GroupStories(self._settings)).with_outputs(DLQ, main="articles")
         )
 
 
 class Dedupe(beam.PTransform):
-    """DropRepeats, then GroupStories (see module docstring for the guarantees)."""
+    """DropRepeats, then GroupStories (see module docstring for the guarantees). Returns
+    :class:`~transforms.deadletters.Routed`: ``articles``, and on ``dlq`` the articles the
+    step's code failed on (step ``dedupe``)."""
 
     def __init__(self, settings: DedupeSettings | None = None):
         super().__init__()
         self._settings = settings or DedupeSettings()
 
     def expand(self, articles):
-        return articles | "DropRepeats" >> DropRepeats(self._settings) | "GroupStories" >> GroupStories(self._settings)
+        firsts = articles | "DropRepeats" >> DropRepeats(self._settings)
+        stories = firsts.articles | "GroupStories" >> GroupStories(self._settings)
+        dlq = (firsts.dlq, stories.dlq) | "MergeDeadLetters" >> beam.Flatten()
+        return Routed(stories.articles, dlq)
+
+
+# ---------------------------------------------------------------------------
+# in input order (bounded inputs)
+
+
+class _KeyInOrder(beam.DoFn):
+    """(seq, TaggedArticle) → (key, (seq, timestamp in micros, TaggedArticle)). The element's
+    own time travels in the value: a GroupByKey stamps its output with the window's end."""
+
+    def __init__(self, key_of):
+        self._key_of = key_of
+
+    def process(self, element, ts=beam.DoFn.TimestampParam):
+        seq, tagged = element
+        yield self._key_of(tagged), (seq, ts.micros, tagged)
+
+
+def _stamped(seq, value, ts_micros: int):
+    return TimestampedValue((seq, value), Timestamp(micros=ts_micros))
+
+
+class _FirstOfEachInOrder(beam.DoFn):
+    """DropRepeats' rule over all versions of one id, in input order."""
+
+    def __init__(self, settings: DedupeSettings):
+        self._window = int(settings.repeat_window_seconds * _MICROS)
+        self._dropped = Metrics.counter("Dedupe", "repeats_dropped")
+        self._updates = Metrics.counter("Dedupe", "updates")
+
+    def setup(self):
+        self._metric = pipeline_metrics().duplicates.labels("same_id")
+        self._dead = DeadLetters(STEP, "Dedupe")
+
+    def process(self, element):
+        _article_id, versions = element
+        last, expires = None, 0
+        for seq, ts, tagged in sorted(versions, key=lambda v: v[0]):
+            if last is not None and ts >= expires:
+                last = None  # the stream's timer would have forgotten the id by now
+            try:
+                incoming = version_of(tagged)
+                verdict = judge_repeat(last, incoming)
+            except DATA_ERRORS as exc:
+                yield beam.pvalue.TaggedOutput(DLQ, _stamped(seq, self._dead.letter(tagged, exc), ts))
+                continue
+            expires = max(ts + self._window, expires)
+            if verdict in (REPEAT, STALE):
+                self._dropped.inc()
+                self._metric.inc()
+                continue
+            last = incoming
+            if verdict == UPDATE:
+                self._updates.inc()
+                tagged = replace(tagged, is_update=True)
+            yield _stamped(seq, tagged, ts)
+
+
+class _GroupStoriesInOrder(beam.DoFn):
+    """GroupStories' rule over all articles of one language, in input order, with the
+    index pruned as the stream's timer would prune it (event time, at most every interval)."""
+
+    def __init__(self, settings: DedupeSettings):
+        self._settings = settings
+        self._window = int(settings.story_window_seconds * _MICROS)
+        self._interval = int(settings.prune_interval_seconds * _MICROS)
+        self._near = Metrics.counter("Dedupe", "near_duplicates")
+
+    def setup(self):
+        self._metric = pipeline_metrics().duplicates.labels("near_duplicate")
+        self._dead = DeadLetters(STEP, "Dedupe")
+
+    def process(self, element):
+        _lang, articles = element
+        index = StoryIndex(self._settings)
+        prune_at: int | None = None
+        now = None
+        for seq, ts, tagged in sorted(articles, key=lambda a: a[0]):
+            now = ts if now is None else max(now, ts)
+            if prune_at is not None and now >= prune_at:
+                index.remove_older_than(prune_at - self._window)
+                oldest = min((e.ts_micros for e in index.entries.values()), default=None)
+                prune_at = None if oldest is None else max(oldest + self._window, prune_at + self._interval)
+            try:
+                result, entry = assign_story(index, tagged, ts, self._settings)
+            except DATA_ERRORS as exc:
+                yield beam.pvalue.TaggedOutput(DLQ, _stamped(seq, self._dead.letter(tagged, exc), ts))
+                continue
+            if entry is not None:
+                index.add(entry)
+                if prune_at is None or ts + self._window < prune_at:
+                    prune_at = ts + self._window
+                if result.duplicate_of is not None:
+                    self._near.inc()
+                    self._metric.inc()
+            yield _stamped(seq, result, ts)
+
+
+class DedupeInOrder(beam.PTransform):
+    """Dedupe over a bounded input of (seq, TaggedArticle) pairs, in ``seq`` order: the same
+    rules and settings as :class:`Dedupe`, applied per article id and per language in input
+    order, so a replay gets the same verdicts and story ids every run (a batch runner hands a
+    stateful step its elements in no particular order). Timestamps are kept. Returns
+    :class:`~transforms.deadletters.Routed` of (seq, TaggedArticle) and (seq, DeadLetter)."""
+
+    def __init__(self, settings: DedupeSettings | None = None):
+        super().__init__()
+        self._settings = settings or DedupeSettings()
+
+    def expand(self, numbered):
+        firsts = (
+            numbered
+            | "KeyById" >> beam.ParDo(_KeyInOrder(lambda t: t.article.article_id)).with_output_types(tuple[str, Any])
+            | "GroupById" >> beam.GroupByKey()
+            | "FirstOfEachInOrder" >> beam.ParDo(_FirstOfEachInOrder(self._settings)).with_outputs(DLQ, main="articles")
+        )
+        stories = (
+            firsts.articles
+            | "KeyByLanguage" >> beam.ParDo(_KeyInOrder(lambda t: t.lang)).with_output_types(tuple[str, Any])
+            | "GroupByLanguage" >> beam.GroupByKey()
+            | "MatchEarlierInOrder" >> beam.ParDo(_GroupStoriesInOrder(self._settings)).with_outputs(
+                DLQ, main="articles"
+            )
+        )
+        dlq = (firsts.dlq, stories.dlq) | "MergeDeadLetters" >> beam.Flatten()
+        return Routed(stories.articles, dlq)

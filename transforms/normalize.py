@@ -25,6 +25,9 @@ from newsradar.metrics import pipeline_metrics
 from newsradar.records import RawArticle, TaggedArticle
 from newsradar.text import html_to_text, looks_like_html, normalize_text
 
+from .deadletters import DATA_ERRORS, DLQ, DeadLetters
+
+STEP = "normalize"
 LANGS = ("en", "ru", "uk", "other")
 TARGET_LANGS = frozenset({"en", "ru", "uk"})
 
@@ -104,23 +107,38 @@ def normalize(article: RawArticle, detector) -> TaggedArticle:
 
 
 class _Normalize(beam.DoFn):
-    def __init__(self):
+    def __init__(self, keyed: bool = False):
+        self._keyed = keyed
         self._by_lang = {lang: Metrics.counter("Normalize", f"articles_{lang}") for lang in LANGS}
 
     def setup(self):
         self._detector = shared_detector()
         metrics = pipeline_metrics()
         self._metric = {lang: metrics.articles.labels(lang) for lang in LANGS}
+        self._dead = DeadLetters(STEP, "Normalize")
 
-    def process(self, article: RawArticle):
-        result = normalize(article, self._detector)
+    def process(self, element):
+        key, article = element if self._keyed else (None, element)
+        try:
+            result = normalize(article, self._detector)
+        except DATA_ERRORS as exc:
+            letter = self._dead.letter(article, exc)
+            yield beam.pvalue.TaggedOutput(DLQ, (key, letter) if self._keyed else letter)
+            return
         self._by_lang[result.lang].inc()
         self._metric[result.lang].inc()
-        yield result
+        yield (key, result) if self._keyed else result
 
 
 class Normalize(beam.PTransform):
-    """RawArticle → TaggedArticle with clean text and ``lang`` (no story grouping yet)."""
+    """RawArticle → TaggedArticle with clean text and ``lang`` (no story grouping yet) on
+    ``articles``; an article the step's code fails on → DeadLetter on ``dlq`` (step
+    ``normalize``, :mod:`transforms.deadletters`). With ``keyed=True`` the elements are
+    (key, RawArticle) pairs and both outputs keep the key."""
+
+    def __init__(self, keyed: bool = False, label: str | None = None):
+        super().__init__(label)
+        self._keyed = keyed
 
     def expand(self, articles):
-        return articles | "CleanAndDetect" >> beam.ParDo(_Normalize())
+        return articles | "CleanAndDetect" >> beam.ParDo(_Normalize(self._keyed)).with_outputs(DLQ, main="articles")

@@ -14,8 +14,9 @@ from apache_beam.metrics import Metrics
 from newsradar.metrics import pipeline_metrics
 from newsradar.records import DeadLetter, RawArticle, RecordError, decode_raw
 
+from .deadletters import DLQ
+
 STEP = "parse"
-DLQ = "dlq"
 
 
 def payload_of(element) -> tuple[bytes, str | None]:
@@ -41,7 +42,8 @@ def parse_article(payload: bytes, source: str | None = None, step: str = STEP) -
 
 
 class _Parse(beam.DoFn):
-    def __init__(self):
+    def __init__(self, keyed: bool = False):
+        self._keyed = keyed
         self._ok = Metrics.counter("ParseRaw", "articles")
         self._bad = Metrics.counter("ParseRaw", "dead_letters")
 
@@ -49,19 +51,26 @@ class _Parse(beam.DoFn):
         self._dlq_metric = pipeline_metrics().dlq.labels(STEP)
 
     def process(self, element):
+        key, element = element if self._keyed else (None, element)
         payload, source = payload_of(element)
         result = parse_article(payload, source)
+        out = (key, result) if self._keyed else result
         if isinstance(result, DeadLetter):
             self._bad.inc()
             self._dlq_metric.inc()
-            yield beam.pvalue.TaggedOutput(DLQ, result)
+            yield beam.pvalue.TaggedOutput(DLQ, out)
         else:
             self._ok.inc()
-            yield result
+            yield out
 
 
 class ParseRaw(beam.PTransform):
-    """bytes (or KafkaRecord) → RawArticle on ``articles``; DeadLetter on ``dlq``."""
+    """bytes (or KafkaRecord) → RawArticle on ``articles``; DeadLetter on ``dlq``.
+    With ``keyed=True`` the elements are (key, payload) pairs and both outputs keep the key."""
+
+    def __init__(self, keyed: bool = False, label: str | None = None):
+        super().__init__(label)
+        self._keyed = keyed
 
     def expand(self, payloads):
-        return payloads | "Decode" >> beam.ParDo(_Parse()).with_outputs(DLQ, main="articles")
+        return payloads | "Decode" >> beam.ParDo(_Parse(self._keyed)).with_outputs(DLQ, main="articles")

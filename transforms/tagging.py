@@ -28,6 +28,7 @@ from apache_beam.metrics import Metrics
 from newsradar.config.watchlist import Example, Watchlist
 from newsradar.records import Mention, TaggedArticle, TopicTag
 
+from .deadletters import DATA_ERRORS, DLQ, DeadLetters
 from .nlp import LANGS, Pipelines, analysis_text, guess_lang
 from .orgs import OrgMatcher
 from .reload import RejectedVersion, Reloader, WatchlistSource
@@ -35,6 +36,7 @@ from .topics import TopicMatcher
 
 log = logging.getLogger(__name__)
 
+STEP = "tag"
 # Longer texts are cut here before tagging (offsets stay valid: it is a prefix). A 2 MB
 # record is the limit on Kafka; the news that matters is in its first pages.
 MAX_ANALYZED_CHARS = 200_000
@@ -210,6 +212,7 @@ class _TagFn(beam.DoFn):
             check=require_examples_pass,
             on_result=reload_counter("tag"),
         )
+        self._dead = DeadLetters(STEP, "tag")
         self._tagged = Metrics.counter("tag", "articles")
         self._with_topic = Metrics.counter("tag", "articles_with_topic")
         self._with_mention = Metrics.counter("tag", "articles_with_mention")
@@ -227,7 +230,12 @@ class _TagFn(beam.DoFn):
         if fresh is not tagger:
             self._reloader.value = tagger = fresh
             self._pipelines = fresh.pipelines
-        out = tagger.tag(article)
+        try:
+            out = tagger.tag(article)
+        except DATA_ERRORS as exc:
+            letter = self._dead.letter(article, exc)
+            yield beam.pvalue.TaggedOutput(DLQ, (key, letter) if self._keyed else letter)
+            return
         self._tagged.inc()
         if out.topics:
             self._with_topic.inc()
@@ -241,9 +249,11 @@ class _TagFn(beam.DoFn):
 
 
 class TagArticles(beam.PTransform):
-    """TaggedArticle -> the same with ``topics`` and ``mentions`` (topics and watched
-    organizations in one pass; watchlist reloaded from ``source`` while running).
-    With ``keyed=True`` the elements are (key, TaggedArticle) pairs and keep their key."""
+    """TaggedArticle -> the same with ``topics`` and ``mentions`` on ``articles`` (topics
+    and watched organizations in one pass; watchlist reloaded from ``source`` while
+    running); an article the tagger fails on -> DeadLetter on ``dlq`` (step ``tag``,
+    :mod:`transforms.deadletters`). With ``keyed=True`` the elements are (key,
+    TaggedArticle) pairs and both outputs keep the key."""
 
     def __init__(self, source: WatchlistSource, keyed: bool = False, label: str | None = None):
         super().__init__(label)
@@ -251,4 +261,6 @@ class TagArticles(beam.PTransform):
         self._keyed = keyed
 
     def expand(self, articles):
-        return articles | "TagTopicsAndOrganizations" >> beam.ParDo(_TagFn(self._source, self._keyed))
+        return articles | "TagTopicsAndOrganizations" >> beam.ParDo(_TagFn(self._source, self._keyed)).with_outputs(
+            DLQ, main="articles"
+        )

@@ -5,10 +5,12 @@ import json
 import subprocess
 
 import pytest
+from prometheus_client import REGISTRY
 
 from newsradar.records import alert_id, decode_alert
 from pipelines.tag import main as tag_main
 from tests.conftest import FIXTURES, REPO, newsradar_cmd
+from transforms.tagging import Tagger
 
 WATCHLIST = str(REPO / "config" / "watchlist.yaml")
 TAG = FIXTURES / "tag"
@@ -105,3 +107,58 @@ def test_watchlist_check_runs_the_inline_examples(tmp_path):
     assert "examples[1] (en) 'The retailer is mobilizing extra staff" in result.stderr
     assert "expected topic mobilization (score" in result.stderr
     assert "1 of 20 inline examples fail" in result.stderr
+
+
+def _count(name: str, labels: dict) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_tag_runs_through_build_and_its_dead_letters_land_in_place(tmp_path, monkeypatch):
+    # The pipeline's own steps do the work: ParseRaw refuses a record over the news.raw cap,
+    # the tagger's failure on one article is its dead letter, Normalize counts languages.
+    path = tmp_path / "in.jsonl"
+    huge = "слово " * 400_000  # 4.4 MB as a record: over the 2 MiB cap of news.raw
+    rows = [
+        {"id": "a", "title": "", "text": "The UCSMR said."},
+        {"id": "big", "title": "Big", "text": huge},
+        {"id": "b", "title": "", "text": "Минобороны России заявило."},
+        {"id": "boom", "title": "", "text": "The UCSMR said again."},
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    real_tag = Tagger.tag
+
+    def tag_or_fail(self, article):
+        if article.article.article_id == "boom":
+            raise IndexError("injected fault for boom")
+        return real_tag(self, article)
+
+    monkeypatch.setattr(Tagger, "tag", tag_or_fail)
+    langs_before = {lang: _count("newsradar_articles_total", {"lang": lang}) for lang in ("en", "ru")}
+    dlq_before = {step: _count("newsradar_dlq_records_total", {"step": step}) for step in ("parse", "tag")}
+    out, err = io.StringIO(), io.StringIO()
+    assert tag_main(WATCHLIST, str(path), None, out=out, err=err) == 2
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line.get("id") or line["line"] for line in lines] == ["a", 2, "b", 4]
+    assert lines[1]["error"].startswith("parse: record of") and "cap" in lines[1]["error"]
+    assert lines[3]["error"] == "tag: IndexError: injected fault for boom"
+    assert f"{path}:2: parse: record of" in err.getvalue() and f"{path}:4: tag: IndexError" in err.getvalue()
+    assert {lang: _count("newsradar_articles_total", {"lang": lang}) - langs_before[lang] for lang in ("en", "ru")} == {
+        "en": 2, "ru": 1,
+    }
+    assert {step: _count("newsradar_dlq_records_total", {"step": step}) - dlq_before[step] for step in dlq_before} == {
+        "parse": 1, "tag": 1,
+    }
+
+
+def test_a_repeated_article_gets_the_version_in_force(tmp_path):
+    path = tmp_path / "in.jsonl"
+    line = json.dumps({"id": "r", "title": "", "text": "The UCSMR said."})
+    other = json.dumps({"id": "r", "title": "", "text": "Another text under the same id."})
+    path.write_text(f"{line}\n{line}\n{other}\n", encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    assert tag_main(WATCHLIST, str(path), None, out=out, err=err) == 0, err.getvalue()
+    first, again, stale = [json.loads(x) for x in out.getvalue().splitlines()]
+    # Dedupe drops repeats as in the stream (an unedited version under a known id is stale);
+    # each line still gets an object: the one of the version in force, saying so.
+    assert first["mentions"][0]["org_id"] == "soldiers-mothers-union" and "repeat_of_line" not in first
+    assert again == {**first, "repeat_of_line": 1} and stale == {**first, "repeat_of_line": 1}

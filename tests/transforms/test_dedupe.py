@@ -128,7 +128,7 @@ def _run(stream: test_stream.TestStream, settings: DedupeSettings = SETTINGS):
     options = PipelineOptions([])
     options.view_as(StandardOptions).streaming = True
     pipeline = test_pipeline.TestPipeline(options=options)
-    out = pipeline | stream | Dedupe(settings) | beam.Map(_summary)
+    out = (pipeline | stream | Dedupe(settings)).articles | beam.Map(_summary)
     return pipeline, out
 
 

@@ -17,7 +17,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from newsradar.config.watchlist import AlertmanagerSink, FileSink, WebhookSink
 from newsradar.metrics import PipelineMetrics
@@ -318,6 +318,7 @@ def test_alertmanager_refused_on_loopback_by_default():
 def test_deliver_alerts_step_dead_letters_what_a_sink_cannot_take(secret, tmp_path):
     alerts = [make_alert(1), make_alert(2)]
     path = tmp_path / "alerts.jsonl"
+    dead_before = REGISTRY.get_sample_value("newsradar_dlq_records_total", {"step": "alerts.webhook"}) or 0.0
     with Receiver(statuses=[500] * 10) as rx:
         sinks = (
             WebhookSink(kind="webhook", url=rx.url, secret_env=secret, allow_private_networks=True, max_attempts=2),
@@ -329,6 +330,8 @@ def test_deliver_alerts_step_dead_letters_what_a_sink_cannot_take(secret, tmp_pa
             assert_that(summary, equal_to([("alerts.webhook", a.alert_id, "HTTP 500") for a in alerts]))
     assert {decode_alert(line).alert_id for line in Path(path).read_text().splitlines()} == {a.alert_id for a in alerts}
     assert len(rx.attempts) == 4
+    # Counted with the pipeline's other dead letters.
+    assert REGISTRY.get_sample_value("newsradar_dlq_records_total", {"step": "alerts.webhook"}) - dead_before == 2
 
 
 def test_dead_letter_keeps_the_alert_bytes():
