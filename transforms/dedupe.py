@@ -563,10 +563,11 @@ class _GroupStoriesInOrder(beam.DoFn):
         now = None
         for seq, ts, tagged in sorted(articles, key=lambda a: a[0]):
             now = ts if now is None else max(now, ts)
-            if prune_at is not None and now >= prune_at:
+            # The stream's prune timer fires again and again while the watermark is past it.
+            while prune_at is not None and now >= prune_at:
                 index.remove_older_than(prune_at - self._window)
                 oldest = min((e.ts_micros for e in index.entries.values()), default=None)
-                prune_at = None if oldest is None else max(oldest + self._window, prune_at + self._interval)
+                prune_at = None if oldest is None else max(oldest + self._window, prune_at + max(self._interval, 1))
             try:
                 result, entry = assign_story(index, tagged, ts, self._settings)
             except DATA_ERRORS as exc:

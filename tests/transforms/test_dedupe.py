@@ -22,6 +22,7 @@ from transforms.dedupe import (
     STALE,
     UPDATE,
     Dedupe,
+    DedupeInOrder,
     DedupeSettings,
     StoryIndex,
     assign_story,
@@ -235,3 +236,65 @@ def test_similarity_outside_range_is_refused_by_options(bad):
 
     with pytest.raises(ValueError, match="story_similarity"):
         dedupe_settings(PipelineOptions([f"--story_similarity={bad}"]))
+
+
+# ---------------------------------------------------------------------------
+# in input order (bounded inputs): the stream's verdicts, keyed by input position
+
+
+def _stories(t: TaggedArticle) -> tuple:
+    return (t.article.article_id, t.story_id, t.duplicate_of)
+
+
+def _run_in_order(timed: list[tuple[TaggedArticle, float]], expected: list[tuple[int, tuple]], view=_summary):
+    """DedupeInOrder over the articles in this order; asserts (position, view) pairs."""
+    with beam.Pipeline(runner="BundleBasedDirectRunner", options=PipelineOptions(flags=[])) as p:
+        out = (
+            p
+            | beam.Create(list(enumerate(timed)))
+            | beam.MapTuple(lambda seq, item: TimestampedValue((seq, item[0]), item[1]))
+            | DedupeInOrder(SETTINGS)
+        ).articles
+        assert_that(out | beam.MapTuple(lambda seq, t: (seq, view(t))), equal_to(expected))
+
+
+def test_in_order_each_article_once_and_edits_marked():
+    first = tagged(1, text="first version of the text", fetched_at="2026-03-01T10:00:00Z")
+    repeat = tagged(1, text="first version of the text", fetched_at="2026-03-01T10:05:00Z")
+    edit = tagged(1, text="second version, corrected", edited_at="2026-03-01T10:20:00Z",
+                  fetched_at="2026-03-01T10:21:00Z")
+    stale = tagged(1, text="a draft seen late", edited_at="2026-03-01T10:10:00Z", fetched_at="2026-03-01T10:11:00Z")
+    forgotten = tagged(1, text="first version of the text")
+    _run_in_order(
+        [(first, 10), (tagged(2), 10), (repeat, 11), (edit, 12), (stale, 13),
+         (forgotten, 13 + SETTINGS.repeat_window_seconds)],
+        [
+            (0, ("rss:test:1", "first versio", False, "rss:test:1", None)),
+            (1, ("rss:test:2", "Item 2: w2x0", False, "rss:test:2", None)),
+            (3, ("rss:test:1", "second versi", True, "rss:test:1", None)),
+            # A window after the newest version the id is forgotten, as the stream's timer does.
+            (5, ("rss:test:1", "first versio", False, "rss:test:1", None)),
+        ],
+    )
+
+
+def test_in_order_near_duplicates_grouped_until_the_story_expires():
+    later = 10 + SETTINGS.story_window_seconds + 40
+    rows = [("wire-en-1", 10), ("copy-en-1", 20), ("other-en-1", 20), ("wire-ru-1", 20), ("copy-ru-1", 25),
+            ("repost-en-1", later)]
+    expected = [
+        ("wire-en-1", "wire-en-1", None),
+        ("copy-en-1", "wire-en-1", "wire-en-1"),
+        ("other-en-1", "other-en-1", None),
+        ("wire-ru-1", "wire-ru-1", None),
+        ("copy-ru-1", "wire-ru-1", "wire-ru-1"),
+        ("repost-en-1", "repost-en-1", None),  # both en entries expired, as in the stream
+    ]
+    _run_in_order([(story(row_id), at) for row_id, at in rows], list(enumerate(expected)), view=_stories)
+
+
+def test_in_order_input_order_decides_which_copy_is_the_original():
+    _run_in_order([(story("copy-en-1"), 10), (story("wire-en-1"), 20)], [
+        (0, ("copy-en-1", "copy-en-1", None)),
+        (1, ("wire-en-1", "copy-en-1", "copy-en-1")),
+    ], view=_stories)
