@@ -143,20 +143,28 @@ def missing_topics(bootstrap_servers: str, topics: Iterable[str] = ALL_TOPICS, t
     return [t for t in topics if t not in existing]
 
 
-def read_topic(bootstrap_servers: str, topic: str, poll_timeout: float = 1.0) -> list:
+def read_topic(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> list:
     """Every record on ``topic``, from the beginning to the end offsets at call time, without a
-    consumer group (nothing committed). For replays, checks and tests; bounded by the end offsets."""
+    consumer group (nothing committed). For replays, checks and tests. Raises TimeoutError when
+    the end is not reached within ``timeout`` seconds."""
+    import time
+
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, client_id="newsradar-read")
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not parts:
+            return []
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
         out = []
+        deadline = time.monotonic() + timeout
         while any(consumer.position(tp) < ends[tp] for tp in parts):
-            for records in consumer.poll(timeout_ms=int(poll_timeout * 1000)).values():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout:.0f}s")
+            for records in consumer.poll(timeout_ms=200).values():
                 out.extend(records)
         return out
     finally:

@@ -44,6 +44,13 @@ MATCH_KINDS = ("exact", "lemma", "translit", "fuzzy")
 
 # A record larger than this is refused by decode; the pipeline sends it to the DLQ.
 MAX_RECORD_BYTES = 2 * 1024 * 1024
+# Records the pipeline writes (news.tagged, news.alerts, news.dlq) carry a raw article plus
+# analysis, or an original payload: they may be larger, up to this (below the producer's 4 MiB
+# request limit, newsradar.kafka.MAX_REQUEST_BYTES, with room for the request's own overhead).
+MAX_OUTPUT_RECORD_BYTES = 3 * 1024 * 1024
+# A dead letter keeps at most this much of the original payload; the rest stays findable on
+# its input topic through ``DeadLetter.source`` (topic/partition/offset).
+MAX_DLQ_ORIGINAL_BYTES = 2 * 1024 * 1024
 
 
 class RecordError(ValueError):
@@ -142,15 +149,15 @@ def _check_nonempty(data: dict, name: str, prefix: str = "") -> str:
     return value
 
 
-def _load_object(payload: bytes | str | dict) -> dict:
+def _load_object(payload: bytes | str | dict, limit: int = MAX_RECORD_BYTES) -> dict:
     if isinstance(payload, dict):
         return payload
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
     if not isinstance(payload, (bytes, bytearray)):
         raise RecordError("", f"expected JSON bytes, got {type(payload).__name__}")
-    if len(payload) > MAX_RECORD_BYTES:
-        raise RecordError("", f"record of {len(payload)} bytes exceeds the {MAX_RECORD_BYTES}-byte cap")
+    if len(payload) > limit:
+        raise RecordError("", f"record of {len(payload)} bytes exceeds the {limit}-byte cap")
     try:
         # Decode ourselves: json.loads(bytes) would guess UTF-16/32 from a BOM.
         data = json.loads(bytes(payload).decode("utf-8"))
@@ -421,7 +428,7 @@ def _span(data: dict, prefix: str) -> tuple[int, int]:
 
 
 def decode_tagged(payload: bytes | str | dict) -> TaggedArticle:
-    data = _load_object(payload)
+    data = _load_object(payload, MAX_OUTPUT_RECORD_BYTES)
     article = _construct(RawArticle, _raw_fields(data))
     topics = []
     for i, item in enumerate(_check(data, "topics", list, True) or []):
@@ -512,7 +519,7 @@ def _alert_fields(data: dict) -> dict:
 
 
 def decode_alert(payload: bytes | str | dict) -> Alert:
-    return _construct(Alert, _alert_fields(_load_object(payload)))
+    return _construct(Alert, _alert_fields(_load_object(payload, MAX_OUTPUT_RECORD_BYTES)))
 
 
 # ---------------------------------------------------------------------------
@@ -524,7 +531,10 @@ class DeadLetter(_Record):
     """A record the pipeline could not process, kept with the reason (topic ``news.dlq``).
 
     ``original`` is the original payload as text when it was valid UTF-8, otherwise its
-    base64 encoding with ``encoding="base64"``.
+    base64 encoding with ``encoding="base64"``. A payload larger than
+    :data:`MAX_DLQ_ORIGINAL_BYTES` is kept only up to that size, with ``original_size`` giving
+    its full length, so a dead letter always fits its topic; ``source`` says where the whole
+    payload is.
     """
 
     KIND: ClassVar[str] = "dlq"
@@ -536,14 +546,20 @@ class DeadLetter(_Record):
     encoding: str = "utf-8"
     # Where the bad record came from, when known (topic/partition/offset of the input).
     source: str | None = None
+    # Set when ``original`` holds only the first MAX_DLQ_ORIGINAL_BYTES of the payload.
+    original_size: int | None = None
 
     @classmethod
     def wrap(cls, payload: bytes, error: str, step: str, at: datetime | None = None, source: str | None = None):
+        size = None
+        if len(payload) > MAX_DLQ_ORIGINAL_BYTES:
+            size, payload = len(payload), bytes(payload[:MAX_DLQ_ORIGINAL_BYTES])
         try:
             text, enc = payload.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             text, enc = base64.b64encode(payload).decode("ascii"), "base64"
-        return cls(original=text, error=error, step=step, at=format_time(at or utc_now()), encoding=enc, source=source)
+        return cls(original=text, error=error, step=step, at=format_time(at or utc_now()), encoding=enc, source=source,
+                   original_size=size)
 
     def original_bytes(self) -> bytes:
         if self.encoding == "base64":
@@ -552,7 +568,7 @@ class DeadLetter(_Record):
 
 
 def decode_dead_letter(payload: bytes | str | dict) -> DeadLetter:
-    data = _load_object(payload)
+    data = _load_object(payload, MAX_OUTPUT_RECORD_BYTES)
     return DeadLetter(
         original=_check(data, "original", str, True),
         error=_check_nonempty(data, "error"),
@@ -560,6 +576,7 @@ def decode_dead_letter(payload: bytes | str | dict) -> DeadLetter:
         at=_check_time(data, "at", True),
         encoding=_check_enum(data, "encoding", ("utf-8", "base64"), False) or "utf-8",
         source=_check(data, "source", str, False),
+        original_size=_check(data, "original_size", int, False),
     )
 
 
@@ -650,7 +667,8 @@ def alert_id(kind: str, subject: str, trigger: str) -> str:
 
 
 __all__ = [
-    "ALL_TOPICS", "Alert", "DeadLetter", "Evidence", "MAX_RECORD_BYTES", "Mention", "RawArticle",
+    "ALL_TOPICS", "Alert", "DeadLetter", "Evidence", "MAX_DLQ_ORIGINAL_BYTES", "MAX_OUTPUT_RECORD_BYTES",
+    "MAX_RECORD_BYTES", "Mention", "RawArticle",
     "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_RAW", "TOPIC_TAGGED",
     "TaggedArticle", "TopicTag", "alert_id", "canonical_url", "decode_alert", "decode_dead_letter",
     "decode_raw", "decode_tagged", "encode", "fit_to_size", "format_time", "parse_time", "rss_article_id",

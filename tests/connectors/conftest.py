@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from newsradar.kafka import ensure_topics
 from newsradar.records import rss_article_id
@@ -46,21 +45,6 @@ def raw_topic(kafka, topic_prefix) -> str:
     return name
 
 
-def read_topic(bootstrap: str, topic: str) -> list:
-    """Every record on ``topic`` from the beginning to the end offsets at call time."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000)
-    try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        out = []
-        while any(consumer.position(tp) < ends[tp] for tp in parts):
-            for records in consumer.poll(timeout_ms=1000).values():
-                out.extend(records)
-        return out
-    finally:
-        consumer.close()
 
 
 def expected_feeds() -> dict:

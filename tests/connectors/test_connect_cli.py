@@ -11,9 +11,10 @@ from collections import Counter
 import pytest
 import yaml
 
+from newsradar.kafka import read_topic
 from newsradar.records import TOPIC_RAW, decode_raw
 from tests.conftest import free_port, newsradar_cmd, wait_for
-from tests.connectors.conftest import expected_feeds, expected_id, read_topic
+from tests.connectors.conftest import expected_feeds, expected_id
 
 pytestmark = pytest.mark.kafka
 

@@ -23,9 +23,9 @@ from collections import Counter
 
 import pytest
 
+from newsradar.kafka import read_topic
 from newsradar.records import TOPIC_RAW, rss_article_id
 from tests.conftest import newsradar_cmd, wait_for
-from tests.connectors.conftest import read_topic
 from tests.connectors.feedserver import FeedServer
 from tests.connectors.test_connect_cli import write_sources
 

@@ -19,12 +19,12 @@ from connectors.rss import RssPoller
 from connectors.runner import Runner, Schedule, Slot
 from connectors.state import StateStore
 from newsradar.config.sources import Defaults, RssSource
-from newsradar.kafka import make_producer
+from newsradar.kafka import make_producer, read_topic
 from newsradar.metrics import ConnectorMetrics
 from newsradar.netguard import AddressPolicy
 from newsradar.records import MAX_RECORD_BYTES, RawArticle, decode_raw, format_time
 from tests.conftest import wait_for
-from tests.connectors.conftest import expected_feeds, expected_id, read_topic
+from tests.connectors.conftest import expected_feeds, expected_id
 from tests.connectors.feedserver import generated_feed
 
 pytestmark = pytest.mark.kafka

@@ -193,3 +193,32 @@ def test_fit_to_size_cuts_the_title_last_and_refuses_what_cannot_fit():
     assert fitted.flags == ("text_truncated", "title_truncated") and len(fitted.encode()) <= 4096
     with pytest.raises(r.RecordError, match="over the 4096-byte cap"):
         r.fit_to_size(raw(url="https://x.example/" + "a" * 5000), 4096)
+
+
+def test_dead_letter_of_a_huge_payload_keeps_its_head_and_fits_its_topic():
+    payload = ("я" * (r.MAX_DLQ_ORIGINAL_BYTES)).encode("utf-8")  # 2 bytes a character: twice the cap
+    letter = r.DeadLetter.wrap(payload, "record exceeds the cap", "parse", source="news.raw/0/17")
+    assert letter.original_size == len(payload)
+    assert letter.original_bytes() == payload[: r.MAX_DLQ_ORIGINAL_BYTES]
+    encoded = letter.encode()
+    assert len(encoded) <= r.MAX_OUTPUT_RECORD_BYTES
+    back = r.decode_dead_letter(encoded)
+    assert back.original_size == len(payload) and back.source == "news.raw/0/17"
+    # Binary and cut: base64 grows it by a third, and it still fits.
+    binary = r.DeadLetter.wrap(b"\xff" * (3 * r.MAX_DLQ_ORIGINAL_BYTES), "not UTF-8", "parse")
+    assert binary.encoding == "base64" and len(binary.encode()) <= r.MAX_OUTPUT_RECORD_BYTES
+    small = r.DeadLetter.wrap(b"{}", "missing fields", "parse")
+    assert small.original_size is None and "original_size" not in json.loads(small.encode())
+
+
+def test_pipeline_outputs_may_exceed_the_raw_cap():
+    big_text = "x" * (r.MAX_RECORD_BYTES - 2000)
+    article = r.RawArticle(
+        article_id="a", source_id="s", source_kind="rss", url="https://x", title="t", text=big_text,
+        published_at="2026-11-20T10:00:00Z", fetched_at="2026-11-20T10:00:00Z",
+    )
+    mentions = tuple(r.Mention("united-russia", "United Russia", i, i + 13, "exact") for i in range(0, 60000, 20))
+    tagged = r.TaggedArticle(article=article, lang="en", story_id="s1", mentions=mentions)
+    encoded = tagged.encode()
+    assert r.MAX_RECORD_BYTES < len(encoded) <= r.MAX_OUTPUT_RECORD_BYTES
+    assert r.decode_tagged(encoded).story_id == "s1"

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from newsradar.kafka import ensure_topics
+from newsradar.kafka import ensure_topics, read_topic
 from newsradar.records import decode_dead_letter, decode_tagged
 from tests.conftest import FIXTURES, newsradar_cmd, wait_for
-from tests.pipelines.support import committed, end_offsets, produce, raw_article, read_topic
+from tests.pipelines.support import committed, end_offsets, produce, raw_article
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import time
 import urllib.request
 from datetime import timedelta
 
 import pytest
 
-from newsradar.kafka import ensure_topics, make_producer
+from newsradar.kafka import ensure_topics, make_producer, read_topic
 from newsradar.records import RawArticle, decode_alert, decode_tagged, format_time, utc_now
 from tests.conftest import REPO, newsradar_cmd, wait_for
 
@@ -48,25 +47,6 @@ def produce(bootstrap: str, topic: str, articles: list[RawArticle]) -> None:
         producer.close()
 
 
-def read_all(bootstrap: str, topic: str) -> list[bytes]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        out = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                out.extend(r.value for r in batch)
-        return out
-    finally:
-        consumer.close()
 
 
 @pytest.fixture()
@@ -111,7 +91,7 @@ def test_stream_tags_alerts_once_per_story_and_reloads_the_watchlist(kafka, pipe
         article(2, "Пикет жён мобилизованных", body + " Обновлено."),  # a copy of the same story
         article(3, "Погода", "Завтра в городе ожидается дождь и сильный ветер."),
     ])
-    tagged = wait_for(lambda: len(got := [decode_tagged(v) for v in read_all(bs, prefix + "news.tagged")]) >= 3 and got,
+    tagged = wait_for(lambda: len(got := [decode_tagged(v) for v in (r.value for r in read_topic(bs, prefix + "news.tagged"))]) >= 3 and got,
                       240, "three articles in news.tagged")
     by_id = {t.article.article_id: t for t in tagged}
     first = by_id["rss:e2e:1"]
@@ -122,7 +102,7 @@ def test_stream_tags_alerts_once_per_story_and_reloads_the_watchlist(kafka, pipe
     assert by_id["rss:e2e:2"].story_id == first.story_id and by_id["rss:e2e:3"].mentions == ()
 
     def alerts():
-        return [decode_alert(v) for v in read_all(bs, prefix + "news.alerts")]
+        return [decode_alert(v) for v in (r.value for r in read_topic(bs, prefix + "news.alerts"))]
 
     got = wait_for(lambda: len(a := alerts()) >= 3 and a, 60, "alerts for the first story")
     assert sorted((a.kind, a.topic_id) for a in got) == [
@@ -138,7 +118,7 @@ def test_stream_tags_alerts_once_per_story_and_reloads_the_watchlist(kafka, pipe
     def poets_tagged():
         n[0] += 1
         produce(bs, prefix + "news.raw", [article(n[0], "Литература", f"Союз поэтов провёл вечер номер {n[0]}.")])
-        return any(m.org_id == "poets-union" for v in read_all(bs, prefix + "news.tagged")
+        return any(m.org_id == "poets-union" for v in (r.value for r in read_topic(bs, prefix + "news.tagged"))
                    for m in decode_tagged(v).mentions)
 
     # One probe article every 3 s (wait_for's interval) until a worker has polled the file.
@@ -158,7 +138,7 @@ def test_stream_tags_alerts_once_per_story_and_reloads_the_watchlist(kafka, pipe
     wait_for(refused, 150, "the broken watchlist to be refused", interval=3)
     last = f"rss:e2e:{n[0]}"
     wait_for(lambda: any(t.article.article_id == last and t.mentions
-                         for t in map(decode_tagged, read_all(bs, prefix + "news.tagged"))),
+                         for t in map(decode_tagged, (r.value for r in read_topic(bs, prefix + "news.tagged")))),
              60, "the last article tagged by the version still in force")
     assert "watchlist reload refused" in log()
     assert proc.poll() is None, log()[-3000:]

@@ -8,9 +8,9 @@ from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from newsradar.kafka import ensure_topics
+from newsradar.kafka import ensure_topics, read_topic
 from newsradar.records import DeadLetter, TaggedArticle, decode_dead_letter
-from tests.pipelines.support import committed, end_offsets, produce, raw_article, read_topic
+from tests.pipelines.support import committed, end_offsets, produce, raw_article
 from transforms.kafkaio import (
     CommitOffsets,
     KafkaWriteError,

@@ -13,10 +13,9 @@ from collections import Counter
 import pytest
 import yaml
 
-from newsradar.kafka import ensure_topics
+from newsradar.kafka import ensure_topics, read_topic
 from newsradar.records import TOPIC_RAW, decode_raw
 from tests.conftest import FIXTURES, newsradar_cmd, wait_for
-from tests.connectors.conftest import read_topic
 from tests.connectors.telegram.conftest import CHANNEL
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

@@ -14,10 +14,9 @@ import pytest
 import yaml
 
 from connectors.telegram.webhook import SECRET_HEADER, DeliveryFailed, WebhookReceiver, serve
-from newsradar.kafka import ensure_topics
+from newsradar.kafka import ensure_topics, read_topic
 from newsradar.records import TOPIC_RAW, decode_raw
 from tests.conftest import FIXTURES, free_port, newsradar_cmd, wait_for
-from tests.connectors.conftest import read_topic
 
 SECRET = "s3cret-Token_for-tests"
 UPDATES = [u for step in json.loads((FIXTURES / "telegram/bot/basic.json").read_text("utf-8"))["steps"]
