@@ -243,8 +243,8 @@ def sources_health() -> dict:
                   target(f"sum by (source) (rate(newsradar_items_skipped_total{src}[{RATE}])) * 3600",
                          "{{source}} skipped"),
               ], unit="short", w=12),
-        panel(lay, "Poll cycles", "Scheduler cycles the connectors completed, per minute (flat = the "
-              "scheduler is stuck).", [
+        panel(lay, "Scheduler heartbeat", "Progress intervals the connectors' scheduler completed, per minute "
+              "(about 2 when healthy; flat at 0 = the scheduler is stuck).", [
                   target(f"sum by (instance) (rate(newsradar_poll_cycles_total[{RATE}])) * 60", "{{instance}}"),
               ], unit="short", w=24),
         row(lay, "Rate limits and cost"),
