@@ -80,8 +80,11 @@ def format_time(value: datetime) -> str:
         raise ValueError("naive datetime: every timestamp in newsradar is timezone-aware")
     value = value.astimezone(UTC)
     text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond // 1000:03d}"
+    # Milliseconds only, and only when there are some: parse_time(format_time(t)) must format
+    # to the same text (a time with 0 < microseconds < 1000 used to come back without ".000").
+    millis = value.microsecond // 1000
+    if millis:
+        text += f".{millis:03d}"
     return text + "Z"
 
 

@@ -1,4 +1,5 @@
 import json
+from datetime import UTC
 
 import pytest
 
@@ -222,3 +223,12 @@ def test_pipeline_outputs_may_exceed_the_raw_cap():
     encoded = tagged.encode()
     assert r.MAX_RECORD_BYTES < len(encoded) <= r.MAX_OUTPUT_RECORD_BYTES
     assert r.decode_tagged(encoded).story_id == "s1"
+
+
+@pytest.mark.parametrize("micro", [0, 1, 999, 1000, 123456, 999999])
+def test_format_time_survives_a_round_trip(micro):
+    from datetime import datetime
+
+    t = datetime(2026, 11, 25, 19, 29, 26, micro, tzinfo=UTC)
+    text = r.format_time(t)
+    assert r.format_time(r.parse_time(text)) == text
