@@ -111,11 +111,8 @@ def judge_repeat(seen: Version | None, incoming: Version) -> str:
     return UPDATE if incoming.order() > seen.order() else STALE
 
 
-class _DropRepeats(beam.DoFn):
-    # One state cell per id, (last version that went out, expiry in micros): every id is a
-    # new key, so each read is a round trip to the runner; one cell means one trip.
-    SEEN = userstate.ReadModifyWriteStateSpec("seen", PickleCoder())
-    EXPIRY = userstate.TimerSpec("expiry", userstate.TimeDomain.WATERMARK)
+class _RepeatRuleFn(beam.DoFn):
+    """What the streaming and the in-order repeat rules share: window, counters, dead letters."""
 
     def __init__(self, settings: DedupeSettings):
         self._window = int(settings.repeat_window_seconds * _MICROS)
@@ -125,6 +122,13 @@ class _DropRepeats(beam.DoFn):
     def setup(self):
         self._metric = pipeline_metrics().duplicates.labels("same_id")
         self._dead = DeadLetters(STEP, "Dedupe")
+
+
+class _DropRepeats(_RepeatRuleFn):
+    # One state cell per id, (last version that went out, expiry in micros): every id is a
+    # new key, so each read is a round trip to the runner; one cell means one trip.
+    SEEN = userstate.ReadModifyWriteStateSpec("seen", PickleCoder())
+    EXPIRY = userstate.TimerSpec("expiry", userstate.TimeDomain.WATERMARK)
 
     def process(
         self,
@@ -506,17 +510,9 @@ def _stamped(seq, value, ts_micros: int):
     return TimestampedValue((seq, value), Timestamp(micros=ts_micros))
 
 
-class _FirstOfEachInOrder(beam.DoFn):
+class _FirstOfEachInOrder(_RepeatRuleFn):
     """DropRepeats' rule over all versions of one id, in input order."""
 
-    def __init__(self, settings: DedupeSettings):
-        self._window = int(settings.repeat_window_seconds * _MICROS)
-        self._dropped = Metrics.counter("Dedupe", "repeats_dropped")
-        self._updates = Metrics.counter("Dedupe", "updates")
-
-    def setup(self):
-        self._metric = pipeline_metrics().duplicates.labels("same_id")
-        self._dead = DeadLetters(STEP, "Dedupe")
 
     def process(self, element):
         _article_id, versions = element
