@@ -513,7 +513,6 @@ def _stamped(seq, value, ts_micros: int):
 class _FirstOfEachInOrder(_RepeatRuleFn):
     """DropRepeats' rule over all versions of one id, in input order."""
 
-
     def process(self, element):
         _article_id, versions = element
         last, expires = None, 0
