@@ -131,24 +131,48 @@ def _interleave(valid, bad):
     return out + bad
 
 
-def _produce_paced(bootstrap, topic, messages, per_batch=10, pause=0.2) -> threading.Thread:
-    """Produce in small acknowledged batches in the background: a stream, not one burst."""
-    from newsradar.kafka import make_producer
+class _PacedProducer:
+    """Produces in small acknowledged batches, each one only once the pipeline has written out
+    all but ``ahead`` of what was sent before it. So the stream is still flowing whenever the
+    test stops or crashes the pipeline, however fast or slow the machine; ``release()`` sends
+    the rest at once. A pipeline that stops making progress for ``stall`` seconds is an error
+    (kept in ``error``, checked by the test)."""
 
-    def run():
-        producer = make_producer(bootstrap, client_id="newsradar-test")
+    def __init__(self, bootstrap, topic, messages, written, per_batch=10, ahead=20, stall=120.0):
+        self._bootstrap, self._topic, self._messages, self._written = bootstrap, topic, messages, written
+        self._per_batch, self._ahead, self._stall = per_batch, ahead, stall
+        self._released = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def finish(self, timeout: float = 120) -> None:
+        self.release()
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the producer did not finish"
+        assert self.error is None, f"the producer failed: {self.error!r}"
+
+    def _run(self) -> None:
+        from newsradar.kafka import make_producer
+
+        producer = make_producer(self._bootstrap, client_id="newsradar-test")
         try:
-            for i in range(0, len(messages), per_batch):
-                for key, value in messages[i:i + per_batch]:
-                    producer.send(topic, key=key, value=value)
+            for sent in range(0, len(self._messages), self._per_batch):
+                deadline = time.monotonic() + self._stall
+                while not self._released.is_set() and self._written() < sent - self._ahead:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the pipeline wrote nothing new for {self._stall:.0f}s")
+                    self._released.wait(0.2)  # a bounded wait that release() cuts short
+                for key, value in self._messages[sent:sent + self._per_batch]:
+                    producer.send(self._topic, key=key, value=value)
                 producer.flush()
-                time.sleep(pause)
+        except (TimeoutError, OSError) as exc:
+            self.error = exc
         finally:
             producer.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def _add_partition(bootstrap, topic, total):
@@ -196,7 +220,8 @@ def test_every_record_once_across_a_clean_stop_and_restart(kafka, topic_prefix, 
     # Warm up (the first articles also load the language models), then stream the rest.
     produce(bs, raw, _valid(0, 10))
     wait_for(lambda: len(_tagged_ids(bs, prefix)) >= 10, 120, "the first articles in news.tagged")
-    producer = _produce_paced(bs, raw, _interleave(_valid(10, 290), _malformed("a", 10)))
+    producer = _PacedProducer(bs, raw, _interleave(_valid(10, 290), _malformed("a", 10)),
+                              written=lambda: len(_tagged_ids(bs, prefix)) + len(_dead_letters(bs, prefix)) - 10)
     wait_for(lambda: len(_tagged_ids(bs, prefix)) >= 60, 120, "more articles in news.tagged")
     metrics = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
     assert re.search(r'newsradar_articles_total\{lang="\w+"\} [1-9]', metrics), metrics
@@ -204,7 +229,7 @@ def test_every_record_once_across_a_clean_stop_and_restart(kafka, topic_prefix, 
 
     assert first.stop(signal.SIGTERM) == 0, first.log()[-3000:]
     assert "everything read was written and committed" in first.log()
-    producer.join(timeout=120)
+    producer.finish()
     seen_at_stop = len(_tagged_ids(bs, prefix))
     assert seen_at_stop < 300, "the stream ended before the stop: the scenario did not happen"
     # The clean stop committed exactly what was written: nothing behind, nothing ahead.
@@ -235,10 +260,10 @@ def test_a_crash_loses_nothing(kafka, topic_prefix, pipelines):
     first = pipelines()
     produce(bs, raw, _valid(0, 10))
     wait_for(lambda: len(_tagged_ids(bs, prefix)) >= 10, 120, "the first articles in news.tagged")
-    producer = _produce_paced(bs, raw, _valid(10, 190))
+    producer = _PacedProducer(bs, raw, _valid(10, 190), written=lambda: len(_tagged_ids(bs, prefix)) - 10)
     wait_for(lambda: len(_tagged_ids(bs, prefix)) >= 40, 120, "more articles in news.tagged")
     first.crash()
-    producer.join(timeout=120)
+    producer.finish()
     before_restart = collections.Counter(_tagged_ids(bs, prefix))
     assert sum(before_restart.values()) < 200, "the stream ended before the crash: the scenario did not happen"
 
