@@ -65,7 +65,7 @@ setup(
                                     "transforms", "transforms.*", "pipelines", "pipelines.*"]),
     include_package_data=True,
     # the demo's articles are read with importlib.resources (also from a non-editable install)
-    package_data={"newsradar": ["demo/*.yaml"]},
+    package_data={"newsradar": ["cli/demo/*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["newsradar=newsradar.cli:main"]},

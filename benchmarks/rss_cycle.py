@@ -161,7 +161,7 @@ async def run_cycles(args, port: int, bootstrap: str, state_dir: Path) -> list:
 
 
 def parse_cost(items: int, repeats: int = 20) -> float:
-    from connectors.rss_parse import parse_feed
+    from newsradar.feeds import parse_feed
 
     body = feed_body(0, 1, items)
     now = datetime.now(UTC)

@@ -31,8 +31,8 @@ from yarl import URL
 
 from connectors.base import PollResult
 from connectors.http import FetchError, HttpClient, Response
-from connectors.rss_parse import FeedError, parse_feed
 from newsradar.config.sources import Defaults, RssSource
+from newsradar.feeds import FeedError, parse_feed
 from newsradar.httpclient import parse_retry_after
 
 log = logging.getLogger(__name__)

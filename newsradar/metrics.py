@@ -16,6 +16,8 @@ import threading
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from newsradar import vocab
+
 PREFIX = "newsradar_"
 
 # Enums for labels (bounded by construction).
@@ -34,9 +36,9 @@ FETCH_OUTCOMES = (
     "unavailable",   # the source kind cannot run in this build (e.g. its module is missing)
 )
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
-ALERT_KINDS = ("new_mention", "first_in_window", "surge", "topic")
+ALERT_KINDS = vocab.ALERT_KINDS
 DUPLICATE_KINDS = ("same_id", "near_duplicate")
-LANGS = ("en", "ru", "uk", "other")
+LANGS = vocab.DETECTED_LANGUAGES
 WATCHLIST_RELOAD_RESULTS = ("ok", "failed")
 
 # Latency buckets from seconds to a day: news is minutes old when it matters.

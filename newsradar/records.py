@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from newsradar.vocab import ALERT_KINDS, MATCH_KINDS, SEVERITIES, SOURCE_KINDS
 
 SCHEMA_VERSION = 1
 
@@ -37,10 +36,6 @@ TOPIC_ALERTS = "news.alerts"
 TOPIC_DLQ = "news.dlq"
 ALL_TOPICS = (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ)
 
-SOURCE_KINDS = ("rss", "telegram")
-ALERT_KINDS = ("new_mention", "first_in_window", "surge", "topic")
-SEVERITIES = ("info", "warning", "critical")
-MATCH_KINDS = ("exact", "lemma", "translit", "fuzzy")
 
 # A record larger than this is refused by decode; the pipeline sends it to the DLQ.
 MAX_RECORD_BYTES = 2 * 1024 * 1024
@@ -583,97 +578,10 @@ def decode_dead_letter(payload: bytes | str | dict) -> DeadLetter:
     )
 
 
-# ---------------------------------------------------------------------------
-# identity
-
-
-def _digest(*parts: str, size: int = 16) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode("utf-8"))
-        h.update(b"\x1f")  # unit separator: ("ab","c") and ("a","bc") differ
-    return h.hexdigest()[:size]
-
-
-# Query parameters that only track the reader; dropping them makes one article one URL.
-TRACKING_PARAMS = frozenset(
-    {
-        "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid", "mc_cid",
-        "mc_eid", "_hsenc", "_hsmi", "mkt_tok", "ref", "ref_src", "ref_url", "cmpid", "ito",
-        "utm_referrer", "at_medium", "at_campaign", "rss", "from", "spm", "s_cid", "ncid",
-    }
-)
-
-
-def canonical_url(url: str) -> str:
-    """A stable form of an article URL: lower-case scheme and host, no fragment, no
-    default port, no tracking parameters (``utm_*`` and :data:`TRACKING_PARAMS`), the
-    remaining query parameters sorted."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower().rstrip(".")
-    port = parts.port
-    netloc = host
-    if port and not ((scheme == "http" and port == 80) or (scheme == "https" and port == 443)):
-        netloc = f"{host}:{port}"
-    query = [
-        (k, v)
-        for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if not k.lower().startswith("utm_") and k.lower() not in TRACKING_PARAMS
-    ]
-    query.sort()
-    path = parts.path or "/"
-    return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), ""))
-
-
-def _norm_text(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).split()).casefold()
-
-
-def rss_article_id(
-    source_id: str,
-    *,
-    guid: str | None = None,
-    link: str | None = None,
-    title: str = "",
-    text: str = "",
-    guid_is_repeated: bool = False,
-) -> str:
-    """The stable id of a feed entry, scoped by source.
-
-    guid when the feed's guids are trustworthy; guid + canonical link when the feed
-    repeats one guid across entries; else the canonical URL; else a hash of title and text.
-    """
-    guid = (guid or "").strip()
-    link = (link or "").strip()
-    if guid and not guid_is_repeated:
-        return f"rss:{source_id}:g:{_digest(guid)}"
-    if guid and link:
-        return f"rss:{source_id}:gl:{_digest(guid, canonical_url(link))}"
-    if link:
-        return f"rss:{source_id}:u:{_digest(canonical_url(link))}"
-    return f"rss:{source_id}:h:{_digest(_norm_text(title), _norm_text(text))}"
-
-
-def telegram_article_id(channel: str, message_id: int) -> str:
-    """``tg:<channel>:<message_id>``; channel usernames are case-insensitive on Telegram."""
-    return f"tg:{channel.lstrip('@').lower()}:{int(message_id)}"
-
-
-def alert_id(kind: str, subject: str, trigger: str) -> str:
-    """Deterministic alert id: the same (kind, org or topic, trigger) always gives the same id,
-    so any sink can drop repeats. ``trigger`` identifies the event, e.g. the story id for a
-    new mention or the hour bucket for a surge."""
-    if kind not in ALERT_KINDS:
-        raise ValueError(f"unknown alert kind {kind!r}")
-    return f"{kind}:{subject}:{_digest(kind, subject, trigger, size=20)}"
-
-
 __all__ = [
     "ALL_TOPICS", "Alert", "DeadLetter", "Evidence", "MAX_DLQ_ORIGINAL_BYTES", "MAX_OUTPUT_RECORD_BYTES",
     "MAX_RECORD_BYTES", "Mention", "RawArticle",
     "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_RAW", "TOPIC_TAGGED",
-    "TaggedArticle", "TopicTag", "alert_id", "canonical_url", "decode_alert", "decode_dead_letter",
-    "decode_raw", "decode_tagged", "encode", "fit_to_size", "format_time", "parse_time", "rss_article_id",
-    "telegram_article_id", "utc_now",
+    "TaggedArticle", "TopicTag", "decode_alert", "decode_dead_letter",
+    "decode_raw", "decode_tagged", "encode", "fit_to_size", "format_time", "parse_time", "utc_now",
 ]

@@ -30,15 +30,8 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from newsradar.config import ConfigError
-from newsradar.records import (
-    DeadLetter,
-    RawArticle,
-    RecordError,
-    TaggedArticle,
-    format_time,
-    parse_time,
-    rss_article_id,
-)
+from newsradar.identity import rss_article_id
+from newsradar.records import DeadLetter, RawArticle, RecordError, TaggedArticle, format_time, parse_time
 from transforms.reload import WatchlistSource
 
 DEFAULT_SOURCE = "file"
@@ -109,7 +102,7 @@ def _jsonl_item(seq: int, lineno: int, raw: bytes, now: datetime) -> Item:
 
 
 def _feed_items(data: bytes, now: datetime, name: str) -> list[Item]:
-    from connectors.rss_parse import FeedError, parse_feed
+    from newsradar.feeds import FeedError, parse_feed
 
     try:
         parsed = parse_feed(data, {}, source_id=DEFAULT_SOURCE, fetched_at=now)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from newsradar.cli.liveview import scrape
 from newsradar.kafka import read_topic
-from newsradar.liveview import scrape
 from newsradar.records import TOPIC_ALERTS, TOPIC_TAGGED, decode_alert, decode_tagged
 from tests.conftest import free_port, wait_for
 

@@ -5,7 +5,7 @@ use them are in :mod:`transforms.alerting`.
 Guarantees:
 
 * :func:`make_alert` is deterministic except for ``created_at``: the id comes from
-  :func:`newsradar.records.alert_id` over (kind, organization or topic, trigger), so a
+  :func:`newsradar.identity.alert_id` over (kind, organization or topic, trigger), so a
   replay, a retried bundle or a second worker produce the same id and every sink can drop
   repeats.
 * A snippet always contains the matched span (it is cut around it at word boundaries).
@@ -16,12 +16,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from newsradar.config.watchlist import Organization, Watchlist
-from newsradar.records import Alert, TaggedArticle, alert_id, format_time, parse_time
+from newsradar.identity import alert_id
+from newsradar.records import Alert, TaggedArticle, format_time, parse_time
+from newsradar.vocab import SEVERITIES
 
 from .nlp import analysis_text
 from .novelty import MentionEvent, Trigger
 
-SEVERITIES = ("info", "warning", "critical")
 SNIPPET_CHARS = 280
 
 _MATCH_WORDS = {

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import unicodedata
 
 import numpy as np
 import spacy
@@ -33,7 +32,9 @@ from spacy.attrs import IS_PUNCT, IS_SPACE, LEMMA, LOWER
 from spacy.language import Language
 from spacy.tokens import Doc
 
-LANGS = ("en", "ru", "uk")
+from newsradar.vocab import LANGUAGES
+
+LANGS = LANGUAGES
 COMPONENT = "newsradar_match_keys"
 
 # Lower-case word forms kept per language; ~100 bytes each, so the default is ~50 MB at most.
@@ -307,6 +308,3 @@ class Pipelines:
 def is_cyrillic(text: str) -> bool:
     return bool(_CYRILLIC.search(text))
 
-
-def normalize_spaces(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFC", text).split())

@@ -24,12 +24,13 @@ from apache_beam.metrics import Metrics
 from newsradar.metrics import pipeline_metrics
 from newsradar.records import RawArticle, TaggedArticle
 from newsradar.text import html_to_text, looks_like_html, normalize_text
+from newsradar.vocab import DETECTED_LANGUAGES, LANGUAGES
 
 from .deadletters import DATA_ERRORS, DLQ, DeadLetters
 
 STEP = "normalize"
-LANGS = ("en", "ru", "uk", "other")
-TARGET_LANGS = frozenset({"en", "ru", "uk"})
+LANGS = DETECTED_LANGUAGES
+TARGET_LANGS = frozenset(LANGUAGES)
 
 # Languages the detector chooses among. The non-target ones are there to be recognised as
 # "other"; without them every Cyrillic text would be called ru or uk. Kazakh is left out on

@@ -23,7 +23,7 @@ arrivals are fine: a late article never raises ``first_in_window`` (the silence 
 end is already over) and counts in its own hour.
 
 Every trigger names what raised it (``subject``, ``trigger``), so
-:func:`newsradar.records.alert_id` gives the same id however often or in whatever order the
+:func:`newsradar.identity.alert_id` gives the same id however often or in whatever order the
 input is replayed. State is bounded: stories and hour counts older than the memory are
 pruned on every event and on a timer; an idle organization keeps only two timestamps.
 """

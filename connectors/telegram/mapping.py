@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from newsradar.records import RawArticle, format_time, telegram_article_id
+from newsradar.identity import telegram_article_id
+from newsradar.records import RawArticle, format_time
 from newsradar.text import normalize_text
 
 SOURCE_KIND = "telegram"

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from newsradar.vocab import Lang
+
 from .loader import ConfigError, Document, check_unique, load_yaml, parse_duration, parse_size, validate
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -22,7 +24,6 @@ _CHANNEL = re.compile(r"^@?[A-Za-z][A-Za-z0-9_]{3,63}$")
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
-Lang = Literal["en", "ru", "uk"]
 
 
 class _Frozen(BaseModel):

@@ -12,10 +12,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from newsradar.vocab import LANGUAGES, Lang, Severity
+
 from .loader import ConfigError, Document, check_unique, load_yaml, parse_duration, validate
 
-LANGS = ("en", "ru", "uk")
-Lang = Literal["en", "ru", "uk"]
+LANGS = LANGUAGES
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
@@ -72,7 +73,7 @@ class Topic(_Frozen):
     negative: dict[Lang, tuple[TermItem, ...]] = Field(default_factory=dict)
     # Raise a ``topic`` alert when an article carries this topic and a watched organization.
     alert: bool = True
-    severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Severity = "warning"
 
     @field_validator("threshold")
     @classmethod
@@ -118,7 +119,7 @@ class Organization(_Frozen):
     context: dict[Lang, tuple[Text, ...]] = Field(default_factory=dict)
     # first_in_window fires when the organization had no mention for this long.
     novelty_window: Duration | None = None
-    severity: Literal["info", "warning", "critical"] = "warning"
+    severity: Severity = "warning"
 
     def window(self, novelty: Novelty) -> float:
         """The first_in_window period in seconds: this organization's, else the default."""

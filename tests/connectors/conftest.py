@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from newsradar.identity import rss_article_id
 from newsradar.kafka import ensure_topics
-from newsradar.records import rss_article_id
 from tests.connectors.feedserver import FEEDS, FeedServer
 
 

@@ -23,8 +23,9 @@ from collections import Counter
 
 import pytest
 
+from newsradar.identity import rss_article_id
 from newsradar.kafka import read_topic
-from newsradar.records import TOPIC_RAW, rss_article_id
+from newsradar.records import TOPIC_RAW
 from tests.conftest import newsradar_cmd, wait_for
 from tests.connectors.feedserver import FeedServer
 from tests.connectors.test_connect_cli import write_sources

@@ -20,8 +20,8 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from connectors.rss_parse import FeedError, parse_feed
 from newsradar import paths
+from newsradar.feeds import FeedError, parse_feed
 
 pytestmark = pytest.mark.slow
 

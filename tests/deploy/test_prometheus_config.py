@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from newsradar import cli
+from newsradar.cli import commands as cli
 from newsradar.config.sources import MetricsEndpoint
 from tests.deploy.shipped import INSTALL_SCRIPT, PROMETHEUS_DIR, RULE_FILES, RULE_TESTS, alert_names, rule_groups, tool
 

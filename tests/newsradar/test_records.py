@@ -3,6 +3,7 @@ from datetime import UTC
 
 import pytest
 
+from newsradar import identity
 from newsradar import records as r
 
 
@@ -98,7 +99,7 @@ def test_tagged_round_trip_and_span_validation():
 
 def test_alert_round_trip_and_subject_required():
     alert = r.Alert(
-        alert_id=r.alert_id("new_mention", "united-russia", "s-1"),
+        alert_id=identity.alert_id("new_mention", "united-russia", "s-1"),
         kind="new_mention",
         severity="warning",
         article_id="a",
@@ -125,37 +126,6 @@ def test_dead_letter_keeps_original_bytes_text_or_binary():
     assert binary.encoding == "base64"
     back = r.decode_dead_letter(binary.encode())
     assert back.original_bytes() == b"\x00\xff\xfe" and back.step == "parse"
-
-
-def test_article_ids_are_stable_and_scoped():
-    a = r.rss_article_id("src-a", guid="https://x/1")
-    assert a == r.rss_article_id("src-a", guid="https://x/1")
-    assert a != r.rss_article_id("src-b", guid="https://x/1")
-    # A feed that repeats one guid: the link tells entries apart.
-    g1 = r.rss_article_id("s", guid="same", link="https://x/1", guid_is_repeated=True)
-    g2 = r.rss_article_id("s", guid="same", link="https://x/2", guid_is_repeated=True)
-    assert g1 != g2
-    # No guid: canonical URL, so tracking parameters and fragments do not split an article.
-    u1 = r.rss_article_id("s", link="https://Example.org:443/a?utm_source=x&b=2&a=1#top")
-    u2 = r.rss_article_id("s", link="https://example.org/a?a=1&b=2&fbclid=zzz")
-    assert u1 == u2
-    # Nothing but text: whitespace and case do not change identity.
-    h1 = r.rss_article_id("s", title="Протест  матерей", text="Текст")
-    assert h1 == r.rss_article_id("s", title="протест матерей", text=" Текст ")
-    assert r.telegram_article_id("@MediaZZZona", 42) == "tg:mediazzzona:42"
-
-
-def test_canonical_url():
-    assert r.canonical_url("HTTP://News.Example.org:80/x?utm_medium=rss&id=5#c") == "http://news.example.org/x?id=5"
-
-
-def test_alert_id_is_deterministic_per_trigger():
-    a = r.alert_id("surge", "verstka", "2026-11-20T10")
-    assert a == r.alert_id("surge", "verstka", "2026-11-20T10")
-    assert a != r.alert_id("surge", "verstka", "2026-11-20T11")
-    assert a != r.alert_id("first_in_window", "verstka", "2026-11-20T10")
-    with pytest.raises(ValueError):
-        r.alert_id("bogus", "x", "y")
 
 
 CJK = "士兵母亲委员会在市政厅前集会"  # 3 bytes a character in UTF-8

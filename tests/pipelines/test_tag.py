@@ -7,7 +7,8 @@ import subprocess
 import pytest
 from prometheus_client import REGISTRY
 
-from newsradar.records import alert_id, decode_alert
+from newsradar.identity import alert_id
+from newsradar.records import decode_alert
 from pipelines.tag import main as tag_main
 from tests.conftest import FIXTURES, REPO, newsradar_cmd
 from transforms.tagging import Tagger

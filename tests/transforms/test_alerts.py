@@ -7,8 +7,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from newsradar.config.watchlist import Watchlist
+from newsradar.identity import alert_id
 from newsradar.metrics import PipelineMetrics
-from newsradar.records import Alert, Mention, RawArticle, TaggedArticle, TopicTag, alert_id, decode_alert
+from newsradar.records import Alert, Mention, RawArticle, TaggedArticle, TopicTag, decode_alert
 from transforms.alerting import Novelty
 from transforms.alerts import event_time, events_of, make_alert, raised, severity, snippet, why
 from transforms.nlp import analysis_text

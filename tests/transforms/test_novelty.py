@@ -11,7 +11,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
 from newsradar.config.watchlist import Watchlist
-from newsradar.records import Mention, RawArticle, TaggedArticle, TopicTag, alert_id, format_time
+from newsradar.identity import alert_id
+from newsradar.records import Mention, RawArticle, TaggedArticle, TopicTag, format_time
 from transforms import novelty
 from transforms.alerting import RaiseAlerts, RaiseAlertsInOrder
 from transforms.novelty import HOUR, MentionEvent, OrgState, observe

@@ -20,8 +20,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from newsradar.config.watchlist import AlertmanagerSink, FileSink, WebhookSink
+from newsradar.identity import alert_id
 from newsradar.metrics import PipelineMetrics
-from newsradar.records import Alert, alert_id, decode_alert, decode_dead_letter, format_time
+from newsradar.records import Alert, decode_alert, decode_dead_letter, format_time
 from tests.conftest import free_port, wait_for
 from transforms.alerting import DeliverAlerts
 from transforms.sinks import (

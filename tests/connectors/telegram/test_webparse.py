@@ -139,7 +139,7 @@ def test_parse_count(text, expected):
 def test_declared_entities_in_a_page_are_not_expanded():
     # t.me pages are HTML, read by an HTML5 parser that has no DTD processing: an internal
     # subset is junk text to it and "&laugh;" stays as written. (Feeds are XML and get the
-    # declaration check in connectors.rss_parse; no Telegram mode parses XML.)
+    # declaration check in newsradar.feeds; no Telegram mode parses XML.)
     page = (PAGES / "latest.html").read_bytes()
     hostile = page.replace(
         b"<!DOCTYPE html>", b'<!DOCTYPE html [<!ENTITY laugh "' + b"ha" * 50 + b'">]>', 1

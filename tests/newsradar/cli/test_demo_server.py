@@ -9,7 +9,7 @@ import urllib.request
 import feedparser
 import pytest
 
-from newsradar.demo.server import load_catalog
+from newsradar.cli.demo.server import load_catalog
 from tests.conftest import wait_for
 
 
@@ -18,7 +18,7 @@ def demo_server(tmp_path):
     port_file = tmp_path / "port"
     # speed 60: the whole four-minute schedule plays in about four seconds.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "newsradar.demo.server", "--port", "0", "--speed", "60", "--port-file", str(port_file)],
+        [sys.executable, "-m", "newsradar.cli.demo.server", "--port", "0", "--speed", "60", "--port-file", str(port_file)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:
@@ -85,7 +85,7 @@ def test_conditional_get_answers_304(demo_server):
 def test_held_schedule_serves_only_the_backlog_until_started(tmp_path):
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "newsradar.demo.server", "--port", "0", "--speed", "60", "--port-file", str(port_file),
+        [sys.executable, "-m", "newsradar.cli.demo.server", "--port", "0", "--speed", "60", "--port-file", str(port_file),
          "--hold"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )

@@ -29,11 +29,12 @@ from pathlib import Path
 
 import yaml
 
+from newsradar import paths
+from newsradar.kafka import broker_answers, ensure_topics, missing_topics
+from newsradar.procs import die_with_parent, signal_group
+
 from . import broker as broker_mod
-from . import paths
 from .broker import Broker, tail
-from .kafka import broker_answers, ensure_topics, missing_topics
-from .procs import die_with_parent, signal_group
 
 STOP_GRACE = 20.0
 READY_TIMEOUT = 180.0
@@ -181,7 +182,7 @@ class Stack:
         port_file.unlink(missing_ok=True)
         part = Part(
             "demo server",
-            [sys.executable, "-m", "newsradar.demo.server", "--port", "0", "--speed", str(self.opts.demo_speed),
+            [sys.executable, "-m", "newsradar.cli.demo.server", "--port", "0", "--speed", str(self.opts.demo_speed),
              "--port-file", str(port_file), "--hold"],
             self.log_dir / "demo-server.log",
             ready=lambda: port_file.exists() and http_ok(f"http://127.0.0.1:{port_file.read_text()}/healthz"),
@@ -205,7 +206,7 @@ class Stack:
         self.say("demo         new items start appearing now (about every 15s for 4 minutes at --demo-speed 1)")
 
     def _start_connectors(self, sources_file: str) -> None:
-        from .config import load_sources
+        from newsradar.config import load_sources
 
         state_dir = self.home / "state"
         # The connectors serve /metrics where their sources file says (the demo file says

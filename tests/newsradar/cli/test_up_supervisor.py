@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from newsradar.up import Part, PartFailed
+from newsradar.cli.up import Part, PartFailed
 from tests.conftest import wait_for
 
 # A child that starts a grandchild (like the pipeline starting the Prism binary) and records its pid.

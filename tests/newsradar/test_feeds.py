@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import feedparser
 import pytest
 
-from connectors.rss_parse import FeedError, parse_feed, refuse_declarations
+from newsradar.feeds import FeedError, parse_feed, refuse_declarations
 from newsradar.records import decode_raw
 from tests.connectors.conftest import expected_feeds, expected_id
 from tests.connectors.feedserver import FEEDS

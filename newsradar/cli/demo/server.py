@@ -5,7 +5,7 @@ seconds after the server starts (divided by ``--speed``); a feed or channel page
 the items that have appeared. Feeds answer conditional GETs (ETag / Last-Modified) like a
 well-behaved publisher, so the demo exercises the connectors' 304 path.
 
-    python -m newsradar.demo.server [--port 0] [--speed 1.0] [--port-file FILE] [--hold]
+    python -m newsradar.cli.demo.server [--port 0] [--speed 1.0] [--port-file FILE] [--hold]
 
 Endpoints:
   /feeds/<feed-id>.xml         RSS 2.0 or Atom 1.0
@@ -82,7 +82,7 @@ class Catalog:
 
 def load_catalog(speed: float = 1.0, path: Path | None = None) -> Catalog:
     if path is None:
-        text = resources.files("newsradar.demo").joinpath("items.yaml").read_text(encoding="utf-8")
+        text = resources.files("newsradar.cli.demo").joinpath("items.yaml").read_text(encoding="utf-8")
     else:
         text = path.read_text(encoding="utf-8")
     data = yaml.safe_load(text)

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths, procs
-from .kafka import broker_answers
+from newsradar import paths, procs
+from newsradar.kafka import broker_answers
 
 KAFKA_DIR = paths.DEPLOY_DIR / "kafka"
 DEFAULT_PORT = 9092

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .records import TOPIC_ALERTS, RecordError, decode_alert
+from newsradar.records import TOPIC_ALERTS, RecordError, decode_alert
 
 
 def scrape(url: str, timeout: float = 2.0) -> dict[str, float]:

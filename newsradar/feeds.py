@@ -1,4 +1,4 @@
-"""The parse step of the RSS connector: feed bytes + response headers -> ``news.raw`` records.
+"""Feed parsing, shared by the RSS connector and ``newsradar tag``: bytes + headers -> ``news.raw`` records.
 
 No network and no file access: feedparser only ever sees a byte stream we fetched, never a
 URL or a path. Guarantees of :func:`parse_feed`:
@@ -14,7 +14,7 @@ URL or a path. Guarantees of :func:`parse_feed`:
 * An empty body, an HTML page or anything else that is not a feed is a :class:`FeedError`,
   never a healthy feed with no entries. Errors inside feedparser become :class:`FeedError`.
 * An entry that cannot be turned into a valid record is skipped and counted, never fatal.
-* Each record follows DESIGN.md: a stable ``article_id`` (:func:`newsradar.records.rss_article_id`),
+* Each record follows DESIGN.md: a stable ``article_id`` (:func:`newsradar.identity.rss_article_id`),
   ``text`` with no markup, ``published_at`` in UTC (a missing, unreadable, absurd or
   more-than-a-day-ahead date falls back to the fetch time and is flagged), ``lang_hint``,
   ``author`` and an http(s) ``url``. Sizes are not capped here: the delivery loop cuts every
@@ -37,7 +37,8 @@ from urllib.parse import urljoin
 import feedparser
 from feedparser.encodings import convert_to_utf8
 
-from newsradar.records import RawArticle, RecordError, format_time, rss_article_id
+from newsradar.identity import rss_article_id
+from newsradar.records import RawArticle, RecordError, format_time
 from newsradar.text import html_to_text, normalize_text
 
 # Dates before this are placeholders ("0001-01-01", epoch zero), not publication times.

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__, paths
-from .config import ConfigError
+from newsradar import __version__, paths
+from newsradar.config import ConfigError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -97,7 +97,8 @@ def up(demo: bool, sources_file: str | None, watchlist_file: str | None, bootstr
 
     Prints where every part runs (ports, metrics URLs, logs, state) and shows alerts as they
     arrive. Ctrl-C or SIGTERM stops everything in reverse order. Exits 1 if a part dies."""
-    from .config import load_sources, load_watchlist
+    from newsradar.config import load_sources, load_watchlist
+
     from .up import Options, run
 
     if not demo and not sources_file:
@@ -127,7 +128,8 @@ def alerts() -> None:
 @handles_errors
 def alerts_tail(bootstrap_servers: str, follow: bool, lines: int) -> None:
     """Print recent alerts from news.alerts as JSON lines."""
-    from .kafka import broker_answers
+    from newsradar.kafka import broker_answers
+
     from .liveview import tail_alerts
 
     if not broker_answers(bootstrap_servers, timeout=10):
@@ -168,8 +170,9 @@ def _broker(port: int, data_dir: str | None):
 @handles_errors
 def kafka_start(port: int, data_dir: str | None, partitions: int, timeout: float) -> None:
     """Start the broker (idempotent) and create the newsradar topics."""
+    from newsradar.kafka import ensure_topics
+
     from . import broker as broker_mod
-    from .kafka import ensure_topics
 
     b = _broker(port, data_dir)
     broker_mod.start(b, partitions=partitions, timeout=timeout, progress=click.echo)
@@ -214,8 +217,8 @@ def kafka_status(port: int, data_dir: str | None) -> None:
 @handles_errors
 def kafka_topics(bootstrap_servers: str, partitions: int, replication_factor: int) -> None:
     """Create the newsradar topics on a cluster (idempotent)."""
-    from .kafka import broker_answers, ensure_topics
-    from .records import ALL_TOPICS
+    from newsradar.kafka import broker_answers, ensure_topics
+    from newsradar.records import ALL_TOPICS
 
     if not broker_answers(bootstrap_servers, timeout=10):
         _fail(f"no Kafka broker answers at {bootstrap_servers}", EXIT_FAILURE)
@@ -297,9 +300,8 @@ def watchlist() -> None:
 @handles_errors
 def watchlist_check(file: str) -> None:
     """Validate a watchlist file and run its inline examples (exit 2 if any fails)."""
+    from newsradar.config import load_watchlist
     from transforms.tagging import Tagger, check_examples
-
-    from .config import load_watchlist
 
     wl = load_watchlist(file)
     failures = check_examples(Tagger(wl))
@@ -323,7 +325,7 @@ def sources() -> None:
 @handles_errors
 def sources_check(file: str) -> None:
     """Validate a sources file."""
-    from .config import load_sources
+    from newsradar.config import load_sources
 
     s = load_sources(file)
     kinds: dict[str, int] = {}
@@ -333,7 +335,4 @@ def sources_check(file: str) -> None:
     summary = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no sources"
     click.echo(f"{file}: ok: {summary}")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
