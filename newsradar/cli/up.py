@@ -214,30 +214,28 @@ class Stack:
         endpoint = load_sources(sources_file).metrics
         host = "127.0.0.1" if endpoint.host in ("0.0.0.0", "::", "") else endpoint.host
         url = f"http://{host}:{endpoint.port}/metrics"
-        part = Part(
-            "connectors",
-            self._cli("connect", "--sources", sources_file, "--state-dir", str(state_dir),
-                      "--bootstrap-servers", self.bootstrap, *(["--allow-private-networks"] if self.opts.demo else [])),
-            self.log_dir / "connect.log",
-            ready=lambda: http_ok(url),
-            where=url,
+        part = self._launch_served(
+            "connectors", url, "connect.log",
+            "connect", "--sources", sources_file, "--state-dir", str(state_dir),
+            "--bootstrap-servers", self.bootstrap, *(["--allow-private-networks"] if self.opts.demo else []),
         )
-        self._launch(part)
         self.say(f"connectors   metrics {url}   log {part.log_path}   state {state_dir}")
 
     def _start_pipeline(self, watchlist_file: str) -> None:
         port = self.opts.pipeline_metrics_port
         url = f"http://127.0.0.1:{port}/metrics"
-        part = Part(
-            "pipeline",
-            self._cli("pipeline", "--watchlist", watchlist_file, "--bootstrap-servers", self.bootstrap,
-                      f"--metrics_port={port}"),
-            self.log_dir / "pipeline.log",
-            ready=lambda: http_ok(url),
-            where=url,
+        part = self._launch_served(
+            "pipeline", url, "pipeline.log",
+            "pipeline", "--watchlist", watchlist_file, "--bootstrap-servers", self.bootstrap, f"--metrics_port={port}",
         )
-        self._launch(part)
         self.say(f"pipeline     metrics {url}   log {part.log_path}   runner PrismRunner")
+
+    def _launch_served(self, name: str, metrics_url: str, log_name: str, *args: str) -> Part:
+        """Start a ``newsradar`` command that is ready once its /metrics answers."""
+        part = Part(name, self._cli(*args), self.log_dir / log_name,
+                    ready=lambda: http_ok(metrics_url), where=metrics_url)
+        self._launch(part)
+        return part
 
     def _launch(self, part: Part) -> None:
         self.parts.append(part)

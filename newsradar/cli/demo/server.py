@@ -214,15 +214,19 @@ def _conditional(request: web.Request, body: str, content_type: str, last: float
     )
 
 
-async def feed_handler(request: web.Request) -> web.Response:
+def _visible_items(request: web.Request, kind: str, name: str) -> tuple[Catalog, dict, float, list[Item]]:
+    """The catalog, the feed or channel ``name`` (404 if unknown), the schedule's start and the
+    source's items visible now."""
     catalog: Catalog = request.app[CATALOG_KEY]
     clock: Clock = request.app[CLOCK_KEY]
-    start = clock.origin()
-    feed_id = request.match_info["feed"]
-    feed = catalog.feeds.get(feed_id)
-    if feed is None:
-        raise web.HTTPNotFound(text=f"no demo feed {feed_id!r}")
-    items = [i for i in clock.visible(catalog, time.time()) if i.source == feed_id]
+    source = (catalog.feeds if kind == "feed" else catalog.channels).get(name)
+    if source is None:
+        raise web.HTTPNotFound(text=f"no demo {kind} {name!r}")
+    return catalog, source, clock.origin(), [i for i in clock.visible(catalog, time.time()) if i.source == name]
+
+
+async def feed_handler(request: web.Request) -> web.Response:
+    catalog, feed, start, items = _visible_items(request, "feed", request.match_info["feed"])
     times = {i.key: catalog.appear_time(start, i) for i in items}
     last = max(times.values(), default=start)
     if feed["kind"] == "atom":
@@ -231,14 +235,7 @@ async def feed_handler(request: web.Request) -> web.Response:
 
 
 async def channel_handler(request: web.Request) -> web.Response:
-    catalog: Catalog = request.app[CATALOG_KEY]
-    clock: Clock = request.app[CLOCK_KEY]
-    start = clock.origin()
-    name = request.match_info["channel"]
-    channel = catalog.channels.get(name)
-    if channel is None:
-        raise web.HTTPNotFound(text=f"no demo channel {name!r}")
-    items = [i for i in clock.visible(catalog, time.time()) if i.source == name]
+    catalog, channel, start, items = _visible_items(request, "channel", request.match_info["channel"])
     before = request.query.get("before")
     if before and before.isdigit():
         items = [i for i in items if i.message_id < int(before)]
