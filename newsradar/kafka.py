@@ -8,9 +8,10 @@ A caller that tries to weaken them gets :class:`UnsafeProducerConfig`, not a sil
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-from .records import ALL_TOPICS
+from .records import ALL_TOPICS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_RAW, TOPIC_TAGGED
 
 log = logging.getLogger(__name__)
 
@@ -88,22 +89,74 @@ def broker_answers(bootstrap_servers: str, timeout: float = 3.0) -> bool:
             admin.close()
 
 
+DAY = 86400.0
+
+# How long each topic keeps records, by base name (a topic prefix does not change it). The
+# pipeline rebuilds its memory from news.tagged and news.alerts at start and backtests read
+# news.raw by time, so these must cover the longest memory: docs/design.md, "Retention".
+DEFAULT_RETENTION = {
+    TOPIC_RAW: 30 * DAY,
+    # the watchlist's default story memory (14d) plus a week's margin
+    TOPIC_TAGGED: 21 * DAY,
+    TOPIC_ALERTS: 30 * DAY,
+    TOPIC_DLQ: 30 * DAY,
+}
+# Text compresses ~4x with zstd; alerts and raw articles are read back in bulk (rebuild, backtest).
+DEFAULT_COMPRESSION = {TOPIC_RAW: "zstd", TOPIC_ALERTS: "zstd"}
+
+
+@dataclass(frozen=True)
+class TopicPolicy:
+    """How newsradar creates its topics. ``None`` takes the cluster's default (for replication:
+    ``default.replication.factor``; for min ISR: ``min.insync.replicas``), never a hard-coded 1."""
+
+    partitions: int = 2
+    replication_factor: int | None = None
+    min_insync_replicas: int | None = None
+    retention_seconds: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RETENTION))
+    compression: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_COMPRESSION))
+
+    def configs(self, topic: str) -> dict[str, str]:
+        base = base_topic(topic)
+        out = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+        if base in self.retention_seconds:
+            out["retention.ms"] = str(int(self.retention_seconds[base] * 1000))
+        if base in self.compression:
+            out["compression.type"] = self.compression[base]
+        if self.min_insync_replicas is not None:
+            out["min.insync.replicas"] = str(self.min_insync_replicas)
+        return out
+
+
+def base_topic(topic: str) -> str:
+    """``<prefix>news.raw`` -> ``news.raw`` (topic prefixes are plain string prefixes); a name that
+    is not a newsradar topic is returned as is."""
+    return next((base for base in ALL_TOPICS if topic.endswith(base)), topic)
+
+
 def ensure_topics(
     bootstrap_servers: str,
-    partitions: int = 2,
-    replication_factor: int = 1,
+    partitions: int | None = None,
+    replication_factor: int | None = None,
     topics: Iterable[str] = ALL_TOPICS,
     timeout: float = 30.0,
+    policy: TopicPolicy | None = None,
 ) -> list[str]:
     """Create the newsradar topics that do not exist yet; returns the names created.
 
-    Topics are created with ``max.message.bytes`` = :data:`MAX_MESSAGE_BYTES`, so every record
-    within the record cap fits whatever the cluster's default. Idempotent: existing topics are
-    left as they are (neither their partition count nor their settings are changed).
+    Topics are created with ``max.message.bytes`` = :data:`MAX_MESSAGE_BYTES` (every record within
+    the record cap fits whatever the cluster's default), the policy's retention and compression,
+    and its replication and min ISR (the cluster's defaults unless set). ``partitions`` and
+    ``replication_factor`` override the policy's. Idempotent: existing topics are left as they are
+    (neither their partition count nor their settings are changed; :func:`check_retention` says
+    when an existing topic keeps too little).
     """
     from kafka import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
 
+    policy = policy or TopicPolicy()
+    partitions = partitions or policy.partitions
+    replication = replication_factor or policy.replication_factor or -1  # -1: the broker's default
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
         request_timeout_ms=int(timeout * 1000),
@@ -116,8 +169,8 @@ def ensure_topics(
         for name in wanted:
             try:
                 admin.create_topics(
-                    {name: {"num_partitions": partitions, "replication_factor": replication_factor,
-                            "configs": {"max.message.bytes": str(MAX_MESSAGE_BYTES)}}},
+                    {name: {"num_partitions": partitions, "replication_factor": replication,
+                            "configs": policy.configs(name)}},
                     timeout_ms=int(timeout * 1000),
                     wait_for_metadata=True,
                 )
@@ -128,6 +181,59 @@ def ensure_topics(
         return created
     finally:
         admin.close()
+
+
+def topic_retention(bootstrap_servers: str, topics: Iterable[str], timeout: float = 30.0) -> dict[str, float | None]:
+    """Each existing topic's effective retention in seconds (``None``: kept forever); topics that
+    do not exist are left out."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000),
+                             client_id="newsradar-admin")
+    try:
+        present = [t for t in topics if t in set(admin.list_topics())]
+        if not present:
+            return {}
+        found = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, configs={"retention.ms": None}) for t in present],
+            config_filter="all",
+        )
+    finally:
+        admin.close()
+    out: dict[str, float | None] = {}
+    for name, entries in _topic_config_entries(found).items():
+        value = int(entries["retention.ms"])
+        out[name] = None if value < 0 else value / 1000.0
+    return out
+
+
+def _topic_config_entries(found) -> dict[str, dict[str, str]]:
+    """``{topic: {key: value}}`` from describe_configs' answer (``{type: {name: {key: {data}}}}``)."""
+    out: dict[str, dict[str, str]] = {}
+    for by_name in found.values():
+        for name, entries in by_name.items():
+            out[name] = {key: (data.get("value") if isinstance(data, dict) else data) for key, data in entries.items()}
+    return out
+
+
+def check_retention(bootstrap_servers: str, needs: Mapping[str, float], timeout: float = 30.0) -> list[str]:
+    """Why the topics cannot hold what the pipeline must read back: one sentence per topic that
+    keeps records for less than ``needs[topic]`` seconds. Empty when all is well."""
+    problems = []
+    for name, kept in sorted(topic_retention(bootstrap_servers, needs, timeout).items()):
+        needed = needs[name]
+        if kept is not None and kept < needed:
+            problems.append(
+                f"topic {name} keeps records for {_days(kept)} but the pipeline's memory needs {_days(needed)}: "
+                f"raise its retention.ms to at least {int(needed * 1000)} (kafka-configs.sh --alter "
+                f"--entity-type topics --entity-name {name} --add-config retention.ms={int(needed * 1000)})"
+            )
+    return problems
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / DAY:g}d" if seconds >= DAY else f"{seconds / 3600:g}h"
 
 
 def missing_topics(bootstrap_servers: str, topics: Iterable[str] = ALL_TOPICS, timeout: float = 30.0) -> list[str]:
@@ -169,3 +275,116 @@ def read_topic(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> lis
         return out
     finally:
         consumer.close()
+
+
+class GroupClaimed(RuntimeError):
+    """Another live process holds the claim on this consumer group."""
+
+
+class GroupClaim:
+    """At most one running pipeline per consumer group, detected with Kafka's own liveness.
+
+    The pipeline commits offsets without joining its group (Beam's readers assign partitions),
+    so the group itself cannot say whether a pipeline is running. The claim is a second group,
+    ``<group>.claim``, that this process joins with a consumer subscribed to a newsradar topic; the
+    client's heartbeat thread keeps the membership alive while the process lives. Before joining,
+    the claim group is described: members there belong to a pipeline that is running, so we refuse
+    (:class:`GroupClaimed`). A pipeline killed with SIGKILL leaves its member until the broker's
+    session timeout (``session_timeout_ms``) expires it; we wait that out, up to ``wait`` seconds,
+    instead of refusing.
+    """
+
+    def __init__(self, bootstrap_servers: str, group_id: str, topic: str, *, wait: float = 30.0,
+                 session_timeout_ms: int = 10_000, poll_interval: float = 1.0):
+        self.bootstrap_servers = bootstrap_servers
+        self.group = f"{group_id}.claim"
+        self.topic = topic
+        self.wait = wait
+        self.session_timeout_ms = session_timeout_ms
+        self.poll_interval = poll_interval
+        self._consumer = None
+        self._stop = None
+        self._thread = None
+
+    def members(self, timeout: float = 30.0) -> int:
+        """Live members of the claim group (0: nobody holds it)."""
+        import time
+
+        from kafka import KafkaAdminClient
+        from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id="newsradar-admin")
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    described = admin.describe_groups([self.group])
+                    break
+                except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+                    # a new cluster creates its offsets topic on first use: retriable, within a bound
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        finally:
+            admin.close()
+        info = described.get(self.group) if isinstance(described, dict) else None
+        if not info:
+            return 0
+        if info.get("state") in ("Dead", "Empty"):
+            return 0
+        return len(info.get("members") or ())
+
+    def __enter__(self) -> GroupClaim:
+        import threading
+        import time
+
+        from kafka import KafkaConsumer
+
+        deadline = time.monotonic() + self.wait
+        while (held := self.members()) > 0:
+            if time.monotonic() >= deadline:
+                raise GroupClaimed(
+                    f"another pipeline is running on consumer group {self.group.removesuffix('.claim')!r} "
+                    f"({held} member(s) in {self.group}, still there after {self.wait:.0f}s); stop it first, or "
+                    "give this one its own --group_id"
+                )
+            log.info("waiting for the claim on %s to expire (a stopped pipeline's session)", self.group)
+            time.sleep(1.0)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers, group_id=self.group, client_id="newsradar-claim",
+            enable_auto_commit=False, session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, self.session_timeout_ms // 5),
+            # the claim reads nothing: it only polls to stay in the group
+            max_poll_records=1, fetch_max_bytes=1024, max_partition_fetch_bytes=1024,
+        )
+        self._consumer.subscribe([self.topic])
+        joined_by = time.monotonic() + 30.0
+        while not self._consumer.assignment():  # joined once the group gave us the partitions
+            if time.monotonic() > joined_by:
+                self._consumer.close()
+                raise GroupClaimed(f"could not join {self.group} within 30s")
+            self._consumer.poll(timeout_ms=500)
+            self._pause()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name="newsradar-claim", daemon=True)
+        self._thread.start()
+        return self
+
+    def _keep(self) -> None:
+        # poll() keeps the member inside max.poll.interval; records are ignored (nothing is committed)
+        while not self._stop.wait(self.poll_interval):
+            self._consumer.poll(timeout_ms=0)
+            self._pause()
+
+    def _pause(self) -> None:
+        # paused partitions are not fetched, but poll() still heartbeats and rejoins
+        assigned = self._consumer.assignment()
+        if assigned:
+            self._consumer.pause(*assigned)
+
+    def __exit__(self, *exc) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+        if self._consumer is not None:
+            self._consumer.close()  # leaves the group at once: a restart need not wait

@@ -34,7 +34,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from newsradar import paths
 from newsradar.config import Watchlist
-from newsradar.kafka import broker_answers, ensure_topics
+from newsradar.kafka import GroupClaim, GroupClaimed, broker_answers, check_retention, ensure_topics
 from newsradar.metrics import pipeline_metrics, serve
 from newsradar.procs import die_with_parent, free_port, port_open
 from newsradar.records import (
@@ -56,6 +56,19 @@ from .options import NewsradarOptions, dedupe_settings, read_settings, topic
 log = logging.getLogger(__name__)
 
 STREAMING_RUNNERS = ("PrismRunner", "FlinkRunner")
+# A pipeline killed without a clean stop holds its group's claim until its Kafka session
+# expires (10 s); a restart waits that out instead of refusing.
+CLAIM_WAIT_SECONDS = 30.0
+
+
+def memory_seconds(watchlist: Watchlist, dedupe: DedupeSettings) -> float:
+    """The longest the pipeline remembers: what news.tagged and news.alerts must keep."""
+    novelty = watchlist.novelty
+    return max(
+        novelty.story_memory, novelty.default_window, novelty.surge.baseline, novelty.surge.cooldown,
+        *(org.window(novelty) for org in watchlist.organizations),
+        dedupe.repeat_window_seconds, dedupe.story_window_seconds,
+    )
 
 
 class PipelineError(RuntimeError):
@@ -200,6 +213,15 @@ def run_streaming(
             raise PipelineError(f"no Kafka broker answers at {bootstrap_servers}")
         topics = [topic(options, t) for t in (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ)]
         ensure_topics(bootstrap_servers, topics=topics)
+        memory = memory_seconds(watchlist.initial, dedupe_settings(options))
+        problems = check_retention(bootstrap_servers, {topic(options, t): memory for t in (TOPIC_TAGGED, TOPIC_ALERTS)})
+        if problems:
+            raise BadOptions("; ".join(problems))
+        try:
+            stack.enter_context(GroupClaim(bootstrap_servers, own.group_id, topic(options, TOPIC_DLQ),
+                                           wait=CLAIM_WAIT_SECONDS))
+        except GroupClaimed as exc:
+            raise BadOptions(str(exc)) from None
         pipeline_metrics()
         port = serve(own.metrics_port, host=own.metrics_host)
         echo(f"pipeline: metrics at http://{own.metrics_host}:{port}/metrics")

@@ -213,16 +213,22 @@ def kafka_status(port: int, data_dir: str | None) -> None:
 @kafka.command("topics")
 @click.option("--bootstrap-servers", default="localhost:9092", show_default=True, help="Any Kafka cluster.")
 @click.option("--partitions", type=click.IntRange(1, 1024), default=2, show_default=True)
-@click.option("--replication-factor", type=click.IntRange(1, 16), default=1, show_default=True)
+@click.option("--replication-factor", type=click.IntRange(1, 16), default=None,
+              help="Replicas per partition (default: the cluster's default.replication.factor).")
+@click.option("--min-insync-replicas", type=click.IntRange(1, 16), default=None,
+              help="min.insync.replicas of the topics (default: the cluster's).")
 @handles_errors
-def kafka_topics(bootstrap_servers: str, partitions: int, replication_factor: int) -> None:
-    """Create the newsradar topics on a cluster (idempotent)."""
-    from newsradar.kafka import broker_answers, ensure_topics
+def kafka_topics(bootstrap_servers: str, partitions: int, replication_factor: int | None,
+                 min_insync_replicas: int | None) -> None:
+    """Create the newsradar topics on a cluster (idempotent; retention and compression: docs/pipeline.md)."""
+    from newsradar.kafka import TopicPolicy, broker_answers, ensure_topics
     from newsradar.records import ALL_TOPICS
 
     if not broker_answers(bootstrap_servers, timeout=10):
         _fail(f"no Kafka broker answers at {bootstrap_servers}", EXIT_FAILURE)
-    created = ensure_topics(bootstrap_servers, partitions=partitions, replication_factor=replication_factor)
+    policy = TopicPolicy(partitions=partitions, replication_factor=replication_factor,
+                         min_insync_replicas=min_insync_replicas)
+    created = ensure_topics(bootstrap_servers, policy=policy)
     for topic in ALL_TOPICS:
         click.echo(f"{topic}: {'created' if topic in created else 'exists'}")
 

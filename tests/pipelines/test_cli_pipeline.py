@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
+import pytest
+
+from newsradar import kafka as nk
+from newsradar.records import ALL_TOPICS
 from tests.conftest import FIXTURES, free_port, newsradar_cmd
 
 WATCHLIST = FIXTURES / "pipeline" / "watchlist.yaml"
@@ -31,3 +36,28 @@ def test_no_broker_is_a_failure_that_says_where_it_looked():
     result = _run("--watchlist", str(WATCHLIST), "--bootstrap-servers", f"localhost:{port}", "--metrics_port=0")
     assert result.returncode == 1, result.stderr
     assert f"no Kafka broker answers at localhost:{port}" in result.stderr
+
+
+@pytest.mark.kafka
+def test_topics_that_keep_less_than_the_memory_are_refused(kafka, topic_prefix):
+    prefix = f"{topic_prefix}."
+    short = nk.TopicPolicy(retention_seconds={"news.tagged": 3600.0, "news.alerts": 30 * nk.DAY})
+    nk.ensure_topics(kafka.bootstrap, topics=[prefix + t for t in ALL_TOPICS], policy=short)
+    result = _run("--watchlist", str(WATCHLIST), "--bootstrap-servers", kafka.bootstrap, "--metrics_port=0",
+                  f"--topic_prefix={prefix}", f"--group_id={topic_prefix}-g")
+    assert result.returncode == 2, result.stderr
+    assert f"topic {prefix}news.tagged keeps records for 1h" in result.stderr
+    assert "news.alerts keeps" not in result.stderr
+
+
+@pytest.mark.kafka
+def test_a_second_pipeline_on_the_same_group_is_refused(kafka, topic_prefix):
+    prefix, group = f"{topic_prefix}.", f"{topic_prefix}-g"
+    nk.ensure_topics(kafka.bootstrap, topics=[prefix + t for t in ALL_TOPICS])
+    with nk.GroupClaim(kafka.bootstrap, group, prefix + "news.dlq"):
+        started = time.monotonic()
+        result = _run("--watchlist", str(WATCHLIST), "--bootstrap-servers", kafka.bootstrap, "--metrics_port=0",
+                      f"--topic_prefix={prefix}", f"--group_id={group}")
+    assert result.returncode == 2, result.stderr
+    assert f"another pipeline is running on consumer group {group!r}" in result.stderr
+    assert time.monotonic() - started < 90
