@@ -342,3 +342,10 @@ def sources_check(file: str) -> None:
     click.echo(f"{file}: ok: {summary}")
 
 
+def _register_dlq() -> None:
+    from .dlq import dlq
+
+    main.add_command(dlq)
+
+
+_register_dlq()
