@@ -252,7 +252,7 @@ def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_serv
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--watchlist", "watchlist_file", required=True, type=click.Path(dir_okay=False))
-@click.option("--runner", type=click.Choice(["PrismRunner", "FlinkRunner", "DirectRunner"]), default="PrismRunner", show_default=True)
+@click.option("--runner", type=click.Choice(["PrismRunner", "PortableRunner", "FlinkRunner", "DirectRunner"]), default="PrismRunner", show_default=True)
 @click.option("--bootstrap-servers", default="localhost:9092", show_default=True)
 @click.pass_context
 @handles_errors
@@ -260,7 +260,9 @@ def pipeline(ctx: click.Context, watchlist_file: str, runner: str, bootstrap_ser
     """Run the streaming pipeline (news.raw -> news.tagged, news.alerts, news.dlq).
 
     Options it does not know are passed to Beam as pipeline options (--metrics_port,
-    --group_id, --repeat_window, ...: see docs/pipeline.md)."""
+    --group_id, --repeat_window, ...: see docs/pipeline.md). PortableRunner submits to a job
+    service you run (--job_endpoint HOST:PORT), typically with a Beam worker pool
+    (--environment_type EXTERNAL --environment_config HOST:PORT): see docs/pipeline.md."""
     from pipelines.run import BadOptions, PipelineError, run_streaming
 
     try:
