@@ -237,13 +237,21 @@ def kafka_topics(bootstrap_servers: str, partitions: int, replication_factor: in
 @click.option("--once", is_flag=True, help="Poll every due source one time, then exit.")
 @click.option("--bootstrap-servers", default="localhost:9092", show_default=True)
 @click.option("--allow-private-networks", is_flag=True, help="Allow fetching from loopback/private addresses (tests, demo).")
+@click.option("--shard", default="0/1", show_default=True,
+              help="Poll only shard I of N (I from 0 to N-1) of the sources; state in <state dir>/shard-I.")
 @handles_errors
-def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_servers: str, allow_private_networks: bool) -> None:
+def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_servers: str, allow_private_networks: bool,
+            shard: str) -> None:
     """Poll RSS/Atom feeds and Telegram channels into news.raw."""
     from connectors.app import run
+    from connectors.shards import Shard
 
+    try:
+        which = Shard.parse(shard)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
     sys.exit(run(sources_file, state_dir=state_dir, once=once, bootstrap_servers=bootstrap_servers,
-                 allow_private_networks=allow_private_networks))
+                 allow_private_networks=allow_private_networks, shard=which))
 
 
 # ---------------------------------------------------------------------------
