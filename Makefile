@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test install deps lint kafka-jars prism prometheus clean-venv
+.PHONY: up test install deps lint kafka-jars prism portable-env prometheus clean-venv
 
 up: deps
 	$(BIN)/newsradar up --demo
@@ -31,6 +31,11 @@ kafka-jars:
 
 prism: install
 	PATH="$(abspath $(BIN)):$$PATH" deploy/prism/build.sh
+
+# The SDK worker pool's own virtualenv (newsradar from its sdist), cached by a hash of the
+# sources; tests/pipelines/test_portable.py builds it too if missing (minutes, needs pip's index).
+portable-env: install
+	PYTHON=$(abspath $(BIN))/python deploy/portable/worker-env.sh
 
 # Prometheus, promtool, Alertmanager, amtool from Debian's packages (root or sudo; idempotent).
 prometheus:

@@ -14,6 +14,9 @@ Guarantees:
 * ``kind: telegram`` sources are built by ``connectors.telegram.make_poller`` (contract in
   :mod:`connectors.base`); a mode that cannot run here (no token, Telethon missing) becomes a
   poller whose every poll is ``outcome="unavailable"``, counted and backed off; the others run.
+* ``shard=Shard(I, N)`` (``--shard I/N``) polls only the sources :mod:`connectors.shards`
+  assigns to shard I; its state lives in ``<state dir>/shard-I`` unless a state directory is
+  given, and ``newsradar_connect_shard_info{shard="I/N"}`` says which shard a replica is.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 from connectors.http import FetchLimits, HttpClient
 from connectors.rss import RssPoller
 from connectors.runner import Runner, Schedule, Slot
+from connectors.shards import Shard
 from connectors.state import StateLocked, StateStore
 from connectors.telegram import make_poller as make_telegram_poller
 from newsradar import paths
@@ -47,11 +51,11 @@ class ConnectError(RuntimeError):
     """The connector cannot start (no broker, state directory in use, port taken)."""
 
 
-def build_slots(sources: Sources, http: HttpClient, parse_in=None) -> list[Slot]:
-    """One slot per enabled source."""
+def build_slots(sources: Sources, http: HttpClient, parse_in=None, shard: Shard = Shard()) -> list[Slot]:
+    """One slot per enabled source that ``shard`` owns."""
     slots = []
     for source in sources.sources:
-        if not source.enabled:
+        if not source.enabled or not shard.owns(source.id):
             continue
         schedule = Schedule.from_config(sources.defaults, sources.interval_of(source))
         if source.kind == "rss":
@@ -70,20 +74,28 @@ def run(
     bootstrap_servers: str = "localhost:9092",
     allow_private_networks: bool = False,
     registry: CollectorRegistry = REGISTRY,
+    shard: Shard = Shard(),
 ) -> int:
     """Entry point of ``newsradar connect``; returns the exit code. Raises ConfigError on bad config."""
     sources = load_sources(sources_file)
     try:
-        return asyncio.run(_main(sources, Path(state_dir) if state_dir else paths.state_dir(), once,
+        return asyncio.run(_main(sources, Path(state_dir) if state_dir else shard_state_dir(shard), once,
                                  bootstrap_servers, allow_private_networks or sources.allow_private_networks,
-                                 registry))
+                                 registry, shard))
     except ConnectError as exc:
         log.error("%s", exc)
         return EXIT_FAILURE
 
 
+def shard_state_dir(shard: Shard) -> Path:
+    """The default state directory: one per shard index, so replicas on one host never share
+    (or fight over the lock of) a state store. Unsharded runs keep the plain directory."""
+    return paths.state_dir() if shard.count == 1 else paths.state_dir() / f"shard-{shard.index}"
+
+
 async def _main(
-    sources: Sources, state_dir: Path, once: bool, bootstrap: str, allow_private: bool, registry: CollectorRegistry
+    sources: Sources, state_dir: Path, once: bool, bootstrap: str, allow_private: bool, registry: CollectorRegistry,
+    shard: Shard = Shard(),
 ) -> int:
     from kafka.errors import KafkaError
 
@@ -96,6 +108,8 @@ async def _main(
     except StateLocked as exc:
         raise ConnectError(str(exc)) from None
     metrics = ConnectorMetrics(registry)
+    Gauge("newsradar_connect_shard_info", "This replica's shard (I/N) of the configured sources: always 1.",
+          ["shard"], registry=registry).labels(shard=shard.label).set(1)
     try:
         port = serve(sources.metrics.port, sources.metrics.host, registry)
     except OSError as exc:
@@ -116,13 +130,14 @@ async def _main(
     runner = None
     try:
         await asyncio.to_thread(_check_topic, producer, TOPIC_RAW)
-        slots = build_slots(sources, http, parse_in=parse_pool)
+        slots = build_slots(sources, http, parse_in=parse_pool, shard=shard)
         runner = Runner(
             slots, producer=producer, store=store, metrics=metrics,
             max_concurrent_polls=defaults.max_concurrent_polls, per_host_concurrency=defaults.per_host_concurrency,
             seen_ttl=defaults.seen_ttl, seen_max_per_source=defaults.seen_max_per_source,
         )
-        log.info("connect: %d sources%s", len(slots), " (once)" if once else "")
+        log.info("connect: %d sources%s%s", len(slots), f" (shard {shard.label})" if shard.count > 1 else "",
+                 " (once)" if once else "")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -6,6 +6,12 @@ SIGINT, then stops cleanly: the readers stop taking records, what they read is w
 committed, and only then is the job cancelled — so a restart neither loses nor repeats
 records. A hard kill loses nothing either (offsets are committed only after the outputs are
 durable) but repeats what was written after the last commit. See docs/pipeline.md.
+
+On PortableRunner (a job service of its own: Prism or Flink's job server, ``--job_endpoint``)
+with workers outside this process (``--environment_type EXTERNAL``, a Beam worker pool), the
+readers cannot be reached from here: a stop waits until the group's committed offsets have
+caught up with the end of news.raw, then cancels. Records that arrive meanwhile are read
+again after a restart (at least once), and the message says how many.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from .options import NewsradarOptions, dedupe_settings, read_settings, topic
 
 log = logging.getLogger(__name__)
 
-STREAMING_RUNNERS = ("PrismRunner", "FlinkRunner")
+STREAMING_RUNNERS = ("PrismRunner", "FlinkRunner", "PortableRunner")
 # A pipeline killed without a clean stop holds its group's claim until its Kafka session
 # expires (10 s); a restart waits that out instead of refusing.
 CLAIM_WAIT_SECONDS = 30.0
@@ -198,8 +204,13 @@ def run_streaming(
     except ValueError as exc:
         raise BadOptions(str(exc)) from None
     bounded = runner not in STREAMING_RUNNERS
+    portable = options.view_as(PortableOptions)
+    if runner == "PortableRunner" and not portable.job_endpoint:
+        raise BadOptions("--runner PortableRunner needs --job_endpoint HOST:PORT (a running job service)")
+    # The readers run in this process only with LOOPBACK workers; otherwise the stop is
+    # decided from the committed offsets in Kafka (see the module docstring).
+    in_process = portable.environment_type == "LOOPBACK"
     with contextlib.ExitStack() as stack:
-        portable = options.view_as(PortableOptions)
         if runner == "PrismRunner" and not portable.job_endpoint:
             # First, while this process has one thread (see PrismServer).
             prism = options.view_as(PrismRunnerOptions)
@@ -237,10 +248,14 @@ def run_streaming(
             return 0 if state == PipelineState.DONE else 1
         stop = threading.Event()
         _install_stop_handlers(stop)
-        return _run_until_stopped(pipeline, stop, own.stop_timeout, echo)
+        if in_process:
+            return _run_until_stopped(pipeline, stop, own.stop_timeout, echo)
+        lag = _GroupLag(bootstrap_servers, own.group_id, topics[0])
+        return _run_until_stopped(pipeline, stop, own.stop_timeout, echo, settle=lag)
 
 
-def _run_until_stopped(pipeline: beam.Pipeline, stop: threading.Event, timeout: float, echo) -> int:
+def _run_until_stopped(pipeline: beam.Pipeline, stop: threading.Event, timeout: float, echo,
+                       settle: _GroupLag | None = None) -> int:
     result = pipeline.run()
     echo("pipeline: running")
     while not stop.wait(0.5):
@@ -252,6 +267,8 @@ def _run_until_stopped(pipeline: beam.Pipeline, stop: threading.Event, timeout: 
         if PipelineState.is_terminal(state):
             echo(f"pipeline: job ended on its own ({state})")
             return 0 if state == PipelineState.DONE else 1
+    if settle is not None:
+        return _stop_when_committed(result, settle, timeout, echo)
     return _stop_cleanly(result, timeout, echo)
 
 
@@ -287,6 +304,43 @@ def _stop_cleanly(result, timeout: float, echo: Callable[[str], None]) -> int:
     echo(
         f"pipeline: stopped after {timeout:.0f}s without a full commit; uncommitted records per partition "
         f"{LOCAL_PROGRESS.uncommitted()} will be read again on restart (at least once)"
+    )
+    return 1
+
+
+class _GroupLag:
+    """How far the consumer group's committed offsets are behind the end of the topic, per
+    partition, read from Kafka: what a launcher whose workers run elsewhere can know."""
+
+    def __init__(self, bootstrap_servers: str, group_id: str, topic: str):
+        self._bootstrap, self._group, self._topic = bootstrap_servers, group_id, topic
+
+    def behind(self) -> dict[str, int]:
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, group_id=self._group, enable_auto_commit=False)
+        try:
+            tps = [TopicPartition(self._topic, p) for p in sorted(consumer.partitions_for_topic(self._topic) or ())]
+            ends = consumer.end_offsets(tps)
+            lag = {f"{tp.topic}/{tp.partition}": ends[tp] - (consumer.committed(tp) or 0) for tp in tps}
+        finally:
+            consumer.close()
+        return {name: n for name, n in lag.items() if n > 0}
+
+
+def _stop_when_committed(result, lag: _GroupLag, timeout: float, echo: Callable[[str], None]) -> int:
+    deadline = time.monotonic() + timeout
+    behind = lag.behind()
+    while behind and time.monotonic() < deadline and not PipelineState.is_terminal(result.state):
+        time.sleep(0.5)
+        behind = lag.behind()
+    result.cancel()
+    if not behind:
+        echo("pipeline: stopped; everything in the topic was written and committed")
+        return 0
+    echo(
+        f"pipeline: stopped after {timeout:.0f}s without a full commit; uncommitted records per partition "
+        f"{behind} will be read again on restart (at least once)"
     )
     return 1
 

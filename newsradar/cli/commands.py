@@ -243,13 +243,21 @@ def kafka_topics(bootstrap_servers: str, partitions: int, replication_factor: in
 @click.option("--once", is_flag=True, help="Poll every due source one time, then exit.")
 @click.option("--bootstrap-servers", default="localhost:9092", show_default=True)
 @click.option("--allow-private-networks", is_flag=True, help="Allow fetching from loopback/private addresses (tests, demo).")
+@click.option("--shard", default="0/1", show_default=True,
+              help="Poll only shard I of N (I from 0 to N-1) of the sources; state in <state dir>/shard-I.")
 @handles_errors
-def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_servers: str, allow_private_networks: bool) -> None:
+def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_servers: str, allow_private_networks: bool,
+            shard: str) -> None:
     """Poll RSS/Atom feeds and Telegram channels into news.raw."""
     from connectors.app import run
+    from connectors.shards import Shard
 
+    try:
+        which = Shard.parse(shard)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
     sys.exit(run(sources_file, state_dir=state_dir, once=once, bootstrap_servers=bootstrap_servers,
-                 allow_private_networks=allow_private_networks))
+                 allow_private_networks=allow_private_networks, shard=which))
 
 
 # ---------------------------------------------------------------------------
@@ -258,7 +266,7 @@ def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_serv
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--watchlist", "watchlist_file", required=True, type=click.Path(dir_okay=False))
-@click.option("--runner", type=click.Choice(["PrismRunner", "FlinkRunner", "DirectRunner"]), default="PrismRunner", show_default=True)
+@click.option("--runner", type=click.Choice(["PrismRunner", "PortableRunner", "FlinkRunner", "DirectRunner"]), default="PrismRunner", show_default=True)
 @click.option("--bootstrap-servers", default="localhost:9092", show_default=True)
 @click.pass_context
 @handles_errors
@@ -266,7 +274,9 @@ def pipeline(ctx: click.Context, watchlist_file: str, runner: str, bootstrap_ser
     """Run the streaming pipeline (news.raw -> news.tagged, news.alerts, news.dlq).
 
     Options it does not know are passed to Beam as pipeline options (--metrics_port,
-    --group_id, --repeat_window, ...: see docs/pipeline.md)."""
+    --group_id, --repeat_window, ...: see docs/pipeline.md). PortableRunner submits to a job
+    service you run (--job_endpoint HOST:PORT), typically with a Beam worker pool
+    (--environment_type EXTERNAL --environment_config HOST:PORT): see docs/pipeline.md."""
     from pipelines.run import BadOptions, PipelineError, run_streaming
 
     try:
