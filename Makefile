@@ -11,8 +11,9 @@ STAMP  := $(VENV)/.installed
 up: deps
 	$(BIN)/newsradar up --demo
 
-# The tests also run Prometheus, promtool and Alertmanager (Debian packages, needs root).
-test: deps prometheus
+# The tests also run Prometheus, promtool and Alertmanager (Debian packages, needs root) and the
+# portable path's SDK worker pool from its own virtualenv.
+test: deps prometheus portable-env
 	$(BIN)/python -m pytest
 
 # Python environment: the package (editable) with its test extras.
