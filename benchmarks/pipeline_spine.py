@@ -82,21 +82,19 @@ def plain_loop(messages, tagging: bool = False) -> float:
     """The spine's functions over the payloads, no Beam, no Kafka; returns records/s."""
     from newsradar.config import load_watchlist
     from newsradar.records import DeadLetter
-    from transforms.alerting import Novelty
-    from transforms.alerts import events_of
+    from transforms.alert_rules import AlertRules, OrgState, events_of
     from transforms.dedupe import NEW, UPDATE, DedupeSettings, StoryIndex, assign_story, judge_repeat, version_of
     from transforms.normalize import normalize, shared_detector
-    from transforms.novelty import OrgState
     from transforms.parse import parse_article
     from transforms.tagging import Tagger
 
     detector = shared_detector()
     first = normalize(parse_article(messages[0][1]), detector)  # load the language models first
-    tagger = novelty = None
+    tagger = rules = None
     states: dict[str, OrgState] = {}
     if tagging:
         watchlist = load_watchlist(WATCHLIST)
-        tagger, novelty = Tagger(watchlist), Novelty(lambda: watchlist)
+        tagger, rules = Tagger(watchlist), AlertRules(lambda: watchlist)
         tagger.tag(first)  # and the lemmatizers
     settings = DedupeSettings()
     seen: dict[str, object] = {}
@@ -121,7 +119,7 @@ def plain_loop(messages, tagging: bool = False) -> float:
         if tagger is not None:
             tagged = tagger.tag(tagged)
             for org_id, event in events_of(tagged):
-                for alert in novelty.apply(states.setdefault(org_id, OrgState()), event):
+                for alert in rules.apply(states.setdefault(org_id, OrgState()), event):
                     alert.encode()
         tagged.encode()
     return len(messages) / (time.perf_counter() - t0)

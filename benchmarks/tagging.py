@@ -159,10 +159,8 @@ def rss_mb() -> float:
 def bench_stages(warm, articles, watchlist) -> list[Result]:
     """Each stage on a Tagger of its own: first over ``warm`` (untimed, fills the caches as a
     running worker's are), then timed over ``articles``; so every stage starts alike."""
-    from transforms.alerting import Novelty
-    from transforms.alerts import events_of
+    from transforms.alert_rules import AlertRules, OrgState, events_of
     from transforms.nlp import analysis_text
-    from transforms.novelty import OrgState
     from transforms.tagging import Tagger
 
     def texts(items):
@@ -185,12 +183,12 @@ def bench_stages(warm, articles, watchlist) -> list[Result]:
             acro_pm[lang](doc)
 
     def chain(tagger, items):
-        nov = Novelty(lambda: watchlist)
+        rules = AlertRules(lambda: watchlist)
         states: dict[str, OrgState] = {}
         for article in _tagged_articles(items):
             out = tagger.tag(article)
             for org_id, event in events_of(out):
-                nov.apply(states.setdefault(org_id, OrgState()), event)
+                rules.apply(states.setdefault(org_id, OrgState()), event)
 
     results = []
     tokens = 0
@@ -235,7 +233,7 @@ def bench_beam(warm, articles, watchlist) -> Result:
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from transforms.alerting import RaiseAlerts
+    from transforms.raise_alerts import RaiseAlerts
     from transforms.reload import WatchlistSource
     from transforms.tagging import TagArticles
 

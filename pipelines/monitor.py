@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from newsradar.config import Watchlist
-from transforms.alerting import DeliverAlerts, RaiseAlerts, RaiseAlertsInOrder, check_sinks
 from transforms.dedupe import Dedupe, DedupeInOrder, DedupeSettings
+from transforms.deliver_alerts import DeliverAlerts, check_sinks
 from transforms.normalize import Normalize
 from transforms.parse import ParseRaw
+from transforms.raise_alerts import RaiseAlerts, RaiseAlertsInOrder
 from transforms.reload import WatchlistSource
 from transforms.tagging import TagArticles
 

@@ -47,7 +47,7 @@ def test_every_line_comes_out_once_as_article_or_dead_letter(outputs):
     assert sorted(d.error.split(":")[0] for d in dlq) == ["not JSON", "not UTF-8", "title", "v"]
     assert {d.step for d in dlq} == {"parse"}
     assert any(d.encoding == "base64" for d in dlq)
-    # Alerts are the tagging steps' business (tests/transforms/test_alerts*); here: of these articles.
+    # Alerts are tested in tests/transforms/test_alert_rules.py and test_raise_alerts.py; here: of these articles.
     assert all(alert.article_id in ids for alert in alerts)
 
 

@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 from newsradar.config import ConfigError
 from newsradar.metrics import PipelineMetrics
 from tests.conftest import REPO
-from transforms.alerting import _NoveltyFn
 from transforms.nlp import LANGS
+from transforms.raise_alerts import _ApplyNoveltyRulesFn
 from transforms.reload import Reloader, WatchlistSource
 from transforms.tagging import Tagger, _TagFn, require_examples_pass
 
@@ -201,7 +201,7 @@ def test_novelty_takes_and_refuses_the_versions_tagging_does(tmp_path, made):
     source = WatchlistSource.from_file(path, poll_interval=0)  # every get() polls
     bad = POETS.replace("The Council of Mothers and Wives spoke.", "Nobody spoke.")
     for content, org_ids in ((bad, ["cmw"]), (POETS, ["poets", "cmw"])):
-        steps = [_TagFn(source, keyed=False), _NoveltyFn(source)]
+        steps = [_TagFn(source, keyed=False), _ApplyNoveltyRulesFn(source)]
         if made == "before the edit":
             for step in steps:
                 step.setup()

@@ -24,12 +24,12 @@ from newsradar.identity import alert_id
 from newsradar.metrics import PipelineMetrics
 from newsradar.records import Alert, decode_alert, decode_dead_letter, format_time
 from tests.conftest import free_port, wait_for
-from transforms.alerting import DeliverAlerts
-from transforms.sinks import (
+from transforms.deliver_alerts import (
     ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     Alertmanager,
+    DeliverAlerts,
     Dispatcher,
     JsonlFile,
     Webhook,
@@ -346,7 +346,7 @@ def test_dead_letter_keeps_the_alert_bytes():
 def test_pipeline_launch_refuses_a_sink_whose_secret_is_missing(monkeypatch):
     from newsradar.config import ConfigError
     from newsradar.config.watchlist import Watchlist
-    from transforms.alerting import check_sinks
+    from transforms.deliver_alerts import check_sinks
     from transforms.reload import WatchlistSource
 
     monkeypatch.delenv("NEWSRADAR_NO_SUCH_SECRET", raising=False)

@@ -1,7 +1,10 @@
-"""Alert sinks besides ``news.alerts``: a signed JSON webhook, the Alertmanager v2 API, a
-JSONL file. :class:`Dispatcher` delivers a batch of alerts to all of them concurrently.
+"""Alert delivery besides ``news.alerts``: the sinks (a signed JSON webhook, the Alertmanager
+v2 API, a JSONL file), :class:`Dispatcher`, which delivers a batch of alerts to all of them
+concurrently, :class:`DeliverAlerts`, the Beam step around it, and :func:`check_sinks`, the
+launch check. ``news.alerts`` itself is written by the pipeline's Kafka sink; the alerts are
+raised by :mod:`transforms.raise_alerts`.
 
-Delivery guarantees, per sink and alert:
+Guarantees, per sink and alert:
 
 * At least once, idempotent by ``alert_id``: a retry sends the same id (and the same body),
   so a receiver that remembers ids drops repeats; Alertmanager merges alerts with equal
@@ -16,6 +19,10 @@ Delivery guarantees, per sink and alert:
   :class:`Failure` s; the caller turns them into dead letters, so nothing is lost.
 * Internal addresses are refused after DNS (:mod:`newsradar.netguard`) unless the sink
   says ``allow_private_networks: true``; redirects are never followed.
+* :class:`DeliverAlerts` never fails for a sink: each delivery that failed after its
+  retries comes out as a DeadLetter (step ``alerts.<sink>``) for ``news.dlq``.
+* A sink that cannot work as configured (e.g. its secret is not in the environment) stops
+  the launch (:func:`check_sinks`), never a running pipeline.
 
 Webhook signature: header ``X-Newsradar-Signature: sha256=<hex>``, the HMAC-SHA256 with the
 secret from the environment variable named by ``secret_env`` over
@@ -42,12 +49,19 @@ from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.utils.windowed_value import WindowedValue
 
 from newsradar import paths
+from newsradar.config import ConfigError
 from newsradar.config.watchlist import AlertmanagerSink, FileSink, WebhookSink
 from newsradar.httpclient import guarded_session, parse_retry_after
+from newsradar.metrics import pipeline_metrics
 from newsradar.netguard import AddressPolicy, ForbiddenAddress
-from newsradar.records import Alert, parse_time
+from newsradar.records import Alert, DeadLetter, parse_time
+
+from .reload import WatchlistSource
 
 log = logging.getLogger(__name__)
 
@@ -374,3 +388,75 @@ class Dispatcher:
 
     async def _close_sinks(self) -> None:
         await asyncio.gather(*(s.close() for s in self.sinks))
+
+
+# ---------------------------------------------------------------------------
+# Beam
+
+
+class _DeliverFn(beam.DoFn):
+    """Collects a bundle's alerts and delivers them concurrently in finish_bundle, so a slow
+    sink costs a bundle at most the dispatcher's deadline, once, never per alert."""
+
+    def __init__(self, sinks, allow_private_networks: bool):
+        self._sinks = sinks
+        self._allow_private = allow_private_networks
+
+    def setup(self) -> None:
+        self._dispatcher = Dispatcher.from_config(
+            self._sinks, metrics=pipeline_metrics(), allow_private_networks=self._allow_private
+        )
+        self._failed = Metrics.counter("alerts", "sink_deliveries_failed")
+        self._dlq = pipeline_metrics().dlq
+
+    def start_bundle(self) -> None:
+        self._pending: list[tuple[Alert, object, object]] = []
+
+    def process(self, alert: Alert, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        self._pending.append((alert, timestamp, window))
+
+    def finish_bundle(self):
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        where = {a.alert_id: (t, w) for a, t, w in pending}
+        for failure in self._dispatcher.deliver([a for a, _t, _w in pending]):
+            self._failed.inc()
+            step = f"alerts.{failure.sink}"  # bounded: one label value per sink kind
+            self._dlq.labels(step).inc()
+            timestamp, window = where[failure.alert.alert_id]
+            letter = DeadLetter.wrap(failure.alert.encode(), error=failure.error, step=step)
+            yield WindowedValue(letter, timestamp, [window])
+
+    def teardown(self) -> None:
+        dispatcher = getattr(self, "_dispatcher", None)
+        if dispatcher is not None:
+            dispatcher.close()
+
+
+def check_sinks(source: WatchlistSource) -> None:
+    """At launch: every configured sink can be built (e.g. its secret is in the
+    environment); raises ConfigError naming the file and the sink otherwise."""
+    for i, sink in enumerate(source.initial.alerts.sinks):
+        try:
+            build_sink(sink)
+        except SinkConfigError as exc:
+            raise ConfigError(source.path or "<watchlist>", f"alerts.sinks[{i}]", str(exc)) from None
+
+
+class DeliverAlerts(beam.PTransform):
+    """Alert -> the watchlist's sinks (webhook, Alertmanager, file). Never fails for a sink;
+    its output is a DeadLetter (step ``alerts.<sink>``, counted in
+    ``newsradar_dlq_records_total``) per delivery that failed after its retries, for
+    ``news.dlq``. Apply it beside, not before, the write to ``news.alerts``.
+
+    Sinks are taken from the watchlist at launch (a reload does not change them: a sink
+    holds connections and secrets, which belong to a deployment, not an edit)."""
+
+    def __init__(self, sinks, allow_private_networks: bool = False, label: str | None = None):
+        super().__init__(label)
+        self._sinks = tuple(sinks)
+        self._allow_private = allow_private_networks
+
+    def expand(self, alerts):
+        return alerts | "DeliverToSinks" >> beam.ParDo(_DeliverFn(self._sinks, self._allow_private))

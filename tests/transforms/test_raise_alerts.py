@@ -1,0 +1,126 @@
+"""The Beam steps that raise alerts: the stateful step under TestStream (out-of-order
+arrivals, expiry by timer, near-duplicates) and the ordered replay on a bounded input."""
+
+from datetime import UTC, datetime
+
+import apache_beam as beam
+from apache_beam.metrics import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.testing.test_stream import TestStream as BeamTestStream
+from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import TimestampedValue
+
+from newsradar.identity import alert_id
+from newsradar.records import Mention, RawArticle, TaggedArticle, TopicTag, format_time
+from tests.transforms.test_alert_rules import DAY, T0, WATCHLIST
+from transforms import alert_rules
+from transforms.alert_rules import HOUR
+from transforms.raise_alerts import RaiseAlerts, RaiseAlertsInOrder
+from transforms.reload import WatchlistSource
+
+
+def tagged(article_id, story, t, org="cmw", duplicate_of=None, topics=()):
+    when = format_time(datetime.fromtimestamp(t, UTC))
+    raw = RawArticle(article_id=article_id, source_id="src", source_kind="rss", url=f"https://example.org/{article_id}",
+                     title=f"Title {article_id}", text="The Council of Mothers and Wives said.", published_at=when,
+                     fetched_at=when)
+    mention = Mention(org_id=org, text="Council of Mothers and Wives", start=len(raw.title) + 6,
+                      end=len(raw.title) + 34, match="exact")
+    return TaggedArticle(article=raw, lang="en", story_id=story, duplicate_of=duplicate_of,
+                         topics=tuple(TopicTag(t_, 4.0) for t_ in topics), mentions=(mention,))
+
+
+def streaming_options():
+    options = PipelineOptions(flags=[], runner="BundleBasedDirectRunner")
+    options.view_as(StandardOptions).streaming = True
+    return options
+
+
+def test_stream_out_of_order_and_near_duplicates():
+    stream = (
+        BeamTestStream()
+        .add_elements([TimestampedValue(tagged("a1", "s1", T0 + 2 * DAY), T0 + 2 * DAY)])
+        .add_elements([TimestampedValue(tagged("a0", "s0", T0), T0 + 2 * DAY + 60)])  # late, older
+        .add_elements([TimestampedValue(tagged("a1-copy", "s1", T0 + 2 * DAY + 30, duplicate_of="a1"), T0 + 2 * DAY + 90)])
+        .advance_watermark_to(T0 + 3 * DAY)
+        .add_elements([TimestampedValue(tagged("a2", "s2", T0 + 10 * DAY, topics=("protest",)), T0 + 10 * DAY)])
+        .advance_watermark_to_infinity()
+    )
+    with beam.Pipeline(options=streaming_options()) as p:
+        alerts = p | stream | RaiseAlerts(WatchlistSource.fixed(WATCHLIST)) | beam.Map(lambda a: (a.kind, a.article_id))
+        assert_that(
+            alerts,
+            equal_to([
+                ("new_mention", "a1"),
+                ("new_mention", "a0"),  # a late story is still a new story
+                # a1-copy: same story, nothing; a0 did not end a silence (it is older)
+                ("new_mention", "a2"),
+                ("first_in_window", "a2"),  # 8 days after a1, the newest before it
+                ("topic", "a2"),
+            ]),
+        )
+
+
+def test_stream_state_expires_on_the_timer():
+    memory = alert_rules.memory(WATCHLIST.novelty)
+    stream = (
+        BeamTestStream()
+        .add_elements([TimestampedValue(tagged("a1", "s1", T0), T0)])
+        .advance_watermark_to(T0 + memory + 10)
+        # The same story again, published an hour after the first but fetched much later:
+        # only the timer can have pruned it, so it is news again, with the same alert id.
+        .add_elements([TimestampedValue(tagged("a1b", "s1", T0 + HOUR), T0 + memory + 20)])
+        .advance_watermark_to_infinity()
+    )
+    with beam.Pipeline(options=streaming_options()) as p:
+        alerts = p | stream | RaiseAlerts(WatchlistSource.fixed(WATCHLIST)) | beam.Map(lambda a: (a.kind, a.alert_id))
+        same = alert_id("new_mention", "cmw", "s1")
+        assert_that(alerts, equal_to([("new_mention", same), ("new_mention", same)]))
+
+
+def test_stream_without_expiry_remembers_the_story():
+    stream = (
+        BeamTestStream()
+        .add_elements([TimestampedValue(tagged("a1", "s1", T0), T0)])
+        .advance_watermark_to(T0 + 3 * DAY)
+        .add_elements([TimestampedValue(tagged("a1b", "s1", T0 + HOUR), T0 + 3 * DAY)])
+        .advance_watermark_to_infinity()
+    )
+    with beam.Pipeline(options=streaming_options()) as p:
+        alerts = p | stream | RaiseAlerts(WatchlistSource.fixed(WATCHLIST)) | beam.Map(lambda a: a.article_id)
+        assert_that(alerts, equal_to(["a1"]))
+
+
+def test_bounded_replay_in_input_order_is_reproducible():
+    numbered = [
+        (0, tagged("a1", "s1", T0)),
+        (1, tagged("b1", "t1", T0 + 60, org="quick")),
+        (2, tagged("a2", "s1", T0 + 120, duplicate_of="a1")),
+        (3, tagged("a3", "s3", T0 + 8 * DAY)),
+    ]
+    expected = [
+        ((0, 0, 0), "new_mention", alert_id("new_mention", "cmw", "s1")),
+        ((1, 0, 0), "new_mention", alert_id("new_mention", "quick", "t1")),
+        ((3, 0, 0), "new_mention", alert_id("new_mention", "cmw", "s3")),
+        ((3, 0, 1), "first_in_window", alert_id("first_in_window", "cmw", "s3")),
+    ]
+    for _ in range(2):  # the same alerts, keys and ids on every run
+        with beam.Pipeline(runner="BundleBasedDirectRunner", options=PipelineOptions(flags=[])) as p:
+            out = (
+                p
+                | beam.Create(numbered)
+                | RaiseAlertsInOrder(WatchlistSource.fixed(WATCHLIST))
+                | beam.Map(lambda kv: (kv[0], kv[1].kind, kv[1].alert_id))
+            )
+            assert_that(out, equal_to(expected))
+
+
+def test_the_steps_count_alerts_in_beam_counters_named_novelty():
+    numbered = [(0, tagged("a1", "s1", T0)), (1, tagged("b1", "t1", T0 + 60, org="gone"))]
+    p = beam.Pipeline(runner="BundleBasedDirectRunner", options=PipelineOptions(flags=[]))
+    _ = p | beam.Create(numbered) | RaiseAlertsInOrder(WatchlistSource.fixed(WATCHLIST))
+    result = p.run()
+    result.wait_until_finish()
+    query = result.metrics().query(MetricsFilter().with_namespace("novelty"))
+    counters = {c.key.metric.name: c.committed for c in query["counters"]}
+    assert counters.get("alerts_new_mention") == 1 and counters.get("org_not_watched") == 1, counters

@@ -1,0 +1,408 @@
+"""The alert rules, as plain code (no Beam): what is new enough to tell a person about, and
+the Alert record that says so. The Beam steps that apply them are in
+:mod:`transforms.raise_alerts`; delivery to sinks is :mod:`transforms.deliver_alerts`.
+
+From a tagged article to alerts, in three parts:
+
+* :func:`events_of` — one :class:`MentionEvent` per watched organization the article
+  mentions (its first mention, a snippet around it, the article's topics).
+* :func:`observe` — the novelty rules: the state of one organization (:class:`OrgState`)
+  sees that organization's mentions one at a time and answers with :class:`Trigger` s.
+* :func:`make_alert` — a trigger as an Alert a person can read (``why``, ``snippet``,
+  ``severity``). :class:`AlertRules` puts the three together for one worker: state and
+  event in, alerts out, counted.
+
+The rules:
+
+* ``new_mention`` — the first article of a story that mentions the organization. Every
+  later article of the same story (near-duplicates, reposts, edits) raises nothing: stories
+  are remembered for ``novelty.story_memory`` (default 14 days).
+* ``first_in_window`` — a new story mentions the organization after it had no mention for
+  its window (``organizations[].novelty_window``, default ``novelty.default_window``, 7 d).
+  Needs a previous mention: right after a cold start nothing is known, and nothing fires.
+* ``surge`` — distinct stories mentioning the organization in one UTC hour reach
+  ``surge.min_mentions`` and ``surge.factor`` times its baseline (mean stories per hour over
+  the ``surge.baseline`` before that hour, or over the time it has been observed if
+  shorter); then no surge for ``surge.cooldown``. Only the newest two hours are judged, so
+  a late burst of old articles does not alert.
+* ``topic`` — the first article of a story that carries an alerting topic and mentions the
+  organization, once per (topic, story).
+
+Times are event times: an article's ``published_at``, but never later than its
+``fetched_at`` (feeds that date items in the future do not move the clock). Out-of-order
+arrivals are fine: a late article never raises ``first_in_window`` (the silence it would
+end is already over) and counts in its own hour.
+
+Guarantees:
+
+* Every trigger names what raised it (``subject``, ``trigger``), and :func:`make_alert` is
+  deterministic except for ``created_at``: the id comes from
+  :func:`newsradar.identity.alert_id` over (kind, organization or topic, trigger), so a
+  replay in any order, a retried bundle or a second worker produce the same id and every
+  sink can drop repeats.
+* State is bounded: stories and hour counts older than the memory are pruned on every
+  event (and by the caller's timer, :func:`prune`); an idle organization keeps only two
+  timestamps; at most :data:`MAX_STORIES` stories per organization.
+* A snippet always contains the matched span (it is cut around it at word boundaries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from newsradar.config.watchlist import Novelty, Organization, Watchlist
+from newsradar.identity import alert_id
+from newsradar.records import Alert, TaggedArticle, format_time, parse_time
+from newsradar.vocab import SEVERITIES
+
+from .nlp import analysis_text
+
+HOUR = 3600.0
+# The hour buckets that may still raise a surge: the newest and the one before it.
+SURGE_LATENESS_HOURS = 1
+# Hard cap on remembered stories per organization, whatever the memory duration says.
+MAX_STORIES = 20_000
+SNIPPET_CHARS = 280
+
+
+@dataclass(frozen=True, slots=True)
+class MentionEvent:
+    """One article's mention of one watched organization (the input of the rules)."""
+
+    org_id: str
+    article_id: str
+    story_id: str
+    event_time: float  # unix seconds; see module docstring
+    title: str
+    url: str
+    snippet: str  # the text around the first mention, which it contains
+    mention: str  # the first mention's surface text
+    match: str
+    published_at: str
+    fetched_at: str
+    duplicate_of: str | None = None
+    # (topic id, score, evidence texts) of the alerting topics the article carries.
+    topics: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
+    # Arrival order in a bounded replay (`newsradar tag`); 0 on a stream.
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """Something the rules decided is new. ``trigger`` identifies the event for alert_id."""
+
+    kind: str
+    subject: str  # org id, or topic id for kind "topic"
+    trigger: str
+    event: MentionEvent
+    # Facts for the human-readable sentence.
+    gap: float | None = None  # first_in_window: seconds since the previous mention
+    window: float | None = None
+    count: int | None = None  # surge: stories in the hour
+    baseline: float | None = None  # surge: stories per hour before it
+    hour_start: float | None = None
+    topic: tuple[str, float, tuple[str, ...]] | None = None
+
+
+@dataclass(slots=True)
+class OrgState:
+    """What is remembered about one organization. Plain data: Beam pickles it into state."""
+
+    last_seen: float | None = None
+    first_seen: float | None = None
+    last_surge: float | None = None
+    # story id -> event time of its first mention
+    stories: dict[str, float] = field(default_factory=dict)
+    # "topic|story" -> event time
+    topic_stories: dict[str, float] = field(default_factory=dict)
+    # hour bucket (unix hour) -> distinct new stories first seen in it
+    hours: dict[int, int] = field(default_factory=dict)
+
+    def is_idle(self) -> bool:
+        return not (self.stories or self.topic_stories or self.hours)
+
+
+# ---------------------------------------------------------------------------
+# events: a tagged article as the rules' input
+
+
+def snippet(text: str, start: int, end: int, width: int = SNIPPET_CHARS) -> str:
+    """About ``width`` characters of ``text`` around ``text[start:end]``, cut at spaces,
+    with "…" where text was cut. Always contains the span (whole, if it is longer)."""
+    if end - start >= width:
+        return text[start:end]
+    room = (width - (end - start)) // 2
+    lo, hi = max(0, start - room), min(len(text), end + room)
+    if lo > 0:
+        space = text.find(" ", lo, start)
+        lo = space + 1 if space != -1 else lo
+    if hi < len(text):
+        space = text.rfind(" ", end, hi)
+        hi = space if space != -1 else hi
+    body = " ".join(text[lo:hi].split())
+    return ("…" if lo > 0 else "") + body + ("…" if hi < len(text) else "")
+
+
+def event_time(published_at: str, fetched_at: str) -> float:
+    """Event time in unix seconds: published, but never after it was fetched."""
+    return min(parse_time(published_at).timestamp(), parse_time(fetched_at).timestamp())
+
+
+def events_of(tagged: TaggedArticle, seq: int = 0) -> list[tuple[str, MentionEvent]]:
+    """One (org id, event) per watched organization the article mentions; the event holds
+    the first mention and every topic the article carries."""
+    if not tagged.mentions:
+        return []
+    art = tagged.article
+    text = analysis_text(art.title, art.text)
+    when = event_time(art.published_at, art.fetched_at)
+    topics = tuple((t.id, t.score, tuple(e.text for e in t.evidence)) for t in tagged.topics)
+    out = []
+    seen: set[str] = set()
+    for m in tagged.mentions:
+        if m.org_id in seen:
+            continue
+        seen.add(m.org_id)
+        out.append(
+            (
+                m.org_id,
+                MentionEvent(
+                    org_id=m.org_id,
+                    article_id=art.article_id,
+                    story_id=tagged.story_id,
+                    event_time=when,
+                    title=art.title,
+                    url=art.url,
+                    snippet=snippet(text, m.start, m.end),
+                    mention=m.text,
+                    match=m.match,
+                    published_at=art.published_at,
+                    fetched_at=art.fetched_at,
+                    duplicate_of=tagged.duplicate_of,
+                    topics=topics,
+                    seq=seq,
+                ),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the novelty rules
+
+
+def hour_of(t: float) -> int:
+    return int(t // HOUR)
+
+
+def observe(state: OrgState, event: MentionEvent, org: Organization, novelty: Novelty) -> list[Trigger]:
+    """Apply one mention to ``state`` (mutated) and return what it triggers, in the order
+    new_mention, first_in_window, surge, topic."""
+    t = event.event_time
+    out: list[Trigger] = []
+    new_story = event.story_id not in state.stories
+    newest_before = state.last_seen
+    if new_story:
+        state.stories[event.story_id] = t
+        out.append(Trigger("new_mention", org.id, event.story_id, event))
+        window = org.window(novelty)
+        if newest_before is not None and t - newest_before >= window:
+            out.append(
+                Trigger("first_in_window", org.id, event.story_id, event, gap=t - newest_before, window=window)
+            )
+        bucket = hour_of(t)
+        state.hours[bucket] = state.hours.get(bucket, 0) + 1
+        newest_hour = hour_of(max(t, newest_before if newest_before is not None else t))
+        if bucket >= newest_hour - SURGE_LATENESS_HOURS:
+            surge = _surge(state, bucket, t, org, novelty, event)
+            if surge is not None:
+                out.append(surge)
+    for topic in event.topics:
+        key = f"{topic[0]}|{event.story_id}"
+        if key not in state.topic_stories:
+            state.topic_stories[key] = t
+            out.append(Trigger("topic", topic[0], f"{org.id}|{event.story_id}", event, topic=topic))
+    state.last_seen = t if newest_before is None else max(newest_before, t)
+    state.first_seen = t if state.first_seen is None else min(state.first_seen, t)
+    prune(state, state.last_seen, novelty)
+    return out
+
+
+def _surge(state: OrgState, bucket: int, t: float, org: Organization, novelty: Novelty,
+           event: MentionEvent) -> Trigger | None:
+    rule = novelty.surge
+    count = state.hours[bucket]
+    if count < rule.min_mentions:
+        return None
+    if state.last_surge is not None and abs(t - state.last_surge) < rule.cooldown:
+        return None
+    span = max(1, int(rule.baseline // HOUR))
+    observed = span if state.first_seen is None else min(span, max(1, bucket - hour_of(state.first_seen)))
+    before = sum(n for h, n in state.hours.items() if bucket - observed <= h < bucket)
+    baseline = before / observed
+    if count < rule.factor * baseline:
+        return None
+    state.last_surge = t
+    return Trigger(
+        "surge", org.id, str(bucket), event, count=count, baseline=baseline, hour_start=bucket * HOUR,
+        window=observed * HOUR,
+    )
+
+
+def prune(state: OrgState, now: float, novelty: Novelty) -> None:
+    """Forget what no rule can need any more as of event time ``now``."""
+    horizon = now - novelty.story_memory
+    if state.stories:
+        state.stories = {s: at for s, at in state.stories.items() if at > horizon}
+        if len(state.stories) > MAX_STORIES:
+            newest = sorted(state.stories.items(), key=lambda kv: kv[1])[-MAX_STORIES:]
+            state.stories = dict(newest)
+    if state.topic_stories:
+        state.topic_stories = {k: at for k, at in state.topic_stories.items() if at > horizon}
+        if len(state.topic_stories) > MAX_STORIES:
+            state.topic_stories = dict(sorted(state.topic_stories.items(), key=lambda kv: kv[1])[-MAX_STORIES:])
+    if state.hours:
+        oldest_hour = hour_of(now - novelty.surge.baseline) - SURGE_LATENESS_HOURS - 1
+        state.hours = {h: n for h, n in state.hours.items() if h >= oldest_hour}
+
+
+def memory(novelty: Novelty) -> float:
+    """How long after an organization's last event its state can be pruned to nothing."""
+    return max(novelty.story_memory, novelty.surge.baseline + 2 * HOUR)
+
+
+# ---------------------------------------------------------------------------
+# alerts
+
+
+_MATCH_WORDS = {
+    "exact": "its name",
+    "lemma": "an inflected form of its name",
+    "translit": "a transliteration of its name",
+    "fuzzy": "a reworded form of its name",
+}
+
+
+def raised(severity: str) -> str:
+    """One step up the severity scale, capped at critical."""
+    return SEVERITIES[min(SEVERITIES.index(severity) + 1, len(SEVERITIES) - 1)]
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{max(1, round(seconds / 60))} minutes"
+
+
+def why(trig: Trigger, org: Organization, watchlist: Watchlist) -> str:
+    """One sentence an analyst can read: what happened, with the numbers behind it."""
+    ev = trig.event
+    said = f"\u201c{ev.mention}\u201d ({_MATCH_WORDS.get(ev.match, ev.match)})"
+    if trig.kind == "new_mention":
+        return f"{org.name} is mentioned in a new story: {said} in \u201c{ev.title or ev.url}\u201d."
+    if trig.kind == "first_in_window":
+        return (
+            f"{org.name} is mentioned again after {_duration(trig.gap)} without a mention "
+            f"(its quiet window is {_duration(trig.window)}): {said} in \u201c{ev.title or ev.url}\u201d."
+        )
+    if trig.kind == "surge":
+        hour = datetime.fromtimestamp(trig.hour_start, UTC).strftime("%Y-%m-%d %H:00")
+        if trig.baseline:
+            ratio = f"{trig.count / trig.baseline:.1f} times its baseline of {trig.baseline:.2f} per hour"
+        else:
+            ratio = "where it had no stories per hour before"
+        return (
+            f"{org.name} is in {trig.count} new stories in the hour from {hour} UTC, "
+            f"{ratio} over the previous {_duration(trig.window)}."
+        )
+    topic_id, score, evidence = trig.topic
+    try:
+        topic_name = watchlist.topic(topic_id).name
+    except KeyError:
+        topic_name = topic_id
+    words = ", ".join(dict.fromkeys(evidence)) or "its terms"
+    return f"An article about {topic_name} (score {score:g}: {words}) mentions {org.name}: {said}."
+
+
+def severity(trig: Trigger, org: Organization, watchlist: Watchlist) -> str:
+    """new_mention: the organization's; first_in_window and surge: one step higher; topic:
+    the higher of the topic's and the organization's."""
+    if trig.kind == "new_mention":
+        return org.severity
+    if trig.kind in ("first_in_window", "surge"):
+        return raised(org.severity)
+    try:
+        topic_severity = watchlist.topic(trig.subject).severity
+    except KeyError:
+        topic_severity = "warning"
+    return max(org.severity, topic_severity, key=SEVERITIES.index)
+
+
+def make_alert(trig: Trigger, org: Organization, watchlist: Watchlist, created_at: datetime) -> Alert:
+    ev = trig.event
+    return Alert(
+        alert_id=alert_id(trig.kind, trig.subject, trig.trigger),
+        kind=trig.kind,
+        severity=severity(trig, org, watchlist),
+        article_id=ev.article_id,
+        story_id=ev.story_id,
+        url=ev.url,
+        title=ev.title,
+        snippet=ev.snippet,
+        why=why(trig, org, watchlist),
+        created_at=format_time(created_at),
+        org_id=org.id,
+        topic_id=trig.subject if trig.kind == "topic" else None,
+    )
+
+
+# ---------------------------------------------------------------------------
+# one worker's rules
+
+
+def _no_count(name: str) -> None:
+    return None
+
+
+class AlertRules:
+    """The rules plus alert building for one worker: an organization's state and one of its
+    mentions in, alerts out. Plain code that both Beam steps (and tests) share.
+
+    ``watchlist`` is called on every event (a reload may have changed it). ``count(name)``
+    is told of every ``org_not_watched`` and ``alerts_<kind>``, for the caller's counters
+    (the Beam steps pass Beam's); ``metrics`` (:class:`newsradar.metrics.PipelineMetrics`)
+    gets the alert counts and latencies."""
+
+    def __init__(self, watchlist: Callable[[], Watchlist], now: Callable[[], datetime] | None = None,
+                 metrics=None, count: Callable[[str], None] = _no_count):
+        self._watchlist = watchlist
+        self._now = now or (lambda: datetime.now(UTC))
+        self._metrics = metrics
+        self._count = count
+
+    def apply(self, state: OrgState, event: MentionEvent) -> list[Alert]:
+        wl = self._watchlist()
+        try:
+            org = wl.organization(event.org_id)
+        except KeyError:
+            # Removed from the watchlist by a reload while its mentions were in flight.
+            self._count("org_not_watched")
+            return []
+        alerting = {t.id for t in wl.topics if t.alert}
+        if any(t[0] not in alerting for t in event.topics):
+            event = replace(event, topics=tuple(t for t in event.topics if t[0] in alerting))
+        triggers = observe(state, event, org, wl.novelty)
+        created = self._now()
+        alerts = [make_alert(t, org, wl, created) for t in triggers]
+        for alert in alerts:
+            self._count(f"alerts_{alert.kind}")
+            if self._metrics is not None:
+                self._metrics.alerts.labels(kind=alert.kind).inc()
+                now = created.timestamp()
+                self._metrics.published_to_alert.observe(max(0.0, now - parse_time(event.published_at).timestamp()))
+                self._metrics.fetched_to_alert.observe(max(0.0, now - parse_time(event.fetched_at).timestamp()))
+        return alerts
