@@ -6,11 +6,11 @@ Why each dependency and its range: docs/dependencies.md.
 from setuptools import find_packages, setup
 
 INSTALL_REQUIRES = [
-    # streaming engine; the 2.77 line is what Prism/Flink facts in DESIGN.md were measured on
+    # streaming engine; the 2.77 line is what the runner facts in docs/design.md, "Runners", were measured on
     "apache-beam>=2.77.0,<2.78",
     # Kafka client (pure Python); 3.x knows the Kafka 4.x protocol versions
     "kafka-python>=3.0.12,<4",
-    # fast CRC32C for kafka-python record batches (~75x faster encoding, DESIGN.md)
+    # fast CRC32C for kafka-python record batches (~100x faster encoding, docs/design.md, "Measured facts")
     "crc32c>=2.4,<3",
     # feed parsing over bytes we fetched ourselves
     "feedparser>=6.0.11,<6.1",

@@ -14,7 +14,7 @@ URL or a path. Guarantees of :func:`parse_feed`:
 * An empty body, an HTML page or anything else that is not a feed is a :class:`FeedError`,
   never a healthy feed with no entries. Errors inside feedparser become :class:`FeedError`.
 * An entry that cannot be turned into a valid record is skipped and counted, never fatal.
-* Each record follows DESIGN.md: a stable ``article_id`` (:func:`newsradar.identity.rss_article_id`),
+* Each record follows docs/design.md, "Records on Kafka": a stable ``article_id`` (:func:`newsradar.identity.rss_article_id`),
   ``text`` with no markup, ``published_at`` in UTC (a missing, unreadable, absurd or
   more-than-a-day-ahead date falls back to the fetch time and is flagged), ``lang_hint``,
   ``author`` and an http(s) ``url``. Sizes are not capped here: the delivery loop cuts every

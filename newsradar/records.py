@@ -1,7 +1,7 @@
 """The four record kinds that travel on Kafka, and the identities they carry.
 
 Every record is a JSON object in UTF-8 with a schema version field ``"v": 1``
-(DESIGN.md, "Records on Kafka"). Connectors build :class:`RawArticle`; the pipeline
+(docs/design.md, "Records on Kafka"). Connectors build :class:`RawArticle`; the pipeline
 reads it back, adds analysis (:class:`TaggedArticle`), raises :class:`Alert` and sends
 anything it cannot read to the dead-letter topic as :class:`DeadLetter`.
 
@@ -29,7 +29,7 @@ from newsradar.vocab import ALERT_KINDS, MATCH_KINDS, SEVERITIES, SOURCE_KINDS
 
 SCHEMA_VERSION = 1
 
-# The topics the records travel on. Names are part of the contract (DESIGN.md).
+# The topics the records travel on. Names are part of the contract (docs/design.md, "Topics").
 TOPIC_RAW = "news.raw"
 TOPIC_TAGGED = "news.tagged"
 TOPIC_ALERTS = "news.alerts"

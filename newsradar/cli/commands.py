@@ -1,4 +1,5 @@
-"""The ``newsradar`` command line (names and exit codes are a contract: DESIGN.md).
+"""The ``newsradar`` command line (names and exit codes are a contract: docs/design.md,
+"Command line").
 
 Exit codes: 0 success, 2 bad input or config (one line naming the file and the field),
 1 other failures, 3 ``kafka status`` when no broker answers.

@@ -1,8 +1,8 @@
 """``sources.yaml``: the feeds and channels the connectors poll.
 
-The minimal shape is fixed by DESIGN.md (``allow_private_networks``, ``sources`` with
-``id``/``kind``/``url``/``interval`` for RSS and ``mode``/``channel``/``base_url`` for
-Telegram). Each source kind validates into its own frozen model; the entry is dispatched
+The minimal shape is fixed by docs/design.md, "Configuration" (``allow_private_networks``,
+``sources`` with ``id``/``kind``/``url``/``interval`` for RSS and
+``mode``/``channel``/``base_url`` for Telegram). Each source kind validates into its own frozen model; the entry is dispatched
 on ``kind`` (and ``mode`` for Telegram) first, so an error names the field of the model
 the operator meant.
 """
