@@ -8,7 +8,16 @@ anything it cannot read to the dead-letter topic as :class:`DeadLetter`.
 Guarantees:
 
 * ``decode_*`` either returns a fully valid record or raises :class:`RecordError` naming
-  the field that is wrong and what was expected. It never returns a half-valid record.
+  the field that is wrong and what was expected, whatever the bytes: nesting too deep for
+  the decoder, numbers past the int-string limit or outside 64 bits, ``NaN``, dates past
+  year 9999 are all a RecordError. It never returns a half-valid record.
+* No record holds a lone surrogate: a ``news.raw`` string that carries one (``"\\ud83d"`` in
+  JSON, or a connector's text) has it replaced by U+FFFD when the record is decoded or built,
+  flagged ``surrogates_replaced``, so every record encodes to valid UTF-8.
+* ``encode()`` never raises on text: a string that still holds a surrogate (an error message
+  quoting one) is written with JSON escapes instead.
+* A :class:`DeadLetter` always fits its topic: the *encoded* original is capped at
+  :data:`MAX_DLQ_ORIGINAL_BYTES` (escapes counted), the error at :data:`MAX_ERROR_CHARS`.
 * ``encode(decode_x(b))`` is stable: keys are sorted and optional fields that are unset are
   left out, so the same record always has the same bytes.
 * :func:`rss_article_id`, :func:`telegram_article_id` and :func:`alert_id` are pure
@@ -22,7 +31,7 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from newsradar.vocab import ALERT_KINDS, MATCH_KINDS, SEVERITIES, SOURCE_KINDS
@@ -43,9 +52,16 @@ MAX_RECORD_BYTES = 2 * 1024 * 1024
 # analysis, or an original payload: they may be larger, up to this (below the producer's 4 MiB
 # request limit, newsradar.kafka.MAX_REQUEST_BYTES, with room for the request's own overhead).
 MAX_OUTPUT_RECORD_BYTES = 3 * 1024 * 1024
-# A dead letter keeps at most this much of the original payload; the rest stays findable on
-# its input topic through ``DeadLetter.source`` (topic/partition/offset).
+# A dead letter's ``original`` takes at most this many bytes once encoded (JSON escapes
+# counted: 700 KiB of control bytes escape to 4.3 MB); the rest of the payload stays findable
+# on its input topic through ``DeadLetter.source`` (topic/partition/offset).
 MAX_DLQ_ORIGINAL_BYTES = 2 * 1024 * 1024
+# An exception's text can quote the whole input; the record itself is in the letter.
+MAX_ERROR_CHARS = 1000
+# Integers in records are 64-bit (Kafka offsets, Telegram ids, view counts).
+_INT_RANGE = (-(2**63), 2**63 - 1)
+# How far ahead of our clock an event time may be (see clamp_future).
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 class RecordError(ValueError):
@@ -97,7 +113,11 @@ def parse_time(text: str) -> datetime:
     m = re.match(r"^(.*?\.\d{6})\d+(.*)$", normalized)
     if m:
         normalized = m.group(1) + m.group(2)
-    return datetime.fromisoformat(normalized.replace("t", "T")).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(normalized.replace("t", "T")).astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-23:59 is a valid RFC 3339 text past datetime's last instant.
+        raise ValueError(f"timestamp {text!r} is outside the years 1-9999 in UTC") from None
 
 
 # ---------------------------------------------------------------------------
@@ -120,7 +140,44 @@ def _check(data: dict, name: str, kind: type | tuple, required: bool, prefix: st
     if not isinstance(value, kind):
         expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise RecordError(path, f"expected {expected}, got {type(value).__name__}")
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT_RANGE[0] <= value <= _INT_RANGE[1]:
+        raise RecordError(path, f"number of {value.bit_length()} bits is outside the 64-bit range")
     return value
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def has_surrogates(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (it cannot be encoded to UTF-8)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def replace_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD (a pair becomes its character)."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _repair_strings(values: dict) -> dict:
+    """``values`` (RawArticle fields) without lone surrogates, flagged when any were replaced."""
+    repaired = False
+    for name, value in values.items():
+        if isinstance(value, str) and has_surrogates(value):
+            values[name] = replace_surrogates(value)
+            repaired = True
+        elif isinstance(value, tuple) and any(isinstance(v, str) and has_surrogates(v) for v in value):
+            values[name] = tuple(replace_surrogates(v) if isinstance(v, str) else v for v in value)
+            repaired = True
+    if repaired:
+        values["flags"] = _with_flag(values.get("flags"), "surrogates_replaced")
+    return values
 
 
 def _check_time(data: dict, name: str, required: bool, prefix: str = "") -> str | None:
@@ -158,11 +215,16 @@ def _load_object(payload: bytes | str | dict, limit: int = MAX_RECORD_BYTES) -> 
         raise RecordError("", f"record of {len(payload)} bytes exceeds the {limit}-byte cap")
     try:
         # Decode ourselves: json.loads(bytes) would guess UTF-16/32 from a BOM.
-        data = json.loads(bytes(payload).decode("utf-8"))
+        data = json.loads(bytes(payload).decode("utf-8"), parse_constant=_refuse_constant)
     except UnicodeDecodeError as exc:
         raise RecordError("", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise RecordError("", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise RecordError("", "not JSON we read: nested too deeply") from None
+    except ValueError as exc:
+        # Python's int-string limit (a 5,000-digit number), NaN/Infinity.
+        raise RecordError("", f"not JSON we read: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise RecordError("", f"expected a JSON object, got {type(data).__name__}")
     version = data.get("v", _MISSING)
@@ -174,7 +236,12 @@ def _load_object(payload: bytes | str | dict, limit: int = MAX_RECORD_BYTES) -> 
 
 
 def _dump(obj: dict) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (records repair theirs; an error message may quote one): escaped.
+        return json.dumps(obj, ensure_ascii=True, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
 class _Record:
@@ -239,6 +306,13 @@ class RawArticle(_Record):
     flags: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        # Connectors build records from text a source sent; a lone surrogate in it is repaired
+        # here, once, so that no record on news.raw fails to encode.
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        repaired = _repair_strings(dict(values))
+        for name, value in repaired.items():
+            if value is not values[name]:
+                object.__setattr__(self, name, value)
         validate_raw(self.to_dict())
 
 
@@ -248,7 +322,7 @@ def _raw_fields(data: dict, prefix: str = "") -> dict:
         for i, flag in enumerate(flags):
             if not isinstance(flag, str):
                 raise RecordError(f"{prefix}flags[{i}]", "expected str")
-    return dict(
+    return _repair_strings(dict(
         article_id=_check_nonempty(data, "article_id", prefix),
         source_id=_check_nonempty(data, "source_id", prefix),
         source_kind=_check_enum(data, "source_kind", SOURCE_KINDS, True, prefix),
@@ -267,7 +341,7 @@ def _raw_fields(data: dict, prefix: str = "") -> dict:
         forwarded_from=_check(data, "forwarded_from", str, False, prefix),
         views=_check(data, "views", int, False, prefix),
         flags=tuple(flags) if flags is not None else None,
-    )
+    ))
 
 
 def validate_raw(data: dict) -> None:
@@ -352,6 +426,26 @@ def _cut(record: RawArticle, name: str, flag: str, max_bytes: int) -> RawArticle
         except (UnicodeDecodeError, json.JSONDecodeError):
             end -= 1  # inside an escape or a character; end == 1 ('""') always decodes
     return dataclasses.replace(record, **{name: value})
+
+
+def clamp_future(article: RawArticle, now: datetime, skew: timedelta = MAX_CLOCK_SKEW) -> RawArticle:
+    """``article`` with ``published_at``, ``fetched_at`` and ``edited_at`` no later than
+    ``now + skew``; each one moved back is flagged ``<field>_clamped``.
+
+    Event time comes from these fields (and from Kafka timestamps, clamped the same way by
+    the reader): a producer with a fast clock must not move it, and with it every timer that
+    expires dedupe and novelty state, into the future."""
+    limit = now + skew
+    changes: dict[str, Any] = {}
+    flags = article.flags
+    for name in ("published_at", "fetched_at", "edited_at"):
+        value = getattr(article, name)
+        if value is not None and parse_time(value) > limit:
+            changes[name] = format_time(limit)
+            flags = _with_flag(flags, f"{name}_clamped")
+    if not changes:
+        return article
+    return dataclasses.replace(article, flags=flags, **changes)
 
 
 def _construct(cls, values: dict):
@@ -529,10 +623,11 @@ class DeadLetter(_Record):
     """A record the pipeline could not process, kept with the reason (topic ``news.dlq``).
 
     ``original`` is the original payload as text when it was valid UTF-8, otherwise its
-    base64 encoding with ``encoding="base64"``. A payload larger than
-    :data:`MAX_DLQ_ORIGINAL_BYTES` is kept only up to that size, with ``original_size`` giving
-    its full length, so a dead letter always fits its topic; ``source`` says where the whole
-    payload is.
+    base64 encoding with ``encoding="base64"``. When ``original`` would take more than
+    :data:`MAX_DLQ_ORIGINAL_BYTES` in the encoded letter (its JSON escapes counted), only a
+    prefix of the payload is kept, cut on a character boundary, with ``original_size`` giving
+    the payload's full length, so a dead letter always fits its topic; ``source`` says where
+    the whole payload is. ``error`` is cut to :data:`MAX_ERROR_CHARS`.
     """
 
     KIND: ClassVar[str] = "dlq"
@@ -548,21 +643,44 @@ class DeadLetter(_Record):
     original_size: int | None = None
 
     @classmethod
-    def wrap(cls, payload: bytes, error: str, step: str, at: datetime | None = None, source: str | None = None):
-        size = None
-        if len(payload) > MAX_DLQ_ORIGINAL_BYTES:
-            size, payload = len(payload), bytes(payload[:MAX_DLQ_ORIGINAL_BYTES])
-        try:
-            text, enc = payload.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            text, enc = base64.b64encode(payload).decode("ascii"), "base64"
-        return cls(original=text, error=error, step=step, at=format_time(at or utc_now()), encoding=enc, source=source,
-                   original_size=size)
+    def wrap(cls, payload: bytes, error: str, step: str, at: datetime | None = None, source: str | None = None,
+             max_original_bytes: int = MAX_DLQ_ORIGINAL_BYTES):
+        payload = bytes(payload)
+        text, enc = _original_text(payload, max_original_bytes)
+        kept = len(base64.b64decode(text)) if enc == "base64" else len(text.encode("utf-8"))
+        if len(error) > MAX_ERROR_CHARS:
+            error = error[: MAX_ERROR_CHARS - 1] + "…"
+        if has_surrogates(error):
+            error = replace_surrogates(error)
+        return cls(original=text, error=error or "unknown error", step=step, at=format_time(at or utc_now()),
+                   encoding=enc, source=source, original_size=len(payload) if kept < len(payload) else None)
 
     def original_bytes(self) -> bytes:
         if self.encoding == "base64":
             return base64.b64decode(self.original)
         return self.original.encode("utf-8")
+
+
+def _original_text(payload: bytes, limit: int) -> tuple[str, str]:
+    """The ``original`` of a dead letter and its encoding: the payload as text when it is
+    UTF-8, else base64; cut so that it takes at most ``limit`` bytes as a JSON string."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        # Base64 takes 4 bytes for every 3, and needs no escapes.
+        return base64.b64encode(payload[: limit // 4 * 3]).decode("ascii"), "base64"
+    if len(payload) * _MAX_BYTES_PER_CHAR + 2 <= limit:
+        return text, "utf-8"
+    quoted = json.dumps(text, ensure_ascii=False).encode("utf-8")
+    if len(quoted) <= limit:
+        return text, "utf-8"
+    # Cut the encoded form, then back off to the end of a whole escape and character.
+    end = limit - 1
+    while True:
+        try:
+            return json.loads((quoted[:end] + b'"').decode("utf-8")), "utf-8"
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            end -= 1  # at most 11 bytes back (an escape pair); end == 1 ('""') always decodes
 
 
 def decode_dead_letter(payload: bytes | str | dict) -> DeadLetter:
@@ -579,9 +697,10 @@ def decode_dead_letter(payload: bytes | str | dict) -> DeadLetter:
 
 
 __all__ = [
-    "ALL_TOPICS", "Alert", "DeadLetter", "Evidence", "MAX_DLQ_ORIGINAL_BYTES", "MAX_OUTPUT_RECORD_BYTES",
-    "MAX_RECORD_BYTES", "Mention", "RawArticle",
+    "ALL_TOPICS", "Alert", "DeadLetter", "Evidence", "MAX_CLOCK_SKEW", "MAX_DLQ_ORIGINAL_BYTES", "MAX_ERROR_CHARS",
+    "MAX_OUTPUT_RECORD_BYTES", "MAX_RECORD_BYTES", "Mention", "RawArticle",
     "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_RAW", "TOPIC_TAGGED",
     "TaggedArticle", "TopicTag", "decode_alert", "decode_dead_letter",
-    "decode_raw", "decode_tagged", "encode", "fit_to_size", "format_time", "parse_time", "utc_now",
+    "clamp_future", "decode_raw", "decode_tagged", "encode", "fit_to_size", "format_time", "has_surrogates",
+    "parse_time", "replace_surrogates", "utc_now",
 ]

@@ -1,5 +1,5 @@
 import json
-from datetime import UTC
+from datetime import UTC, datetime
 
 import pytest
 
@@ -170,7 +170,8 @@ def test_dead_letter_of_a_huge_payload_keeps_its_head_and_fits_its_topic():
     payload = ("я" * (r.MAX_DLQ_ORIGINAL_BYTES)).encode("utf-8")  # 2 bytes a character: twice the cap
     letter = r.DeadLetter.wrap(payload, "record exceeds the cap", "parse", source="news.raw/0/17")
     assert letter.original_size == len(payload)
-    assert letter.original_bytes() == payload[: r.MAX_DLQ_ORIGINAL_BYTES]
+    kept = letter.original_bytes()
+    assert kept == payload[: len(kept)] and r.MAX_DLQ_ORIGINAL_BYTES - 4 <= len(kept) <= r.MAX_DLQ_ORIGINAL_BYTES
     encoded = letter.encode()
     assert len(encoded) <= r.MAX_OUTPUT_RECORD_BYTES
     back = r.decode_dead_letter(encoded)
@@ -202,3 +203,64 @@ def test_format_time_survives_a_round_trip(micro):
     t = datetime(2026, 11, 25, 19, 29, 26, micro, tzinfo=UTC)
     text = r.format_time(t)
     assert r.format_time(r.parse_time(text)) == text
+
+
+@pytest.mark.parametrize("char", ["\x01", '"', "\\"])
+def test_dead_letter_caps_the_encoded_original_whatever_its_escapes(char):
+    # 700 KiB of byte 0x01 is 4.3 MB once JSON-escaped: over the broker's 4 MiB request limit.
+    payload = (char * (3 * 1024 * 1024 // len(char.encode()))).encode("utf-8")
+    letter = r.DeadLetter.wrap(payload, "too large", "parse")
+    encoded = letter.encode()
+    assert len(encoded) <= r.MAX_DLQ_ORIGINAL_BYTES + 2048
+    back = r.decode_dead_letter(encoded)
+    kept = back.original_bytes()
+    assert back.original_size == len(payload) and kept == payload[: len(kept)] and len(kept) > 0
+
+
+def test_dead_letter_of_700_kib_of_control_bytes_fits_whole_or_cut():
+    payload = b'{"v":1,"title":"' + b"\x01" * (700 * 1024) + b'"}'
+    letter = r.DeadLetter.wrap(payload, "bad", "parse")
+    assert len(letter.encode()) <= r.MAX_DLQ_ORIGINAL_BYTES + 2048
+    assert letter.original_size == len(payload)
+
+
+def test_decode_refuses_what_python_cannot_read_as_a_record_error():
+    base = json.loads(raw().encode())
+    cases = {
+        "nested": b"[" * 200_000,
+        "huge int": json.dumps({**base, "message_id": 0}).replace('"message_id": 0', '"message_id": ' + "9" * 5000),
+        "wide int": json.dumps({**base, "views": 2**70}),
+        "nan": json.dumps(base)[:-1] + ',"views":NaN}',
+        "overflow": json.dumps({**base, "published_at": "9999-12-31T23:59:59-23:59"}),
+    }
+    for name, payload in cases.items():
+        with pytest.raises(r.RecordError):
+            r.decode_raw(payload)
+        assert name
+
+
+def test_lone_surrogates_are_replaced_and_flagged_on_decode_and_build():
+    base = json.loads(raw().encode())
+    payload = json.dumps({**base, "title": "bad \ud83d title", "text": "pair \ud83d\ude00 ok"}, ensure_ascii=True)
+    decoded = r.decode_raw(payload)
+    assert decoded.title == "bad \ufffd title" and decoded.text == "pair \U0001f600 ok"
+    assert "surrogates_replaced" in decoded.flags
+    decoded.encode().decode("utf-8")  # valid UTF-8
+    built = r.RawArticle(**{**{f: getattr(raw(), f) for f in ("article_id", "source_id", "source_kind", "url",
+                           "published_at", "fetched_at")}, "title": "x\udc00", "text": "t"})
+    assert built.title == "x\ufffd" and built.flags == ("surrogates_replaced",)
+
+
+def test_encode_escapes_a_surrogate_it_is_handed_instead_of_raising():
+    letter = r.DeadLetter(original="\ud800", error="e", step="s", at="2026-01-01T00:00:00Z")
+    assert r.decode_dead_letter(letter.encode()).original == "\ud800"
+
+
+def test_clamp_future_moves_times_ahead_of_the_clock_back_and_flags_them():
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    future = raw(published_at="2099-01-01T00:00:00Z", fetched_at="2099-01-01T00:00:00Z")
+    clamped = r.clamp_future(future, now)
+    assert clamped.published_at == clamped.fetched_at == "2026-11-20T12:05:00Z"
+    assert clamped.flags == ("published_at_clamped", "fetched_at_clamped")
+    fine = raw(published_at="2026-11-20T12:04:00Z", fetched_at="2026-11-20T12:04:00Z")
+    assert r.clamp_future(fine, now) is fine

@@ -1,6 +1,8 @@
+import time
+
 import pytest
 
-from newsradar.text import html_to_text, normalize_text
+from newsradar.text import html_to_text, looks_like_html, normalize_text
 
 
 @pytest.mark.parametrize(
@@ -30,3 +32,19 @@ def test_no_markup_survives():
 def test_normalize_text_is_nfc():
     decomposed = "и\u0306"  # и + combining breve
     assert normalize_text(decomposed) == "й"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<a" * 100_000,  # escaped markup in an Atom type="text" entry: [^>]* was quadratic
+        "<a" + "\x0c" * 50_000,  # whitespace normalize_text keeps, after a tag name
+        "<" + "\x0c" * 50_000 + "x",  # whitespace before a tag name
+    ],
+)
+def test_markup_checks_are_linear_on_hostile_text(text):
+    # Each of these took from 15 s to minutes with the old patterns; linear, they take milliseconds.
+    started = time.perf_counter()
+    looks_like_html(text)
+    html_to_text(text)
+    assert time.perf_counter() - started < 1.0
