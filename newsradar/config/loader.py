@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, StringConstraints, ValidationError, ValidationInfo
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
@@ -100,26 +100,48 @@ class Document:
         return ConfigError(self.file, path, message, self.line_of(path))
 
     def line_of(self, path: str) -> int | None:
-        # Walk up the path until a known node: an error on a missing key points at its parent.
-        while True:
-            if path in self.lines:
-                return self.lines[path]
-            if not path:
-                return None
-            path = re.sub(r"(\[\d+\]|\.?[^.\[]+)$", "", path)
+        """The line of ``path``, else of its nearest ancestor in the file (an error on a
+        missing key points at its parent); None only when the file has no lines at all.
+        Total: every step drops one segment, so any path, however odd, ends."""
+        segments = _SEGMENT.findall(path)
+        if "".join(segments) != path:
+            segments = [path]  # not a path this module wrote; only the root can be found
+        while segments:
+            found = self.lines.get("".join(segments).lstrip("."))
+            if found is not None:
+                return found
+            segments.pop()
+        return self.lines.get("")
 
 
-def _lines(node: yaml.Node, path: str, out: dict[str, int]) -> None:
+# One segment of a formatted path: "[3]", ".name" or a leading "name" (names hold no '.' or '[').
+_SEGMENT = re.compile(r"\[\d+\]|\.?[^.\[]+")
+
+
+def _key_name(key: yaml.Node) -> str:
+    return key.value if isinstance(key, yaml.ScalarNode) else "?"
+
+
+def _lines(file: str, node: yaml.Node, path: str, out: dict[str, int]) -> None:
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        first: dict[Any, int] = {}
         for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            name = _key_name(key)
+            line = key.start_mark.line + 1
+            # YAML keeps the last of two equal keys; a config file meant one of them.
+            ident = (key.tag, name) if isinstance(key, yaml.ScalarNode) else None
+            if ident is not None and ident in first:
+                raise ConfigError(file, f"{path}.{name}" if path else name,
+                                  f"duplicate key (also on line {first[ident]})", line)
+            if ident is not None:
+                first[ident] = line
             child = f"{path}.{name}" if path else str(name)
-            out.setdefault(child, key.start_mark.line + 1)
-            _lines(value, child, out)
+            out.setdefault(child, line)
+            _lines(file, value, child, out)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _lines(item, f"{path}[{i}]", out)
+            _lines(file, item, f"{path}[{i}]", out)
 
 
 def load_yaml(path: str | os.PathLike) -> Document:
@@ -141,6 +163,8 @@ def load_yaml(path: str | os.PathLike) -> Document:
         node = loader.get_single_node()
         if node is None:
             raise ConfigError(file, "", "the file is empty; expected a mapping at the top level")
+        lines: dict[str, int] = {}
+        _lines(file, node, "", lines)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -151,8 +175,6 @@ def load_yaml(path: str | os.PathLike) -> Document:
         raise ConfigError(file, "", f"YAML error: {exc}") from None
     finally:
         loader.dispose()
-    lines: dict[str, int] = {}
-    _lines(node, "", lines)
     return Document(file, data, lines)
 
 
@@ -180,6 +202,21 @@ def _explain(error: dict) -> str:
         return f"expected a mapping, got {_shown(error.get('input'))}"
     if kind == "literal_error":
         return f"expected {ctx.get('expected', 'one of the allowed values')}, got {_shown(error.get('input'))}"
+    if kind == "union_tag_invalid":
+        return f"expected {ctx.get('expected_tags')}, got {_shown(ctx.get('tag'))}"
+    if kind == "union_tag_not_found":
+        return "required key is missing"
+    if kind == "string_pattern_mismatch":
+        expected = _PATTERN_EXPECTED.get(ctx.get("pattern", ""), f"text matching {ctx.get('pattern')!r}")
+        return f"expected {expected}, got {_shown(error.get('input'))}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op, bound = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
+                     "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}[kind]
+        limit = ctx.get(bound)
+        limit = f"{limit:g}" if isinstance(limit, (int, float)) else limit
+        return f"expected a number {op} {limit}, got {_shown(error.get('input'))}"
+    if kind in ("string_too_short", "too_short") and ctx.get("min_length") == 1:
+        return f"expected a non-empty value, got {_shown(error.get('input'))}"
     if kind == "value_error":
         return str(ctx.get("error", error.get("msg", "")))
     msg = error.get("msg", "invalid value")
@@ -197,36 +234,80 @@ def validate(doc: Document, model: type[M], data: Any = None, prefix: str = "") 
     """Validate ``data`` (default: the whole document) into ``model``; errors carry paths.
 
     ``prefix`` is the path of ``data`` inside the document when validating a part of it.
-    Only the first error is raised: one clear message beats a wall of consequences.
+    Only one error is raised: one clear message beats a wall of consequences. An unknown key
+    is preferred over a missing one next to it (``{regex: x}`` where ``text`` was meant is a
+    misspelling, not an omission).
     """
     value = doc.data if data is None else data
     try:
-        return model.model_validate(value)
+        return model.model_validate(value, context={FROM_FILE: True})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = [p for p in first.get("loc", ()) if p != "__root__"]
-        path = format_path(loc)
+        errors = exc.errors()
+        first = _root_cause(errors)
+        loc, path = _document_path(value, first.get("loc", ()))
         if prefix:
             path = f"{prefix}.{path}" if path and not path.startswith("[") else prefix + path
         message = _explain(first)
+        if first.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            # A mapping whose discriminator (``kind:``) is wrong or absent: name that key.
+            tag = str((first.get("ctx") or {}).get("discriminator", "")).strip("'\"")
+            path = f"{path}.{tag}" if path else tag
         if first.get("type") == "extra_forbidden":
-            allowed = sorted(
-                name for name, f in _fields_at(model, loc[:-1]).items()
-            )
+            allowed = sorted(_fields_at(model, loc[:-1]))
             if allowed:
                 message += f"; expected one of: {', '.join(allowed)}"
         raise doc.error(path, message) from None
 
 
+def _root_cause(errors: list[dict]) -> dict:
+    first = errors[0]
+    if first.get("type") == "missing":
+        parent = tuple(first.get("loc", ()))[:-1]
+        for error in errors:
+            loc = tuple(error.get("loc", ()))
+            if error.get("type") == "extra_forbidden" and loc[:-1] == parent:
+                return error
+    return first
+
+
+def _document_path(data: Any, loc: tuple | list) -> tuple[list, str]:
+    """pydantic's location as (keys into ``data``, formatted path). Parts that are not in the
+    data (union branch tags, validator names, the ``[key]`` marker of a bad mapping key) are
+    dropped, except a last key, which names what is missing or unknown."""
+    keys: list = []
+    out = ""
+    current = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if part == "[key]" or part == "__root__":
+            continue
+        if isinstance(part, int) and isinstance(current, list) and not isinstance(part, bool):
+            if 0 <= part < len(current):
+                keys.append(part)
+                out += f"[{part}]"
+                current = current[part]
+            continue
+        if isinstance(current, dict) and part in current:
+            keys.append(part)
+            out += ("." if out else "") + str(part)
+            current = current[part]
+        elif last and isinstance(current, dict):
+            keys.append(part)
+            out += ("." if out else "") + str(part)
+    return keys, out
+
+
 def _fields_at(model: type[BaseModel], loc: list) -> dict:
-    """The model fields at a location (for 'unknown key' hints); {} when not a model."""
+    """The model fields at a location of data keys (for 'unknown key' hints); {} when not a model."""
     current: Any = model
     for part in loc:
         if isinstance(part, int):
             continue
         fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
+        if not fields:
             return {}
+        if part not in fields:
+            continue  # a key of a mapping field (aliases.ru): the model is the same
         current = _inner_model(fields[part].annotation)
         if current is None:
             return {}
@@ -249,12 +330,16 @@ def _inner_model(annotation: Any) -> Any:
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_HINT = "a duration like 30s, 10m, 2h or 7d"
 
 
 def parse_duration(value: Any) -> float:
-    """'90s', '10m', '2h', '1d', or a number of seconds -> seconds (float)."""
+    """'90s', '10m', '2h', '1d', or a number of seconds -> seconds (float).
+
+    For command-line options, where a bare number of seconds is the convention. Config
+    files use :func:`config_duration`, which insists on the unit."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 30s, 10m, 2h or 1d, got {value!r}")
+        raise ValueError(f"expected {_DURATION_HINT}, got {value!r}")
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"expected a non-negative duration, got {value!r}")
@@ -263,7 +348,33 @@ def parse_duration(value: Any) -> float:
         m = _DURATION.match(value)
         if m:
             return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    raise ValueError(f"expected a duration like 30s, 10m, 2h or 1d, got {value!r}")
+    raise ValueError(f"expected {_DURATION_HINT}, got {value!r}")
+
+
+FROM_FILE = "from_file"
+
+
+def config_duration(value: Any, info: ValidationInfo) -> float:
+    """A duration field of a config model. Read from a file (:func:`validate`), the unit is
+    required (``7d``, ``30s``, ``250ms``): a bare ``7`` meant as days would silently be seven
+    seconds. Built in code, a number is seconds, the unit of every duration attribute."""
+    from_file = bool(info is not None and info.context and info.context.get(FROM_FILE))
+    if from_file and isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"expected {_DURATION_HINT} (the unit is required), got {value!r}")
+    if from_file and isinstance(value, str):
+        m = _DURATION.match(value)
+        if m and m.group(2) is None:
+            raise ValueError(f"expected {_DURATION_HINT} (the unit is required), got {value!r}")
+    return parse_duration(value)
+
+
+def pattern(regex: str, expected: str) -> StringConstraints:
+    """A string constraint whose failure reads "expected <expected>, got 'value'"."""
+    _PATTERN_EXPECTED[regex] = expected
+    return StringConstraints(pattern=regex)
+
+
+_PATTERN_EXPECTED: dict[str, str] = {}
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")

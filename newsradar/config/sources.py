@@ -10,19 +10,16 @@ the operator meant.
 from __future__ import annotations
 
 import os
-import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from newsradar.vocab import Lang
 
-from .loader import ConfigError, Document, check_unique, load_yaml, parse_duration, parse_size, validate
+from .loader import ConfigError, Document, check_unique, config_duration, load_yaml, parse_size, pattern, validate
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_CHANNEL = re.compile(r"^@?[A-Za-z][A-Za-z0-9_]{3,63}$")
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# Every duration carries its unit (30s, 10m): a bare 30 is refused, not read as seconds.
+Duration = Annotated[float, BeforeValidator(config_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 
 
@@ -30,13 +27,8 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^\s/]+", value or ""):
-        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-    return value
-
-
-HttpUrl = Annotated[str, BeforeValidator(lambda v: _http_url(v) if isinstance(v, str) else v)]
+HttpUrl = Annotated[str, pattern(r"^https?://[^\s/]+", "an http:// or https:// URL")]
+SourceId = Annotated[str, pattern(r"^[a-z0-9][a-z0-9_.-]{0,63}$", "an id of lower-case letters, digits, '-', '_' or '.'")]
 
 
 class Defaults(_Frozen):
@@ -67,18 +59,11 @@ class Defaults(_Frozen):
 
 
 class _Source(_Frozen):
-    id: str
+    id: SourceId
     enabled: bool = True
     interval: Duration | None = None
     # Language hint for the pipeline when the source does not declare one.
     lang: Lang | None = None
-
-    @field_validator("id")
-    @classmethod
-    def _check_id(cls, v: str) -> str:
-        if not _ID.match(v):
-            raise ValueError(f"expected an id of lower-case letters, digits, '-', '_' or '.', got {v!r}")
-        return v
 
 
 class RssSource(_Source):
@@ -89,15 +74,12 @@ class RssSource(_Source):
     max_body: Size | None = None
 
 
-def _channel(value):
-    if isinstance(value, str):
-        if not _CHANNEL.match(value):
-            raise ValueError(f"expected a public channel username (letters, digits, _), got {value!r}")
-        return value.lstrip("@")
-    return value
-
-
-Channel = Annotated[str, BeforeValidator(_channel)]
+# A public username, written with or without its "@" (kept without).
+Channel = Annotated[
+    str,
+    pattern(r"^@?[A-Za-z][A-Za-z0-9_]{3,63}$", "a public channel username (letters, digits, _)"),
+    AfterValidator(lambda v: v.lstrip("@")),
+]
 
 
 class TelegramWebSource(_Source):

@@ -7,36 +7,26 @@ objects, never the YAML. See ``config/watchlist.yaml`` for a commented example.
 from __future__ import annotations
 
 import os
-import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from newsradar.vocab import LANGUAGES, Lang, Severity
 
-from .loader import ConfigError, Document, check_unique, load_yaml, parse_duration, validate
+from .loader import ConfigError, Document, check_unique, config_duration, load_yaml, pattern, validate
 
 LANGS = LANGUAGES
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
-def _check_id(value: str) -> str:
-    if not _ID.match(value):
-        raise ValueError(f"expected an id of lower-case letters, digits and '-', got {value!r}")
-    return value
-
-
-def _duration(value):
-    return parse_duration(value)
-
-
-Text = Annotated[str, Field(min_length=1)]
-Slug = Annotated[str, BeforeValidator(lambda v: _check_id(v) if isinstance(v, str) else v)]
-Duration = Annotated[float, BeforeValidator(_duration)]
+# A name or phrase must hold a letter or digit somewhere: a blank one can never match.
+Text = Annotated[str, pattern(r"\S", "text that is not blank")]
+Slug = Annotated[str, pattern(r"^[a-z0-9][a-z0-9-]{0,63}$", "an id of lower-case letters, digits and '-'")]
+# Every duration carries its unit (7d, 30s): a bare 7 is refused, not read as seconds.
+Duration = Annotated[float, BeforeValidator(config_duration)]
 
 
 class Term(_Frozen):
@@ -44,14 +34,7 @@ class Term(_Frozen):
     ``{term: "...", weight: 2.0}``. Matched on lemmas, so one form covers its inflections."""
 
     term: Text
-    weight: float = 1.0
-
-    @field_validator("weight")
-    @classmethod
-    def _positive(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError(f"expected a weight > 0, got {v}")
-        return v
+    weight: float = Field(default=1.0, gt=0)
 
 
 def _term(value):
@@ -66,7 +49,7 @@ class Topic(_Frozen):
     name: Text
     description: str = ""
     # An article is tagged when the summed weight of distinct matched terms reaches this.
-    threshold: float = 2.0
+    threshold: float = Field(default=2.0, gt=0)
     terms: dict[Lang, tuple[TermItem, ...]]
     # A negative term cancels every positive match it overlaps ("protest song" is not
     # evidence of a protest) and subtracts its weight once from the score.
@@ -74,13 +57,6 @@ class Topic(_Frozen):
     # Raise a ``topic`` alert when an article carries this topic and a watched organization.
     alert: bool = True
     severity: Severity = "warning"
-
-    @field_validator("threshold")
-    @classmethod
-    def _positive(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError(f"expected a threshold > 0, got {v}")
-        return v
 
 
 def _alias(value):

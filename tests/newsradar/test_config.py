@@ -139,3 +139,72 @@ def test_installed_script_reports_config_errors_without_traceback():
 def test_cli_accepts_the_shipped_files():
     result = CliRunner().invoke(main, ["watchlist", "check", str(REPO / "config" / "watchlist.yaml")])
     assert result.exit_code == 0 and "ok" in result.output
+
+
+def _write(tmp_path, name, text):
+    f = tmp_path / name
+    f.write_text(text)
+    return f
+
+
+ORG = "organizations:\n  - id: org-a\n    name: Org A\n"
+
+
+def test_unknown_language_key_is_reported_not_a_hang(tmp_path):
+    f = _write(tmp_path, "wl.yaml", ORG + "    aliases:\n      en: [Org A]\n      ua: [Орг А]\n")
+    proc = subprocess.run(newsradar_cmd("watchlist", "check", str(f)), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert f"{f}:6: organizations[0].aliases.ua: expected 'en', 'ru' or 'uk', got 'ua'" in proc.stderr
+
+
+def test_duplicate_key_names_both_lines(tmp_path):
+    f = _write(tmp_path, "wl.yaml", ORG + "    aliases: {en: [Org A]}\n    name: Org B\n")
+    with pytest.raises(ConfigError) as err:
+        load_watchlist(f)
+    assert err.value.line == 5 and err.value.path == "organizations[0].name"
+    assert "duplicate key (also on line 3)" in str(err.value)
+    s = _write(tmp_path, "s.yaml", "sources: []\ndefaults: {}\nsources: []\n")
+    with pytest.raises(ConfigError, match=r"s.yaml:3: sources: duplicate key \(also on line 1\)"):
+        load_sources(s)
+
+
+@pytest.mark.parametrize("alias, path, words", [
+    ('"   "', "organizations[0].aliases.en[0]", "expected text that is not blank"),
+    ("{text: ' '}", "organizations[0].aliases.en[0].text", "expected text that is not blank"),
+    ("{regex: 'Org.*'}", "organizations[0].aliases.en[0].regex", "unknown key; expected one of: case, text"),
+])
+def test_alias_mistakes_are_named_for_what_they_are(tmp_path, alias, path, words):
+    f = _write(tmp_path, "wl.yaml", ORG + f"    aliases:\n      en: [{alias}]\n")
+    with pytest.raises(ConfigError) as err:
+        load_watchlist(f)
+    assert err.value.path == path and err.value.line == 5
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize("loader_fn, text, path, line", [
+    (load_watchlist, ORG + "    aliases: {en: [Org A]}\n    novelty_window: 7\n", "organizations[0].novelty_window", 5),
+    (load_watchlist, "novelty:\n  surge: {cooldown: '6'}\n", "novelty.surge.cooldown", 2),
+    (load_sources, "defaults:\n  interval: 600\nsources: []\n", "defaults.interval", 2),
+    (load_sources, "sources:\n  - {id: a, kind: rss, url: 'https://e.org/', interval: 30}\n", "sources[0].interval", 2),
+])
+def test_durations_in_files_need_a_unit(tmp_path, loader_fn, text, path, line):
+    f = _write(tmp_path, "c.yaml", text)
+    with pytest.raises(ConfigError) as err:
+        loader_fn(f)
+    assert (err.value.path, err.value.line) == (path, line)
+    assert "the unit is required" in str(err.value)
+    fixed = _write(tmp_path, "ok.yaml", text.replace(": 7\n", ": 7d\n").replace("'6'", "6h")
+                   .replace("600", "10m").replace("30}", "30s}"))
+    loader_fn(fixed)
+
+
+def test_weights_and_thresholds_must_be_positive(tmp_path):
+    f = _write(tmp_path, "wl.yaml", "topics:\n  - {id: t, name: T, threshold: 0, terms: {en: [a]}}\n")
+    with pytest.raises(ConfigError, match=r"topics\[0\]\.threshold: expected a number > 0, got 0"):
+        load_watchlist(f)
+    f = _write(tmp_path, "wl.yaml", "topics:\n  - {id: t, name: T, terms: {en: [{term: a, weight: -1}]}}\n")
+    with pytest.raises(ConfigError, match=r"topics\[0\]\.terms\.en\[0\]\.weight: expected a number > 0, got -1"):
+        load_watchlist(f)
+    f = _write(tmp_path, "wl.yaml", "topics:\n  - {id: Bad_Id, name: T, terms: {en: [a]}}\n")
+    with pytest.raises(ConfigError, match=r"topics\[0\]\.id: expected an id of lower-case letters, digits and '-', got 'Bad_Id'"):
+        load_watchlist(f)
