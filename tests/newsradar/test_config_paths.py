@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from newsradar.config import ConfigError, load_sources, load_watchlist
 from newsradar.config.loader import config_duration
-from newsradar.config.sources import RssSource, Sources, _TELEGRAM_MODES
+from newsradar.config.sources import _TELEGRAM_MODES, RssSource, Sources
 from newsradar.config.watchlist import AlertmanagerSink, FileSink, Watchlist, WebhookSink
 
 WATCHLIST = {
