@@ -48,14 +48,33 @@ def handles_errors(func):
     return wrapper
 
 
+OWN_LOGGERS = ("newsradar", "connectors", "transforms", "pipelines")
+
+
+class _QuietLibraries(logging.Filter):
+    """Our own log lines from INFO up; a library's (Beam, kafka-python, pymorphy3, ...) only from
+    ``library_level`` up, so a command's output is not buried under their start-up notices."""
+
+    def __init__(self, library_level: int):
+        super().__init__()
+        self.library_level = library_level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".", 1)[0] in OWN_LOGGERS or record.name == "__main__":
+            return True
+        return record.levelno >= self.library_level
+
+
 def _setup_logging(verbose: int) -> None:
-    level = logging.WARNING - 10 * verbose if verbose else logging.INFO
-    logging.basicConfig(
-        level=max(level, logging.DEBUG),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # kafka-python is chatty at INFO about every connection.
+    """Quiet by default (our INFO lines, libraries' errors only); ``-v`` adds the libraries'
+    warnings and notices and our DEBUG lines; ``-vv`` everything, client libraries included."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_QuietLibraries({0: logging.ERROR, 1: logging.INFO}.get(verbose, logging.DEBUG)))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose == 0 else logging.DEBUG)
+    # kafka-python is chatty at INFO and DEBUG about every connection.
     logging.getLogger("kafka").setLevel(logging.WARNING if verbose < 2 else logging.DEBUG)
 
 
