@@ -40,7 +40,16 @@ from apache_beam.transforms.window import TimestampedValue
 
 from newsradar import paths
 from newsradar.config import Watchlist
-from newsradar.kafka import GroupClaim, GroupClaimed, broker_answers, check_retention, ensure_topics
+from newsradar.kafka import (
+    DAY,
+    DEFAULT_RETENTION,
+    GroupClaim,
+    GroupClaimed,
+    TopicPolicy,
+    broker_answers,
+    check_retention,
+    ensure_topics,
+)
 from newsradar.metrics import pipeline_metrics, serve
 from newsradar.procs import die_with_parent, free_port, port_open
 from newsradar.records import (
@@ -223,8 +232,11 @@ def run_streaming(
         if not broker_answers(bootstrap_servers, timeout=10):
             raise PipelineError(f"no Kafka broker answers at {bootstrap_servers}")
         topics = [topic(options, t) for t in (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ)]
-        ensure_topics(bootstrap_servers, topics=topics)
         memory = memory_seconds(watchlist.initial, dedupe_settings(options))
+        # Topics this pipeline creates keep at least its memory plus a week, whatever the watchlist says.
+        keep = {name: max(seconds, memory + 7 * DAY) if name in (TOPIC_TAGGED, TOPIC_ALERTS) else seconds
+                for name, seconds in DEFAULT_RETENTION.items()}
+        ensure_topics(bootstrap_servers, topics=topics, policy=TopicPolicy(retention_seconds=keep))
         problems = check_retention(bootstrap_servers, {topic(options, t): memory for t in (TOPIC_TAGGED, TOPIC_ALERTS)})
         if problems:
             raise BadOptions("; ".join(problems))

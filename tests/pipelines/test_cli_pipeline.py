@@ -61,3 +61,15 @@ def test_a_second_pipeline_on_the_same_group_is_refused(kafka, topic_prefix):
     assert result.returncode == 2, result.stderr
     assert f"another pipeline is running on consumer group {group!r}" in result.stderr
     assert time.monotonic() - started < 90
+
+
+@pytest.mark.kafka
+def test_topics_the_pipeline_creates_keep_a_long_watchlist_memory(kafka, topic_prefix, tmp_path):
+    prefix = f"{topic_prefix}."
+    watchlist = tmp_path / "w.yaml"
+    watchlist.write_text(WATCHLIST.read_text(encoding="utf-8") + "\nnovelty: {story_memory: 40d}\n", encoding="utf-8")
+    result = _run("--watchlist", str(watchlist), "--bootstrap-servers", kafka.bootstrap, "--metrics_port=0",
+                  "--runner", "DirectRunner", f"--topic_prefix={prefix}", f"--group_id={topic_prefix}-g")
+    assert result.returncode == 0, result.stderr
+    kept = nk.topic_retention(kafka.bootstrap, [prefix + "news.tagged", prefix + "news.alerts", prefix + "news.raw"])
+    assert kept == {prefix + "news.tagged": 47 * nk.DAY, prefix + "news.alerts": 47 * nk.DAY, prefix + "news.raw": 30 * nk.DAY}
