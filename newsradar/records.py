@@ -20,8 +20,8 @@ Guarantees:
   :data:`MAX_DLQ_ORIGINAL_BYTES` (escapes counted), the error at :data:`MAX_ERROR_CHARS`.
 * ``encode(decode_x(b))`` is stable: keys are sorted and optional fields that are unset are
   left out, so the same record always has the same bytes.
-* :func:`rss_article_id`, :func:`telegram_article_id` and :func:`alert_id` are pure
-  functions of their inputs, so replicas and restarts agree on identity.
+* Ids (article, story and alert ids, canonical URLs) are pure functions in :mod:`newsradar.identity`,
+  so replicas and restarts agree on identity.
 """
 
 from __future__ import annotations
