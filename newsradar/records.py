@@ -20,7 +20,7 @@ Guarantees:
   :data:`MAX_DLQ_ORIGINAL_BYTES` (escapes counted), the error at :data:`MAX_ERROR_CHARS`.
 * ``encode(decode_x(b))`` is stable: keys are sorted and optional fields that are unset are
   left out, so the same record always has the same bytes.
-* Ids (article, story and alert ids, canonical URLs) are pure functions in :mod:`newsradar.identity`,
+* Article ids, alert ids and canonical URLs are pure functions in :mod:`newsradar.identity`,
   so replicas and restarts agree on identity.
 """
 
