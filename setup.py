@@ -47,6 +47,8 @@ EXTRAS = {
         "pytest>=8,<10",
         "pytest-timeout>=2.3,<3",
         "ruff>=0.6,<1",
+        # property tests of hostile input (tests/pipelines/test_fuzz.py, benchmarks/fuzz.py)
+        "hypothesis>=6.100,<7",
         # the MTProto mapping is tested with Telethon's own message objects
         "telethon>=1.36,<2",
     ],
