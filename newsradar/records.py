@@ -176,7 +176,7 @@ def _repair_strings(values: dict) -> dict:
             values[name] = tuple(replace_surrogates(v) if isinstance(v, str) else v for v in value)
             repaired = True
     if repaired:
-        values["flags"] = _with_flag(values.get("flags"), "surrogates_replaced")
+        values["flags"] = with_flag(values.get("flags"), "surrogates_replaced")
     return values
 
 
@@ -380,7 +380,7 @@ def fit_to_size(record: RawArticle, max_bytes: int = MAX_RECORD_BYTES) -> RawArt
     if size <= max_bytes:
         return record
     if record.html is not None:
-        record = dataclasses.replace(record, html=None, flags=_with_flag(record.flags, "html_dropped"))
+        record = dataclasses.replace(record, html=None, flags=with_flag(record.flags, "html_dropped"))
         size = len(record.encode())
     for name, flag in (("text", "text_truncated"), ("title", "title_truncated")):
         if size <= max_bytes:
@@ -404,7 +404,7 @@ def _size_bound(record: RawArticle) -> int:
     return chars * _MAX_BYTES_PER_CHAR + _RAW_FIXED_BYTES
 
 
-def _with_flag(flags: tuple[str, ...] | None, flag: str) -> tuple[str, ...]:
+def with_flag(flags: tuple[str, ...] | None, flag: str) -> tuple[str, ...]:
     flags = tuple(flags or ())
     return flags if flag in flags else (*flags, flag)
 
@@ -415,7 +415,7 @@ def _cut(record: RawArticle, name: str, flag: str, max_bytes: int) -> RawArticle
     The field is cut in its encoded form, so escapes (a quote, a newline, a control character
     taking six bytes) are counted exactly; the cut then backs off at most a few bytes so that
     it ends neither inside an escape nor inside a UTF-8 character."""
-    record = dataclasses.replace(record, flags=_with_flag(record.flags, flag))
+    record = dataclasses.replace(record, flags=with_flag(record.flags, flag))
     excess = len(record.encode()) - max_bytes
     quoted = json.dumps(getattr(record, name), ensure_ascii=False).encode("utf-8")
     end = max(len(quoted) - 1 - excess, 1)  # the opening quote and the body bytes that stay
@@ -442,7 +442,7 @@ def clamp_future(article: RawArticle, now: datetime, skew: timedelta = MAX_CLOCK
         value = getattr(article, name)
         if value is not None and parse_time(value) > limit:
             changes[name] = format_time(limit)
-            flags = _with_flag(flags, f"{name}_clamped")
+            flags = with_flag(flags, f"{name}_clamped")
     if not changes:
         return article
     return dataclasses.replace(article, flags=flags, **changes)
@@ -702,5 +702,5 @@ __all__ = [
     "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_RAW", "TOPIC_TAGGED",
     "TaggedArticle", "TopicTag", "decode_alert", "decode_dead_letter",
     "clamp_future", "decode_raw", "decode_tagged", "encode", "fit_to_size", "format_time", "has_surrogates",
-    "parse_time", "replace_surrogates", "utc_now",
+    "parse_time", "replace_surrogates", "utc_now", "with_flag",
 ]

@@ -46,7 +46,7 @@ def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
 
         ParseRaw ──(bad)──────────────────────────────────────────────► dlq
            └► Normalize ─► Dedupe ─► TagArticles ─► tagged         (each ─(failed on)─► dlq)
-                                           └► RaiseAlerts ─► alerts
+                                           └► RaiseAlerts ─► alerts   (─(failed on)─► dlq)
                                                   └► DeliverAlerts (sinks) ─(undelivered)─► dlq
 
     Guarantees: every input element ends up in ``dlq`` (with the error and step, and the
@@ -79,8 +79,9 @@ def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
     # Tagging (issue 6): topics and organizations in one pass, then novelty per organization;
     # sinks beside news.alerts, their undelivered alerts to the DLQ. docs/tagging.md, docs/alerts.md.
     tagged = deduped.articles | "TagArticles" >> TagArticles(source, keyed=ordered)
-    alerts = tagged.articles | "RaiseAlerts" >> (RaiseAlertsInOrder(source) if ordered else RaiseAlerts(source))
-    dead = [parsed.dlq, normalized.dlq, deduped.dlq, tagged.dlq]
+    raised = tagged.articles | "RaiseAlerts" >> (RaiseAlertsInOrder(source) if ordered else RaiseAlerts(source))
+    alerts = raised.alerts
+    dead = [parsed.dlq, normalized.dlq, deduped.dlq, tagged.dlq, raised.dlq]
     if deliver:
         dead.append(alerts | "DeliverAlerts" >> DeliverAlerts(source.initial.alerts.sinks))
     dlq = dead | "MergeDeadLetters" >> beam.Flatten()

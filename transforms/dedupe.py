@@ -44,9 +44,9 @@ from apache_beam.transforms.window import TimestampedValue
 from apache_beam.utils.timestamp import Timestamp
 
 from newsradar.metrics import pipeline_metrics
-from newsradar.records import TaggedArticle, parse_time
+from newsradar.records import DeadLetter, TaggedArticle, parse_time
 
-from .deadletters import DATA_ERRORS, DLQ, DeadLetters, Routed
+from .deadletters import DLQ, RecordStep, Routed
 
 _MICROS = 1_000_000
 STEP = "dedupe"
@@ -111,17 +111,26 @@ def judge_repeat(seen: Version | None, incoming: Version) -> str:
     return UPDATE if incoming.order() > seen.order() else STALE
 
 
-class _RepeatRuleFn(beam.DoFn):
+class _RepeatRuleFn(RecordStep):
     """What the streaming and the in-order repeat rules share: window, counters, dead letters."""
 
+    STEP = STEP
+    NAMESPACE = "Dedupe"
+
     def __init__(self, settings: DedupeSettings):
+        super().__init__()
         self._window = int(settings.repeat_window_seconds * _MICROS)
         self._dropped = Metrics.counter("Dedupe", "repeats_dropped")
         self._updates = Metrics.counter("Dedupe", "updates")
 
     def setup(self):
+        super().setup()
         self._metric = pipeline_metrics().duplicates.labels("same_id")
-        self._dead = DeadLetters(STEP, "Dedupe")
+
+    @staticmethod
+    def judge(last: Version | None, tagged: TaggedArticle) -> tuple[Version, str]:
+        incoming = version_of(tagged)
+        return incoming, judge_repeat(last, incoming)
 
 
 class _DropRepeats(_RepeatRuleFn):
@@ -139,12 +148,11 @@ class _DropRepeats(_RepeatRuleFn):
     ):
         _article_id, tagged = keyed
         last, expires = seen.read() or (None, 0)
-        try:
-            incoming = version_of(tagged)
-            verdict = judge_repeat(last, incoming)
-        except DATA_ERRORS as exc:
-            yield beam.pvalue.TaggedOutput(DLQ, self._dead.letter(tagged, exc))
+        judged = self.attempt(tagged, self.judge, last, tagged)
+        if isinstance(judged, DeadLetter):
+            yield beam.pvalue.TaggedOutput(DLQ, judged)
             return
+        incoming, verdict = judged
         # State lives a window past the newest timestamp seen for this id.
         due = max(ts.micros + self._window, expires)
         if due != expires:
@@ -365,13 +373,16 @@ _INDEX_CACHE: dict[tuple[str, str], _Cached] = {}
 _INDEX_LOCK = threading.Lock()
 
 
-class _GroupStories(beam.DoFn):
+class _GroupStories(RecordStep):
+    STEP = STEP
+    NAMESPACE = "Dedupe"
     ENTRIES = userstate.BagStateSpec("entries", ENTRY_CODER)
     TOKEN = userstate.ReadModifyWriteStateSpec("token", StrUtf8Coder())
     PRUNE_AT = userstate.ReadModifyWriteStateSpec("prune_at", VarIntCoder())
     PRUNE = userstate.TimerSpec("prune", userstate.TimeDomain.WATERMARK)
 
     def __init__(self, settings: DedupeSettings):
+        super().__init__()
         self._settings = settings
         self._window = int(settings.story_window_seconds * _MICROS)
         self._interval = int(settings.prune_interval_seconds * _MICROS)
@@ -381,8 +392,8 @@ class _GroupStories(beam.DoFn):
         self._rebuilds = Metrics.counter("Dedupe", "story_index_rebuilds")
 
     def setup(self):
+        super().setup()
         self._metric = pipeline_metrics().duplicates.labels("near_duplicate")
-        self._dead = DeadLetters(STEP, "Dedupe")
 
     def _cached(self, lang: str, token_state, entries_state, prune_state) -> _Cached:
         token = token_state.read()
@@ -412,12 +423,12 @@ class _GroupStories(beam.DoFn):
     ):
         lang, tagged = keyed
         cached = self._cached(lang, token, entries, prune_at)
-        try:
-            result, entry = assign_story(cached.index, tagged, ts.micros, self._settings)
-        except DATA_ERRORS as exc:
+        assigned = self.attempt(tagged, assign_story, cached.index, tagged, ts.micros, self._settings)
+        if isinstance(assigned, DeadLetter):
             # assign_story changes nothing before it returns: the index and state are as before.
-            yield beam.pvalue.TaggedOutput(DLQ, self._dead.letter(tagged, exc))
+            yield beam.pvalue.TaggedOutput(DLQ, assigned)
             return
+        result, entry = assigned
         if entry is not None:
             entries.add(entry.as_tuple())
             cached.index.add(entry)
@@ -519,12 +530,11 @@ class _FirstOfEachInOrder(_RepeatRuleFn):
         for seq, ts, tagged in sorted(versions, key=lambda v: v[0]):
             if last is not None and ts >= expires:
                 last = None  # the stream's timer would have forgotten the id by now
-            try:
-                incoming = version_of(tagged)
-                verdict = judge_repeat(last, incoming)
-            except DATA_ERRORS as exc:
-                yield beam.pvalue.TaggedOutput(DLQ, _stamped(seq, self._dead.letter(tagged, exc), ts))
+            judged = self.attempt(tagged, self.judge, last, tagged)
+            if isinstance(judged, DeadLetter):
+                yield beam.pvalue.TaggedOutput(DLQ, _stamped(seq, judged, ts))
                 continue
+            incoming, verdict = judged
             expires = max(ts + self._window, expires)
             if verdict in (REPEAT, STALE):
                 self._dropped.inc()
@@ -537,19 +547,23 @@ class _FirstOfEachInOrder(_RepeatRuleFn):
             yield _stamped(seq, tagged, ts)
 
 
-class _GroupStoriesInOrder(beam.DoFn):
+class _GroupStoriesInOrder(RecordStep):
     """GroupStories' rule over all articles of one language, in input order, with the
     index pruned as the stream's timer would prune it (event time, at most every interval)."""
 
+    STEP = STEP
+    NAMESPACE = "Dedupe"
+
     def __init__(self, settings: DedupeSettings):
+        super().__init__()
         self._settings = settings
         self._window = int(settings.story_window_seconds * _MICROS)
         self._interval = int(settings.prune_interval_seconds * _MICROS)
         self._near = Metrics.counter("Dedupe", "near_duplicates")
 
     def setup(self):
+        super().setup()
         self._metric = pipeline_metrics().duplicates.labels("near_duplicate")
-        self._dead = DeadLetters(STEP, "Dedupe")
 
     def process(self, element):
         _lang, articles = element
@@ -563,11 +577,11 @@ class _GroupStoriesInOrder(beam.DoFn):
                 index.remove_older_than(prune_at - self._window)
                 oldest = min((e.ts_micros for e in index.entries.values()), default=None)
                 prune_at = None if oldest is None else max(oldest + self._window, prune_at + max(self._interval, 1))
-            try:
-                result, entry = assign_story(index, tagged, ts, self._settings)
-            except DATA_ERRORS as exc:
-                yield beam.pvalue.TaggedOutput(DLQ, _stamped(seq, self._dead.letter(tagged, exc), ts))
+            assigned = self.attempt(tagged, assign_story, index, tagged, ts, self._settings)
+            if isinstance(assigned, DeadLetter):
+                yield beam.pvalue.TaggedOutput(DLQ, _stamped(seq, assigned, ts))
                 continue
+            result, entry = assigned
             if entry is not None:
                 index.add(entry)
                 if prune_at is None or ts + self._window < prune_at:

@@ -1,7 +1,8 @@
 """Normalize: clean text, Unicode NFC, and the article's language (en, ru, uk or other).
 
 Guarantees: the title and text that leave this step contain no markup, are NFC with spaces
-collapsed (:func:`newsradar.text.html_to_text`), and ``lang`` is one of :data:`LANGS`. The
+collapsed (:func:`newsradar.text.html_to_text`), are at most :data:`MAX_TITLE_CHARS` and
+:data:`MAX_TEXT_CHARS` long (cut and flagged beyond), and ``lang`` is one of :data:`LANGS`. The
 raw HTML is not carried further (it stays on ``news.raw``): downstream steps work on text.
 
 Language comes from lingua, whose models ship inside the wheel (nothing is downloaded at run
@@ -22,11 +23,11 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from newsradar.metrics import pipeline_metrics
-from newsradar.records import RawArticle, TaggedArticle
+from newsradar.records import RawArticle, TaggedArticle, with_flag
 from newsradar.text import html_to_text, looks_like_html, normalize_text
 from newsradar.vocab import DETECTED_LANGUAGES, LANGUAGES
 
-from .deadletters import DATA_ERRORS, DLQ, DeadLetters
+from .deadletters import DLQ, RecordStep
 
 STEP = "normalize"
 LANGS = DETECTED_LANGUAGES
@@ -46,6 +47,11 @@ SAMPLE_CHARS = 600
 # Below this confidence the text is inconclusive and a target-language hint decides.
 CONFIDENT = 0.6
 _LETTER = re.compile(r"[^\W\d_]")
+# Bounds of what leaves Normalize (the tagger analyses at most 200,000 characters too,
+# transforms.tagging.MAX_ANALYZED_CHARS): longer records are cut and flagged.
+MAX_TEXT_CHARS = 200_000
+MAX_TITLE_CHARS = 2_000
+_MARKUP_FACTOR = 4
 
 
 @functools.cache
@@ -90,13 +96,31 @@ def detect_language(text: str, hint: str | None, detector) -> str:
 
 def clean_article(article: RawArticle) -> RawArticle:
     """The article with markup-free NFC title and text; the text comes from ``html`` when the
-    connector sent only HTML."""
+    connector sent only HTML. Each is cut to its bound (:data:`MAX_TEXT_CHARS`,
+    :data:`MAX_TITLE_CHARS`) before and after cleaning, flagged ``text_cut``/``title_cut``, so
+    the work of every later step is bounded whatever a record holds."""
     body = article.text
     if not body.strip() and article.html:
         body = article.html
-    text = html_to_text(body) if looks_like_html(body) else normalize_text(body)
-    title = html_to_text(article.title) if looks_like_html(article.title) else normalize_text(article.title)
-    return dataclasses.replace(article, title=title, text=text, html=None)
+    flags = article.flags
+    text, cut = _bounded(body, MAX_TEXT_CHARS)
+    title, title_cut = _bounded(article.title, MAX_TITLE_CHARS)
+    if cut:
+        flags = with_flag(flags, "text_cut")
+    if title_cut:
+        flags = with_flag(flags, "title_cut")
+    return dataclasses.replace(article, title=title, text=text, html=None, flags=flags)
+
+
+def _bounded(raw: str, limit: int) -> tuple[str, bool]:
+    """``raw`` cleaned (markup removed if it looks like HTML, else normalized) and cut to
+    ``limit`` characters; whether anything was cut. Markup is cut at a generous multiple of
+    the bound first: the text of a page is shorter than its markup."""
+    source = raw[: limit * _MARKUP_FACTOR]
+    clean = html_to_text(source) if looks_like_html(source) else normalize_text(source)
+    if len(clean) > limit:
+        return clean[:limit].rstrip(), True
+    return clean, len(source) < len(raw)
 
 
 def normalize(article: RawArticle, detector) -> TaggedArticle:
@@ -107,28 +131,26 @@ def normalize(article: RawArticle, detector) -> TaggedArticle:
     return TaggedArticle(article=clean, lang=lang, story_id=clean.article_id)
 
 
-class _Normalize(beam.DoFn):
+class _Normalize(RecordStep):
+    STEP = STEP
+    NAMESPACE = "Normalize"
+
     def __init__(self, keyed: bool = False):
-        self._keyed = keyed
+        super().__init__(keyed)
         self._by_lang = {lang: Metrics.counter("Normalize", f"articles_{lang}") for lang in LANGS}
 
     def setup(self):
+        super().setup()
         self._detector = shared_detector()
         metrics = pipeline_metrics()
         self._metric = {lang: metrics.articles.labels(lang) for lang in LANGS}
-        self._dead = DeadLetters(STEP, "Normalize")
 
-    def process(self, element):
-        key, article = element if self._keyed else (None, element)
-        try:
-            result = normalize(article, self._detector)
-        except DATA_ERRORS as exc:
-            letter = self._dead.letter(article, exc)
-            yield beam.pvalue.TaggedOutput(DLQ, (key, letter) if self._keyed else letter)
-            return
+    def apply(self, article: RawArticle) -> TaggedArticle:
+        return normalize(article, self._detector)
+
+    def emitted(self, result: TaggedArticle) -> None:
         self._by_lang[result.lang].inc()
         self._metric[result.lang].inc()
-        yield (key, result) if self._keyed else result
 
 
 class Normalize(beam.PTransform):

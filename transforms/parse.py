@@ -3,18 +3,20 @@ the dead-letter output.
 
 Guarantee: every input element comes out exactly once, either as a valid RawArticle on the
 main output or as a :class:`~newsradar.records.DeadLetter` on ``dlq`` carrying the original
-bytes, the error (naming the field) and the step. Each dead letter is counted.
+bytes, the error (naming the field) and the step. Each dead letter is counted. Event times
+from the future are clamped (see :func:`parse_article`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from newsradar.metrics import pipeline_metrics
-from newsradar.records import DeadLetter, RawArticle, RecordError, decode_raw
+from newsradar.records import DeadLetter, RawArticle, RecordError, clamp_future, decode_raw, utc_now
 
-from .deadletters import DLQ
+from .deadletters import DLQ, RecordStep
 
 STEP = "parse"
 
@@ -33,35 +35,36 @@ def payload_of(element) -> tuple[bytes, str | None]:
     return bytes(value), getattr(element, "source", None)
 
 
-def parse_article(payload: bytes, source: str | None = None, step: str = STEP) -> RawArticle | DeadLetter:
-    """Decode one payload: a RawArticle, or a DeadLetter saying why not."""
+def parse_article(payload: bytes, source: str | None = None, step: str = STEP,
+                  now: datetime | None = None) -> RawArticle | DeadLetter:
+    """Decode one payload: a RawArticle, or a DeadLetter saying why not. Times later than
+    ``now`` (the wall clock) plus :data:`~newsradar.records.MAX_CLOCK_SKEW` are moved back
+    and flagged (:func:`~newsradar.records.clamp_future`): a producer with a fast clock must
+    not move event time, and every timer with it, into the future."""
     try:
-        return decode_raw(payload)
+        article = decode_raw(payload)
     except RecordError as exc:
         return DeadLetter.wrap(payload, error=str(exc), step=step, source=source)
+    return clamp_future(article, now or utc_now())
 
 
-class _Parse(beam.DoFn):
+class _Parse(RecordStep):
+    STEP = STEP
+    NAMESPACE = "ParseRaw"
+
     def __init__(self, keyed: bool = False):
-        self._keyed = keyed
+        super().__init__(keyed)
         self._ok = Metrics.counter("ParseRaw", "articles")
-        self._bad = Metrics.counter("ParseRaw", "dead_letters")
 
-    def setup(self):
-        self._dlq_metric = pipeline_metrics().dlq.labels(STEP)
-
-    def process(self, element):
-        key, element = element if self._keyed else (None, element)
+    def apply(self, element) -> RawArticle | DeadLetter:
         payload, source = payload_of(element)
         result = parse_article(payload, source)
-        out = (key, result) if self._keyed else result
         if isinstance(result, DeadLetter):
-            self._bad.inc()
-            self._dlq_metric.inc()
-            yield beam.pvalue.TaggedOutput(DLQ, out)
-        else:
-            self._ok.inc()
-            yield out
+            self._dead.count()
+        return result
+
+    def emitted(self, result: RawArticle) -> None:
+        self._ok.inc()
 
 
 class ParseRaw(beam.PTransform):

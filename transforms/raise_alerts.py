@@ -14,6 +14,7 @@ Guarantees:
   and ids on every run.
 * State is per organization and bounded; an event-time timer prunes an organization's state
   once it has been quiet for the memory (:func:`transforms.alert_rules.memory`).
+* What the steps' code fails on goes to ``dlq`` (step ``novelty``; :mod:`transforms.deadletters`).
 * Both steps take the watchlist versions tagging takes (the same reloader rules), so the
   two never run different watchlists.
 """
@@ -21,6 +22,7 @@ Guarantees:
 from __future__ import annotations
 
 import typing
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.coders import FloatCoder, PickleCoder
@@ -30,10 +32,11 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 
 from newsradar.metrics import pipeline_metrics
-from newsradar.records import TaggedArticle
+from newsradar.records import DeadLetter
 
 from . import alert_rules
 from .alert_rules import AlertRules, MentionEvent, OrgState, events_of
+from .deadletters import DLQ, RecordStep
 from .reload import WatchlistSource
 from .tagging import reload_counter, watchlist_reloader
 
@@ -42,14 +45,51 @@ def _count(name: str) -> None:
     Metrics.counter("novelty", name).inc()
 
 
-class _AlertRulesFn(beam.DoFn):
+STEP = "novelty"
+
+
+class RaisedAlerts(NamedTuple):
+    """What RaiseAlerts produces: the alerts, and the dead letters of what its code failed on
+    (step ``novelty``: an article whose mentions could not be read, or a mention event the
+    rules raised on, kept as JSON)."""
+
+    alerts: beam.PCollection
+    dlq: beam.PCollection
+
+
+class _EventsOf(RecordStep):
+    """TaggedArticle -> (org id, MentionEvent) per watched organization it mentions."""
+
+    STEP = STEP
+    NAMESPACE = "novelty"
+
+    def __init__(self, seq_in_key: bool = False):
+        super().__init__()
+        self._ordered = seq_in_key
+
+    def process(self, element):
+        seq, tagged = element if self._ordered else (0, element)
+        events = self.attempt(tagged, events_of, tagged, seq)
+        if isinstance(events, DeadLetter):
+            yield beam.pvalue.TaggedOutput(DLQ, (seq, events) if self._ordered else events)
+            return
+        for rank, (org_id, event) in enumerate(events):
+            yield (org_id, (seq, rank, event)) if self._ordered else (org_id, event)
+
+
+class _AlertRulesFn(RecordStep):
     """What both rule-applying DoFns share: the watchlist (reloaded as tagging reloads it) and
     one worker's AlertRules, counted under ``novelty``."""
 
+    STEP = STEP
+    NAMESPACE = "novelty"
+
     def __init__(self, source: WatchlistSource):
+        super().__init__()
         self._source = source
 
     def setup(self) -> None:
+        super().setup()
         self._reloader = watchlist_reloader(self._source, reload_counter("novelty"))
         self._rules = AlertRules(self._reloader.get, metrics=pipeline_metrics(), count=_count)
 
@@ -71,7 +111,11 @@ class _ApplyNoveltyRulesFn(_AlertRulesFn):
     ):
         _org_id, event = element
         current = state.read() or OrgState()
-        alerts = self._rules.apply(current, event)
+        alerts = self.attempt(event, self._rules.apply, current, event)
+        if isinstance(alerts, DeadLetter):
+            # The rules change the state in place: what they did before raising is not kept.
+            yield beam.pvalue.TaggedOutput(DLQ, alerts)
+            return
         state.write(current)
         # Prune once the organization has been quiet for the memory; a later element moves
         # the timer forward, never back.
@@ -95,11 +139,13 @@ class _ApplyNoveltyRulesFn(_AlertRulesFn):
 
 
 class KeyMentionsByOrganization(beam.PTransform):
-    """TaggedArticle -> (org id, MentionEvent), one per watched organization it mentions."""
+    """TaggedArticle -> (org id, MentionEvent), one per watched organization it mentions, on
+    ``articles``; DeadLetter on ``dlq``."""
 
     def expand(self, tagged):
         # A typed key gives the stateful step a deterministic key coder.
-        return tagged | "EventsOf" >> beam.FlatMap(events_of).with_output_types(tuple[str, MentionEvent])
+        return tagged | "EventsOf" >> beam.ParDo(_EventsOf()).with_output_types(
+            tuple[str, MentionEvent]).with_outputs(DLQ, main="articles")
 
 
 class RaiseAlerts(beam.PTransform):
@@ -110,17 +156,13 @@ class RaiseAlerts(beam.PTransform):
         self._source = source
 
     def expand(self, tagged):
-        return (
-            tagged
-            | "KeyMentionsByOrganization" >> KeyMentionsByOrganization()
-            | "ApplyNoveltyRules" >> beam.ParDo(_ApplyNoveltyRulesFn(self._source))
+        events = tagged | "KeyMentionsByOrganization" >> KeyMentionsByOrganization()
+        alerts = (
+            events.articles
+            | "ApplyNoveltyRules" >> beam.ParDo(_ApplyNoveltyRulesFn(self._source)).with_outputs(DLQ, main="alerts")
         )
-
-
-def _events_in_order(item: tuple[int, TaggedArticle]):
-    seq, tagged = item
-    for rank, (org_id, event) in enumerate(events_of(tagged, seq)):
-        yield org_id, (seq, rank, event)
+        dlq = (events.dlq, alerts.dlq) | "MergeDeadLetters" >> beam.Flatten()
+        return RaisedAlerts(alerts.alerts, dlq)
 
 
 class _ApplyNoveltyRulesInOrderFn(_AlertRulesFn):
@@ -130,7 +172,11 @@ class _ApplyNoveltyRulesInOrderFn(_AlertRulesFn):
         _org_id, events = element
         state = OrgState()
         for seq, rank, event in sorted(events, key=lambda e: (e[0], e[1])):
-            for i, alert in enumerate(self._rules.apply(state, event)):
+            alerts = self.attempt(event, self._rules.apply, state, event)
+            if isinstance(alerts, DeadLetter):
+                yield beam.pvalue.TaggedOutput(DLQ, (seq, alerts))
+                continue
+            for i, alert in enumerate(alerts):
                 yield (seq, rank, i), alert
 
 
@@ -145,9 +191,14 @@ class RaiseAlertsInOrder(beam.PTransform):
         self._source = source
 
     def expand(self, numbered):
-        return (
-            numbered
-            | "KeyMentionsByOrganization" >> beam.FlatMap(_events_in_order).with_output_types(tuple[str, typing.Any])
+        events = numbered | "KeyMentionsByOrganization" >> beam.ParDo(_EventsOf(seq_in_key=True)).with_output_types(
+            tuple[str, typing.Any]).with_outputs(DLQ, main="articles")
+        alerts = (
+            events.articles
             | "GroupByOrganization" >> beam.GroupByKey()
-            | "ApplyNoveltyRulesInOrder" >> beam.ParDo(_ApplyNoveltyRulesInOrderFn(self._source))
+            | "ApplyNoveltyRulesInOrder" >> beam.ParDo(_ApplyNoveltyRulesInOrderFn(self._source)).with_outputs(
+                DLQ, main="alerts"
+            )
         )
+        dlq = (events.dlq, alerts.dlq) | "MergeDeadLetters" >> beam.Flatten()
+        return RaisedAlerts(alerts.alerts, dlq)

@@ -26,9 +26,9 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from newsradar.config.watchlist import Example, Watchlist
-from newsradar.records import Mention, TaggedArticle, TopicTag
+from newsradar.records import Mention, TaggedArticle, TopicTag, with_flag
 
-from .deadletters import DATA_ERRORS, DLQ, DeadLetters
+from .deadletters import DLQ, RecordStep
 from .nlp import LANGS, Pipelines, analysis_text, guess_lang
 from .orgs import OrgMatcher
 from .reload import RejectedVersion, Reloader, WatchlistSource
@@ -67,13 +67,22 @@ class Tagger:
 
     def analyze(self, title: str, text: str, lang: str | None) -> Analysis:
         full = analysis_text(title, text)[:MAX_ANALYZED_CHARS]
+        return self.analyze_text(full, lang)
+
+    def analyze_text(self, full: str, lang: str | None) -> Analysis:
         plang = self.pipeline_lang(lang, full)
         doc = self.pipelines(full, plang)
         return Analysis(plang, tuple(self.topic_matchers[plang](doc)), tuple(self.org_matchers[plang](doc)))
 
     def tag(self, article: TaggedArticle) -> TaggedArticle:
-        result = self.analyze(article.article.title, article.article.text, article.lang)
-        return dataclasses.replace(article, topics=result.topics, mentions=result.mentions)
+        """``article`` with its topics and mentions; flagged ``analysis_cut`` when only the
+        first :data:`MAX_ANALYZED_CHARS` of its text were analysed."""
+        raw = article.article
+        full = analysis_text(raw.title, raw.text)
+        result = self.analyze_text(full[:MAX_ANALYZED_CHARS], article.lang)
+        if len(full) > MAX_ANALYZED_CHARS:
+            raw = dataclasses.replace(raw, flags=with_flag(raw.flags, "analysis_cut"))
+        return dataclasses.replace(article, article=raw, topics=result.topics, mentions=result.mentions)
 
     def rebuilt_if_grown(self) -> Tagger:
         """A fresh Tagger when spaCy's string stores have outgrown their bound, else self."""
@@ -197,14 +206,18 @@ def reload_counter(step: str):
     return on_result
 
 
-class _TagFn(beam.DoFn):
+class _TagFn(RecordStep):
+    STEP = STEP
+    NAMESPACE = "tag"
+
     def __init__(self, source: WatchlistSource, keyed: bool):
+        super().__init__(keyed)
         self._source = source
-        self._keyed = keyed
 
     def setup(self) -> None:
         from newsradar.metrics import pipeline_metrics
 
+        super().setup()
         self._metrics = pipeline_metrics()
         self._reloader = Reloader(
             self._source,
@@ -212,7 +225,6 @@ class _TagFn(beam.DoFn):
             check=require_examples_pass,
             on_result=reload_counter("tag"),
         )
-        self._dead = DeadLetters(STEP, "tag")
         self._tagged = Metrics.counter("tag", "articles")
         self._with_topic = Metrics.counter("tag", "articles_with_topic")
         self._with_mention = Metrics.counter("tag", "articles_with_mention")
@@ -224,18 +236,19 @@ class _TagFn(beam.DoFn):
         return tagger
 
     def process(self, element):
-        key, article = element if self._keyed else (None, element)
+        # The watchlist is the step's own, not the record's: reloading stays outside attempt().
         tagger = self._reloader.get()
         fresh = tagger.rebuilt_if_grown()
         if fresh is not tagger:
             self._reloader.value = tagger = fresh
             self._pipelines = fresh.pipelines
-        try:
-            out = tagger.tag(article)
-        except DATA_ERRORS as exc:
-            letter = self._dead.letter(article, exc)
-            yield beam.pvalue.TaggedOutput(DLQ, (key, letter) if self._keyed else letter)
-            return
+        self._tagger = tagger
+        yield from super().process(element)
+
+    def apply(self, article: TaggedArticle) -> TaggedArticle:
+        return self._tagger.tag(article)
+
+    def emitted(self, out: TaggedArticle) -> None:
         self._tagged.inc()
         if out.topics:
             self._with_topic.inc()
@@ -245,7 +258,6 @@ class _TagFn(beam.DoFn):
             self._with_mention.inc()
             for org_id in {m.org_id for m in out.mentions}:
                 self._metrics.mentions.labels(org=org_id).inc()
-        yield (key, out) if self._keyed else out
 
 
 class TagArticles(beam.PTransform):

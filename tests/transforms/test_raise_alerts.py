@@ -47,7 +47,7 @@ def test_stream_out_of_order_and_near_duplicates():
         .advance_watermark_to_infinity()
     )
     with beam.Pipeline(options=streaming_options()) as p:
-        alerts = p | stream | RaiseAlerts(WatchlistSource.fixed(WATCHLIST)) | beam.Map(lambda a: (a.kind, a.article_id))
+        alerts = (p | stream | RaiseAlerts(WatchlistSource.fixed(WATCHLIST))).alerts | beam.Map(lambda a: (a.kind, a.article_id))
         assert_that(
             alerts,
             equal_to([
@@ -73,7 +73,7 @@ def test_stream_state_expires_on_the_timer():
         .advance_watermark_to_infinity()
     )
     with beam.Pipeline(options=streaming_options()) as p:
-        alerts = p | stream | RaiseAlerts(WatchlistSource.fixed(WATCHLIST)) | beam.Map(lambda a: (a.kind, a.alert_id))
+        alerts = (p | stream | RaiseAlerts(WatchlistSource.fixed(WATCHLIST))).alerts | beam.Map(lambda a: (a.kind, a.alert_id))
         same = alert_id("new_mention", "cmw", "s1")
         assert_that(alerts, equal_to([("new_mention", same), ("new_mention", same)]))
 
@@ -87,7 +87,7 @@ def test_stream_without_expiry_remembers_the_story():
         .advance_watermark_to_infinity()
     )
     with beam.Pipeline(options=streaming_options()) as p:
-        alerts = p | stream | RaiseAlerts(WatchlistSource.fixed(WATCHLIST)) | beam.Map(lambda a: a.article_id)
+        alerts = (p | stream | RaiseAlerts(WatchlistSource.fixed(WATCHLIST))).alerts | beam.Map(lambda a: a.article_id)
         assert_that(alerts, equal_to(["a1"]))
 
 
@@ -110,8 +110,7 @@ def test_bounded_replay_in_input_order_is_reproducible():
                 p
                 | beam.Create(numbered)
                 | RaiseAlertsInOrder(WatchlistSource.fixed(WATCHLIST))
-                | beam.Map(lambda kv: (kv[0], kv[1].kind, kv[1].alert_id))
-            )
+            ).alerts | beam.Map(lambda kv: (kv[0], kv[1].kind, kv[1].alert_id))
             assert_that(out, equal_to(expected))
 
 
