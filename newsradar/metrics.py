@@ -149,6 +149,11 @@ class PipelineMetrics:
             "newsradar_watchlist_reloads", "Watchlist reload attempts, by result (ok|failed).", ["result"],
             registry=registry,
         )
+        self.clamped_times = Counter(
+            "newsradar_event_times_clamped",
+            "Event times later than now plus the allowed clock skew, moved back, by field.", ["field"],
+            registry=registry,
+        )
         self.sink_deliveries = Counter(
             "newsradar_alert_sink_deliveries", "Alert deliveries to sinks, by sink kind and outcome.",
             ["sink", "outcome"], registry=registry,

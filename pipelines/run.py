@@ -117,10 +117,11 @@ def attach_kafka(
     settings = read_settings(options, bootstrap_servers, bounded)
     read = pipeline | "ReadRaw" >> ReadFromKafka(topic(options, TOPIC_RAW), settings, progress)
     outputs = monitor.build(read.records, watchlist, dedupe=dedupe_settings(options))
+    dlq = topic(options, TOPIC_DLQ)
     written = [
-        outputs.tagged | "WriteTagged" >> WriteToKafka(topic(options, TOPIC_TAGGED), bootstrap_servers),
-        outputs.alerts | "WriteAlerts" >> WriteToKafka(topic(options, TOPIC_ALERTS), bootstrap_servers),
-        outputs.dlq | "WriteDeadLetters" >> WriteToKafka(topic(options, TOPIC_DLQ), bootstrap_servers),
+        outputs.tagged | "WriteTagged" >> WriteToKafka(topic(options, TOPIC_TAGGED), bootstrap_servers, dlq_topic=dlq),
+        outputs.alerts | "WriteAlerts" >> WriteToKafka(topic(options, TOPIC_ALERTS), bootstrap_servers, dlq_topic=dlq),
+        outputs.dlq | "WriteDeadLetters" >> WriteToKafka(dlq, bootstrap_servers),
     ]
     read.progress | "CommitOffsets" >> CommitOffsets(settings, written, progress)
     return outputs

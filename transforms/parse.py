@@ -14,6 +14,7 @@ from datetime import datetime
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from newsradar.metrics import pipeline_metrics
 from newsradar.records import DeadLetter, RawArticle, RecordError, clamp_future, decode_raw, utc_now
 
 from .deadletters import DLQ, RecordStep
@@ -48,6 +49,9 @@ def parse_article(payload: bytes, source: str | None = None, step: str = STEP,
     return clamp_future(article, now or utc_now())
 
 
+CLAMPED = "_clamped"
+
+
 class _Parse(RecordStep):
     STEP = STEP
     NAMESPACE = "ParseRaw"
@@ -65,6 +69,9 @@ class _Parse(RecordStep):
 
     def emitted(self, result: RawArticle) -> None:
         self._ok.inc()
+        for flag in result.flags or ():
+            if flag.endswith(CLAMPED):
+                pipeline_metrics().clamped_times.labels(field=flag.removesuffix(CLAMPED)).inc()
 
 
 class ParseRaw(beam.PTransform):

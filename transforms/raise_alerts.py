@@ -46,12 +46,15 @@ def _count(name: str) -> None:
 
 
 STEP = "novelty"
+# A mention event the rules raised on: its dead letter keeps the event as JSON, which is not a
+# record of any topic, so `newsradar dlq replay` leaves it alone (the article is in news.tagged).
+EVENT_STEP = "novelty.event"
 
 
 class RaisedAlerts(NamedTuple):
     """What RaiseAlerts produces: the alerts, and the dead letters of what its code failed on
-    (step ``novelty``: an article whose mentions could not be read, or a mention event the
-    rules raised on, kept as JSON)."""
+    (step ``novelty``: an article whose mentions could not be read, kept as its news.raw record;
+    step ``novelty.event``: a mention event the rules raised on, kept as JSON)."""
 
     alerts: beam.PCollection
     dlq: beam.PCollection
@@ -81,7 +84,7 @@ class _AlertRulesFn(RecordStep):
     """What both rule-applying DoFns share: the watchlist (reloaded as tagging reloads it) and
     one worker's AlertRules, counted under ``novelty``."""
 
-    STEP = STEP
+    STEP = EVENT_STEP
     NAMESPACE = "novelty"
 
     def __init__(self, source: WatchlistSource):

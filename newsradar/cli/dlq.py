@@ -14,6 +14,8 @@ Guarantees of ``replay``:
   letter again, which the id-based dedupe downstream absorbs (at least once, never lost).
 * Never a partial original: a letter whose original was cut to the size cap (``original_size``
   set) is not replayed; it is listed with where the whole payload is (``source``).
+* Never an intermediate: a letter whose original is a step's own value rather than an input
+  record (steps in :data:`NOT_REPLAYABLE`) is listed and skipped.
 * ``--dry-run`` says what would be sent and changes nothing.
 """
 
@@ -81,6 +83,13 @@ class Letter:
 
     def size(self) -> int:
         return self.letter.original_size or len(self.letter.original_bytes())
+
+
+# Steps whose dead letters keep something no topic takes, and why replay leaves them alone.
+NOT_REPLAYABLE = {
+    "novelty.event": "its original is a mention event, not a record; the article itself is in news.tagged",
+    "write": "its original is an output record too large for its topic; a replay would be refused again",
+}
 
 
 def parse_id(text: str) -> tuple[int, int]:
@@ -195,6 +204,7 @@ class ReplayResult:
     already: int = 0
     cut: int = 0
     unreadable: int = 0
+    not_replayable: int = 0
 
 
 def replay(bootstrap_servers: str, items: list[Letter], prefix: str, ledger: Ledger, dry_run: bool,
@@ -213,6 +223,10 @@ def replay(bootstrap_servers: str, items: list[Letter], prefix: str, ledger: Led
                 continue
             if ledger.done(dlq_topic, item.id):
                 result.already += 1
+                continue
+            if item.letter.step in NOT_REPLAYABLE:
+                result.not_replayable += 1
+                echo(f"{item.id}: skipped, step {item.letter.step}: {NOT_REPLAYABLE[item.letter.step]}")
                 continue
             if item.cut:
                 result.cut += 1
@@ -338,4 +352,5 @@ def dlq_replay(bootstrap_servers, topic_prefix, since, step, source, dry_run) ->
         ledger.close()
     verb = "would replay" if dry_run else "replayed"
     click.echo(f"dlq: {verb} {result.sent}; {result.already} already replayed before; "
-               f"{result.cut} cut (not replayable); {result.unreadable} unreadable")
+               f"{result.cut} cut (not replayable); {result.not_replayable} of a step never replayed; "
+               f"{result.unreadable} unreadable")

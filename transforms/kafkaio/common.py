@@ -27,6 +27,20 @@ def millis(seconds: float) -> Duration:
     return Duration(micros=int(seconds * 1000) * 1000)
 
 
+def event_time(record_ms: int, floor: Timestamp, now: Timestamp, skew: Duration) -> tuple[Timestamp, bool]:
+    """The time a record is emitted at, and whether its Kafka timestamp was moved back.
+
+    A producer with a fast clock must not carry the watermark ahead of real time (that fires
+    every timer and prunes dedupe and novelty state at once), so a timestamp later than
+    ``now + skew`` counts as ``now + skew``. The result is never below ``floor`` (the partition's
+    watermark), so event times never go backwards within a partition.
+    """
+    ts = Timestamp(micros=record_ms * 1000)
+    ceiling = now + skew
+    clamped = ts > ceiling
+    return max(ceiling if clamped else ts, floor), clamped
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaRecord:
     """One record read from Kafka, as it travels into the pipeline."""

@@ -17,11 +17,12 @@ from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider, WatermarkEstimatorProvider
 from apache_beam.transforms.window import TimestampedValue
-from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration, Timestamp
+from apache_beam.utils.timestamp import MIN_TIMESTAMP, Duration
 
 from newsradar.metrics import pipeline_metrics
+from newsradar.records import MAX_CLOCK_SKEW
 
-from .common import TICK, KafkaRecord, ReadSettings, millis, now_ms
+from .common import TICK, KafkaRecord, ReadSettings, event_time, millis, now_ms
 from .progress import LOCAL_PROGRESS, LocalProgress
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class _ReadPartition(beam.DoFn, RestrictionProvider):
         self._restrictions = _PartitionRestrictions(settings)
         self._progress = progress
         self._records = Metrics.counter("ReadFromKafka", "records")
+        self._clamped = Metrics.counter("ReadFromKafka", "timestamps_clamped")
+        self._skew = Duration(micros=int(MAX_CLOCK_SKEW.total_seconds() * 1_000_000))
 
     # restriction provider
 
@@ -141,6 +144,10 @@ class _ReadPartition(beam.DoFn, RestrictionProvider):
         consumer = getattr(self, "_consumer", None)
         if consumer is not None:
             consumer.close()
+
+    def _note_clamped(self) -> None:
+        self._clamped.inc()
+        pipeline_metrics().clamped_times.labels(field="kafka_timestamp").inc()
 
     def _lag_gauge(self, topic: str, partition: int):
         key = (topic, partition)
@@ -184,7 +191,9 @@ class _ReadPartition(beam.DoFn, RestrictionProvider):
                     # The restriction ends here (a bounded replay reached its end offset).
                     exhausted = True
                     break
-                ts = max(Timestamp(micros=record.timestamp * 1000), watermark.current_watermark())
+                ts, clamped = event_time(record.timestamp, watermark.current_watermark(), now_ms(), self._skew)
+                if clamped:
+                    self._note_clamped()
                 watermark.set_watermark(ts)
                 last_ts = ts
                 position = record.offset + 1

@@ -1,4 +1,10 @@
-"""WriteToKafka: one producer per worker, flushed per bundle; a failed send fails the bundle."""
+"""WriteToKafka: one producer per worker, flushed per bundle; a failed send fails the bundle.
+
+A record too large for the broker (over :data:`~newsradar.records.MAX_OUTPUT_RECORD_BYTES`
+encoded) would fail every retry of its bundle, so it is never sent: its dead letter (step
+``write``, the encoded record as original, cut to the size cap) goes to the dead-letter topic
+instead, and is counted.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,10 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from newsradar.kafka import make_producer
-from newsradar.records import Alert, DeadLetter, TaggedArticle
+from newsradar.metrics import pipeline_metrics
+from newsradar.records import MAX_OUTPUT_RECORD_BYTES, Alert, DeadLetter, TaggedArticle
+
+STEP = "write"
 
 
 class KafkaWriteError(RuntimeError):
@@ -25,15 +34,25 @@ def message_for(record) -> tuple[bytes | None, bytes]:
     raise TypeError(f"no Kafka encoding for {type(record).__name__}")
 
 
+def oversize_letter(value: bytes, topic: str, max_bytes: int) -> DeadLetter:
+    """The dead letter of an encoded record that is too large for ``topic``."""
+    return DeadLetter.wrap(value, error=f"RecordTooLarge: {len(value)} bytes encoded, over the {max_bytes}-byte "
+                                         f"limit of {topic}", step=STEP, source=None)
+
+
 class _SendToKafka(beam.DoFn):
     """One producer per worker; a bundle succeeds only if every send in it was acknowledged."""
 
-    def __init__(self, topic: str, bootstrap_servers: str, client_id: str):
+    def __init__(self, topic: str, bootstrap_servers: str, client_id: str, dlq_topic: str | None,
+                 max_bytes: int):
         self._topic = topic
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
+        self._dlq_topic = dlq_topic
+        self._max_bytes = max_bytes
         self._sent = Metrics.counter("WriteToKafka", f"sent_{topic}")
         self._failed = Metrics.counter("WriteToKafka", f"failed_{topic}")
+        self._oversize = Metrics.counter("WriteToKafka", f"oversize_{topic}")
 
     def setup(self):
         self._producer = make_producer(self._bootstrap, client_id=self._client_id)
@@ -43,7 +62,16 @@ class _SendToKafka(beam.DoFn):
 
     def process(self, record):
         key, value = message_for(record)
-        self._futures.append(self._producer.send(self._topic, key=key, value=value))
+        topic = self._topic
+        if len(value) > self._max_bytes:
+            if self._dlq_topic is None:
+                raise KafkaWriteError(f"a record of {len(value)} bytes is over the {self._max_bytes}-byte limit "
+                                      f"for {topic}, and no dead-letter topic was given")
+            letter = oversize_letter(value, topic, self._max_bytes)
+            self._oversize.inc()
+            pipeline_metrics().dlq.labels(step=STEP).inc()
+            topic, key, value = self._dlq_topic, key, letter.encode()
+        self._futures.append(self._producer.send(topic, key=key, value=value))
         return ()
 
     def finish_bundle(self):
@@ -71,14 +99,19 @@ class WriteToKafka(beam.PTransform):
     """Write output records (TaggedArticle, Alert, DeadLetter) to a topic.
 
     Returns an empty PCollection whose watermark says how far the writes are durable; pass
-    it to :class:`CommitOffsets`.
+    it to :class:`CommitOffsets`. A record over ``max_bytes`` encoded goes to ``dlq_topic`` as
+    a dead letter (see the module docstring); without ``dlq_topic`` it fails the bundle.
     """
 
-    def __init__(self, topic: str, bootstrap_servers: str, client_id: str = "newsradar-pipeline"):
+    def __init__(self, topic: str, bootstrap_servers: str, client_id: str = "newsradar-pipeline",
+                 dlq_topic: str | None = None, max_bytes: int = MAX_OUTPUT_RECORD_BYTES):
         super().__init__()
         self._topic = topic
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
+        self._dlq_topic = dlq_topic
+        self._max_bytes = max_bytes
 
     def expand(self, records):
-        return records | "Send" >> beam.ParDo(_SendToKafka(self._topic, self._bootstrap, self._client_id))
+        return records | "Send" >> beam.ParDo(
+            _SendToKafka(self._topic, self._bootstrap, self._client_id, self._dlq_topic, self._max_bytes))

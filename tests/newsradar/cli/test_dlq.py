@@ -43,6 +43,9 @@ def letters(kafka, topic_prefix):
         for letter in letters:
             producer.send(prefix + "news.dlq", value=letter.encode()).get(timeout=60)
         producer.send(prefix + "news.dlq", value=b"not a dead letter").get(timeout=60)
+        event = DeadLetter.wrap(json.dumps({"org_id": "x", "article_id": "rss:src-3:g:3"}).encode(),
+                                error="RuntimeError: rules", step="novelty.event")
+        producer.send(prefix + "news.dlq", value=event.encode()).get(timeout=60)
     finally:
         producer.close(10)
     return prefix
@@ -52,7 +55,7 @@ def test_list_filters_and_show(kafka, letters):
     listed = _dlq(kafka, letters, "list")
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
-    assert [line.split("\t")[0] for line in lines] == ["0:0", "0:1", "0:2", "0:3"]
+    assert [line.split("\t")[0] for line in lines] == ["0:0", "0:1", "0:2", "0:3", "0:4"]
     assert "\tnormalize\t" in lines[0] and "src-1" in lines[0]
     assert "(cut)" in lines[2] and "not a dead letter" in lines[3]
     only = _dlq(kafka, letters, "list", "--step", "parse")
@@ -73,6 +76,7 @@ def test_replay_sends_each_original_back_once(kafka, letters):
     first = _dlq(kafka, letters, "replay")
     assert first.returncode == 0, first.stderr
     assert "replayed 2" in first.stdout and "1 cut (not replayable)" in first.stdout and "1 unreadable" in first.stdout
+    assert "1 of a step never replayed" in first.stdout and "0:4: skipped, step novelty.event" in first.stdout
     assert "whole payload is at" in first.stdout
     again = _dlq(kafka, letters, "replay")
     assert "replayed 0; 2 already replayed before" in again.stdout
