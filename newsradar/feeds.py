@@ -14,6 +14,9 @@ URL or a path. Guarantees of :func:`parse_feed`:
 * An empty body, an HTML page or anything else that is not a feed is a :class:`FeedError`,
   never a healthy feed with no entries. Errors inside feedparser become :class:`FeedError`.
 * An entry that cannot be turned into a valid record is skipped and counted, never fatal.
+  A character reference to a UTF-16 surrogate (``&#55357;&#56832;``) spoils nothing but its
+  own text: a pair is read as the character it encodes, a lone half becomes U+FFFD and its
+  record is flagged ``surrogates_replaced`` (:mod:`newsradar.escapes`).
 * Each record follows docs/design.md, "Records on Kafka": a stable ``article_id`` (:func:`newsradar.identity.rss_article_id`),
   ``text`` with no markup, ``published_at`` in UTC (a missing, unreadable, absurd or
   more-than-a-day-ahead date falls back to the fetch time and is flagged), ``lang_hint``,
@@ -37,6 +40,7 @@ from urllib.parse import urljoin
 import feedparser
 from feedparser.encodings import convert_to_utf8
 
+from newsradar.escapes import fix_surrogate_charrefs
 from newsradar.identity import rss_article_id
 from newsradar.records import RawArticle, RecordError, format_time
 from newsradar.text import html_to_text, normalize_text
@@ -177,6 +181,9 @@ def parse_feed(
     if not body.strip():
         raise FeedError("empty body")
     utf8, parse_headers, encoding = to_utf8(body, headers)
+    # "&#55357;&#56832;" (an emoji in UTF-16 halves) would make feedparser raise on the whole
+    # feed; the pair becomes its character, a lone half U+FFFD in its record, flagged.
+    utf8 = fix_surrogate_charrefs(utf8)
     if _is_html_page(utf8):
         raise FeedError("an HTML page, not a feed")
     refuse_declarations(utf8)

@@ -10,6 +10,8 @@ than a small one. Guarantees:
 * The cursor is the last message id read. A restart resumes after it (the file is re-read
   from the start but earlier messages are skipped); a new export of the same channel picks up
   only messages newer than the cursor.
+* A lone UTF-16 surrogate escaped in a message (``"\\ud83d"``) becomes U+FFFD in that
+  message's record, flagged ``surrogates_replaced``; the rest of the file reads on.
 * Dates: ``date_unixtime`` when the export has it (Desktop 3.x and later); otherwise the
   naive ``date`` is read in the source's ``timezone`` and the record is flagged
   ``date_local_assumed``.
@@ -28,6 +30,7 @@ from zoneinfo import ZoneInfo
 import ijson
 
 from connectors.base import PollResult
+from newsradar.escapes import SurrogateSafeReader
 from newsradar.records import RawArticle, RecordError
 
 from .mapping import build_record, channel_key, from_unix, join_parts
@@ -138,7 +141,9 @@ class ExportStream:
     def messages(self) -> Iterator[Any]:
         # Closed by close(): the stream outlives this call.
         self._fh = open(self.path, "rb")
-        events = ijson.parse(self._fh, use_float=True)
+        # yajl reads "\ud83d" as "?" and stops at "\ude00": lone halves are rewritten first,
+        # to become U+FFFD in their record, flagged (newsradar.escapes).
+        events = ijson.parse(SurrogateSafeReader(self._fh), use_float=True)
         return ijson.items(self._tap(events), "messages.item")
 
     def _tap(self, events):
