@@ -30,6 +30,7 @@ import calendar
 import codecs
 import io
 import re
+import unicodedata
 import xml.sax
 from collections import Counter
 from collections.abc import Mapping
@@ -106,7 +107,40 @@ def refuse_declarations(utf8: bytes) -> None:
 # encodings
 
 _XML_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=", re.IGNORECASE)
-_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+# A run of letters (any script); digits and underscores split words.
+_WORD = re.compile(r"[^\W\d_]+")
+# The two readings an undeclared 8-bit feed gets: feedparser's own fallback, and the one
+# Russian and Ukrainian sites still serve without saying so.
+_DEFAULT_8BIT, _CYRILLIC_8BIT = "windows-1252", "windows-1251"
+
+
+def _script(ch: str) -> str:
+    """The script of a letter, coarsely: what mojibake mixes up is Latin and Cyrillic."""
+    if ch.isascii():
+        return "latin"
+    name = unicodedata.name(ch, "")
+    return name.split(" ", 1)[0].lower() if name else "unknown"
+
+
+def plausible_share(text: str) -> float | None:
+    """Of the words in ``text`` holding a non-ASCII letter, the share that look like real words.
+
+    A real word is written in one script; and a Latin word is not mostly accented (a Latin
+    reading of Cyrillic bytes makes "Ñîâåò" of "Совет", a Cyrillic reading of Latin-1 makes
+    "simulaзхes" of "simulações"). One-letter words tell nothing ("é" and "й" are both words)
+    and are not counted. ``None`` when no word has a non-ASCII letter."""
+    scored = plausible = 0
+    for word in _WORD.findall(text):
+        if len(word) < 2 or word.isascii():
+            continue
+        scored += 1
+        scripts = {_script(ch) for ch in word}
+        if len(scripts) != 1:
+            continue
+        if scripts == {"latin"} and sum(1 for ch in word if not ch.isascii()) * 2 > len(word):
+            continue
+        plausible += 1
+    return plausible / scored if scored else None
 
 
 def _guess_undeclared(body: bytes, headers: dict[str, str]) -> dict[str, str]:
@@ -114,8 +148,10 @@ def _guess_undeclared(body: bytes, headers: dict[str, str]) -> dict[str, str]:
 
     Russian and Ukrainian sites still serve windows-1251 without saying so; feedparser would
     then fall back to windows-1252 and produce mojibake. We only step in when nothing declares
-    an encoding (no charset, no XML declaration, no BOM), the body is not UTF-8, and read as
-    windows-1251 its non-ASCII letters are overwhelmingly Cyrillic.
+    an encoding (no charset, no XML declaration, no BOM) and the body is not UTF-8: then the
+    body is read both ways and windows-1251 is chosen when its words are the plausible ones
+    (:func:`plausible_share`). Counting Cyrillic letters instead would always pick it: every
+    accented Latin-1 letter is a Cyrillic letter in windows-1251.
     """
     content_type = headers.get("content-type", "")
     if "charset" in content_type.lower() or _XML_ENCODING.match(body[:200]):
@@ -127,11 +163,12 @@ def _guess_undeclared(body: bytes, headers: dict[str, str]) -> dict[str, str]:
         return headers
     except UnicodeDecodeError:
         pass
-    sample = body[:65536].decode("windows-1251", errors="replace")
-    non_ascii = [ch for ch in sample if ord(ch) > 127]
-    if non_ascii and sum(1 for ch in non_ascii if _CYRILLIC.match(ch)) >= 0.8 * len(non_ascii):
+    sample = body[:65536]
+    cyrillic = plausible_share(sample.decode(_CYRILLIC_8BIT, errors="replace"))
+    latin = plausible_share(sample.decode(_DEFAULT_8BIT, errors="replace"))
+    if cyrillic is not None and cyrillic > (latin or 0.0):
         media = content_type.split(";", 1)[0].strip() or "application/xml"
-        return {**headers, "content-type": f"{media}; charset=windows-1251"}
+        return {**headers, "content-type": f"{media}; charset={_CYRILLIC_8BIT}"}
     return headers
 
 
