@@ -32,7 +32,6 @@ import io
 import re
 import unicodedata
 import xml.sax
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,7 +41,7 @@ import feedparser
 from feedparser.encodings import convert_to_utf8
 
 from newsradar.escapes import fix_surrogate_charrefs
-from newsradar.identity import rss_article_id
+from newsradar.feeditems import UPDATE_FLAG, Candidate, FeedMemory, identify
 from newsradar.records import RawArticle, RecordError, format_time
 from newsradar.text import html_to_text, normalize_text
 
@@ -66,7 +65,10 @@ class ParsedFeed:
     skip_reasons: list[str] = field(default_factory=list)
     # The feed's own "come back in" hint in seconds (ttl, sy:updatePeriod), if it gave one.
     hint_seconds: float | None = None
+    # Some record's id is guid + link: its guid names more than one item (newsradar.feeditems).
     guids_repeat: bool = False
+    # What the source's cursor keeps for the next body (ids and content of these records).
+    memory: FeedMemory = field(default_factory=FeedMemory)
     version: str = ""
     encoding: str = ""
     # feedparser accepted the document only with its forgiving parser (not well-formed XML).
@@ -207,13 +209,14 @@ def parse_feed(
     source_id: str,
     fetched_at: datetime,
     default_lang: str | None = None,
-    guids_repeat: bool = False,
+    memory: FeedMemory | None = None,
     base_url: str | None = None,
 ) -> ParsedFeed:
     """Parse one fetched body (see module docstring for guarantees). Raises :class:`FeedError`.
 
-    ``guids_repeat`` is sticky state from earlier polls: once a feed was seen repeating guids,
-    its ids stay guid+link so they do not change when the repetition disappears.
+    ``memory`` is what the source's cursor kept of the last delivered body
+    (:class:`newsradar.feeditems.FeedMemory`): ids are assigned and updates found with it by
+    the rules of :mod:`newsradar.feeditems`; ``ParsedFeed.memory`` is the one to save.
     """
     if not body.strip():
         raise FeedError("empty body")
@@ -244,29 +247,36 @@ def parse_feed(
         encoding=encoding,
         bozo=bool(parsed.get("bozo")),
     )
-    guids = Counter(str(e.get("id")).strip() for e in entries if e.get("id"))
-    out.guids_repeat = guids_repeat or any(n > 1 for n in guids.values())
     feed_lang = _lang(feed_info.get("language")) or _lang(parse_headers.get("content-language")) or default_lang
-    seen_ids: set[str] = set()
+    fields: list[dict] = []
     for index, entry in enumerate(entries):
         try:
-            record = entry_record(
-                entry, source_id=source_id, fetched_at=fetched_at, lang=feed_lang, guids_repeat=out.guids_repeat,
-                base_url=base_url,
-            )
-        except (RecordError, ValueError, TypeError, KeyError, AttributeError, OverflowError, OSError) as exc:
+            values = entry_fields(entry, fetched_at=fetched_at, lang=feed_lang, base_url=base_url)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, OSError) as exc:
             out.skipped += 1
             out.skip_reasons.append(f"entry {index}: {type(exc).__name__}: {exc}"[:200])
             continue
-        if record is None:
+        if values is None:
             out.skipped += 1
             out.skip_reasons.append(f"entry {index}: no title, text or link")
             continue
-        if record.article_id in seen_ids:
-            # The same item twice in one body (same guid and link): one record.
-            continue
-        seen_ids.add(record.article_id)
-        out.records.append(record)
+        fields.append(values)
+    memory = memory or FeedMemory()
+    candidates = [Candidate(v["guid"], v["url"], v["title"], v["text"]) for v in fields]
+    identities, out.memory = identify(source_id, candidates, memory)
+    out.guids_repeat = any(i is not None and ":gl:" in i.article_id for i in identities)
+    for values, identity in zip(fields, identities, strict=True):
+        if identity is None:
+            continue  # the same item twice in one body (same guid and link): one record
+        if identity.updated:
+            values = {**values, "edited_at": format_time(fetched_at),
+                      "flags": (*(values["flags"] or ()), UPDATE_FLAG)}
+        try:
+            out.records.append(RawArticle(article_id=identity.article_id, source_id=source_id, source_kind="rss",
+                                          **values))
+        except RecordError as exc:
+            out.skipped += 1
+            out.skip_reasons.append(f"entry {identity.article_id}: {exc}"[:200])
     return out
 
 
@@ -342,11 +352,11 @@ def _published(entry: Mapping, fetched_at: datetime) -> tuple[datetime, str | No
     return fetched_at, "date_missing"
 
 
-def entry_record(
-    entry: Mapping, *, source_id: str, fetched_at: datetime, lang: str | None, guids_repeat: bool,
-    base_url: str | None = None,
-) -> RawArticle | None:
-    """One feed entry as a ``news.raw`` record, or None when it carries nothing at all.
+def entry_fields(
+    entry: Mapping, *, fetched_at: datetime, lang: str | None, base_url: str | None = None,
+) -> dict | None:
+    """One feed entry as ``news.raw`` fields (all but the ids, which depend on the whole body
+    and the feed's memory, :mod:`newsradar.feeditems`), or None when it carries nothing at all.
 
     A relative link is resolved against ``base_url`` (the feed's URL), unless the link is
     only the guid standing in for one (then it is kept only if it is already absolute)."""
@@ -359,16 +369,11 @@ def entry_record(
     if not (title or text or link):
         return None
     published, flag = _published(entry, fetched_at)
-    flags = [flag] if flag else []
     author = html_to_text(entry.get("author") or "") or None
     entry_lang = None
     for block in entry.get("content") or []:
         entry_lang = entry_lang or _lang(block.get("language"))
-    return RawArticle(
-        article_id=rss_article_id(source_id, guid=guid, link=link, title=title, text=text,
-                                  guid_is_repeated=guids_repeat),
-        source_id=source_id,
-        source_kind="rss",
+    return dict(
         url=link,
         title=title,
         text=text,
@@ -378,8 +383,8 @@ def entry_record(
         author=author,
         lang_hint=entry_lang or lang,
         guid=guid,
-        flags=tuple(flags) or None,
+        flags=(flag,) if flag else None,
     )
 
 
-__all__ = ["FeedError", "ParsedFeed", "entry_record", "feed_hint", "parse_feed", "refuse_declarations", "to_utf8"]
+__all__ = ["FeedError", "ParsedFeed", "entry_fields", "feed_hint", "parse_feed", "refuse_declarations", "to_utf8"]
