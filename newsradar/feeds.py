@@ -18,8 +18,9 @@ URL or a path. Guarantees of :func:`parse_feed`:
   own text: a pair is read as the character it encodes, a lone half becomes U+FFFD and its
   record is flagged ``surrogates_replaced`` (:mod:`newsradar.escapes`).
 * Each record follows docs/design.md, "Records on Kafka": a stable ``article_id`` (:func:`newsradar.identity.rss_article_id`),
-  ``text`` with no markup, ``published_at`` in UTC (a missing, unreadable, absurd or
-  more-than-a-day-ahead date falls back to the fetch time and is flagged), ``lang_hint``,
+  ``text`` with no markup, ``published_at`` in UTC (month names in other languages are read,
+  :mod:`newsradar.feeddates`; a missing, unreadable, absurd or more-than-a-day-ahead date
+  falls back to the fetch time and is flagged), ``lang_hint``,
   ``author`` and an http(s) ``url``. Sizes are not capped here: the delivery loop cuts every
   record, from any source, to the record cap (:func:`newsradar.records.fit_to_size`).
 """
@@ -41,6 +42,7 @@ import feedparser
 from feedparser.encodings import convert_to_utf8
 
 from newsradar.escapes import fix_surrogate_charrefs
+from newsradar.feeddates import parse_localized_date
 from newsradar.feeditems import UPDATE_FLAG, Candidate, FeedMemory, identify
 from newsradar.records import RawArticle, RecordError, format_time
 from newsradar.text import html_to_text, normalize_text
@@ -340,15 +342,23 @@ def _published(entry: Mapping, fetched_at: datetime) -> tuple[datetime, str | No
     for key in ("published", "updated", "created"):
         raw = entry.get(key)
         parsed = entry.get(f"{key}_parsed")
+        flag = None
         if parsed:
             when = datetime.fromtimestamp(calendar.timegm(parsed), UTC)
-            if when < EARLIEST_PLAUSIBLE:
-                return fetched_at, "date_absurd"
-            if when > fetched_at + FUTURE_TOLERANCE:
-                return fetched_at, "date_future"
-            return when, None
-        if raw:
-            return fetched_at, "date_malformed"
+        elif raw:
+            # Month names in the site's language ("mer, 16 nov 2022"), which feedparser does not know.
+            localized = parse_localized_date(str(raw))
+            if localized is None:
+                return fetched_at, "date_malformed"
+            when, assumed = localized
+            flag = "date_zone_assumed" if assumed else None
+        else:
+            continue
+        if when < EARLIEST_PLAUSIBLE:
+            return fetched_at, "date_absurd"
+        if when > fetched_at + FUTURE_TOLERANCE:
+            return fetched_at, "date_future"
+        return when, flag
     return fetched_at, "date_missing"
 
 
