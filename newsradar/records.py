@@ -317,6 +317,8 @@ class RawArticle(_Record):
     edited_at: str | None = None
     forwarded_from: str | None = None
     views: int | None = None
+    # Telegram: the article_id of the post this one replies to (same channel).
+    reply_to: str | None = None
     # Connector-side flags that explain a substitution (e.g. "date_missing"); optional.
     flags: tuple[str, ...] | None = None
 
@@ -356,6 +358,7 @@ def _raw_fields(data: dict, prefix: str = "") -> dict:
         edited_at=_check_time(data, "edited_at", False, prefix),
         forwarded_from=_check(data, "forwarded_from", str, False, prefix),
         views=_check(data, "views", int, False, prefix),
+        reply_to=_check(data, "reply_to", str, False, prefix),
         flags=tuple(flags) if flags is not None else None,
     ))
 

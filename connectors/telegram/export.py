@@ -109,10 +109,19 @@ def map_message(
             forwarded_from=msg.get("forwarded_from") if isinstance(msg.get("forwarded_from"), str) else None,
             lang_hint=lang_hint,
             flags=sorted(set(flags)),
+            reply_to=_reply_to(msg),
         )
     except (ValueError, TypeError, OverflowError, RecordError) as exc:
         return ExportItem(message_id, skip="malformed", detail=f"message {message_id}: {exc}")
     return ExportItem(message_id, record=record)
+
+
+def _reply_to(msg: dict) -> int | None:
+    """``reply_to_message_id``, unless the message answers one in another chat (``reply_to_peer_id``)."""
+    reply = msg.get("reply_to_message_id")
+    if not isinstance(reply, int) or isinstance(reply, bool) or msg.get("reply_to_peer_id") is not None:
+        return None
+    return reply
 
 
 def _time(msg: dict, key: str, tz: ZoneInfo, flags: list[str]) -> datetime:
