@@ -10,8 +10,9 @@ Guarantees of :meth:`RssPoller.poll` (one poller per feed; it never raises for f
 * A 200 whose body hash equals the last delivered body returns no records and is not parsed.
 * 429/503 return ``rate_limited`` with the server's Retry-After (capped at 24 h); other
   statuses, network errors, timeouts, refusals and caps are failed polls with their outcome.
-* The cursor (validators, body hash, sticky "guids repeat" flag, the feed's hint) is returned
-  for the loop to save after Kafka acknowledged the records; on failure it is ``None``.
+* The cursor (validators, body hash, the feed's hint, and the memory of the delivered body
+  that item ids and updates are decided with, :mod:`newsradar.feeditems`) is returned for
+  the loop to save after Kafka acknowledged the records; on failure it is ``None``.
 * ``next_poll_in`` is the feed's own hint: the longest of ttl, sy:updatePeriod and
   Cache-Control max-age (or Retry-After when rate limited).
 """
@@ -32,6 +33,7 @@ from yarl import URL
 from connectors.base import PollResult
 from connectors.http import FetchError, HttpClient, Response
 from newsradar.config.sources import Defaults, RssSource
+from newsradar.feeditems import FeedMemory
 from newsradar.feeds import FeedError, parse_feed
 from newsradar.httpclient import parse_retry_after
 
@@ -141,7 +143,7 @@ class RssPoller:
                 self._parse_in,
                 functools.partial(
                     parse_feed, resp.body, resp.headers, source_id=self.source_id, fetched_at=now,
-                    default_lang=self.source.lang, guids_repeat=bool(cursor.get("guids_repeat")), base_url=resp.url,
+                    default_lang=self.source.lang, memory=FeedMemory.from_cursor(cursor), base_url=resp.url,
                 ),
             )
         except FeedError as exc:
@@ -149,7 +151,8 @@ class RssPoller:
         if parsed.skipped:
             log.warning("source %s: %d entries could not become records, e.g. %s",
                         self.source_id, parsed.skipped, parsed.skip_reasons[0])
-        cursor.update(body_sha256=digest, hint=parsed.hint_seconds, guids_repeat=parsed.guids_repeat)
+        cursor.pop("guids_repeat", None)  # kept by the memory when a cursor from before had it
+        cursor.update(body_sha256=digest, hint=parsed.hint_seconds, **parsed.memory.to_cursor())
         if lying:
             cursor["conditional"] = False
             cursor["lying_304"] = int(cursor.get("lying_304", 0)) + 1

@@ -10,7 +10,10 @@ Guarantees (for any :class:`connectors.base.Poller`: RSS, Telegram web/bot/webho
 * **No item can poison a source.** Every record is cut to fit the record cap with
   :func:`newsradar.records.fit_to_size` before it is sent (html dropped, then text cut,
   flagged), whatever poller produced it; a record that cannot be made to fit is counted as
-  skipped and logged, and the rest of the poll is delivered.
+  skipped and logged, and the rest of the poll is delivered. A send error is the record's
+  own: a record that cannot be encoded or that Kafka refuses as such (too large, invalid) is
+  skipped the same way and the cursor still advances; only a send Kafka may yet accept
+  (timeouts, an unreachable broker) keeps the cursor for a retry.
 * **Repeats dropped by id.** Records whose ``(article_id, edited_at)`` was delivered within
   ``seen_ttl`` are not sent again (an edit with a new ``edited_at`` is).
 * **One producer per process**, built by :func:`newsradar.kafka.make_producer` (acks=all,
@@ -353,9 +356,15 @@ class Runner:
         if unfit:
             m.items_skipped.labels(source=source).inc(unfit)
             report.skipped_items += unfit
-        acked, failures = await self._send(new)
+        acked, refused, failures = await self._send(new)
         # The progress interval may have rolled over while Kafka acknowledged.
         report = self._progress
+        if refused:
+            # Bad items, not a bad source: counted and logged, the rest of the poll goes on.
+            m.items_skipped.labels(source=source).inc(len(refused))
+            report.skipped_items += len(refused)
+            for record, why in refused:
+                log.warning("source %s: item %s skipped, it cannot be sent: %s", source, record.article_id, why)
         if acked:
             m.items_produced.labels(source=source).inc(len(acked))
             m.last_new_item.labels(source=source).set(now)
@@ -418,35 +427,71 @@ class Runner:
         log.warning("source %s: %s (%s, %d in a row); next try in %.0fs",
                     source, result.error, result.outcome, slot.errors, delay)
 
-    async def _send(self, records: list[RawArticle]) -> tuple[list[RawArticle], list[str]]:
-        """Send and wait for every acknowledgement; returns (acknowledged, error descriptions)."""
+    async def _send(
+        self, records: list[RawArticle]
+    ) -> tuple[list[RawArticle], list[tuple[RawArticle, str]], list[str]]:
+        """Send and wait for every acknowledgement.
+
+        Returns (acknowledged, refused, failures): ``refused`` are records that can never be
+        sent (they do not encode, Kafka refuses the record itself), each with the reason;
+        ``failures`` describe sends Kafka did not acknowledge and that may succeed later."""
         if not records:
-            return [], []
+            return [], [], []
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in records]
         await loop.run_in_executor(self._send_pool, self._send_batch, loop, records, futures)
         outcomes = await asyncio.gather(*futures)
-        acked = [r for r, err in zip(records, outcomes, strict=True) if err is None]
-        failures = [err for err in outcomes if err is not None]
-        return acked, failures
+        acked = [r for r, out in zip(records, outcomes, strict=True) if out is None]
+        refused = [(r, out[1]) for r, out in zip(records, outcomes, strict=True) if out and out[0] == _REFUSED]
+        failures = [out[1] for out in outcomes if out and out[0] == _FAILED]
+        return acked, refused, failures
 
     def _send_batch(self, loop: asyncio.AbstractEventLoop, records: list[RawArticle], futures: list[asyncio.Future]) -> None:
-        """Runs on the send thread; settles each future (None or an error) on the loop thread."""
+        """Runs on the send thread; settles each future (None or an outcome) on the loop thread.
+
+        One record's error settles that record only: the others are still sent."""
         from kafka.errors import KafkaError
 
         for record, done in zip(records, futures, strict=True):
             try:
-                sent = self._producer.send(self._topic, key=record.article_id.encode("utf-8"), value=record.encode())
+                key, value = _encode(record)
+                sent = self._producer.send(self._topic, key=key, value=value)
+            except _RECORD_ERRORS as exc:
+                loop.call_soon_threadsafe(_settle, done, (_REFUSED, _describe(exc)))
+                continue
             except KafkaError as exc:
-                loop.call_soon_threadsafe(_settle, done, f"{type(exc).__name__}: {exc}")
+                loop.call_soon_threadsafe(_settle, done, _send_outcome(exc))
                 continue
             sent.add_callback(lambda _meta, f=done: loop.call_soon_threadsafe(_settle, f, None))
-            sent.add_errback(lambda exc, f=done: loop.call_soon_threadsafe(_settle, f, f"{type(exc).__name__}: {exc}"))
+            sent.add_errback(lambda exc, f=done: loop.call_soon_threadsafe(_settle, f, _send_outcome(exc)))
 
 
-def _settle(future: asyncio.Future, error: str | None) -> None:
+# What a record's own content raises while it is encoded (a value a check did not foresee).
+_RECORD_ERRORS = (UnicodeError, ValueError, TypeError, OverflowError, RecursionError)
+_REFUSED, _FAILED = "refused", "failed"
+
+
+def _encode(record: RawArticle) -> tuple[bytes, bytes]:
+    return record.article_id.encode("utf-8"), record.encode()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _send_outcome(exc: BaseException) -> tuple[str, str]:
+    """A send error as an outcome: refused when Kafka rejects the record itself (no retry
+    can change that), failed otherwise (the cursor stays and the poll is retried)."""
+    from kafka.errors import InvalidRecordError, MessageSizeTooLargeError
+
+    if isinstance(exc, (MessageSizeTooLargeError, InvalidRecordError)):
+        return _REFUSED, _describe(exc)
+    return _FAILED, _describe(exc)
+
+
+def _settle(future: asyncio.Future, outcome: tuple[str, str] | None) -> None:
     if not future.done():
-        future.set_result(error)
+        future.set_result(outcome)
 
 
 def _fit(source: str, records: list[RawArticle]) -> tuple[list[RawArticle], int]:

@@ -14,9 +14,13 @@ URL or a path. Guarantees of :func:`parse_feed`:
 * An empty body, an HTML page or anything else that is not a feed is a :class:`FeedError`,
   never a healthy feed with no entries. Errors inside feedparser become :class:`FeedError`.
 * An entry that cannot be turned into a valid record is skipped and counted, never fatal.
+  A character reference to a UTF-16 surrogate (``&#55357;&#56832;``) spoils nothing but its
+  own text: a pair is read as the character it encodes, a lone half becomes U+FFFD and its
+  record is flagged ``surrogates_replaced`` (:mod:`newsradar.escapes`).
 * Each record follows docs/design.md, "Records on Kafka": a stable ``article_id`` (:func:`newsradar.identity.rss_article_id`),
-  ``text`` with no markup, ``published_at`` in UTC (a missing, unreadable, absurd or
-  more-than-a-day-ahead date falls back to the fetch time and is flagged), ``lang_hint``,
+  ``text`` with no markup, ``published_at`` in UTC (month names in other languages are read,
+  :mod:`newsradar.feeddates`; a missing, unreadable, absurd or more-than-a-day-ahead date
+  falls back to the fetch time and is flagged), ``lang_hint``,
   ``author`` and an http(s) ``url``. Sizes are not capped here: the delivery loop cuts every
   record, from any source, to the record cap (:func:`newsradar.records.fit_to_size`).
 """
@@ -27,8 +31,8 @@ import calendar
 import codecs
 import io
 import re
+import unicodedata
 import xml.sax
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,7 +41,9 @@ from urllib.parse import urljoin
 import feedparser
 from feedparser.encodings import convert_to_utf8
 
-from newsradar.identity import rss_article_id
+from newsradar.escapes import fix_surrogate_charrefs
+from newsradar.feeddates import parse_localized_date
+from newsradar.feeditems import UPDATE_FLAG, Candidate, FeedMemory, identify
 from newsradar.records import RawArticle, RecordError, format_time
 from newsradar.text import html_to_text, normalize_text
 
@@ -61,7 +67,10 @@ class ParsedFeed:
     skip_reasons: list[str] = field(default_factory=list)
     # The feed's own "come back in" hint in seconds (ttl, sy:updatePeriod), if it gave one.
     hint_seconds: float | None = None
+    # Some record's id is guid + link: its guid names more than one item (newsradar.feeditems).
     guids_repeat: bool = False
+    # What the source's cursor keeps for the next body (ids and content of these records).
+    memory: FeedMemory = field(default_factory=FeedMemory)
     version: str = ""
     encoding: str = ""
     # feedparser accepted the document only with its forgiving parser (not well-formed XML).
@@ -102,7 +111,40 @@ def refuse_declarations(utf8: bytes) -> None:
 # encodings
 
 _XML_ENCODING = re.compile(rb"^\s*<\?xml[^>]*encoding\s*=", re.IGNORECASE)
-_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+# A run of letters (any script); digits and underscores split words.
+_WORD = re.compile(r"[^\W\d_]+")
+# The two readings an undeclared 8-bit feed gets: feedparser's own fallback, and the one
+# Russian and Ukrainian sites still serve without saying so.
+_DEFAULT_8BIT, _CYRILLIC_8BIT = "windows-1252", "windows-1251"
+
+
+def _script(ch: str) -> str:
+    """The script of a letter, coarsely: what mojibake mixes up is Latin and Cyrillic."""
+    if ch.isascii():
+        return "latin"
+    name = unicodedata.name(ch, "")
+    return name.split(" ", 1)[0].lower() if name else "unknown"
+
+
+def plausible_share(text: str) -> float | None:
+    """Of the words in ``text`` holding a non-ASCII letter, the share that look like real words.
+
+    A real word is written in one script; and a Latin word is not mostly accented (a Latin
+    reading of Cyrillic bytes makes "Ñîâåò" of "Совет", a Cyrillic reading of Latin-1 makes
+    "simulaзхes" of "simulações"). One-letter words tell nothing ("é" and "й" are both words)
+    and are not counted. ``None`` when no word has a non-ASCII letter."""
+    scored = plausible = 0
+    for word in _WORD.findall(text):
+        if len(word) < 2 or word.isascii():
+            continue
+        scored += 1
+        scripts = {_script(ch) for ch in word}
+        if len(scripts) != 1:
+            continue
+        if scripts == {"latin"} and sum(1 for ch in word if not ch.isascii()) * 2 > len(word):
+            continue
+        plausible += 1
+    return plausible / scored if scored else None
 
 
 def _guess_undeclared(body: bytes, headers: dict[str, str]) -> dict[str, str]:
@@ -110,8 +152,10 @@ def _guess_undeclared(body: bytes, headers: dict[str, str]) -> dict[str, str]:
 
     Russian and Ukrainian sites still serve windows-1251 without saying so; feedparser would
     then fall back to windows-1252 and produce mojibake. We only step in when nothing declares
-    an encoding (no charset, no XML declaration, no BOM), the body is not UTF-8, and read as
-    windows-1251 its non-ASCII letters are overwhelmingly Cyrillic.
+    an encoding (no charset, no XML declaration, no BOM) and the body is not UTF-8: then the
+    body is read both ways and windows-1251 is chosen when its words are the plausible ones
+    (:func:`plausible_share`). Counting Cyrillic letters instead would always pick it: every
+    accented Latin-1 letter is a Cyrillic letter in windows-1251.
     """
     content_type = headers.get("content-type", "")
     if "charset" in content_type.lower() or _XML_ENCODING.match(body[:200]):
@@ -123,11 +167,12 @@ def _guess_undeclared(body: bytes, headers: dict[str, str]) -> dict[str, str]:
         return headers
     except UnicodeDecodeError:
         pass
-    sample = body[:65536].decode("windows-1251", errors="replace")
-    non_ascii = [ch for ch in sample if ord(ch) > 127]
-    if non_ascii and sum(1 for ch in non_ascii if _CYRILLIC.match(ch)) >= 0.8 * len(non_ascii):
+    sample = body[:65536]
+    cyrillic = plausible_share(sample.decode(_CYRILLIC_8BIT, errors="replace"))
+    latin = plausible_share(sample.decode(_DEFAULT_8BIT, errors="replace"))
+    if cyrillic is not None and cyrillic > (latin or 0.0):
         media = content_type.split(";", 1)[0].strip() or "application/xml"
-        return {**headers, "content-type": f"{media}; charset=windows-1251"}
+        return {**headers, "content-type": f"{media}; charset={_CYRILLIC_8BIT}"}
     return headers
 
 
@@ -166,17 +211,21 @@ def parse_feed(
     source_id: str,
     fetched_at: datetime,
     default_lang: str | None = None,
-    guids_repeat: bool = False,
+    memory: FeedMemory | None = None,
     base_url: str | None = None,
 ) -> ParsedFeed:
     """Parse one fetched body (see module docstring for guarantees). Raises :class:`FeedError`.
 
-    ``guids_repeat`` is sticky state from earlier polls: once a feed was seen repeating guids,
-    its ids stay guid+link so they do not change when the repetition disappears.
+    ``memory`` is what the source's cursor kept of the last delivered body
+    (:class:`newsradar.feeditems.FeedMemory`): ids are assigned and updates found with it by
+    the rules of :mod:`newsradar.feeditems`; ``ParsedFeed.memory`` is the one to save.
     """
     if not body.strip():
         raise FeedError("empty body")
     utf8, parse_headers, encoding = to_utf8(body, headers)
+    # "&#55357;&#56832;" (an emoji in UTF-16 halves) would make feedparser raise on the whole
+    # feed; the pair becomes its character, a lone half U+FFFD in its record, flagged.
+    utf8 = fix_surrogate_charrefs(utf8)
     if _is_html_page(utf8):
         raise FeedError("an HTML page, not a feed")
     refuse_declarations(utf8)
@@ -200,29 +249,36 @@ def parse_feed(
         encoding=encoding,
         bozo=bool(parsed.get("bozo")),
     )
-    guids = Counter(str(e.get("id")).strip() for e in entries if e.get("id"))
-    out.guids_repeat = guids_repeat or any(n > 1 for n in guids.values())
     feed_lang = _lang(feed_info.get("language")) or _lang(parse_headers.get("content-language")) or default_lang
-    seen_ids: set[str] = set()
+    fields: list[dict] = []
     for index, entry in enumerate(entries):
         try:
-            record = entry_record(
-                entry, source_id=source_id, fetched_at=fetched_at, lang=feed_lang, guids_repeat=out.guids_repeat,
-                base_url=base_url,
-            )
-        except (RecordError, ValueError, TypeError, KeyError, AttributeError, OverflowError, OSError) as exc:
+            values = entry_fields(entry, fetched_at=fetched_at, lang=feed_lang, base_url=base_url)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, OSError) as exc:
             out.skipped += 1
             out.skip_reasons.append(f"entry {index}: {type(exc).__name__}: {exc}"[:200])
             continue
-        if record is None:
+        if values is None:
             out.skipped += 1
             out.skip_reasons.append(f"entry {index}: no title, text or link")
             continue
-        if record.article_id in seen_ids:
-            # The same item twice in one body (same guid and link): one record.
-            continue
-        seen_ids.add(record.article_id)
-        out.records.append(record)
+        fields.append(values)
+    memory = memory or FeedMemory()
+    candidates = [Candidate(v["guid"], v["url"], v["title"], v["text"]) for v in fields]
+    identities, out.memory = identify(source_id, candidates, memory)
+    out.guids_repeat = any(i is not None and ":gl:" in i.article_id for i in identities)
+    for values, identity in zip(fields, identities, strict=True):
+        if identity is None:
+            continue  # the same item twice in one body (same guid and link): one record
+        if identity.updated:
+            values = {**values, "edited_at": format_time(fetched_at),
+                      "flags": (*(values["flags"] or ()), UPDATE_FLAG)}
+        try:
+            out.records.append(RawArticle(article_id=identity.article_id, source_id=source_id, source_kind="rss",
+                                          **values))
+        except RecordError as exc:
+            out.skipped += 1
+            out.skip_reasons.append(f"entry {identity.article_id}: {exc}"[:200])
     return out
 
 
@@ -286,23 +342,31 @@ def _published(entry: Mapping, fetched_at: datetime) -> tuple[datetime, str | No
     for key in ("published", "updated", "created"):
         raw = entry.get(key)
         parsed = entry.get(f"{key}_parsed")
+        flag = None
         if parsed:
             when = datetime.fromtimestamp(calendar.timegm(parsed), UTC)
-            if when < EARLIEST_PLAUSIBLE:
-                return fetched_at, "date_absurd"
-            if when > fetched_at + FUTURE_TOLERANCE:
-                return fetched_at, "date_future"
-            return when, None
-        if raw:
-            return fetched_at, "date_malformed"
+        elif raw:
+            # Month names in the site's language ("mer, 16 nov 2022"), which feedparser does not know.
+            localized = parse_localized_date(str(raw))
+            if localized is None:
+                return fetched_at, "date_malformed"
+            when, assumed = localized
+            flag = "date_zone_assumed" if assumed else None
+        else:
+            continue
+        if when < EARLIEST_PLAUSIBLE:
+            return fetched_at, "date_absurd"
+        if when > fetched_at + FUTURE_TOLERANCE:
+            return fetched_at, "date_future"
+        return when, flag
     return fetched_at, "date_missing"
 
 
-def entry_record(
-    entry: Mapping, *, source_id: str, fetched_at: datetime, lang: str | None, guids_repeat: bool,
-    base_url: str | None = None,
-) -> RawArticle | None:
-    """One feed entry as a ``news.raw`` record, or None when it carries nothing at all.
+def entry_fields(
+    entry: Mapping, *, fetched_at: datetime, lang: str | None, base_url: str | None = None,
+) -> dict | None:
+    """One feed entry as ``news.raw`` fields (all but the ids, which depend on the whole body
+    and the feed's memory, :mod:`newsradar.feeditems`), or None when it carries nothing at all.
 
     A relative link is resolved against ``base_url`` (the feed's URL), unless the link is
     only the guid standing in for one (then it is kept only if it is already absolute)."""
@@ -315,16 +379,11 @@ def entry_record(
     if not (title or text or link):
         return None
     published, flag = _published(entry, fetched_at)
-    flags = [flag] if flag else []
     author = html_to_text(entry.get("author") or "") or None
     entry_lang = None
     for block in entry.get("content") or []:
         entry_lang = entry_lang or _lang(block.get("language"))
-    return RawArticle(
-        article_id=rss_article_id(source_id, guid=guid, link=link, title=title, text=text,
-                                  guid_is_repeated=guids_repeat),
-        source_id=source_id,
-        source_kind="rss",
+    return dict(
         url=link,
         title=title,
         text=text,
@@ -334,8 +393,8 @@ def entry_record(
         author=author,
         lang_hint=entry_lang or lang,
         guid=guid,
-        flags=tuple(flags) or None,
+        flags=(flag,) if flag else None,
     )
 
 
-__all__ = ["FeedError", "ParsedFeed", "entry_record", "feed_hint", "parse_feed", "refuse_declarations", "to_utf8"]
+__all__ = ["FeedError", "ParsedFeed", "entry_fields", "feed_hint", "parse_feed", "refuse_declarations", "to_utf8"]

@@ -13,7 +13,9 @@ Guarantees:
   year 9999 are all a RecordError. It never returns a half-valid record.
 * No record holds a lone surrogate: a ``news.raw`` string that carries one (``"\\ud83d"`` in
   JSON, or a connector's text) has it replaced by U+FFFD when the record is decoded or built,
-  flagged ``surrogates_replaced``, so every record encodes to valid UTF-8.
+  flagged ``surrogates_replaced``, so every record encodes to valid UTF-8. A record built by a
+  connector treats :data:`newsradar.escapes.SURROGATE_MARK` (what its parser left for an
+  escaped lone surrogate, ``&#55357;`` in a feed) the same way.
 * ``encode()`` never raises on text: a string that still holds a surrogate (an error message
   quoting one) is written with JSON escapes instead.
 * A :class:`DeadLetter` always fits its topic: the *encoded* original is capped at
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+from newsradar.escapes import SURROGATE_MARK
 from newsradar.vocab import ALERT_KINDS, MATCH_KINDS, SEVERITIES, SOURCE_KINDS
 
 SCHEMA_VERSION = 1
@@ -165,15 +168,27 @@ def replace_surrogates(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
-def _repair_strings(values: dict) -> dict:
-    """``values`` (RawArticle fields) without lone surrogates, flagged when any were replaced."""
+def _needs_repair(text: str, marks: bool) -> bool:
+    return has_surrogates(text) or (marks and SURROGATE_MARK in text)
+
+
+def _repaired(text: str, marks: bool) -> str:
+    text = replace_surrogates(text) if has_surrogates(text) else text
+    return text.replace(SURROGATE_MARK, "\ufffd") if marks else text
+
+
+def _repair_strings(values: dict, marks: bool = False) -> dict:
+    """``values`` (RawArticle fields) without lone surrogates, flagged when any were replaced.
+
+    ``marks``: also replace :data:`newsradar.escapes.SURROGATE_MARK`, which a connector's
+    parser left where the document escaped a lone surrogate (only when a record is built)."""
     repaired = False
     for name, value in values.items():
-        if isinstance(value, str) and has_surrogates(value):
-            values[name] = replace_surrogates(value)
+        if isinstance(value, str) and _needs_repair(value, marks):
+            values[name] = _repaired(value, marks)
             repaired = True
-        elif isinstance(value, tuple) and any(isinstance(v, str) and has_surrogates(v) for v in value):
-            values[name] = tuple(replace_surrogates(v) if isinstance(v, str) else v for v in value)
+        elif isinstance(value, tuple) and any(isinstance(v, str) and _needs_repair(v, marks) for v in value):
+            values[name] = tuple(_repaired(v, marks) if isinstance(v, str) else v for v in value)
             repaired = True
     if repaired:
         values["flags"] = with_flag(values.get("flags"), "surrogates_replaced")
@@ -302,14 +317,17 @@ class RawArticle(_Record):
     edited_at: str | None = None
     forwarded_from: str | None = None
     views: int | None = None
+    # Telegram: the article_id of the post this one replies to (same channel).
+    reply_to: str | None = None
     # Connector-side flags that explain a substitution (e.g. "date_missing"); optional.
     flags: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        # Connectors build records from text a source sent; a lone surrogate in it is repaired
-        # here, once, so that no record on news.raw fails to encode.
+        # Connectors build records from text a source sent; a lone surrogate in it (or the mark
+        # a parser left for one, newsradar.escapes) is repaired here, once, so that no record
+        # on news.raw fails to encode.
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        repaired = _repair_strings(dict(values))
+        repaired = _repair_strings(dict(values), marks=True)
         for name, value in repaired.items():
             if value is not values[name]:
                 object.__setattr__(self, name, value)
@@ -340,6 +358,7 @@ def _raw_fields(data: dict, prefix: str = "") -> dict:
         edited_at=_check_time(data, "edited_at", False, prefix),
         forwarded_from=_check(data, "forwarded_from", str, False, prefix),
         views=_check(data, "views", int, False, prefix),
+        reply_to=_check(data, "reply_to", str, False, prefix),
         flags=tuple(flags) if flags is not None else None,
     ))
 

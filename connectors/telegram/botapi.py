@@ -97,8 +97,21 @@ def _map_post(update_id, post, edited, source_id, fetched_at, channels, lang_hin
         forwarded_from=_forwarded_from(post),
         lang_hint=lang_hint,
         flags=("edit_date_missing",) if edited and not edit_date else (),
+        reply_to=_reply_to(post, chat),
     )
     return Mapped(update_id, record=record)
+
+
+def _reply_to(post: dict, chat: dict) -> int | None:
+    """The id of the post this one answers, when it is in the same channel."""
+    reply = post.get("reply_to_message")
+    if not isinstance(reply, dict):
+        return None
+    other = reply.get("chat")
+    if isinstance(other, dict) and other.get("id") != chat.get("id"):
+        return None
+    message_id = reply.get("message_id")
+    return message_id if isinstance(message_id, int) and not isinstance(message_id, bool) else None
 
 
 def _poll_text(value) -> str | None:

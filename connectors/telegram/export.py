@@ -10,6 +10,8 @@ than a small one. Guarantees:
 * The cursor is the last message id read. A restart resumes after it (the file is re-read
   from the start but earlier messages are skipped); a new export of the same channel picks up
   only messages newer than the cursor.
+* A lone UTF-16 surrogate escaped in a message (``"\\ud83d"``) becomes U+FFFD in that
+  message's record, flagged ``surrogates_replaced``; the rest of the file reads on.
 * Dates: ``date_unixtime`` when the export has it (Desktop 3.x and later); otherwise the
   naive ``date`` is read in the source's ``timezone`` and the record is flagged
   ``date_local_assumed``.
@@ -28,6 +30,7 @@ from zoneinfo import ZoneInfo
 import ijson
 
 from connectors.base import PollResult
+from newsradar.escapes import SurrogateSafeReader
 from newsradar.records import RawArticle, RecordError
 
 from .mapping import build_record, channel_key, from_unix, join_parts
@@ -106,10 +109,19 @@ def map_message(
             forwarded_from=msg.get("forwarded_from") if isinstance(msg.get("forwarded_from"), str) else None,
             lang_hint=lang_hint,
             flags=sorted(set(flags)),
+            reply_to=_reply_to(msg),
         )
     except (ValueError, TypeError, OverflowError, RecordError) as exc:
         return ExportItem(message_id, skip="malformed", detail=f"message {message_id}: {exc}")
     return ExportItem(message_id, record=record)
+
+
+def _reply_to(msg: dict) -> int | None:
+    """``reply_to_message_id``, unless the message answers one in another chat (``reply_to_peer_id``)."""
+    reply = msg.get("reply_to_message_id")
+    if not isinstance(reply, int) or isinstance(reply, bool) or msg.get("reply_to_peer_id") is not None:
+        return None
+    return reply
 
 
 def _time(msg: dict, key: str, tz: ZoneInfo, flags: list[str]) -> datetime:
@@ -138,7 +150,9 @@ class ExportStream:
     def messages(self) -> Iterator[Any]:
         # Closed by close(): the stream outlives this call.
         self._fh = open(self.path, "rb")
-        events = ijson.parse(self._fh, use_float=True)
+        # yajl reads "\ud83d" as "?" and stops at "\ude00": lone halves are rewritten first,
+        # to become U+FFFD in their record, flagged (newsradar.escapes).
+        events = ijson.parse(SurrogateSafeReader(self._fh), use_float=True)
         return ijson.items(self._tap(events), "messages.item")
 
     def _tap(self, events):

@@ -7,6 +7,8 @@ Guarantees:
   web preview is deduplicated by id downstream. ``<channel>`` is the public username in
   lower case, or ``c<id>`` (the bare channel id, as in ``t.me/c/<id>/<msg>`` links) for a
   channel without one.
+* A reply carries ``reply_to``: the ``article_id`` of the post it answers in the same
+  channel, in every mode that sees it (web, bot, webhook, export, mtproto).
 * ``published_at``/``edited_at`` are UTC; ``url`` is the public post link on t.me, never the
   mirror or API host the post was read from.
 """
@@ -90,8 +92,12 @@ def build_record(
     html: str | None = None,
     lang_hint: str | None = None,
     flags: Iterable[str] = (),
+    reply_to: int | None = None,
 ) -> RawArticle:
-    """Build and validate the record (raises ``RecordError`` on a value the schema refuses)."""
+    """Build and validate the record (raises ``RecordError`` on a value the schema refuses).
+
+    ``reply_to`` is the id of the message this post answers in the same channel; the record
+    carries it as that post's ``article_id``, so the two can be joined by id."""
     flags = tuple(flags)
     return RawArticle(
         article_id=telegram_article_id(channel, message_id),
@@ -110,5 +116,6 @@ def build_record(
         edited_at=format_time(edited_at) if edited_at is not None else None,
         forwarded_from=forwarded_from or None,
         views=views,
+        reply_to=telegram_article_id(channel, reply_to) if reply_to is not None else None,
         flags=flags or None,
     )

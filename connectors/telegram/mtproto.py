@@ -67,6 +67,14 @@ def _forwarded_from(fwd: Any) -> str | None:
     return f"user{user_id}" if isinstance(user_id, int) else None
 
 
+def _reply_to(header: Any) -> int | None:
+    """``MessageReplyHeader.reply_to_msg_id``, unless it names a message of another peer."""
+    if header is None or getattr(header, "reply_to_peer_id", None) is not None:
+        return None
+    message_id = getattr(header, "reply_to_msg_id", None)
+    return message_id if isinstance(message_id, int) else None
+
+
 def map_message(
     msg: Any, *, channel: str, source_id: str, fetched_at: datetime, lang_hint: str | None = None
 ) -> tuple[RawArticle | None, str | None]:
@@ -102,6 +110,7 @@ def map_message(
             forwarded_from=_forwarded_from(getattr(msg, "fwd_from", None)),
             views=views if isinstance(views, int) else None,
             lang_hint=lang_hint,
+            reply_to=_reply_to(getattr(msg, "reply_to", None)),
         )
     except (RecordError, ValueError, TypeError) as exc:
         log.warning("source %s: message %s refused: %s", source_id, message_id, exc)

@@ -192,6 +192,7 @@ class WebPoller:
             html=msg.html,
             lang_hint=self.source.lang,
             flags=flags,
+            reply_to=msg.reply_to,
         )
 
     async def close(self) -> None:

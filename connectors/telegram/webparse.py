@@ -12,8 +12,9 @@ Guarantees:
   ("channel created", "pinned ...") are counted in ``service`` and listed in
   ``service_ids`` (they still advance a cursor); parts of a post whose type is unknown are
   counted in ``unknown_blocks`` and the rest of the post is kept.
-* The text of a post is its own text or media caption (links kept as their text, emoji
-  kept, line breaks kept) plus a poll's question and options. Quoted text of the message it
+* The text of a post is its own text or media caption, once (links kept as their text, emoji
+  kept, line breaks kept; an album's caption, which t.me nests in a copy of itself, is read
+  once), plus a poll's question and options. Quoted text of the message it
   replies to and link-preview cards are not part of it.
 * Dates are UTC; a post without a readable date has ``published_at=None``.
 """
@@ -65,6 +66,7 @@ _MEDIA = (
 )
 # Sub-trees that quote other content with the same class names as the post itself.
 _FOREIGN = ("tgme_widget_message_reply", "tgme_widget_message_link_preview")
+_TEXT = "tgme_widget_message_text"
 MAX_PROBLEMS = 20
 
 
@@ -173,8 +175,11 @@ def _message(block: LexborNode, channel: str, message_id: int, page: ChannelPage
 
     texts, html_parts = [], []
     for node in _own(bubble, ".tgme_widget_message_text"):
-        if "js-message_reply_text" in _classes(node):
+        # t.me nests the caption of an album in a second, identical text block: the outer one
+        # is the caption, the inner one a copy of it.
+        if "js-message_reply_text" in _classes(node) or _inside(node, (_TEXT,), stop=bubble):
             continue
+        node = _unwrap(node)
         texts.append(html_to_text(node.html or ""))
         html_parts.append((node.inner_html or "").strip())
 
@@ -265,13 +270,25 @@ def _children(node: LexborNode):
         child = child.next
 
 
-def _inside(node: LexborNode, classes: tuple[str, ...]) -> bool:
+def _inside(node: LexborNode, classes: tuple[str, ...], stop: LexborNode | None = None) -> bool:
+    """Whether an ancestor of ``node`` (below ``stop``, if given) has one of ``classes``."""
     parent = node.parent
-    while parent is not None and parent.tag not in ("body", "html"):
+    stop_id = stop.mem_id if stop is not None else None
+    while parent is not None and parent.tag not in ("body", "html") and parent.mem_id != stop_id:
         if _classes(parent) & set(classes):
             return True
         parent = parent.parent
     return False
+
+
+def _unwrap(node: LexborNode) -> LexborNode:
+    """The innermost of text blocks nested with nothing else around them."""
+    while True:
+        children = list(_children(node))
+        own_text = (node.text(deep=False) or "").strip()
+        if len(children) != 1 or own_text or not _has_class(children[0], _TEXT):
+            return node
+        node = children[0]
 
 
 def _own(scope: LexborNode, selector: str) -> list[LexborNode]:

@@ -441,3 +441,31 @@ def test_a_webhook_is_answered_while_a_slow_source_is_still_polling(kafka, raw_t
     # 200 means delivered and saved; it came while the slow feed was still being fetched.
     assert status == 200 and slow_done == 0
     assert [decode_raw(m.value).article_id for m in read_topic(kafka.bootstrap, raw_topic)] == ["tg:mothers_watch:41"]
+
+
+def test_an_rss_entry_edited_under_its_guid_is_sent_again_with_the_same_id(kafka, raw_topic, feed_server, tmp_path):
+    def body(second_title: str, third: bool = False) -> bytes:
+        items = [("g-1", "First"), ("g-2", second_title)] + ([("same", "Third"), ("same", "Fourth")] if third else [])
+        return ("<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel><title>e</title>" + "".join(
+            f"<item><guid isPermaLink='false'>{g}</guid><link>https://e.example.org/{t[:5]}</link><title>{t}</title>"
+            "</item>" for g, t in items) + "</channel></rss>").encode()
+
+    feed_server.set_body("edits", body("Second"))
+    h = Harness(kafka, raw_topic, tmp_path / "state")
+
+    def later(i, runner):
+        if i == 1:
+            feed_server.set_body("edits", body("Second, corrected"))
+        if i == 2:  # one guid repeated by two new items: the others keep their ids, nothing re-sent
+            feed_server.set_body("edits", body("Second, corrected", third=True))
+        h.clock.advance(3600)
+
+    reports = h.run(lambda http: [rss_slot(http, feed_server.url("/mutable/edits"), "edits")], 3, between=later)
+    assert [r.new_items for r in reports] == [2, 1, 2]
+    on_kafka = [decode_raw(m.value) for m in read_topic(kafka.bootstrap, raw_topic)]
+    versions = [(r.guid, r.title, r.edited_at is not None) for r in on_kafka]
+    assert sorted(versions) == [("g-1", "First", False), ("g-2", "Second", False), ("g-2", "Second, corrected", True),
+                                ("same", "Fourth", False), ("same", "Third", False)]
+    second = [r for r in on_kafka if r.guid == "g-2"]
+    assert second[0].article_id == second[1].article_id
+    assert "edit_time_is_fetch_time" in second[1].flags

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import feedparser
 import pytest
 
-from newsradar.feeds import FeedError, parse_feed, refuse_declarations
+from newsradar.feeds import FeedError, parse_feed, plausible_share, refuse_declarations
 from newsradar.records import decode_raw
 from tests.connectors.conftest import expected_feeds, expected_id
 from tests.connectors.feedserver import FEEDS
@@ -77,17 +77,53 @@ def test_repeated_guids_stay_guid_plus_link_once_seen():
     start = body.index(b"<item>", body.index(b"<item>") + 1)
     end = body.index(b"</channel>")
     single = body[:start] + body[end:]
+    first = parse("repeated-guids.xml")
+    later = parse_feed(single, {}, source_id="src", fetched_at=FETCHED, memory=first.memory)
+    assert later.records[0].article_id == first.records[0].article_id
     fresh = parse_feed(single, {}, source_id="src", fetched_at=FETCHED)
-    sticky = parse_feed(single, {}, source_id="src", fetched_at=FETCHED, guids_repeat=True)
-    assert not fresh.guids_repeat and sticky.guids_repeat
-    assert sticky.records[0].article_id == parse("repeated-guids.xml").records[0].article_id
-    assert fresh.records[0].article_id != sticky.records[0].article_id
+    assert not fresh.guids_repeat and fresh.records[0].article_id != first.records[0].article_id
 
 
 def test_undeclared_cp1251_is_read_as_cyrillic_not_mojibake():
     parsed = parse("cp1251-undeclared.xml", "application/xml")
     assert parsed.encoding == "windows-1251"
     assert parsed.records[0].title.startswith("Союз комитетов")
+
+
+def undeclared(titles: list[str], encoding: str) -> bytes:
+    """An RSS body in ``encoding`` that declares no encoding anywhere (no XML declaration)."""
+    items = "".join(f"<item><title>{t}</title><link>https://x.example.org/{i}</link></item>"
+                    for i, t in enumerate(titles))
+    return f"<rss version='2.0'><channel><title>t</title>{items}</channel></rss>".encode(encoding)
+
+
+@pytest.mark.parametrize("titles", [
+    ["Bolsonaro perde em simulações de 2º turno", "Haddad cresce após ação na Justiça", "Reunião é adiada"],
+    # French without « » or non-breaking spaces, which once pulled the Cyrillic ratio under 80 %
+    ["Élections régionales : le préfet reçoit les élus", "Grève générale à Besançon"],
+    ["Über die Straße: Bürger protestieren gegen Kürzungen"],
+])
+def test_undeclared_latin1_is_read_as_latin_not_as_cyrillic(titles):
+    parsed = parse_feed(undeclared(titles, "latin-1"), {}, source_id="src", fetched_at=FETCHED)
+    assert parsed.encoding != "windows-1251"
+    assert [r.title for r in parsed.records] == titles
+
+
+def test_undeclared_cp1251_with_latin_names_is_still_cyrillic():
+    titles = ["Совет матерей: встреча с губернатором в Telegram", "Сбор у администрации, пишет Reuters"]
+    parsed = parse_feed(undeclared(titles, "windows-1251"), {}, source_id="src", fetched_at=FETCHED)
+    assert parsed.encoding == "windows-1251" and [r.title for r in parsed.records] == titles
+
+
+@pytest.mark.parametrize("text, share", [
+    ("simulaзхes de 2є turno", 0.0),  # Latin-1 read as windows-1251: mixed scripts
+    ("Ñîâåò ìàòåðåé", 0.0),  # windows-1251 read as windows-1252: Latin, but all accented
+    ("simulações após ação", 1.0),
+    ("Совет матерей Telegram", 1.0),  # ASCII-only words are not counted
+    ("Telegram, é, й", None),  # nor one-letter words
+])
+def test_plausible_share(text, share):
+    assert plausible_share(text) == share
 
 
 @pytest.mark.parametrize(

@@ -264,3 +264,17 @@ def test_clamp_future_moves_times_ahead_of_the_clock_back_and_flags_them():
     assert clamped.flags == ("published_at_clamped", "fetched_at_clamped")
     fine = raw(published_at="2026-11-20T12:04:00Z", fetched_at="2026-11-20T12:04:00Z")
     assert r.clamp_future(fine, now) is fine
+
+
+def test_reply_to_travels_from_news_raw_to_news_tagged():
+    from transforms.normalize import clean_article
+
+    raw = r.RawArticle(
+        article_id="tg:chan:8", source_id="tg", source_kind="telegram", url="https://t.me/chan/8", title="Ответ",
+        text="Ответ", published_at="2026-03-02T08:00:00Z", fetched_at="2026-03-02T08:01:00Z", channel="chan",
+        message_id=8, reply_to="tg:chan:5",
+    )
+    assert r.decode_raw(raw.encode()).reply_to == "tg:chan:5"
+    tagged = r.TaggedArticle(article=clean_article(raw), lang="ru", story_id=raw.article_id)
+    assert r.decode_tagged(tagged.encode()).article.reply_to == "tg:chan:5"
+    assert b'"reply_to":"tg:chan:5"' in tagged.encode()

@@ -142,8 +142,13 @@ class FakeBotApi(_Server):
             hook, self.before_first_answer = self.before_first_answer, None
         if hook is not None:
             hook()
-        self.reply(handler, 200, json.dumps({"ok": True, "result": answer}, ensure_ascii=False).encode("utf-8"),
-                   "application/json")
+        body = {"ok": True, "result": answer}
+        try:
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate in a post: Telegram sends it as a "\ud83d" escape.
+            data = json.dumps(body).encode("ascii")
+        self.reply(handler, 200, data, "application/json")
 
     def stop(self):
         with self._changed:

@@ -78,3 +78,19 @@ def test_without_channel_filter_every_channel_is_kept():
 )
 def test_garbage_never_raises(update):
     assert map_update(update, source_id="s", fetched_at=NOW).skip == "malformed"
+
+
+def test_a_reply_names_the_post_it_answers():
+    chat = {"id": -1001234567890, "username": "mothers_watch", "type": "channel"}
+    other = {"id": -1009999999999, "username": "elsewhere", "type": "channel"}
+
+    def post(reply):
+        update = {"update_id": 9, "channel_post": {"message_id": 50, "chat": chat, "date": 1772438400, "text": "Ответ"}}
+        if reply is not None:
+            update["channel_post"]["reply_to_message"] = reply
+        return map_update(update, source_id="tg-bot", fetched_at=datetime(2026, 3, 2, tzinfo=UTC)).record
+
+    assert post({"message_id": 41, "chat": chat, "date": 1772438000, "text": "Вопрос"}).reply_to == "tg:mothers_watch:41"
+    assert post({"message_id": 41, "chat": other, "date": 1772438000}).reply_to is None
+    assert post(None).reply_to is None
+    assert decode_raw(post({"message_id": 41, "chat": chat}).encode()).reply_to == "tg:mothers_watch:41"

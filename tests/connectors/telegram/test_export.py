@@ -174,3 +174,17 @@ def test_large_export_is_streamed_with_bounded_memory(tmp_path):
     grown_mb = (stats["peak_kb"] - stats["baseline_kb"]) / 1024
     # Reading a 60+ MB file whole would need more than its size; streaming needs one batch.
     assert grown_mb < 40, f"peak RSS grew {grown_mb:.0f} MB while reading a {size / 2**20:.0f} MB export"
+
+
+def test_a_reply_names_the_post_it_answers():
+    from zoneinfo import ZoneInfo
+
+    from connectors.telegram.export import map_message
+
+    def mapped(**extra):
+        msg = {"id": 8, "type": "message", "date_unixtime": "1772438400", "text": "Ответ", **extra}
+        return map_message(msg, channel="chan", source_id="tg-export", fetched_at=NOW, tz=ZoneInfo("UTC")).record
+
+    assert mapped(reply_to_message_id=5).reply_to == "tg:chan:5"
+    assert mapped(reply_to_message_id=5, reply_to_peer_id="channel1234").reply_to is None  # another chat
+    assert mapped().reply_to is None

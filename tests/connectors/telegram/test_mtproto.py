@@ -34,6 +34,14 @@ def test_text_post():
     assert rec.views == 1520 and rec.author == "Ольга" and rec.edited_at is None
 
 
+def test_a_reply_names_the_post_it_answers():
+    reply, _ = mapped(msg(44, "Ответ", reply_to=types.MessageReplyHeader(reply_to_msg_id=41)))
+    assert reply.reply_to == "tg:mothers_watch:41"
+    elsewhere = types.MessageReplyHeader(reply_to_msg_id=7, reply_to_peer_id=types.PeerChannel(42))
+    assert mapped(msg(45, "Ответ в другой канал", reply_to=elsewhere))[0].reply_to is None
+    assert mapped(msg(46, "Не ответ"))[0].reply_to is None
+
+
 def test_edit_forward_poll_service_and_media_only():
     edited, _ = mapped(msg(42, "Исправлено", edit_date=T0 + timedelta(hours=1)))
     assert edited.edited_at == "2026-03-02T09:00:00Z"

@@ -49,6 +49,7 @@ def test_first_run_backfills_down_the_before_chain(channel_site):
     assert by_id[126].forwarded_from == "soldiers_mothers_news"
     assert by_id[129].edited_at is None and by_id[129].flags == ("edited_before_fetch",)
     assert by_id[121].views == 12300 and by_id[121].author == "Анна Петрова"
+    assert by_id[127].reply_to == "tg:newsradar_test:121" and by_id[121].reply_to is None
 
 
 def test_depth_is_bounded_by_backfill_pages(channel_site):

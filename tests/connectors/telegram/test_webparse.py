@@ -148,3 +148,22 @@ def test_declared_entities_in_a_page_are_not_expanded():
     texts = [m.text for m in parse_page(hostile).messages]
     assert any("Пикет &laugh; у здания" in t for t in texts)
     assert not any("haha" in t for t in texts)
+
+
+ALBUM = """<section class="tgme_channel_history js-message_history">
+<div class="tgme_widget_message_wrap"><div class="tgme_widget_message text_not_supported_wrap" data-post="chan/1010">
+<div class="tgme_widget_message_bubble">
+<div class="tgme_widget_message_grouped_wrap"><a class="tgme_widget_message_photo_wrap" href="#"></a>
+<a class="tgme_widget_message_photo_wrap" href="#"></a></div>
+<div class="tgme_widget_message_text js-message_text" dir="auto"><div class="tgme_widget_message_text js-message_text"
+ dir="auto">Repair work goes on.<br><br>Site visit: <a href="https://example.org/r">report</a></div></div>
+<div class="tgme_widget_message_footer"><span class="tgme_widget_message_meta"><a class="tgme_widget_message_date"
+ href="#"><time datetime="2026-03-02T06:15:00+00:00">06:15</time></a></span></div>
+</div></div></div></section>"""
+
+
+def test_an_album_caption_nested_in_its_copy_is_read_once():
+    [m] = parse_page(ALBUM).messages
+    assert m.text == "Repair work goes on.\n\nSite visit: report"
+    assert m.html.count("https://example.org/r") == 1 and "tgme_widget_message_text" not in m.html
+    assert m.media == ("photo",)
