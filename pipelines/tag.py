@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -177,6 +178,18 @@ def main(watchlist_file: str, input_file: str | None, alerts_file: str | None,
     err = err or sys.stderr
     _quiet_libraries()
     source = WatchlistSource.fixed(_load(watchlist_file))
+    # Before the work: a run must not end in "cannot write" after its minutes of tagging.
+    alerts_out = _open_output(alerts_file, "--alerts", not_the=[p for p in (input_file, watchlist_file) if p])
+    try:
+        name = input_file or "<stdin>"
+        items = read_items(_read_input(input_file), now or datetime.now(UTC), name)
+        return _tag(items, source, name, out, err, alerts_out)
+    finally:
+        if alerts_out is not None:
+            alerts_out.close()
+
+
+def _read_input(input_file: str | None) -> bytes:
     name = input_file or "<stdin>"
     if input_file:
         try:
@@ -188,7 +201,11 @@ def main(watchlist_file: str, input_file: str | None, alerts_file: str | None,
         data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
     if len(data) > MAX_INPUT_BYTES:
         raise ConfigError(name, "", f"input larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB; split it")
-    items = read_items(data, now or datetime.now(UTC), name)
+    return data
+
+
+def _tag(items: list[Item], source: WatchlistSource, name: str, out: TextIO, err: TextIO,
+         alerts_out: TextIO | None) -> int:
     tagged, dead, alerts = run_items(items, source)
     bad = 0
     for item, obj, error in output_lines(items, tagged, dead):
@@ -197,14 +214,35 @@ def main(watchlist_file: str, input_file: str | None, alerts_file: str | None,
             err.write(f"newsradar: {name}:{item.line}: {error}\n")
         out.write(json.dumps(obj, ensure_ascii=False) + "\n")
     out.flush()
-    if alerts_file is not None:
-        with open(alerts_file, "w", encoding="utf-8") as fh:
+    if alerts_out is not None:
+        try:
             for alert in alerts:
-                fh.write(alert.encode().decode("utf-8") + "\n")
+                alerts_out.write(alert.encode().decode("utf-8") + "\n")
+            alerts_out.flush()
+        except OSError as exc:  # a full disk, a vanished mount: the file was writable at the start
+            raise ConfigError(alerts_out.name, "", f"--alerts: cannot write: {exc.strerror or exc}") from None
     if bad:
         err.write(f"newsradar: {bad} of {len(items)} input items could not be read\n")
         return 2
     return 0
+
+
+def _open_output(path: str | None, option: str, not_the: list[str]) -> TextIO | None:
+    """Open an output file for writing now (ConfigError naming it when that cannot be done),
+    refusing one that is also an input of the run (writing would destroy it)."""
+    if path is None:
+        return None
+    for other in not_the:
+        try:
+            same = os.path.samefile(path, other)
+        except OSError:
+            same = False  # one of them does not exist yet: not the same file
+        if same:
+            raise ConfigError(path, "", f"{option} would overwrite {other}, an input of this run")
+    try:
+        return open(path, "w", encoding="utf-8")  # noqa: SIM115 -- closed by main() after the run
+    except OSError as exc:
+        raise ConfigError(path, "", f"{option}: cannot write: {exc.strerror or exc}") from None
 
 
 def _quiet_libraries() -> None:

@@ -163,3 +163,32 @@ def test_a_repeated_article_gets_the_version_in_force(tmp_path):
     # each line still gets an object: the one of the version in force, saying so.
     assert first["mentions"][0]["org_id"] == "soldiers-mothers-union" and "repeat_of_line" not in first
     assert again == {**first, "repeat_of_line": 1} and stale == {**first, "repeat_of_line": 1}
+
+
+@pytest.mark.parametrize("where, words", [
+    ("no/such/dir/alerts.jsonl", "--alerts: cannot write: No such file or directory"),
+    ("input", "--alerts would overwrite"),
+])
+def test_an_unwritable_alerts_file_is_refused_before_the_work(tmp_path, monkeypatch, where, words):
+    import pipelines.tag as tag_mod
+    from newsradar.config import ConfigError
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the pipeline ran although its output could not be written")
+
+    monkeypatch.setattr(tag_mod, "run_items", no_work)
+    articles = tmp_path / "in.jsonl"
+    articles.write_text('{"title": "t", "text": "x"}\n', encoding="utf-8")
+    alerts = articles if where == "input" else tmp_path / where
+    with pytest.raises(ConfigError, match=words):
+        tag_main(WATCHLIST, str(articles), str(alerts), out=io.StringIO(), err=io.StringIO())
+    assert articles.read_text(encoding="utf-8") == '{"title": "t", "text": "x"}\n'
+
+
+def test_an_unwritable_alerts_file_is_one_line_and_exit_2():
+    result = run("tag", "--watchlist", WATCHLIST, "--alerts", "/no/such/dir/x.jsonl", str(TAG / "articles.jsonl"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "newsradar: config error: /no/such/dir/x.jsonl: --alerts: cannot write: No such file or directory")
+    assert result.stdout == ""
+
