@@ -358,12 +358,27 @@ def sources() -> None:
 
 @sources.command("check")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--allow-private-networks", is_flag=True,
+              help="Accept loopback/private addresses, as `connect --allow-private-networks` would (tests, demo).")
+@click.option("--no-resolve", is_flag=True,
+              help="Judge IP literals and localhost only; do not resolve host names (every fetch still does).")
 @handles_errors
-def sources_check(file: str) -> None:
-    """Validate a sources file."""
+def sources_check(file: str, allow_private_networks: bool, no_resolve: bool) -> None:
+    """Validate a sources file, and refuse what `connect` would refuse to fetch: an internal
+    address (loopback, private, link-local, in any spelling, or a name resolving to one) unless
+    private networks are allowed. Exit 2 with one line per refused field."""
+    from connectors.reach import check_reach, system_resolve
     from newsradar.config import load_sources
 
     s = load_sources(file)
+    reach = check_reach(file, s, allow_private_networks=allow_private_networks,
+                        resolve=None if no_resolve else system_resolve)
+    for note in reach.notes:
+        click.echo(f"newsradar: note: {note}", err=True)
+    if reach.refused:
+        for error in reach.refused:
+            click.echo(f"newsradar: config error: {error}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     kinds: dict[str, int] = {}
     for src in s.sources:
         key = src.kind if src.kind == "rss" else f"telegram/{src.mode}"

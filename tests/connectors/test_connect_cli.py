@@ -138,3 +138,14 @@ def test_bad_config_is_exit_2_and_no_broker_exit_1(kafka, tmp_path):
     )
     assert nobody.returncode == 1 and "no Kafka broker answers" in nobody.stderr
 
+
+
+def test_once_fails_when_no_source_could_be_polled_and_says_why_per_source(kafka, topic_prefix, tmp_path):
+    sources = [{"id": f"{topic_prefix}-{name}", "kind": "rss", "url": url}
+               for name, url in (("metadata", "http://169.254.169.254/"), ("local", "http://localhost/feed"))]
+    file = write_sources(tmp_path / "sources.yaml", sources, allow_private=False)
+    run = connect(kafka, file, tmp_path / "state", "--once")
+    assert run.returncode == 1, run.stderr
+    assert f"connect --once: source {topic_prefix}-metadata: refusing internal address 169.254.169.254" in run.stderr
+    assert f"connect --once: source {topic_prefix}-local: refusing internal address localhost" in run.stderr
+    assert "connect --once: none of the 2 sources could be polled" in run.stderr

@@ -172,6 +172,7 @@ def test_duplicate_key_names_both_lines(tmp_path):
     ('"   "', "organizations[0].aliases.en[0]", "expected text that is not blank"),
     ("{text: ' '}", "organizations[0].aliases.en[0].text", "expected text that is not blank"),
     ("{regex: 'Org.*'}", "organizations[0].aliases.en[0].regex", "unknown key; expected one of: case, text"),
+    ('{"text": 5}', "organizations[0].aliases.en[0].text", "expected a string, got 5"),
 ])
 def test_alias_mistakes_are_named_for_what_they_are(tmp_path, alias, path, words):
     f = _write(tmp_path, "wl.yaml", ORG + f"    aliases:\n      en: [{alias}]\n")
