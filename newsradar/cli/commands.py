@@ -311,13 +311,17 @@ def pipeline(ctx: click.Context, watchlist_file: str, runner: str, bootstrap_ser
 @main.command()
 @click.option("--watchlist", "watchlist_file", required=True, type=click.Path(dir_okay=False))
 @click.option("--alerts", "alerts_file", type=click.Path(dir_okay=False), help="Also write the alerts raised to this file (JSONL).")
+@click.option("--explain", is_flag=True, help="Give each topic its evidence: the matched terms, with offsets.")
 @click.argument("input_file", required=False, type=click.Path(dir_okay=False))
 @handles_errors
-def tag(watchlist_file: str, alerts_file: str | None, input_file: str | None) -> None:
-    """Tag a bounded input (JSONL, or an RSS/Atom file; stdin if omitted) to stdout."""
+def tag(watchlist_file: str, alerts_file: str | None, explain: bool, input_file: str | None) -> None:
+    """Tag a bounded input (JSONL, or an RSS/Atom file; stdin if omitted) to stdout.
+
+    JSONL fields: text (required), title, id, url, lang, published_at, edited_at, source_id
+    (docs/tagging.md); other fields are ignored, and named once on stderr."""
     from pipelines.tag import main as tag_main
 
-    code = tag_main(watchlist_file, input_file, alerts_file)
+    code = tag_main(watchlist_file, input_file, alerts_file, explain=explain)
     if code:
         sys.exit(code)
 
