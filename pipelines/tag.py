@@ -34,7 +34,7 @@ from typing import TextIO
 
 from newsradar.config import ConfigError
 from newsradar.identity import rss_article_id
-from newsradar.records import DeadLetter, RawArticle, RecordError, TaggedArticle, format_time, parse_time
+from newsradar.records import DeadLetter, RawArticle, RecordError, TaggedArticle, format_time, json_problem, parse_time
 from transforms.reload import WatchlistSource
 
 DEFAULT_SOURCE = "file"
@@ -89,7 +89,7 @@ def _jsonl_item(seq: int, lineno: int, raw: bytes, now: datetime) -> Item:
     except UnicodeDecodeError as exc:
         return Item(seq, lineno, error=f"not UTF-8 at byte {exc.start}")
     except json.JSONDecodeError as exc:
-        return Item(seq, lineno, error=f"not JSON: {exc.msg} at column {exc.colno}")
+        return Item(seq, lineno, error=f"not JSON: {json_problem(exc)} at column {exc.colno}")
     if not isinstance(obj, dict):
         return Item(seq, lineno, error=f"expected a JSON object, got {type(obj).__name__}")
     if not isinstance(obj.get("text"), str):

@@ -175,7 +175,7 @@ def load_yaml(path: str | os.PathLike) -> Document:
     except OSError as exc:
         raise ConfigError(file, "", f"cannot read: {exc.strerror or exc}") from None
     if len(raw) > MAX_BYTES:
-        raise ConfigError(file, "", f"file is larger than the {MAX_BYTES // 1024} KiB limit for config files")
+        raise ConfigError(file, "", f"file is larger than {MAX_BYTES / 2**20:g} MiB, the limit for config files")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
