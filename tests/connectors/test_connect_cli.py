@@ -83,7 +83,9 @@ def test_internal_addresses_need_the_flag(kafka, feed_server, topic_prefix, tmp_
     file = write_sources(tmp_path / "sources.yaml", [{"id": source_id, "kind": "rss",
                                                      "url": feed_server.url("/feeds/rss20.xml")}], allow_private=False)
     refused = connect(kafka, file, tmp_path / "state", "--once")
-    assert refused.returncode == 0 and "refusing internal address" in refused.stderr and "(refused, 1 in a row)" in refused.stderr
+    # Its only source refused: nothing could be polled, which --once says (issue 19) and exits 1 for.
+    assert refused.returncode == 1 and "refusing internal address" in refused.stderr and "(refused, 1 in a row)" in refused.stderr
+    assert f"connect --once: source {source_id}: refusing internal address" in refused.stderr
     assert feed_server.hits() == [] and mine(kafka, topic_prefix) == []
     allowed = connect(kafka, file, tmp_path / "state", "--once", "--allow-private-networks")
     assert allowed.returncode == 0, allowed.stderr
