@@ -1,6 +1,6 @@
 """Safe YAML loading and error reporting shared by every config file.
 
-Only plain YAML is accepted: the safe loader, no anchors or aliases (so no alias bombs),
+Only plain YAML is accepted: the safe loader, no anchors, aliases or merge keys (so no alias bombs),
 no tags beyond the core scalar/collection tags, at most :data:`MAX_BYTES` of text,
 :data:`MAX_NODES` nodes and :data:`MAX_DEPTH` levels. Every problem is a
 :class:`ConfigError` naming the file, the line when known, the path inside the document
@@ -145,6 +145,9 @@ def _lines(file: str, node: yaml.Node, path: str, out: dict[str, int], key_of: C
     if isinstance(node, yaml.MappingNode):
         first: dict[Any, int] = {}
         for key, value in node.value:
+            if key.tag == "tag:yaml.org,2002:merge":
+                raise ConfigError(file, path, "YAML merge keys (<<) are not allowed (plain YAML only)",
+                                  key.start_mark.line + 1)
             # The key as the data will hold it, so an error's path (from the data) finds its line.
             name = key_of(key) if isinstance(key, yaml.ScalarNode) else "?"
             line = key.start_mark.line + 1

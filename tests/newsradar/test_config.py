@@ -220,6 +220,7 @@ def test_weights_and_thresholds_must_be_positive(tmp_path):
     # Not a date (no config value is one), so no crash on a day that does not exist.
     ("organizations: []\n2020-02-30: 1\n", "wl.yaml:2: 2020-02-30: unknown key"),
     ("version: 2020-02-30\n", "wl.yaml:1: version: expected 1, got '2020-02-30'"),
+    ("organizations: []\n<<: {version: 1}\n", "wl.yaml:2: YAML merge keys (<<) are not allowed"),
 ])
 def test_odd_keys_are_named_and_found_on_their_line(tmp_path, text, where):
     f = _write(tmp_path, "wl.yaml", text)
