@@ -331,7 +331,7 @@ def pipeline(ctx: click.Context, watchlist_file: str, runner: str, bootstrap_ser
 
 @main.command()
 @click.option("--watchlist", "watchlist_file", required=True, type=click.Path(dir_okay=False))
-@click.option("--alerts", "alerts_file", type=click.Path(dir_okay=False), help="Also write the alerts raised to this file (JSONL).")
+@click.option("--alerts", "alerts_file", type=click.Path(dir_okay=False), help="Also write the alerts raised to this file (JSONL); created or emptied before the work starts.")
 @click.option("--explain", is_flag=True, help="Give each topic its evidence: the matched terms, with offsets.")
 @click.argument("input_file", required=False, type=click.Path(dir_okay=False))
 @handles_errors
