@@ -6,7 +6,8 @@ Guarantees:
 * One Kafka producer, one HTTP client, one state store per process, shared by all sources.
 * ``--once`` polls every source one time, whatever its schedule or error backoff, except a
   source still inside a wait its server asked for (Retry-After); returns 0 when all were
-  handled (source errors are counted, not fatal), 1 when Kafka did not acknowledge some records.
+  handled (source errors are counted, not fatal), 1 when Kafka did not acknowledge some records
+  or when no due source could be polled at all; every failed source's reason is logged at the end.
 * Without ``--once`` it runs until SIGINT/SIGTERM, then stops fetching, lets deliveries in
   flight finish (acks and state commits), flushes the producer and exits 0.
 * ``/metrics`` is served on the host/port of the sources file's ``metrics:`` (127.0.0.1 by
@@ -31,7 +32,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 from connectors.http import FetchLimits, HttpClient
 from connectors.rss import RssPoller
-from connectors.runner import Runner, Schedule, Slot
+from connectors.runner import Progress, Runner, Schedule, Slot
 from connectors.shards import Shard
 from connectors.state import StateLocked, StateStore
 from connectors.telegram import make_poller as make_telegram_poller
@@ -143,8 +144,9 @@ async def _main(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _on_signal, stop, sig)
         await runner.run(stop, once=once)
-        produce_errors = _total(metrics.produce_errors)
-        return EXIT_FAILURE if once and produce_errors else EXIT_OK
+        if not once:
+            return EXIT_OK
+        return once_exit_code(runner.progress, _total(metrics.produce_errors), stopped=stop.is_set())
     finally:
         if runner is not None:
             runner.close()
@@ -157,6 +159,20 @@ async def _main(
         except KafkaError as exc:
             log.error("closing the Kafka producer: %s", exc)
         store.close()
+
+
+def once_exit_code(progress: Progress, produce_errors: float, stopped: bool = False) -> int:
+    """``--once``: 1 when Kafka did not acknowledge some records, or when sources were due and
+    none of them could be polled (each one's reason logged); else 0 (a failing source among
+    working ones is counted, not fatal)."""
+    if stopped:  # interrupted on purpose: polls cut short are no failure of the sources
+        return EXIT_FAILURE if produce_errors else EXIT_OK
+    for source, why in sorted(progress.failures.items()):
+        log.error("connect --once: source %s: %s", source, why)
+    if progress.polled and not progress.succeeded:
+        log.error("connect --once: none of the %d sources could be polled", progress.polled)
+        return EXIT_FAILURE
+    return EXIT_FAILURE if produce_errors else EXIT_OK
 
 
 def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:

@@ -37,7 +37,8 @@ Guarantees (for any :class:`connectors.base.Poller`: RSS, Telegram web/bot/webho
   new items, skipped entries.
 * ``run(once=True)`` polls every source one time, concurrently within the limits,
   regardless of schedule and backoff, except sources holding a server-requested wait
-  (Retry-After), which even a one-shot run respects.
+  (Retry-After), which even a one-shot run respects; :attr:`Runner.progress` then says what
+  it did, with the reason of every source that failed.
 * **Stopping**: when ``stop`` is set, polls still fetching are cancelled; deliveries already
   under way finish (acks and state commit) before :meth:`Runner.run` returns.
 """
@@ -144,6 +145,12 @@ class Progress:
     skipped_items: int = 0
     seconds: float = 0.0
     outcomes: dict[str, int] = field(default_factory=dict)
+    # Why each source that failed did (its last failure in the interval), by source id.
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> int:
+        return self.changed + self.not_modified
 
     def line(self, what: str) -> str:
         return (
@@ -203,6 +210,11 @@ class Runner:
             metrics.consecutive_errors.labels(source=slot.source_id).set(slot.errors)
             if slot.last_new_at:
                 metrics.last_new_item.labels(source=slot.source_id).set(slot.last_new_at)
+
+    @property
+    def progress(self) -> Progress:
+        """What the current progress interval (or the ``--once`` run, once it is over) did."""
+        return self._progress
 
     # -- scheduling
 
@@ -381,6 +393,7 @@ class Runner:
             )
             m.consecutive_errors.labels(source=source).set(slot.errors)
             report.errors += 1
+            report.failures[source] = f"Kafka did not acknowledge {len(failures)} of {len(new)} records ({failures[0]})"
             log.error("source %s: Kafka did not acknowledge %d of %d records (%s); will retry",
                       source, len(failures), len(new), failures[0])
             return
@@ -424,6 +437,7 @@ class Runner:
                              hold_until=slot.hold_until or None)
         m.consecutive_errors.labels(source=source).set(slot.errors)
         report.errors += 1
+        report.failures[source] = f"{result.error} ({result.outcome})"
         log.warning("source %s: %s (%s, %d in a row); next try in %.0fs",
                     source, result.error, result.outcome, slot.errors, delay)
 

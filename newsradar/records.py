@@ -219,6 +219,12 @@ def _check_nonempty(data: dict, name: str, prefix: str = "") -> str:
     return value
 
 
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """json's message without its dangling "at" ("Unterminated string starting at"), for a
+    message that says where itself ("... at line 1 column 9")."""
+    return exc.msg.removesuffix(" at")
+
+
 def _load_object(payload: bytes | str | dict, limit: int = MAX_RECORD_BYTES) -> dict:
     if isinstance(payload, dict):
         return payload
@@ -234,7 +240,7 @@ def _load_object(payload: bytes | str | dict, limit: int = MAX_RECORD_BYTES) -> 
     except UnicodeDecodeError as exc:
         raise RecordError("", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
-        raise RecordError("", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise RecordError("", f"not JSON: {json_problem(exc)} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise RecordError("", "not JSON we read: nested too deeply") from None
     except ValueError as exc:
@@ -721,5 +727,5 @@ __all__ = [
     "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_RAW", "TOPIC_TAGGED",
     "TaggedArticle", "TopicTag", "decode_alert", "decode_dead_letter",
     "clamp_future", "decode_raw", "decode_tagged", "encode", "fit_to_size", "format_time", "has_surrogates",
-    "parse_time", "replace_surrogates", "utc_now", "with_flag",
+    "json_problem", "parse_time", "replace_surrogates", "utc_now", "with_flag",
 ]

@@ -17,6 +17,12 @@ The file must be readable at the same path on every worker (a ConfigMap or share
 a cluster). A version is refused when it does not load (:class:`ConfigError`) or when
 ``check`` says so (the pipeline checks the inline examples); refusal is counted through
 ``on_result("failed", reason)`` and logged, once per bad version.
+
+Loading is bounded in time: the file is loaded on a helper thread and a load that has not
+answered within ``load_timeout`` (default 10 s) is refused like a bad version, so a loader that
+hangs cannot stall the step that asked. A Python thread cannot be stopped: the stuck load is
+abandoned (a daemon thread), and no other load starts on that Reloader until it ends, so
+a file that keeps the loader spinning costs one thread, never one per poll.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +43,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DEFAULT_POLL_INTERVAL = 30.0
+DEFAULT_LOAD_TIMEOUT = 10.0
 
 
 class RejectedVersion(Exception):
@@ -47,12 +55,14 @@ class WatchlistSource:
     """Where a pipeline's watchlist comes from: ``initial`` (validated at launch) and the
     file to poll for new versions (``None``: fixed, as in tests and `newsradar tag`).
     ``initial_hash`` is the SHA-256 of the bytes ``initial`` was loaded from (``None``:
-    unknown, so a Reloader takes whatever valid version the file holds when it starts)."""
+    unknown, so a Reloader takes whatever valid version the file holds when it starts).
+    ``load_timeout`` bounds one load of the file (seconds of wall time)."""
 
     initial: Watchlist
     path: str | None = None
     poll_interval: float = DEFAULT_POLL_INTERVAL
     initial_hash: str | None = None
+    load_timeout: float = DEFAULT_LOAD_TIMEOUT
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, poll_interval: float = DEFAULT_POLL_INTERVAL) -> WatchlistSource:
@@ -109,6 +119,7 @@ class Reloader(Generic[T]):
         self._hash = source.initial_hash
         self._stat: tuple[int, int] | None = None
         self._refused_hash: str | None = None
+        self._stuck: threading.Thread | None = None
         self.version = 1
         self._next_poll = clock() + source.poll_interval
         if source.path is None or not self._take_new_version():
@@ -137,6 +148,10 @@ class Reloader(Generic[T]):
         return self._take_new_version()
 
     def _take_new_version(self) -> bool:
+        if self._stuck is not None:
+            if self._stuck.is_alive():
+                return False  # reported when it timed out; the file is looked at again later
+            self._stuck = None
         stat = self._stat_now()
         if stat == self._stat and stat is not None:
             return False
@@ -145,7 +160,7 @@ class Reloader(Generic[T]):
         if digest is not None and digest in (self._hash, self._refused_hash):
             return False
         try:
-            watchlist = load_watchlist(self.source.path)
+            watchlist = self._load_bounded(self.source.path)
             value = self._compile(watchlist)
             if self._check is not None:
                 self._check(watchlist, value)
@@ -159,3 +174,24 @@ class Reloader(Generic[T]):
         log.info("watchlist reloaded from %s (version %d)", self.source.path, self.version)
         self._on_result("ok", "")
         return True
+
+    def _load_bounded(self, path: str) -> Watchlist:
+        """``load_watchlist(path)`` on a helper thread, waiting at most ``load_timeout``."""
+        outcome: dict[str, object] = {}
+
+        def load() -> None:
+            try:
+                outcome["watchlist"] = load_watchlist(path)
+            except BaseException as exc:  # noqa: BLE001 -- not handled here: re-raised by the waiting thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=load, name=f"watchlist-load:{path}", daemon=True)
+        worker.start()
+        worker.join(self.source.load_timeout)
+        if worker.is_alive():
+            self._stuck = worker
+            raise ConfigError(path, "", f"loading did not finish within {self.source.load_timeout:g}s "
+                                        "(abandoned; no other load starts until it ends)")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["watchlist"]

@@ -213,3 +213,51 @@ def test_novelty_takes_and_refuses_the_versions_tagging_does(tmp_path, made):
         tagging, novelty = (step._reloader for step in steps)
         assert [o.id for o in tagging.get().watchlist.organizations] == org_ids
         assert [o.id for o in novelty.get().organizations] == org_ids
+
+
+def test_a_load_that_hangs_is_abandoned_within_its_bound_and_the_old_version_stays(tmp_path, monkeypatch):
+    # A loader bug that spins forever (issue 19: an unknown language key once did) must cost
+    # the step at most load_timeout, once, and never a thread per poll.
+    import threading
+    import time as wallclock
+
+    import transforms.reload as reload_mod
+
+    path = tmp_path / "watchlist.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    source = dataclasses.replace(WatchlistSource.from_file(path, poll_interval=30), load_timeout=0.3)
+    clock, results = Clock(), []
+    reloader = Reloader(source, compile=lambda wl: Tagger(wl, langs=("en",)), check=require_examples_pass,
+                        on_result=lambda result, detail: results.append((result, detail)), clock=clock)
+    before = reloader.get()
+    release = threading.Event()
+    real_load = reload_mod.load_watchlist
+    calls = []
+
+    def hanging_load(p):
+        calls.append(p)
+        if not release.wait(timeout=30):
+            raise AssertionError("the test never released the hanging load")
+        return real_load(p)
+
+    monkeypatch.setattr(reload_mod, "load_watchlist", hanging_load)
+    path.write_text(POETS, encoding="utf-8")
+    clock.t += 31
+    started = wallclock.monotonic()
+    assert reloader.get() is before
+    assert wallclock.monotonic() - started < 2
+    assert results == [("failed", results[0][1])] and "did not finish within 0.3s" in results[0][1]
+    # While the stuck load runs, polls neither wait nor start another load.
+    path.write_text(POETS.replace("spoke.", "spoke again."), encoding="utf-8")
+    clock.t += 31
+    started = wallclock.monotonic()
+    assert reloader.get() is before and wallclock.monotonic() - started < 0.2
+    assert len(calls) == 1 and len(results) == 1
+    # Once it ends, the next poll takes the file's current version.
+    release.set()
+    deadline = wallclock.monotonic() + 10
+    while any(t.name.startswith("watchlist-load") for t in threading.enumerate()):
+        assert wallclock.monotonic() < deadline, "the released load never ended"
+        wallclock.sleep(0.01)
+    clock.t += 31
+    assert orgs(reloader, "The Union of Poets said.") == ["poets"] and results[-1] == ("ok", "")
