@@ -91,7 +91,10 @@ def build(n: int, kind: str, field: str = "text", size: int = 16, pick: int = 0,
         # As a JSON escape (\ud83d, what a JSON encoder writes) or as the raw bytes (not UTF-8).
         return json.dumps(record).encode("ascii") if byte % 2 else dumps(record)
     if kind == "control":
-        record[field if field in STRING_FIELDS else "text"] = chr(byte % 32) * size
+        target = field if field in STRING_FIELDS else "text"
+        if pick % 2:  # raw control bytes inside the string, which strict JSON refuses
+            return _set_raw(record, target, b'"' + bytes([byte % 32]) * size + b'"')
+        record[target] = chr(byte % 32) * size  # escaped: \u0001 is six bytes each
         return dumps(record)
     if kind == "giant":
         target = field if field in STRING_FIELDS else "text"
@@ -136,13 +139,13 @@ def six(n0: int) -> list[tuple[str, bytes]]:
     """(name, payload) of the six hostile records, numbered from ``n0``."""
     surrogate = base(n0 + 3)
     surrogate["title"] = "Пикет \ud83d у военкомата"
-    zeros = base(n0 + 4, text="\x01" * (700 * 1024))
     markup = base(n0 + 5, text="<a" * 40_000)
     return [
         ("deep_nesting", b"[" * 200_000 + b"]" * 200_000),
         ("huge_number", _set_raw(base(n0 + 1), "message_id", b"9" * 5000)),
         ("far_date", dumps({**base(n0 + 2), "published_at": "9999-12-31T23:59:59-23:59"})),
         ("lone_surrogate", json.dumps(surrogate).encode("ascii")),
-        ("control_bytes", dumps(zeros)),
+        # 700 KiB of byte 0x01 as the text, raw: its dead letter escapes each to six bytes.
+        ("control_bytes", _set_raw(base(n0 + 4), "text", b'"' + b"\x01" * (700 * 1024) + b'"')),
         ("markup", dumps(markup)),
     ]
