@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from newsradar import __version__, paths
-from newsradar.config import ConfigError
+from newsradar.config import ConfigError, parse_duration
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -286,9 +286,11 @@ def kafka_topics(bootstrap_servers: str, partitions: int | None, replication_fac
 @click.option("--allow-private-networks", is_flag=True, help="Allow fetching from loopback/private addresses (tests, demo).")
 @click.option("--shard", default="0/1", show_default=True,
               help="Poll only shard I of N (I from 0 to N-1) of the sources; state in <state dir>/shard-I.")
+@click.option("--reload-every", default="30s", show_default=True,
+              help="Re-read the sources file this often while running when it changed (0s: never).")
 @handles_errors
 def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_servers: str, allow_private_networks: bool,
-            shard: str) -> None:
+            shard: str, reload_every: str) -> None:
     """Poll RSS/Atom feeds and Telegram channels into news.raw."""
     from connectors.app import run
     from connectors.shards import Shard
@@ -297,8 +299,12 @@ def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_serv
         which = Shard.parse(shard)
     except ValueError as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
+    try:
+        every = parse_duration(reload_every)
+    except ValueError as exc:
+        _fail(f"--reload-every: {exc}", EXIT_BAD_INPUT)
     sys.exit(run(sources_file, state_dir=state_dir, once=once, bootstrap_servers=bootstrap_servers,
-                 allow_private_networks=allow_private_networks, shard=which))
+                 allow_private_networks=allow_private_networks, shard=which, reload_every=every))
 
 
 # ---------------------------------------------------------------------------
