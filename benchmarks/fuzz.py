@@ -24,7 +24,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from newsradar.config import load_watchlist  # noqa: E402
-from newsradar.records import MAX_OUTPUT_RECORD_BYTES, decode_dead_letter, decode_tagged  # noqa: E402
+from newsradar.records import (  # noqa: E402
+    MAX_OUTPUT_RECORD_BYTES,
+    RecordError,
+    decode_dead_letter,
+    decode_raw,
+    decode_tagged,
+)
 from pipelines.run import run_bounded  # noqa: E402
 from tests.pipelines import hostile  # noqa: E402
 
@@ -42,6 +48,13 @@ def draw(rng: random.Random) -> tuple:
             rng.randrange(2**20), rng.randrange(256))
 
 
+def _repeated_id(payload: bytes, ids: set[str]) -> bool:
+    try:
+        return decode_raw(payload).article_id in ids
+    except RecordError:
+        return False
+
+
 def run_batch(params: list[tuple], watchlist, now: float) -> tuple[Counter, list[str]]:
     """Outcome counts of one batch, and its findings (empty when every check held)."""
     payloads = [hostile.build(n, *p) for n, p in enumerate(params)]
@@ -50,8 +63,14 @@ def run_batch(params: list[tuple], watchlist, now: float) -> tuple[Counter, list
     except Exception as exc:  # noqa: BLE001 - a raising run is exactly what the campaign looks for
         return Counter(), [f"the run raised {type(exc).__name__}: {str(exc)[:300]}"]
     findings, outcome = [], Counter()
+    ids_so_far: set[str] = set()
     for i, p in enumerate(params):
         where = [name for name, got in (("tagged", result.tagged), ("dlq", result.dead)) if i in got]
+        if where == ["tagged"]:
+            ids_so_far.add(result.tagged[i].article.article_id)
+        if not where and _repeated_id(payloads[i], ids_so_far):
+            outcome["dropped as a repeat id"] += 1  # Dedupe's contract, not a loss
+            continue
         if len(where) != 1:
             findings.append(f"input {i} {p}: in {where or 'neither output'}")
             continue
