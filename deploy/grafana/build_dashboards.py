@@ -164,9 +164,12 @@ def pipeline_overview() -> dict:
         panel(lay, "Alerts by kind", "Alerts raised, per hour.", [
             target(f"sum by (kind) (rate(newsradar_alerts_total[{RATE}])) * 3600", "{{kind}}"),
         ], unit="short", w=12, stack=True),
-        panel(lay, "Alerts in the time range", "Alerts raised over the dashboard's time range, by kind.", [
-            target("sum by (kind) (increase(newsradar_alerts_total[$__range]))", "{{kind}}"),
-        ], kind="bargauge", w=6),
+        panel(lay, "Alerts in the time range", "Alerts raised over the dashboard's time range, by kind; "
+              "\"withheld\": alerts a backfill did not raise (a mention older than novelty.max_alert_age "
+              "when it arrived).", [
+                  target("sum by (kind) (increase(newsradar_alerts_total[$__range]))", "{{kind}}"),
+                  target("sum by (kind) (increase(newsradar_alerts_withheld_total[$__range]))", "withheld {{kind}}"),
+              ], kind="bargauge", w=6),
         panel(lay, "Mentions in the time range", "Mentions over the dashboard's time range, by organization.", [
             target(f"sort_desc(sum by (org) (increase(newsradar_mentions_total{org}[$__range])))", "{{org}}"),
         ], kind="bargauge", w=6),
