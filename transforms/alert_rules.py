@@ -204,9 +204,12 @@ def hour_of(t: float) -> int:
     return int(t // HOUR)
 
 
-def observe(state: OrgState, event: MentionEvent, org: Organization, novelty: Novelty) -> list[Trigger]:
+def observe(state: OrgState, event: MentionEvent, org: Organization, novelty: Novelty,
+            watched_since: float | None = None) -> list[Trigger]:
     """Apply one mention to ``state`` (mutated) and return what it triggers, in the order
-    new_mention, first_in_window, surge, topic."""
+    new_mention, first_in_window, surge, topic. ``watched_since``: since when the
+    organization has been watched without a break (None: always, as far as is known); a
+    silence is only known from then on."""
     t = event.event_time
     out: list[Trigger] = []
     new_story = event.story_id not in state.stories
@@ -215,9 +218,13 @@ def observe(state: OrgState, event: MentionEvent, org: Organization, novelty: No
         state.stories[event.story_id] = t
         out.append(Trigger("new_mention", org.id, event.story_id, event))
         window = org.window(novelty)
-        if newest_before is not None and t - newest_before >= window:
+        # While it was not watched its mentions were not seen: the known silence starts when
+        # it was watched again, if that is after its newest mention.
+        quiet_since = newest_before if watched_since is None or newest_before is None else max(
+            newest_before, watched_since)
+        if quiet_since is not None and t - quiet_since >= window:
             out.append(
-                Trigger("first_in_window", org.id, event.story_id, event, gap=t - newest_before, window=window)
+                Trigger("first_in_window", org.id, event.story_id, event, gap=t - quiet_since, window=window)
             )
         bucket = hour_of(t)
         state.hours[bucket] = state.hours.get(bucket, 0) + 1
@@ -403,6 +410,10 @@ def _no_count(name: str) -> None:
     return None
 
 
+def _always_watched(org_id: str) -> float | None:
+    return None
+
+
 class AlertRules:
     """The rules plus alert building for one worker: an organization's state and one of its
     mentions in, alerts out. Plain code that both Beam steps (and tests) share.
@@ -412,11 +423,15 @@ class AlertRules:
     alert a backfill did not raise), for the caller's counters (the Beam steps pass Beam's);
     ``metrics`` (:class:`newsradar.metrics.PipelineMetrics`) gets the alert counts and
     latencies. ``now`` is the clock: alerts' ``created_at``, and the arrival time of an
-    event the caller gives none for (the stream)."""
+    event the caller gives none for (the stream). ``watched_since(org_id)`` is when the
+    organization was last added to the watchlist (None: always watched as far as known;
+    :meth:`transforms.reload.Reloader.watched_since`)."""
 
     def __init__(self, watchlist: Callable[[], Watchlist], now: Callable[[], datetime] | None = None,
-                 metrics=None, count: Callable[[str], None] = _no_count):
+                 metrics=None, count: Callable[[str], None] = _no_count,
+                 watched_since: Callable[[str], float | None] = _always_watched):
         self._watchlist = watchlist
+        self._watched_since = watched_since
         self._now = now or (lambda: datetime.now(UTC))
         self._metrics = metrics
         self._count = count
@@ -434,7 +449,7 @@ class AlertRules:
         alerting = {t.id for t in wl.topics if t.alert}
         if any(t[0] not in alerting for t in event.topics):
             event = replace(event, topics=tuple(t for t in event.topics if t[0] in alerting))
-        triggers = observe(state, event, org, wl.novelty)
+        triggers = observe(state, event, org, wl.novelty, self._watched_since(org.id))
         created = self._now()
         if triggers and is_backfill(event, created.timestamp() if arrival is None else arrival, wl.novelty):
             for trig in triggers:

@@ -15,8 +15,8 @@ Guarantees:
 * State is per organization and bounded; an event-time timer prunes an organization's state
   once it has been quiet for the memory (:func:`transforms.alert_rules.memory`).
 * What the steps' code fails on goes to ``dlq`` (step ``novelty``; :mod:`transforms.deadletters`).
-* Both steps take the watchlist versions tagging takes (the same reloader rules), so the
-  two never run different watchlists.
+* Both steps use the worker process's one watchlist reloader, the one tagging uses
+  (:func:`transforms.tagging.watchlist_reloader`), so the two switch versions together.
 * Backfill guard (:func:`transforms.alert_rules.is_backfill`): a mention older than
   ``novelty.max_alert_age`` when it arrives updates state and raises nothing. On the stream a
   mention arrives when the rules see it (``clock``, the wall clock unless a test injects
@@ -46,7 +46,7 @@ from . import alert_rules
 from .alert_rules import AlertRules, MentionEvent, OrgState, ReplayClock, event_time, events_of
 from .deadletters import DLQ, RecordStep
 from .reload import WatchlistSource
-from .tagging import reload_counter, watchlist_reloader
+from .tagging import watchlist_reloader
 
 
 def _count(name: str) -> None:
@@ -102,8 +102,10 @@ class _AlertRulesFn(RecordStep):
 
     def setup(self) -> None:
         super().setup()
-        self._reloader = watchlist_reloader(self._source, reload_counter("novelty"))
-        self._rules = AlertRules(self._reloader.get, now=self._clock, metrics=pipeline_metrics(), count=_count)
+        # The process's one reloader, shared with tagging: the two switch versions together.
+        self._reloader = watchlist_reloader(self._source)
+        self._rules = AlertRules(self._reloader.get, now=self._clock, metrics=pipeline_metrics(), count=_count,
+                                 watched_since=self._reloader.watched_since)
 
 
 class _ApplyNoveltyRulesFn(_AlertRulesFn):

@@ -310,6 +310,33 @@ def test_alert_rules_tells_the_callers_counter_what_it_raised_and_ignored():
     assert counted == ["alerts_new_mention", "org_not_watched"]
 
 
+def test_an_organization_added_back_has_no_first_in_window_from_the_time_it_was_not_watched():
+    state = OrgState()
+    observe(state, event("s1", T0), CMW, WATCHLIST.novelty)
+    back = T0 + 10 * DAY  # removed after s1, added back here: its mentions in between were not seen
+    gap = observe(state, event("s2", back + 2 * DAY), CMW, WATCHLIST.novelty, watched_since=back)
+    assert kinds(gap) == ["new_mention"]  # 12 days since s1, but only 2 known to be quiet
+    quiet = observe(state, event("s3", back + 10 * DAY), CMW, WATCHLIST.novelty, watched_since=back)
+    assert kinds(quiet) == ["new_mention", "first_in_window"] and quiet[1].gap == 8 * DAY
+    # Watched since long before the newest mention: the gap is measured from the mention.
+    later = observe(state, event("s4", back + 20 * DAY), CMW, WATCHLIST.novelty, watched_since=T0 - DAY)
+    assert kinds(later) == ["new_mention", "first_in_window"] and later[1].gap == 10 * DAY
+
+
+def test_alert_rules_asks_since_when_the_organization_is_watched():
+    asked = []
+
+    def since(org_id):
+        asked.append(org_id)
+        return T0 + 5 * DAY
+
+    rules = AlertRules(lambda: WATCHLIST, watched_since=since)
+    state = OrgState()
+    rules.apply(state, event("s1", T0), arrival=T0)
+    assert [a.kind for a in rules.apply(state, event("s2", T0 + 8 * DAY), arrival=T0 + 8 * DAY)] == ["new_mention"]
+    assert asked == ["cmw", "cmw"]
+
+
 def test_a_backfill_is_older_than_the_max_alert_age_when_it_arrives():
     age = WATCHLIST.novelty.max_alert_age
     assert age == 2 * DAY  # the default

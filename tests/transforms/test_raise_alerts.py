@@ -17,7 +17,7 @@ from tests.transforms.test_alert_rules import DAY, T0, WATCHLIST
 from transforms import alert_rules
 from transforms.alert_rules import HOUR
 from transforms.raise_alerts import RaiseAlerts, RaiseAlertsInOrder
-from transforms.reload import WatchlistSource
+from transforms.reload import Reloader, WatchlistSource
 
 
 def tagged(article_id, story, t, org="cmw", duplicate_of=None, topics=()):
@@ -192,3 +192,62 @@ def test_the_steps_count_alerts_in_beam_counters_named_novelty():
     query = result.metrics().query(MetricsFilter().with_namespace("novelty"))
     counters = {c.key.metric.name: c.committed for c in query["counters"]}
     assert counters.get("alerts_new_mention") == 1 and counters.get("org_not_watched") == 1, counters
+
+
+# ---------------------------------------------------------------------------
+# the watchlist across restarts (the last good version under $NEWSRADAR_HOME)
+
+
+def watchlist_yaml(*org_ids):
+    names = {"cmw": "Council of Mothers and Wives", "quick": "Quick"}
+    orgs = "".join(f"  - {{id: {o}, name: {names[o]}, aliases: {{en: [{names[o]}]}}}}\n" for o in org_ids)
+    return f"organizations:\n{orgs}novelty: {{max_alert_age: 40d}}\n"
+
+
+def keep_versions(path, store, *versions, wall=lambda: 0.0):
+    """A pipeline that ran ``versions`` of the file one after another (each taken on a poll)."""
+    path.write_text(versions[0], encoding="utf-8")
+    source = WatchlistSource.from_file(path, store=store)
+    running = Reloader(source, compile=lambda wl: wl, clock=lambda: 0.0, wall=wall)
+    for content in versions[1:]:
+        path.write_text(content, encoding="utf-8")
+        assert running.poll()
+    return source
+
+
+def test_stream_workers_set_up_with_a_bad_file_run_the_last_good_version(tmp_path):
+    path, store = tmp_path / "watchlist.yaml", tmp_path / "home" / "watchlist"
+    source = keep_versions(path, store, watchlist_yaml("cmw"), watchlist_yaml("cmw", "quick"))
+    path.write_text("organizations: [\n", encoding="utf-8")  # then a bad edit, and a restart
+    stream = (
+        BeamTestStream()
+        .add_elements([TimestampedValue(tagged("q1", "t1", T0, org="quick"), T0)])
+        .add_elements([TimestampedValue(tagged("a1", "s1", T0 + 60), T0 + 60)])
+        .advance_watermark_to_infinity()
+    )
+    with beam.Pipeline(options=streaming_options()) as p:
+        alerts = (p | stream | RaiseAlerts(source, clock=At(T0 + HOUR))).alerts | beam.Map(
+            lambda a: (a.kind, a.org_id))
+        # With the launch version (cmw only) quick's mention would be org_not_watched.
+        assert_that(alerts, equal_to([("new_mention", "quick"), ("new_mention", "cmw")]))
+
+
+def test_stream_an_organization_added_back_has_no_first_in_window_from_its_unwatched_time(tmp_path):
+    path, store = tmp_path / "watchlist.yaml", tmp_path / "store"
+    back = T0 + 20 * DAY  # cmw removed, then added back at this (wall-clock) time
+    source = keep_versions(path, store, watchlist_yaml("cmw", "quick"), watchlist_yaml("quick"),
+                           watchlist_yaml("quick", "cmw"), wall=lambda: back)
+    stream = (
+        BeamTestStream()
+        .add_elements([TimestampedValue(tagged("a1", "s1", T0), T0)])  # known from before it was removed
+        .add_elements([TimestampedValue(tagged("a2", "s2", back + 6 * DAY), back + 6 * DAY)])
+        .add_elements([TimestampedValue(tagged("a3", "s3", back + 14 * DAY), back + 14 * DAY)])
+        .advance_watermark_to_infinity()
+    )
+    with beam.Pipeline(options=streaming_options()) as p:
+        alerts = (p | stream | RaiseAlerts(source, clock=At(back + 15 * DAY))).alerts | beam.Map(
+            lambda a: (a.kind, a.article_id))
+        # a2 is 26 days after a1 but only 6 after cmw was watched again: not a known silence.
+        # a3 follows 8 watched days without a mention.
+        assert_that(alerts, equal_to([("new_mention", "a1"), ("new_mention", "a2"), ("new_mention", "a3"),
+                                      ("first_in_window", "a3")]))
