@@ -115,7 +115,8 @@ class Trigger:
 
 @dataclass(slots=True)
 class OrgState:
-    """What is remembered about one organization. Plain data: Beam pickles it into state."""
+    """What is remembered about one organization. Plain data, kept in Beam state in an explicit
+    versioned encoding (:mod:`transforms.state_coders`): a new field needs a new format there."""
 
     last_seen: float | None = None
     first_seen: float | None = None
