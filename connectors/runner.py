@@ -37,7 +37,8 @@ Guarantees (for any :class:`connectors.base.Poller`: RSS, Telegram web/bot/webho
   new items, skipped entries.
 * ``run(once=True)`` polls every source one time, concurrently within the limits,
   regardless of schedule and backoff, except sources holding a server-requested wait
-  (Retry-After), which even a one-shot run respects.
+  (Retry-After), which even a one-shot run respects; :attr:`Runner.progress` then says what
+  it did, with the reason of every source that failed.
 * **Stopping**: when ``stop`` is set, polls still fetching are cancelled; deliveries already
   under way finish (acks and state commit) before :meth:`Runner.run` returns.
 """
@@ -121,6 +122,14 @@ class Slot:
     hold_until: float = 0.0
     errors: int = 0
     last_new_at: float | None = None
+    # What the slot was built from (the source's config and interval): a reload that brings a
+    # different value rebuilds the poller and keeps the state.
+    config: Any = None
+    # Polling or delivering right now; retired: removed by a reload, stops after this poll.
+    busy: bool = False
+    retired: bool = False
+    # Pollers replaced by a reload while they were polling, closed once the poll is over.
+    replaced: list = field(default_factory=list)
 
     @property
     def source_id(self) -> str:
@@ -144,6 +153,12 @@ class Progress:
     skipped_items: int = 0
     seconds: float = 0.0
     outcomes: dict[str, int] = field(default_factory=dict)
+    # Why each source that failed did (its last failure in the interval), by source id.
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> int:
+        return self.changed + self.not_modified
 
     def line(self, what: str) -> str:
         return (
@@ -192,17 +207,28 @@ class Runner:
         self._progress = Progress()
         self._progress_started = time.monotonic()
         self._last_expire = 0.0
+        # While run() runs: one task per source, and the first error no source can contain.
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._fatal: asyncio.Future | None = None
         for slot in self.slots:
-            state = store.load(slot.source_id)
-            slot.cursor = state.cursor
-            slot.next_due = state.next_due or 0.0
-            slot.hold_until = state.hold_until or 0.0
-            slot.errors = state.errors
-            slot.last_new_at = state.last_new_at
-            metrics.init_source(slot.source_id)
-            metrics.consecutive_errors.labels(source=slot.source_id).set(slot.errors)
-            if slot.last_new_at:
-                metrics.last_new_item.labels(source=slot.source_id).set(slot.last_new_at)
+            self._restore(slot)
+
+    def _restore(self, slot: Slot) -> None:
+        state = self._store.load(slot.source_id)
+        slot.cursor = state.cursor
+        slot.next_due = state.next_due or 0.0
+        slot.hold_until = state.hold_until or 0.0
+        slot.errors = state.errors
+        slot.last_new_at = state.last_new_at
+        self._metrics.init_source(slot.source_id)
+        self._metrics.consecutive_errors.labels(source=slot.source_id).set(slot.errors)
+        if slot.last_new_at:
+            self._metrics.last_new_item.labels(source=slot.source_id).set(slot.last_new_at)
+
+    @property
+    def progress(self) -> Progress:
+        """What the current progress interval (or the ``--once`` run, once it is over) did."""
+        return self._progress
 
     # -- scheduling
 
@@ -237,14 +263,18 @@ class Runner:
             work = {asyncio.ensure_future(self.poll_due(every=True))}
         else:
             self._progress, self._progress_started = Progress(), time.monotonic()
-            work = {asyncio.ensure_future(self._follow(slot)) for slot in self.slots}
-            work.add(asyncio.ensure_future(self._report_progress()))
+            self._fatal = asyncio.get_running_loop().create_future()
+            for slot in self.slots:
+                self._start(slot)
+            work = {asyncio.ensure_future(self._report_progress()), self._fatal}
         try:
             await asyncio.wait(work | {stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (*work, stopper):
+            followers = set(self._tasks.values())
+            for task in (*work, *followers, stopper):
                 task.cancel()
-            await asyncio.wait(work | {stopper})
+            await asyncio.wait(work | followers | {stopper})
+            self._tasks.clear()
             await self.drain()
         if not once:
             self._log_progress()
@@ -252,14 +282,73 @@ class Runner:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()
 
+    def _start(self, slot: Slot) -> None:
+        task = asyncio.ensure_future(self._follow(slot))
+        self._tasks[slot.source_id] = task
+
+        def done(t: asyncio.Task, source_id: str = slot.source_id) -> None:
+            if self._tasks.get(source_id) is t:
+                del self._tasks[source_id]
+            if not t.cancelled() and t.exception() is not None and self._fatal and not self._fatal.done():
+                self._fatal.set_exception(t.exception())
+
+        task.add_done_callback(done)
+
     async def _follow(self, slot: Slot) -> None:
-        """One source's life while running: wait until due, poll, deliver, again."""
-        while True:
-            while (wait := max(slot.next_due, slot.hold_until) - self._clock()) > 0:
-                await asyncio.sleep(min(wait, RECHECK_AT_MOST))
-            await self._run_source(slot)
-            # A source due again at once (a backlog, a zero interval) still lets others run.
-            await asyncio.sleep(0)
+        """One source's life while running: wait until due, poll, deliver, again (until a
+        reload removes the source)."""
+        try:
+            while not slot.retired:
+                while (wait := max(slot.next_due, slot.hold_until) - self._clock()) > 0:
+                    await asyncio.sleep(min(wait, RECHECK_AT_MOST))
+                await self._run_source(slot)
+                # A source due again at once (a backlog, a zero interval) still lets others run.
+                await asyncio.sleep(0)
+        finally:
+            if slot.retired:  # no longer in self.slots, so nobody else closes its poller
+                await slot.poller.close()
+
+    async def replace_sources(self, slots: Sequence[Slot]) -> tuple[list[str], list[str], list[str]]:
+        """Take a reloaded configuration: ``slots`` as :func:`connectors.app.build_slots` built
+        them. Added sources start (from their saved state, if any); removed ones stop after
+        the poll they are in, if any, and their state stays in the store; a source whose
+        ``config`` changed gets the new poller and schedule and keeps its cursor, backoff and
+        seen ids. Returns the ids (added, removed, changed)."""
+        current = {slot.source_id: slot for slot in self.slots}
+        wanted = {slot.source_id: slot for slot in slots}
+        added = [sid for sid in wanted if sid not in current]
+        removed = [sid for sid in current if sid not in wanted]
+        changed = [sid for sid in wanted if sid in current and wanted[sid].config != current[sid].config]
+        for sid in removed:
+            slot = current[sid]
+            slot.retired = True
+            task = self._tasks.get(sid)
+            if task is None:
+                await slot.poller.close()
+            elif not slot.busy:
+                # Between polls: nothing is in flight, stop it now (it closes its poller).
+                task.cancel()
+                await asyncio.wait({task})
+        for sid in changed:
+            old, new = current[sid], wanted[sid]
+            previous = old.poller
+            old.poller, old.schedule, old.config = new.poller, new.schedule, new.config
+            if old.busy:
+                old.replaced.append(previous)
+            else:
+                await previous.close()
+            # The new schedule applies from now: a shorter interval must not wait out the old one.
+            old.next_due = min(old.next_due, self._clock() + old.schedule.after_success(None))
+        self.slots = [slot for slot in self.slots if slot.source_id not in removed]
+        for sid in added:
+            slot = wanted[sid]
+            self._restore(slot)
+            self.slots.append(slot)
+            if self._fatal is not None and not self._fatal.done():
+                self._start(slot)
+        for sid in (*added, *removed, *changed):
+            log.info("sources: %s %s", sid, "added" if sid in added else "removed" if sid in removed else "changed")
+        return added, removed, changed
 
     async def _report_progress(self) -> None:
         while True:
@@ -297,20 +386,26 @@ class Runner:
         return self._hosts[host]
 
     async def _run_source(self, slot: Slot) -> None:
-        # The host's turn first, then a global one: a source waiting for a busy host must not
-        # sit on a global slot that a source of another host could use.
-        host_limit = self._host_limit(slot.host)
-        if host_limit is not None:
-            async with host_limit, self._global:
-                result, seconds = await self._poll(slot)
-        else:
-            async with self._global:
-                result, seconds = await self._poll(slot)
-        # Delivery is shielded: a shutdown does not interrupt a batch between send and commit.
-        task = asyncio.ensure_future(self._deliver(slot, result, seconds))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-        await asyncio.shield(task)
+        slot.busy = True
+        try:
+            # The host's turn first, then a global one: a source waiting for a busy host must
+            # not sit on a global slot that a source of another host could use.
+            host_limit = self._host_limit(slot.host)
+            if host_limit is not None:
+                async with host_limit, self._global:
+                    result, seconds = await self._poll(slot)
+            else:
+                async with self._global:
+                    result, seconds = await self._poll(slot)
+            # Delivery is shielded: a shutdown does not interrupt a batch between send and commit.
+            task = asyncio.ensure_future(self._deliver(slot, result, seconds))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            await asyncio.shield(task)
+        finally:
+            slot.busy = False
+            while slot.replaced:
+                await slot.replaced.pop().close()
 
     async def _poll(self, slot: Slot) -> tuple[PollResult, float]:
         started = time.monotonic()
@@ -381,6 +476,7 @@ class Runner:
             )
             m.consecutive_errors.labels(source=source).set(slot.errors)
             report.errors += 1
+            report.failures[source] = f"Kafka did not acknowledge {len(failures)} of {len(new)} records ({failures[0]})"
             log.error("source %s: Kafka did not acknowledge %d of %d records (%s); will retry",
                       source, len(failures), len(new), failures[0])
             return
@@ -424,6 +520,7 @@ class Runner:
                              hold_until=slot.hold_until or None)
         m.consecutive_errors.labels(source=source).set(slot.errors)
         report.errors += 1
+        report.failures[source] = f"{result.error} ({result.outcome})"
         log.warning("source %s: %s (%s, %d in a row); next try in %.0fs",
                     source, result.error, result.outcome, slot.errors, delay)
 

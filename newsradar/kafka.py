@@ -8,6 +8,7 @@ A caller that tries to weaken them gets :class:`UnsafeProducerConfig`, not a sil
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -66,8 +67,42 @@ def make_producer(bootstrap_servers: str, client_id: str = "newsradar", **overri
     return KafkaProducer(**producer_config(bootstrap_servers, client_id, **overrides))
 
 
+class _ProbeSilence:
+    """While a probe runs, kafka-python's own log lines are dropped: a refused connection is the
+    answer the probe asks for, not an error (without this, one "no broker" is ~20 ERROR lines).
+    Counted, so overlapping probes on several threads restore the level only when the last ends;
+    other clients' lines are dropped too for those few seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = logging.NOTSET
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._saved = logging.getLogger("kafka").level
+                logging.getLogger("kafka").setLevel(logging.CRITICAL + 1)
+            self._depth += 1
+
+    def __exit__(self, *exc_info) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                logging.getLogger("kafka").setLevel(self._saved)
+
+
+_probe_silence = _ProbeSilence()
+
+
 def broker_answers(bootstrap_servers: str, timeout: float = 3.0) -> bool:
-    """True when a broker at ``bootstrap_servers`` answers a metadata request in time."""
+    """True when a broker at ``bootstrap_servers`` answers a metadata request in time.
+    Quiet: kafka-python's log lines of the attempt are dropped (the answer is the news)."""
+    with _probe_silence:
+        return _probe(bootstrap_servers, timeout)
+
+
+def _probe(bootstrap_servers: str, timeout: float) -> bool:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -181,6 +216,37 @@ def ensure_topics(
         return created
     finally:
         admin.close()
+
+
+def layout_mismatches(bootstrap_servers: str, topics: Iterable[str], partitions: int | None = None,
+                      replication_factor: int | None = None, timeout: float = 30.0) -> dict[str, str]:
+    """Existing topics whose partition count or replication factor is not the one asked for
+    (``None``: not asked), each with a sentence saying what it has. ``ensure_topics`` never
+    changes an existing topic, so a caller that asked for a layout must say when it did not get it."""
+    from kafka import KafkaAdminClient
+
+    if partitions is None and replication_factor is None:
+        return {}
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000),
+                             client_id="newsradar-admin")
+    try:
+        described = admin.describe_topics(list(topics))
+    finally:
+        admin.close()
+    out: dict[str, str] = {}
+    for meta in described:
+        parts = meta.get("partitions") or []
+        if meta.get("error_code") or not parts:
+            continue  # absent: nothing to compare
+        problems = []
+        if partitions is not None and len(parts) != partitions:
+            problems.append(f"{len(parts)} partitions, not {partitions}")
+        replicas = sorted({len(p.get("replica_nodes") or ()) for p in parts})
+        if replication_factor is not None and replicas != [replication_factor]:
+            problems.append(f"replication factor {'/'.join(map(str, replicas))}, not {replication_factor}")
+        if problems:
+            out[meta["name"]] = " and ".join(problems)
+    return out
 
 
 def topic_retention(bootstrap_servers: str, topics: Iterable[str], timeout: float = 30.0) -> dict[str, float | None]:

@@ -59,6 +59,8 @@ MAX_OUTPUT_RECORD_BYTES = 3 * 1024 * 1024
 # counted: 700 KiB of control bytes escape to 4.3 MB); the rest of the payload stays findable
 # on its input topic through ``DeadLetter.source`` (topic/partition/offset).
 MAX_DLQ_ORIGINAL_BYTES = 2 * 1024 * 1024
+# Ids (article, source, reply_to) are short digests and names; a longer one is refused.
+MAX_ID_CHARS = 512
 # An exception's text can quote the whole input; the record itself is in the letter.
 MAX_ERROR_CHARS = 1000
 # Integers in records are 64-bit (Kafka offsets, Telegram ids, view counts).
@@ -212,11 +214,26 @@ def _check_enum(data: dict, name: str, allowed: tuple, required: bool, prefix: s
     return value
 
 
+def _check_id(data: dict, name: str, required: bool = True, prefix: str = "") -> str | None:
+    """An id: non-empty and at most :data:`MAX_ID_CHARS` long (ids are short digests; a long
+    one would be copied into every record made from this one, past the output size cap)."""
+    value = _check_nonempty(data, name, prefix) if required else _check(data, name, str, False, prefix)
+    if value is not None and len(value) > MAX_ID_CHARS:
+        raise RecordError(f"{prefix}{name}", f"an id of {len(value)} characters, over {MAX_ID_CHARS}")
+    return value
+
+
 def _check_nonempty(data: dict, name: str, prefix: str = "") -> str:
     value = _check(data, name, str, True, prefix)
     if not value.strip():
         raise RecordError(f"{prefix}{name}", "must not be empty")
     return value
+
+
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """json's message without its dangling "at" ("Unterminated string starting at"), for a
+    message that says where itself ("... at line 1 column 9")."""
+    return exc.msg.removesuffix(" at")
 
 
 def _load_object(payload: bytes | str | dict, limit: int = MAX_RECORD_BYTES) -> dict:
@@ -234,7 +251,7 @@ def _load_object(payload: bytes | str | dict, limit: int = MAX_RECORD_BYTES) -> 
     except UnicodeDecodeError as exc:
         raise RecordError("", f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
-        raise RecordError("", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise RecordError("", f"not JSON: {json_problem(exc)} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise RecordError("", "not JSON we read: nested too deeply") from None
     except ValueError as exc:
@@ -341,8 +358,8 @@ def _raw_fields(data: dict, prefix: str = "") -> dict:
             if not isinstance(flag, str):
                 raise RecordError(f"{prefix}flags[{i}]", "expected str")
     return _repair_strings(dict(
-        article_id=_check_nonempty(data, "article_id", prefix),
-        source_id=_check_nonempty(data, "source_id", prefix),
+        article_id=_check_id(data, "article_id", True, prefix),
+        source_id=_check_id(data, "source_id", True, prefix),
         source_kind=_check_enum(data, "source_kind", SOURCE_KINDS, True, prefix),
         url=_check(data, "url", str, True, prefix),
         title=_check(data, "title", str, True, prefix),
@@ -358,7 +375,7 @@ def _raw_fields(data: dict, prefix: str = "") -> dict:
         edited_at=_check_time(data, "edited_at", False, prefix),
         forwarded_from=_check(data, "forwarded_from", str, False, prefix),
         views=_check(data, "views", int, False, prefix),
-        reply_to=_check(data, "reply_to", str, False, prefix),
+        reply_to=_check_id(data, "reply_to", False, prefix),
         flags=tuple(flags) if flags is not None else None,
     ))
 
@@ -721,5 +738,5 @@ __all__ = [
     "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_RAW", "TOPIC_TAGGED",
     "TaggedArticle", "TopicTag", "decode_alert", "decode_dead_letter",
     "clamp_future", "decode_raw", "decode_tagged", "encode", "fit_to_size", "format_time", "has_surrogates",
-    "parse_time", "replace_surrogates", "utc_now", "with_flag",
+    "json_problem", "parse_time", "replace_surrogates", "utc_now", "with_flag",
 ]

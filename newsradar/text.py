@@ -30,6 +30,19 @@ _INVISIBLE = re.compile(r"[\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _LOOKS_LIKE_HTML = re.compile(r"<\s*[a-zA-Z!/][^<>]*>|&(#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);")
 
 
+# No word of the languages we read is this long; a longer run without a space is a URL, a
+# base64 blob or hostile filler ("<a<a<a…", 200,000 control bytes), and spaCy's tokenizer and
+# lingua both spend time quadratic in the length of one token on it.
+MAX_WORD_CHARS = 80
+_LONG_RUN = re.compile(rf"\S{{{MAX_WORD_CHARS + 1},}}")
+
+
+def blank_long_words(text: str) -> str:
+    """``text`` with every run of more than :data:`MAX_WORD_CHARS` non-space characters turned
+    into as many spaces: the same length, so offsets into it are offsets into ``text``."""
+    return _LONG_RUN.sub(lambda m: " " * len(m.group()), text)
+
+
 def looks_like_html(text: str) -> bool:
     """Whether ``text`` holds a tag or a character reference; linear in the length of ``text``."""
     return bool(_LOOKS_LIKE_HTML.search(text))

@@ -24,7 +24,7 @@ from apache_beam.metrics import Metrics
 
 from newsradar.metrics import pipeline_metrics
 from newsradar.records import RawArticle, TaggedArticle, with_flag
-from newsradar.text import html_to_text, looks_like_html, normalize_text
+from newsradar.text import blank_long_words, html_to_text, looks_like_html, normalize_text
 from newsradar.vocab import DETECTED_LANGUAGES, LANGUAGES
 
 from .deadletters import DLQ, RecordStep
@@ -81,7 +81,7 @@ def detect_language(text: str, hint: str | None, detector) -> str:
     """One of en, ru, uk, other for ``text`` (title and body), using ``hint`` only when the
     text is not conclusive (see module docstring)."""
     hint = normalize_hint(hint)
-    sample = text[:SAMPLE_CHARS]
+    sample = blank_long_words(text[:SAMPLE_CHARS])
     if not _LETTER.search(sample):
         return hint or "other"
     values = detector.compute_language_confidence_values(sample)

@@ -29,6 +29,14 @@ Guarantees:
 The file must be readable at the same path on every worker (a ConfigMap or shared volume on
 a cluster), and so should the store's directory for workers to share a last good version
 (each worker otherwise keeps its own).
+
+Loading is bounded in time: a Reloader loads the file (and, at start, the last good copy) on
+a helper thread, and a load that has not answered within ``load_timeout`` (default 10 s) is
+refused like a bad version, so a loader that hangs cannot stall the step that asked. A Python
+thread cannot be stopped: the stuck load is abandoned (a daemon thread), and no poll starts
+another load on that Reloader until it ends, so a file that keeps the loader spinning costs
+one thread (two at start), never one per poll. The launcher's load (:meth:`WatchlistSource.from_file`)
+is not bounded: it runs before the pipeline, in front of whoever started it.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ DEFAULT_POLL_INTERVAL = 30.0
 # Old versions kept in a store besides the last good one (a reader may hold the previous name).
 STORE_KEEP = 3
 STORE_FORMAT = 1
+DEFAULT_LOAD_TIMEOUT = 10.0
 
 
 class RejectedVersion(Exception):
@@ -202,13 +211,15 @@ class WatchlistSource:
     poll for new versions (``None``: fixed, as in tests and `newsradar tag`) and ``store``,
     the directory of the last-good store (``None``: none). ``initial_hash`` is the SHA-256 of
     the bytes ``initial`` was loaded from (``None``: unknown, so a Reloader takes whatever
-    valid version the file holds when it starts)."""
+    valid version the file holds when it starts). ``load_timeout`` bounds one load of the
+    file by a Reloader (seconds of wall time)."""
 
     initial: Watchlist
     path: str | None = None
     poll_interval: float = DEFAULT_POLL_INTERVAL
     initial_hash: str | None = None
     store: str | None = field(default=None)
+    load_timeout: float = DEFAULT_LOAD_TIMEOUT
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, poll_interval: float = DEFAULT_POLL_INTERVAL, *,
@@ -315,6 +326,7 @@ class Reloader(Generic[T]):
         self._store = LastGood(source.store, source.path) if source.store and source.path else None
         self._stat: tuple[int, int] | None = None
         self._refused_hash: str | None = None
+        self._stuck: list[threading.Thread] = []  # abandoned loads that may still be running
         self._next_poll = clock() + source.poll_interval
         saved = self._store.load() if self._store is not None else None
         self._saved = saved
@@ -389,7 +401,7 @@ class Reloader(Generic[T]):
         elif before is not None:
             since = advance_since(before, watchlist, self._since, self._wall())
         elif saved is not None:
-            since = advance_since(_load_or_none(saved.path), watchlist, saved.watched_since, self._wall())
+            since = advance_since(self._load_or_none(saved.path), watchlist, saved.watched_since, self._wall())
         else:
             since = {}
         # 1 is the launch version; whatever else an instance starts from is 2.
@@ -416,7 +428,7 @@ class Reloader(Generic[T]):
         if saved is None or saved.digest == self.source.initial_hash:
             return False
         try:
-            watchlist = load_watchlist(saved.path)
+            watchlist = self._load_bounded(saved.path)
             value = self._compile(watchlist)
             if self._check is not None:
                 self._check(watchlist, value)
@@ -429,6 +441,9 @@ class Reloader(Generic[T]):
         return True
 
     def _take_new_version(self, initial: bool = False) -> bool:
+        self._stuck = [worker for worker in self._stuck if worker.is_alive()]
+        if self._stuck:
+            return False  # reported when it timed out; the file is looked at again later
         stat = self._stat_now()
         if stat == self._stat and stat is not None:
             return False
@@ -438,7 +453,7 @@ class Reloader(Generic[T]):
         if digest is not None and digest in (in_force, self._refused_hash):
             return False
         try:
-            watchlist = load_watchlist(self.source.path)
+            watchlist = self._load_bounded(self.source.path)
             value = self._compile(watchlist)
             if self._check is not None:
                 self._check(watchlist, value)
@@ -458,10 +473,30 @@ class Reloader(Generic[T]):
         self._on_result("ok", "")
         return True
 
+    def _load_bounded(self, path: str) -> Watchlist:
+        """``load_watchlist(path)`` on a helper thread, waiting at most ``load_timeout``."""
+        outcome: dict[str, object] = {}
 
-def _load_or_none(path: str) -> Watchlist | None:
-    try:
-        return load_watchlist(path)
-    except ConfigError as exc:
-        log.error("last good watchlist %s does not load, its watched-since times are not used: %s", path, exc)
-        return None
+        def load() -> None:
+            try:
+                outcome["watchlist"] = load_watchlist(path)
+            except BaseException as exc:  # noqa: BLE001 -- not handled here: re-raised by the waiting thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=load, name=f"watchlist-load:{path}", daemon=True)
+        worker.start()
+        worker.join(self.source.load_timeout)
+        if worker.is_alive():
+            self._stuck.append(worker)
+            raise ConfigError(path, "", f"loading did not finish within {self.source.load_timeout:g}s "
+                                        "(abandoned; no other load starts until it ends)")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["watchlist"]
+
+    def _load_or_none(self, path: str) -> Watchlist | None:
+        try:
+            return self._load_bounded(path)
+        except ConfigError as exc:
+            log.error("last good watchlist %s does not load, its watched-since times are not used: %s", path, exc)
+            return None

@@ -27,6 +27,7 @@ from apache_beam.metrics import Metrics
 
 from newsradar.config.watchlist import Example, Watchlist
 from newsradar.records import Mention, TaggedArticle, TopicTag, with_flag
+from newsradar.text import blank_long_words
 
 from .deadletters import DLQ, RecordStep
 from .nlp import LANGS, Pipelines, analysis_text, guess_lang
@@ -71,7 +72,8 @@ class Tagger:
 
     def analyze_text(self, full: str, lang: str | None) -> Analysis:
         plang = self.pipeline_lang(lang, full)
-        doc = self.pipelines(full, plang)
+        # Runs no word is as long as go blank (same length, so spans keep their offsets).
+        doc = self.pipelines(blank_long_words(full), plang)
         return Analysis(plang, tuple(self.topic_matchers[plang](doc)), tuple(self.org_matchers[plang](doc)))
 
     def tag(self, article: TaggedArticle) -> TaggedArticle:

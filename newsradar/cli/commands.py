@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from newsradar import __version__, paths
-from newsradar.config import ConfigError
+from newsradar.config import ConfigError, parse_duration
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -152,9 +152,14 @@ def alerts_tail(bootstrap_servers: str, follow: bool, lines: int) -> None:
 
     from .liveview import tail_alerts
 
-    if not broker_answers(bootstrap_servers, timeout=10):
-        _fail(f"no Kafka broker answers at {bootstrap_servers}", EXIT_FAILURE)
-    tail_alerts(bootstrap_servers, follow=follow, say=click.echo, backlog=lines)
+    try:
+        if not broker_answers(bootstrap_servers, timeout=10):
+            _fail(f"no Kafka broker answers at {bootstrap_servers}", EXIT_FAILURE)
+        tail_alerts(bootstrap_servers, follow=follow, say=click.echo, backlog=lines,
+                    warn=lambda line: click.echo(line, err=True))
+    except KeyboardInterrupt:
+        # Ctrl-C is how -f ends; inside the loop it is a normal end (exit 0), before it 130.
+        sys.exit(130)
 
 
 # ---------------------------------------------------------------------------
@@ -232,25 +237,41 @@ def kafka_status(port: int, data_dir: str | None) -> None:
 
 @kafka.command("topics")
 @click.option("--bootstrap-servers", default="localhost:9092", show_default=True, help="Any Kafka cluster.")
-@click.option("--partitions", type=click.IntRange(1, 1024), default=2, show_default=True)
+@click.option("--partitions", type=click.IntRange(1, 1024), default=None,
+              help="Partitions per topic created [default: 2]; an existing topic with another count is reported.")
 @click.option("--replication-factor", type=click.IntRange(1, 16), default=None,
-              help="Replicas per partition (default: the cluster's default.replication.factor).")
+              help="Replicas per partition (default: the cluster's default.replication.factor); "
+                   "an existing topic with another factor is reported.")
 @click.option("--min-insync-replicas", type=click.IntRange(1, 16), default=None,
               help="min.insync.replicas of the topics (default: the cluster's).")
 @handles_errors
-def kafka_topics(bootstrap_servers: str, partitions: int, replication_factor: int | None,
+def kafka_topics(bootstrap_servers: str, partitions: int | None, replication_factor: int | None,
                  min_insync_replicas: int | None) -> None:
-    """Create the newsradar topics on a cluster (idempotent; retention and compression: docs/pipeline.md)."""
-    from newsradar.kafka import TopicPolicy, broker_answers, ensure_topics
+    """Create the newsradar topics on a cluster (idempotent; retention and compression: docs/pipeline.md).
+
+    An existing topic is never changed: when it has another partition count or replication
+    factor than the one asked for, that is said and the exit code is 1."""
+    from newsradar.kafka import TopicPolicy, broker_answers, ensure_topics, layout_mismatches
     from newsradar.records import ALL_TOPICS
 
     if not broker_answers(bootstrap_servers, timeout=10):
         _fail(f"no Kafka broker answers at {bootstrap_servers}", EXIT_FAILURE)
-    policy = TopicPolicy(partitions=partitions, replication_factor=replication_factor,
-                         min_insync_replicas=min_insync_replicas)
+    policy = TopicPolicy(replication_factor=replication_factor, min_insync_replicas=min_insync_replicas)
+    if partitions is not None:
+        policy = TopicPolicy(partitions=partitions, replication_factor=replication_factor,
+                             min_insync_replicas=min_insync_replicas)
     created = ensure_topics(bootstrap_servers, policy=policy)
+    existing = [t for t in ALL_TOPICS if t not in created]
+    mismatched = layout_mismatches(bootstrap_servers, existing, partitions, replication_factor)
     for topic in ALL_TOPICS:
-        click.echo(f"{topic}: {'created' if topic in created else 'exists'}")
+        if topic in mismatched:
+            click.echo(f"{topic}: exists with {mismatched[topic]} (an existing topic is not changed)")
+        else:
+            click.echo(f"{topic}: {'created' if topic in created else 'exists'}")
+    if mismatched:
+        _fail(f"{len(mismatched)} existing topics do not have the layout asked for; change them with "
+              "Kafka's own tools (kafka-topics.sh --alter raises partitions; replication needs a reassignment)",
+              EXIT_FAILURE)
 
 
 # ---------------------------------------------------------------------------
@@ -265,9 +286,11 @@ def kafka_topics(bootstrap_servers: str, partitions: int, replication_factor: in
 @click.option("--allow-private-networks", is_flag=True, help="Allow fetching from loopback/private addresses (tests, demo).")
 @click.option("--shard", default="0/1", show_default=True,
               help="Poll only shard I of N (I from 0 to N-1) of the sources; state in <state dir>/shard-I.")
+@click.option("--reload-every", default="30s", show_default=True,
+              help="Re-read the sources file this often while running when it changed (0s: never).")
 @handles_errors
 def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_servers: str, allow_private_networks: bool,
-            shard: str) -> None:
+            shard: str, reload_every: str) -> None:
     """Poll RSS/Atom feeds and Telegram channels into news.raw."""
     from connectors.app import run
     from connectors.shards import Shard
@@ -276,8 +299,12 @@ def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_serv
         which = Shard.parse(shard)
     except ValueError as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
+    try:
+        every = parse_duration(reload_every)
+    except ValueError as exc:
+        _fail(f"--reload-every: {exc}", EXIT_BAD_INPUT)
     sys.exit(run(sources_file, state_dir=state_dir, once=once, bootstrap_servers=bootstrap_servers,
-                 allow_private_networks=allow_private_networks, shard=which))
+                 allow_private_networks=allow_private_networks, shard=which, reload_every=every))
 
 
 # ---------------------------------------------------------------------------
@@ -310,14 +337,18 @@ def pipeline(ctx: click.Context, watchlist_file: str, runner: str, bootstrap_ser
 
 @main.command()
 @click.option("--watchlist", "watchlist_file", required=True, type=click.Path(dir_okay=False))
-@click.option("--alerts", "alerts_file", type=click.Path(dir_okay=False), help="Also write the alerts raised to this file (JSONL).")
+@click.option("--alerts", "alerts_file", type=click.Path(dir_okay=False), help="Also write the alerts raised to this file (JSONL); created or emptied before the work starts.")
+@click.option("--explain", is_flag=True, help="Give each topic its evidence: the matched terms, with offsets.")
 @click.argument("input_file", required=False, type=click.Path(dir_okay=False))
 @handles_errors
-def tag(watchlist_file: str, alerts_file: str | None, input_file: str | None) -> None:
-    """Tag a bounded input (JSONL, or an RSS/Atom file; stdin if omitted) to stdout."""
+def tag(watchlist_file: str, alerts_file: str | None, explain: bool, input_file: str | None) -> None:
+    """Tag a bounded input (JSONL, or an RSS/Atom file; stdin if omitted) to stdout.
+
+    JSONL fields: text (required), title, id, url, lang, published_at, edited_at, source_id
+    (docs/tagging.md); other fields are ignored, and named once on stderr."""
     from pipelines.tag import main as tag_main
 
-    code = tag_main(watchlist_file, input_file, alerts_file)
+    code = tag_main(watchlist_file, input_file, alerts_file, explain=explain)
     if code:
         sys.exit(code)
 
@@ -358,12 +389,27 @@ def sources() -> None:
 
 @sources.command("check")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--allow-private-networks", is_flag=True,
+              help="Accept loopback/private addresses, as `connect --allow-private-networks` would (tests, demo).")
+@click.option("--no-resolve", is_flag=True,
+              help="Judge IP literals and localhost only; do not resolve host names (every fetch still does).")
 @handles_errors
-def sources_check(file: str) -> None:
-    """Validate a sources file."""
+def sources_check(file: str, allow_private_networks: bool, no_resolve: bool) -> None:
+    """Validate a sources file, and refuse what `connect` would refuse to fetch: an internal
+    address (loopback, private, link-local, in any spelling, or a name resolving to one) unless
+    private networks are allowed. Exit 2 with one line per refused field."""
+    from connectors.reach import check_reach, system_resolve
     from newsradar.config import load_sources
 
     s = load_sources(file)
+    reach = check_reach(file, s, allow_private_networks=allow_private_networks,
+                        resolve=None if no_resolve else system_resolve)
+    for note in reach.notes:
+        click.echo(f"newsradar: note: {note}", err=True)
+    if reach.refused:
+        for error in reach.refused:
+            click.echo(f"newsradar: config error: {error}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     kinds: dict[str, int] = {}
     for src in s.sources:
         key = src.kind if src.kind == "rss" else f"telegram/{src.mode}"

@@ -36,7 +36,9 @@ def scrape(url: str, timeout: float = 2.0) -> dict[str, float]:
 class AlertFeed:
     """Reads news.alerts without a consumer group, from shortly before the end."""
 
-    def __init__(self, bootstrap: str, backlog: int = 20):
+    def __init__(self, bootstrap: str, backlog: int = 20,
+                 on_bad: Callable[[int, int, str], None] | None = None):
+        """``on_bad(partition, offset, error)`` hears of every record that is not an alert."""
         from kafka import KafkaConsumer, TopicPartition
 
         self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="newsradar-up-view")
@@ -47,6 +49,7 @@ class AlertFeed:
         for tp in parts:
             self._consumer.seek(tp, max(begins[tp], ends[tp] - backlog))
         self._ends = ends
+        self._on_bad = on_bad
         self.bad = 0
 
     def caught_up(self) -> bool:
@@ -59,8 +62,10 @@ class AlertFeed:
             for rec in records:
                 try:
                     out.append(decode_alert(rec.value))
-                except RecordError:
+                except RecordError as exc:
                     self.bad += 1  # shown in the view; the pipeline owns the DLQ, not the viewer
+                    if self._on_bad is not None:
+                        self._on_bad(rec.partition, rec.offset, str(exc))
         out.sort(key=lambda a: a.created_at)
         return out
 
@@ -163,9 +168,15 @@ class LiveView:
         return Group(stats, alerts)
 
 
-def tail_alerts(bootstrap: str, follow: bool, say: Callable[[str], None] = print, backlog: int = 50) -> int:
-    """Print alerts from news.alerts as JSON lines (the `newsradar alerts tail` command)."""
-    feed = AlertFeed(bootstrap, backlog=backlog)
+def tail_alerts(bootstrap: str, follow: bool, say: Callable[[str], None] = print, backlog: int = 50,
+                warn: Callable[[str], None] | None = None) -> int:
+    """Print alerts from news.alerts as JSON lines (the `newsradar alerts tail` command); a
+    record that is not an alert is one ``warn`` line naming it (``partition:offset``, as
+    `newsradar dlq` names records), never skipped silently."""
+    def bad(partition: int, offset: int, error: str) -> None:
+        (warn or say)(f"newsradar: {TOPIC_ALERTS} {partition}:{offset}: not an alert, skipped: {error}")
+
+    feed = AlertFeed(bootstrap, backlog=backlog, on_bad=bad)
     count = 0
     try:
         while follow or not feed.caught_up():

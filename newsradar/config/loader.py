@@ -1,6 +1,6 @@
 """Safe YAML loading and error reporting shared by every config file.
 
-Only plain YAML is accepted: the safe loader, no anchors or aliases (so no alias bombs),
+Only plain YAML is accepted: the safe loader, no anchors, aliases or merge keys (so no alias bombs),
 no tags beyond the core scalar/collection tags, at most :data:`MAX_BYTES` of text,
 :data:`MAX_NODES` nodes and :data:`MAX_DEPTH` levels. Every problem is a
 :class:`ConfigError` naming the file, the line when known, the path inside the document
@@ -44,15 +44,37 @@ def format_path(loc: tuple | list) -> str:
     """('organizations', 1, 'aliases', 'ru') -> 'organizations[1].aliases.ru'."""
     out = ""
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
+        out += f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) else key_segment(part, not out)
     return out
+
+
+# A key shown bare in a path: no dots, brackets, quotes or spaces, and not empty.
+_PLAIN_KEY = re.compile(r"[^\s.\[\]'\"]+")
+
+
+def key_segment(key: Any, first: bool = False) -> str:
+    """One mapping key as a path segment: ``.name``, or ``['odd key']`` for a key that is empty
+    or holds a dot, bracket, quote or space. Non-string keys are shown as YAML writes them."""
+    if isinstance(key, str):
+        text = key
+    elif key is None or isinstance(key, bool):
+        text = {None: "null", True: "true", False: "false"}[key]
+    else:
+        text = str(key)
+    if isinstance(key, str) and not _PLAIN_KEY.fullmatch(text):
+        return f"[{text!r}]"
+    return text if first else f".{text}"
 
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that refuses anchors, aliases and custom tags, and counts nodes."""
+
+    # No config value is a date: 2020-02-30 stays the text it is (read as a timestamp it would
+    # be a date object no schema expects, or a crash on a day that does not exist).
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def __init__(self, stream, file: str):
         super().__init__(stream)
@@ -114,34 +136,37 @@ class Document:
         return self.lines.get("")
 
 
-# One segment of a formatted path: "[3]", ".name" or a leading "name" (names hold no '.' or '[').
-_SEGMENT = re.compile(r"\[\d+\]|\.?[^.\[]+")
+# One segment of a formatted path: "[3]", "['odd key']", ".name" or a leading "name".
+_SEGMENT = re.compile(r"""\[\d+\]|\[(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\]|\.?[^.\[]+""")
 
 
-def _key_name(key: yaml.Node) -> str:
-    return key.value if isinstance(key, yaml.ScalarNode) else "?"
-
-
-def _lines(file: str, node: yaml.Node, path: str, out: dict[str, int]) -> None:
+def _lines(file: str, node: yaml.Node, path: str, out: dict[str, int], key_of: Callable[[yaml.Node], Any]) -> None:
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         first: dict[Any, int] = {}
         for key, value in node.value:
-            name = _key_name(key)
+            if key.tag == "tag:yaml.org,2002:merge":
+                raise ConfigError(file, path, "YAML merge keys (<<) are not allowed (plain YAML only)",
+                                  key.start_mark.line + 1)
+            # The key as the data will hold it, so an error's path (from the data) finds its line.
+            name = key_of(key) if isinstance(key, yaml.ScalarNode) else "?"
             line = key.start_mark.line + 1
-            # YAML keeps the last of two equal keys; a config file meant one of them.
-            ident = (key.tag, name) if isinstance(key, yaml.ScalarNode) else None
-            if ident is not None and ident in first:
-                raise ConfigError(file, f"{path}.{name}" if path else name,
-                                  f"duplicate key (also on line {first[ident]})", line)
-            if ident is not None:
-                first[ident] = line
-            child = f"{path}.{name}" if path else str(name)
+            child = path + key_segment(name, not path)
+            # YAML keeps the last of two equal keys (1, 1.0 and true are one key); a config
+            # file meant one of them.
+            try:
+                seen = first.get(name)
+            except TypeError:  # an unhashable key: YAML itself refuses it when constructing
+                seen = None
+            if seen is not None:
+                raise ConfigError(file, child, f"duplicate key (also on line {seen})", line)
+            if isinstance(key, yaml.ScalarNode):
+                first[name] = line
             out.setdefault(child, line)
-            _lines(file, value, child, out)
+            _lines(file, value, child, out, key_of)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _lines(file, item, f"{path}[{i}]", out)
+            _lines(file, item, f"{path}[{i}]", out, key_of)
 
 
 def load_yaml(path: str | os.PathLike) -> Document:
@@ -153,7 +178,7 @@ def load_yaml(path: str | os.PathLike) -> Document:
     except OSError as exc:
         raise ConfigError(file, "", f"cannot read: {exc.strerror or exc}") from None
     if len(raw) > MAX_BYTES:
-        raise ConfigError(file, "", f"file is larger than the {MAX_BYTES // 1024} KiB limit for config files")
+        raise ConfigError(file, "", f"file is larger than {MAX_BYTES / 2**20:g} MiB, the limit for config files")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -164,7 +189,7 @@ def load_yaml(path: str | os.PathLike) -> Document:
         if node is None:
             raise ConfigError(file, "", "the file is empty; expected a mapping at the top level")
         lines: dict[str, int] = {}
-        _lines(file, node, "", lines)
+        _lines(file, node, "", lines, loader.construct_object)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -217,6 +242,8 @@ def _explain(error: dict) -> str:
         return f"expected a number {op} {limit}, got {_shown(error.get('input'))}"
     if kind in ("string_too_short", "too_short") and ctx.get("min_length") == 1:
         return f"expected a non-empty value, got {_shown(error.get('input'))}"
+    if kind == "invalid_key":
+        return f"expected a text key, got {_shown(error.get('input'))}"
     if kind == "value_error":
         return str(ctx.get("error", error.get("msg", "")))
     msg = error.get("msg", "invalid value")
@@ -270,6 +297,9 @@ def _root_cause(errors: list[dict]) -> dict:
     return first
 
 
+_ABSENT = object()
+
+
 def _document_path(data: Any, loc: tuple | list) -> tuple[list, str]:
     """pydantic's location as (keys into ``data``, formatted path). Parts that are not in the
     data (union branch tags, validator names, the ``[key]`` marker of a bad mapping key) are
@@ -287,13 +317,18 @@ def _document_path(data: Any, loc: tuple | list) -> tuple[list, str]:
                 out += f"[{part}]"
                 current = current[part]
             continue
-        if isinstance(current, dict) and part in current:
-            keys.append(part)
-            out += ("." if out else "") + str(part)
-            current = current[part]
+        if isinstance(current, dict):
+            # pydantic writes some keys (null) as their str() in the location.
+            key = part if part in current else next((k for k in current if str(k) == str(part)), _ABSENT)
+        else:
+            key = _ABSENT
+        if key is not _ABSENT:
+            keys.append(key)
+            out += key_segment(key, not out)
+            current = current[key]
         elif last and isinstance(current, dict):
             keys.append(part)
-            out += ("." if out else "") + str(part)
+            out += key_segment(part, not out)
     return keys, out
 
 

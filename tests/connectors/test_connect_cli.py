@@ -83,7 +83,9 @@ def test_internal_addresses_need_the_flag(kafka, feed_server, topic_prefix, tmp_
     file = write_sources(tmp_path / "sources.yaml", [{"id": source_id, "kind": "rss",
                                                      "url": feed_server.url("/feeds/rss20.xml")}], allow_private=False)
     refused = connect(kafka, file, tmp_path / "state", "--once")
-    assert refused.returncode == 0 and "refusing internal address" in refused.stderr and "(refused, 1 in a row)" in refused.stderr
+    # Its only source refused: nothing could be polled, which --once says (issue 19) and exits 1 for.
+    assert refused.returncode == 1 and "refusing internal address" in refused.stderr and "(refused, 1 in a row)" in refused.stderr
+    assert f"connect --once: source {source_id}: refusing internal address" in refused.stderr
     assert feed_server.hits() == [] and mine(kafka, topic_prefix) == []
     allowed = connect(kafka, file, tmp_path / "state", "--once", "--allow-private-networks")
     assert allowed.returncode == 0, allowed.stderr
@@ -138,3 +140,14 @@ def test_bad_config_is_exit_2_and_no_broker_exit_1(kafka, tmp_path):
     )
     assert nobody.returncode == 1 and "no Kafka broker answers" in nobody.stderr
 
+
+
+def test_once_fails_when_no_source_could_be_polled_and_says_why_per_source(kafka, topic_prefix, tmp_path):
+    sources = [{"id": f"{topic_prefix}-{name}", "kind": "rss", "url": url}
+               for name, url in (("metadata", "http://169.254.169.254/"), ("local", "http://localhost/feed"))]
+    file = write_sources(tmp_path / "sources.yaml", sources, allow_private=False)
+    run = connect(kafka, file, tmp_path / "state", "--once")
+    assert run.returncode == 1, run.stderr
+    assert f"connect --once: source {topic_prefix}-metadata: refusing internal address 169.254.169.254" in run.stderr
+    assert f"connect --once: source {topic_prefix}-local: refusing internal address localhost" in run.stderr
+    assert "connect --once: none of the 2 sources could be polled" in run.stderr

@@ -172,6 +172,7 @@ def test_duplicate_key_names_both_lines(tmp_path):
     ('"   "', "organizations[0].aliases.en[0]", "expected text that is not blank"),
     ("{text: ' '}", "organizations[0].aliases.en[0].text", "expected text that is not blank"),
     ("{regex: 'Org.*'}", "organizations[0].aliases.en[0].regex", "unknown key; expected one of: case, text"),
+    ('{"text": 5}', "organizations[0].aliases.en[0].text", "expected a string, got 5"),
 ])
 def test_alias_mistakes_are_named_for_what_they_are(tmp_path, alias, path, words):
     f = _write(tmp_path, "wl.yaml", ORG + f"    aliases:\n      en: [{alias}]\n")
@@ -208,3 +209,21 @@ def test_weights_and_thresholds_must_be_positive(tmp_path):
     f = _write(tmp_path, "wl.yaml", "topics:\n  - {id: Bad_Id, name: T, terms: {en: [a]}}\n")
     with pytest.raises(ConfigError, match=r"topics\[0\]\.id: expected an id of lower-case letters, digits and '-', got 'Bad_Id'"):
         load_watchlist(f)
+
+
+@pytest.mark.parametrize("text, where", [
+    ("organizations: []\n'': 1\n", "wl.yaml:2: ['']: unknown key"),
+    ("organizations: []\n'a b': 1\n", "wl.yaml:2: ['a b']: unknown key"),
+    ("organizations: []\nnull: 1\n", "wl.yaml:2: null: expected a text key, got None"),
+    (ORG + "    aliases: {en: [A]}\n    5: x\n", "wl.yaml:5: organizations[0].5: expected a text key, got 5"),
+    ("version: 1\n1: a\n1.0: b\n", "wl.yaml:3: 1.0: duplicate key (also on line 2)"),
+    # Not a date (no config value is one), so no crash on a day that does not exist.
+    ("organizations: []\n2020-02-30: 1\n", "wl.yaml:2: 2020-02-30: unknown key"),
+    ("version: 2020-02-30\n", "wl.yaml:1: version: expected 1, got '2020-02-30'"),
+    ("organizations: []\n<<: {version: 1}\n", "wl.yaml:2: YAML merge keys (<<) are not allowed"),
+])
+def test_odd_keys_are_named_and_found_on_their_line(tmp_path, text, where):
+    f = _write(tmp_path, "wl.yaml", text)
+    with pytest.raises(ConfigError) as err:
+        load_watchlist(f)
+    assert str(err.value).startswith(f"{tmp_path}/{where}"), str(err.value)

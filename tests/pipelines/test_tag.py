@@ -163,3 +163,80 @@ def test_a_repeated_article_gets_the_version_in_force(tmp_path):
     # each line still gets an object: the one of the version in force, saying so.
     assert first["mentions"][0]["org_id"] == "soldiers-mothers-union" and "repeat_of_line" not in first
     assert again == {**first, "repeat_of_line": 1} and stale == {**first, "repeat_of_line": 1}
+
+
+@pytest.mark.parametrize("where, words", [
+    ("no/such/dir/alerts.jsonl", "--alerts: cannot write: No such file or directory"),
+    ("input", "--alerts would overwrite"),
+])
+def test_an_unwritable_alerts_file_is_refused_before_the_work(tmp_path, monkeypatch, where, words):
+    import pipelines.tag as tag_mod
+    from newsradar.config import ConfigError
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the pipeline ran although its output could not be written")
+
+    monkeypatch.setattr(tag_mod, "run_items", no_work)
+    articles = tmp_path / "in.jsonl"
+    articles.write_text('{"title": "t", "text": "x"}\n', encoding="utf-8")
+    alerts = articles if where == "input" else tmp_path / where
+    with pytest.raises(ConfigError, match=words):
+        tag_main(WATCHLIST, str(articles), str(alerts), out=io.StringIO(), err=io.StringIO())
+    assert articles.read_text(encoding="utf-8") == '{"title": "t", "text": "x"}\n'
+
+
+def test_an_unwritable_alerts_file_is_one_line_and_exit_2():
+    result = run("tag", "--watchlist", WATCHLIST, "--alerts", "/no/such/dir/x.jsonl", str(TAG / "articles.jsonl"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "newsradar: config error: /no/such/dir/x.jsonl: --alerts: cannot write: No such file or directory")
+    assert result.stdout == ""
+
+
+
+def test_title_is_optional_and_unknown_fields_are_named_not_silently_dropped(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"text": "The UCSMR said.", "topics": ["x"], "split": "dev"}\n'
+                    '{"title": 5, "text": "x"}\n{"text": 7}\n', encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    assert tag_main(WATCHLIST, str(path), None, out=out, err=err) == 2
+    first, bad_title, bad_text = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert first["title"] == "" and first["mentions"][0]["org_id"] == "soldiers-mothers-union"
+    assert bad_title == {"line": 2, "error": "title: expected a string, got int"}
+    assert bad_text == {"line": 3, "error": "text: expected a string, got int"}
+    assert f"newsradar: note: {path}: fields ignored (not input fields of tag) on 1 lines: split, topics" in err.getvalue()
+
+
+def test_edited_at_makes_a_later_version_an_edit_and_an_older_one_stale(tmp_path):
+    path = tmp_path / "in.jsonl"
+    rows = [
+        {"id": "e", "text": "The UCSMR said.", "edited_at": "2026-03-02T10:00:00Z"},
+        {"id": "e", "text": "Минобороны России заявило.", "edited_at": "2026-03-02T11:00:00Z"},
+        {"id": "e", "text": "An old draft.", "edited_at": "2026-03-02T09:00:00Z"},
+        {"id": "f", "text": "x", "edited_at": "later"},
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    assert tag_main(WATCHLIST, str(path), None, out=out, err=err) == 2
+    first, edit, old, bad = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert [m["org_id"] for m in first["mentions"]] == ["soldiers-mothers-union"]
+    # Without edited_at the second line would be a stale version under a known id (dropped).
+    assert [m["org_id"] for m in edit["mentions"]] == ["russian-ministry-of-defence"] and "repeat_of_line" not in edit
+    assert old == {**edit, "repeat_of_line": 2}
+    assert bad["line"] == 4 and bad["error"].startswith("edited_at: ")
+
+
+def test_rss_input_keeps_url_and_title_and_explain_gives_evidence():
+    out, err = io.StringIO(), io.StringIO()
+    assert tag_main(WATCHLIST, str(TAG / "feed.xml"), None, out=out, err=err, explain=True) == 0
+    first, second = [json.loads(line) for line in out.getvalue().splitlines()]
+    for obj in (first, second):
+        assert obj["url"].startswith("http") and obj["title"]
+    assert (TAG / "feed.xml").read_text(encoding="utf-8").count(first["url"]) >= 1
+    [topic] = first["topics"]
+    assert topic["id"] == "mobilization" and topic["evidence"]
+    for e in topic["evidence"]:
+        assert set(e) == {"text", "start", "end"} and e["end"] > e["start"]
+    plain = io.StringIO()
+    tag_main(WATCHLIST, str(TAG / "feed.xml"), None, out=plain, err=io.StringIO())
+    assert "evidence" not in plain.getvalue()

@@ -398,3 +398,84 @@ def test_an_organization_added_back_while_the_pipeline_was_down_is_watched_from_
     source = WatchlistSource.from_file(path, store=store)
     worker = watchlist_reloader(source, Clock())
     assert worker.watched_since("cmw") >= before and worker.watched_since("poets") is None
+
+
+def test_a_load_that_hangs_is_abandoned_within_its_bound_and_the_old_version_stays(tmp_path, monkeypatch):
+    # A loader bug that spins forever (issue 19: an unknown language key once did) must cost
+    # the step at most load_timeout, once, and never a thread per poll.
+    import threading
+    import time as wallclock
+
+    import transforms.reload as reload_mod
+
+    path = tmp_path / "watchlist.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    source = dataclasses.replace(WatchlistSource.from_file(path, poll_interval=30), load_timeout=0.3)
+    clock, results = Clock(), []
+    reloader = Reloader(source, compile=lambda wl: Tagger(wl, langs=("en",)), check=require_examples_pass,
+                        on_result=lambda result, detail: results.append((result, detail)), clock=clock)
+    before = reloader.get()
+    release = threading.Event()
+    real_load = reload_mod.load_watchlist
+    calls = []
+
+    def hanging_load(p):
+        calls.append(p)
+        if not release.wait(timeout=30):
+            raise AssertionError("the test never released the hanging load")
+        return real_load(p)
+
+    monkeypatch.setattr(reload_mod, "load_watchlist", hanging_load)
+    path.write_text(POETS, encoding="utf-8")
+    clock.t += 31
+    started = wallclock.monotonic()
+    assert reloader.get() is before
+    assert wallclock.monotonic() - started < 2
+    assert results == [("failed", results[0][1])] and "did not finish within 0.3s" in results[0][1]
+    # While the stuck load runs, polls neither wait nor start another load.
+    path.write_text(POETS.replace("spoke.", "spoke again."), encoding="utf-8")
+    clock.t += 31
+    started = wallclock.monotonic()
+    assert reloader.get() is before and wallclock.monotonic() - started < 0.2
+    assert len(calls) == 1 and len(results) == 1
+    # Once it ends, the next poll takes the file's current version.
+    release.set()
+    deadline = wallclock.monotonic() + 10
+    while any(t.name.startswith("watchlist-load") for t in threading.enumerate()):
+        assert wallclock.monotonic() < deadline, "the released load never ended"
+        wallclock.sleep(0.01)
+    clock.t += 31
+    assert orgs(reloader, "The Union of Poets said.") == ["poets"] and results[-1] == ("ok", "")
+
+
+def test_a_worker_whose_first_load_of_the_file_hangs_runs_the_last_good_version(tmp_path, monkeypatch):
+    # Both guarantees at once: the bound on a load (issue 19) and the last good store (issue 13).
+    import threading
+
+    import transforms.reload as reload_mod
+
+    path, store = tmp_path / "watchlist.yaml", tmp_path / "store"
+    path.write_text(GOOD, encoding="utf-8")
+    source = dataclasses.replace(WatchlistSource.from_file(path, poll_interval=30, store=store), load_timeout=0.3)
+    clock = Clock()
+    running = watchlist_reloader(source, clock)
+    path.write_text(POETS, encoding="utf-8")  # a good edit, taken and kept
+    clock.t += 31
+    assert org_ids(running.get()) == ["poets", "cmw"]
+    path.write_text(NO_CMW, encoding="utf-8")  # an edit whose load will hang
+    release = threading.Event()
+    real_load = reload_mod.load_watchlist
+
+    def hanging_load(p):
+        if str(p) == str(path) and not release.wait(timeout=30):
+            raise AssertionError("the test never released the hanging load")
+        return real_load(p)
+
+    monkeypatch.setattr(reload_mod, "load_watchlist", hanging_load)
+    results = []
+    try:
+        late = watchlist_reloader(source, clock, results=results)  # a worker set up now
+        assert org_ids(late.get()) == ["poets", "cmw"], "not the last good version"
+        assert results == [("failed", results[0][1])] and "did not finish within 0.3s" in results[0][1]
+    finally:
+        release.set()

@@ -1,0 +1,120 @@
+"""One useful line where one line would do (issue 19, item 5): a dead broker, Ctrl-C on
+`alerts tail -f`, a record on news.alerts that is not an alert, topics that exist with another
+layout, json's own "at" in our messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from newsradar import kafka as nk
+from newsradar.identity import alert_id
+from newsradar.records import ALL_TOPICS, TOPIC_ALERTS, Alert, RecordError, decode_raw, format_time
+from pipelines.tag import read_items
+from tests.conftest import free_port, newsradar_cmd
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(newsradar_cmd(*args), capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_dead_broker_is_one_line(tmp_path):
+    dead = f"127.0.0.1:{free_port()}"
+    for args in (("alerts", "tail", "--bootstrap-servers", dead), ("kafka", "topics", "--bootstrap-servers", dead)):
+        result = _run(*args)
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [f"newsradar: no Kafka broker answers at {dead}"], result.stderr
+    status = _run("kafka", "status", "--port", dead.split(":")[1], "--data-dir", str(tmp_path / "kafka"))
+    assert status.returncode == 3 and status.stderr == ""
+    assert status.stdout.splitlines() == [f"kafka: not running at localhost:{dead.split(':')[1]}"]
+
+
+def test_ctrl_c_before_alerts_tail_follows_is_no_aborted(monkeypatch):
+    # Ctrl-C while the broker is still being asked (the first seconds) used to print "Aborted!".
+    from click.testing import CliRunner
+
+    import newsradar.kafka
+    from newsradar.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(newsradar.kafka, "broker_answers", interrupted)
+    result = CliRunner().invoke(main, ["alerts", "tail", "-f"])
+    assert result.exit_code == 130 and result.output == "", result.output
+
+
+def test_json_s_dangling_at_is_not_doubled():
+    [item] = read_items(b'{"text": "unterminated\n', datetime.now(UTC))
+    assert item.error == "not JSON: Unterminated string starting at column 10"
+    with pytest.raises(RecordError, match=r"not JSON: Unterminated string starting at line 1 column 2$"):
+        decode_raw(b'["x')
+
+
+def _alert(n: int) -> Alert:
+    return Alert(alert_id=alert_id("new_mention", "cmw", f"noise-{n}"), kind="new_mention", severity="warning",
+                 article_id=f"a{n}", story_id=f"noise-{n}", url=f"https://example.org/{n}", title=f"Title {n}",
+                 snippet="…", why="a test alert", created_at=format_time(datetime.now(UTC)), org_id="cmw")
+
+
+@pytest.mark.kafka
+def test_alerts_tail_names_a_record_that_is_not_an_alert_and_ctrl_c_ends_quietly(kafka):
+    nk.ensure_topics(kafka.bootstrap, partitions=1, topics=[TOPIC_ALERTS])
+    producer = nk.make_producer(kafka.bootstrap)
+    bad = producer.send(TOPIC_ALERTS, key=b"x", value=b"this is not json").get(timeout=30)
+    good = _alert(time.time_ns())
+    producer.send(TOPIC_ALERTS, key=good.alert_id.encode(), value=good.encode()).get(timeout=30)
+    producer.close(10)
+    once = _run("alerts", "tail", "-n", "1000", "--bootstrap-servers", kafka.bootstrap)
+    assert once.returncode == 0, once.stderr
+    assert good.alert_id in once.stdout
+    assert (f"newsradar: news.alerts {bad.partition}:{bad.offset}: not an alert, skipped: not JSON: "
+            "Expecting value at line 1 column 1") in once.stderr.splitlines(), once.stderr
+
+    follow = subprocess.Popen(newsradar_cmd("alerts", "tail", "-f", "-n", "1000", "--bootstrap-servers", kafka.bootstrap),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(follow.stdout, selectors.EVENT_READ)
+        deadline, seen = time.monotonic() + 60, False
+        while not seen and time.monotonic() < deadline:
+            if sel.select(timeout=1):
+                line = follow.stdout.readline()
+                seen = bool(line) and json.loads(line)["alert_id"] == good.alert_id
+        assert seen, "alerts tail -f never printed the alert"
+        os.kill(follow.pid, signal.SIGINT)
+        _, err = follow.communicate(timeout=60)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+    assert follow.returncode == 0, err
+    assert "Aborted" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.kafka
+def test_kafka_topics_says_when_existing_topics_have_another_layout(kafka):
+    nk.ensure_topics(kafka.bootstrap)
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        counts = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(list(ALL_TOPICS))}
+    finally:
+        admin.close()
+    asked = max(counts.values()) + 4
+    result = _run("kafka", "topics", "--bootstrap-servers", kafka.bootstrap, "--partitions", str(asked),
+                  "--replication-factor", "3")
+    assert result.returncode == 1, result.stdout + result.stderr
+    for topic in ALL_TOPICS:
+        assert (f"{topic}: exists with {counts[topic]} partitions, not {asked} and replication factor 1, not 3 "
+                "(an existing topic is not changed)") in result.stdout.splitlines(), result.stdout
+    assert "4 existing topics do not have the layout asked for" in result.stderr
+    same = _run("kafka", "topics", "--bootstrap-servers", kafka.bootstrap)
+    assert same.returncode == 0 and "not" not in same.stdout, same.stdout
