@@ -40,9 +40,11 @@ SIZE_CLASSES = ((0.70, (0, 64)), (0.25, (65, 5_000)), (0.05, (20_000, 800_000)))
 
 def draw(rng: random.Random) -> tuple:
     r, acc = rng.random(), 0.0
-    for weight, (lo, hi) in SIZE_CLASSES:
+    lo, hi = SIZE_CLASSES[-1][1]  # r above the weights' float sum: the last class
+    for weight, bounds in SIZE_CLASSES:
         acc += weight
         if r <= acc:
+            lo, hi = bounds
             break
     return (rng.choice(hostile.KINDS), rng.choice(hostile.FIELDS), rng.randint(lo, hi),
             rng.randrange(2**20), rng.randrange(256))

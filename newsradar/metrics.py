@@ -133,6 +133,11 @@ class PipelineMetrics:
             "newsradar_mentions", "Watched-organization mentions, by organization.", ["org"], registry=registry
         )
         self.alerts = Counter("newsradar_alerts", "Alerts raised, by kind.", ["kind"], registry=registry)
+        self.alerts_withheld = Counter(
+            "newsradar_alerts_withheld",
+            "Alerts not raised because their event was older than novelty.max_alert_age when it arrived "
+            "(a backfill), by kind.", ["kind"], registry=registry,
+        )
         self.published_to_alert = Histogram(
             "newsradar_published_to_alert_seconds", "From an article's published_at to its alert.",
             buckets=LATENCY_BUCKETS, registry=registry,
@@ -164,6 +169,7 @@ class PipelineMetrics:
             self.articles.labels(lang=lang)
         for kind in ALERT_KINDS:
             self.alerts.labels(kind=kind)
+            self.alerts_withheld.labels(kind=kind)
         for kind in DUPLICATE_KINDS:
             self.duplicates.labels(kind=kind)
         for result in WATCHLIST_RELOAD_RESULTS:

@@ -64,6 +64,7 @@ from newsradar.records import (
 from transforms.dedupe import DedupeSettings
 from transforms.kafkaio import LOCAL_PROGRESS, CommitOffsets, LocalProgress, ReadFromKafka, WriteToKafka
 from transforms.reload import WatchlistSource
+from transforms.tagging import reload_counter, require_examples_pass
 
 from . import monitor
 from .options import NewsradarOptions, dedupe_settings, read_settings, topic
@@ -206,7 +207,10 @@ def run_streaming(
     """Run until stopped (streaming runners) or until news.raw is read to its current end
     (DirectRunner, which cannot run an unbounded source). Returns the exit code."""
     # Polled while running: a good new version is taken into use, a bad one refused (issue 6).
-    watchlist = WatchlistSource.from_file(watchlist_path)
+    # A bad file at start runs the last good version kept under $NEWSRADAR_HOME (issue 13);
+    # with none, its error is exit 2.
+    watchlist = WatchlistSource.from_file(watchlist_path, store=paths.home() / "watchlist",
+                                          check=require_examples_pass, on_result=reload_counter())
     options = _beam_options(runner, beam_args)
     own = options.view_as(NewsradarOptions)
     try:

@@ -33,6 +33,12 @@ Times are event times: an article's ``published_at``, but never later than its
 arrivals are fine: a late article never raises ``first_in_window`` (the silence it would
 end is already over) and counts in its own hour.
 
+Backfills: a mention whose event time is more than ``novelty.max_alert_age`` (default 2
+days) before its arrival time updates the state like any other and raises nothing
+(:func:`is_backfill`); the alerts it would have raised are counted as withheld. The caller
+says when a mention arrives: the stream when the rules see it (the clock), a bounded replay
+the newest event time in the input up to it (:class:`ReplayClock`).
+
 Guarantees:
 
 * Every trigger names what raised it (``subject``, ``trigger``), and :func:`make_alert` is
@@ -48,7 +54,8 @@ Guarantees:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -108,7 +115,8 @@ class Trigger:
 
 @dataclass(slots=True)
 class OrgState:
-    """What is remembered about one organization. Plain data: Beam pickles it into state."""
+    """What is remembered about one organization. Plain data, kept in Beam state in an explicit
+    versioned encoding (:mod:`transforms.state_coders`): a new field needs a new format there."""
 
     last_seen: float | None = None
     first_seen: float | None = None
@@ -197,9 +205,12 @@ def hour_of(t: float) -> int:
     return int(t // HOUR)
 
 
-def observe(state: OrgState, event: MentionEvent, org: Organization, novelty: Novelty) -> list[Trigger]:
+def observe(state: OrgState, event: MentionEvent, org: Organization, novelty: Novelty,
+            watched_since: float | None = None) -> list[Trigger]:
     """Apply one mention to ``state`` (mutated) and return what it triggers, in the order
-    new_mention, first_in_window, surge, topic."""
+    new_mention, first_in_window, surge, topic. ``watched_since``: since when the
+    organization has been watched without a break (None: always, as far as is known); a
+    silence is only known from then on."""
     t = event.event_time
     out: list[Trigger] = []
     new_story = event.story_id not in state.stories
@@ -208,9 +219,13 @@ def observe(state: OrgState, event: MentionEvent, org: Organization, novelty: No
         state.stories[event.story_id] = t
         out.append(Trigger("new_mention", org.id, event.story_id, event))
         window = org.window(novelty)
-        if newest_before is not None and t - newest_before >= window:
+        # While it was not watched its mentions were not seen: the known silence starts when
+        # it was watched again, if that is after its newest mention.
+        quiet_since = newest_before if watched_since is None or newest_before is None else max(
+            newest_before, watched_since)
+        if quiet_since is not None and t - quiet_since >= window:
             out.append(
-                Trigger("first_in_window", org.id, event.story_id, event, gap=t - newest_before, window=window)
+                Trigger("first_in_window", org.id, event.story_id, event, gap=t - quiet_since, window=window)
             )
         bucket = hour_of(t)
         state.hours[bucket] = state.hours.get(bucket, 0) + 1
@@ -266,6 +281,34 @@ def prune(state: OrgState, now: float, novelty: Novelty) -> None:
     if state.hours:
         oldest_hour = hour_of(now - novelty.surge.baseline) - SURGE_LATENESS_HOURS - 1
         state.hours = {h: n for h, n in state.hours.items() if h >= oldest_hour}
+
+
+def is_backfill(event: MentionEvent, arrival: float, novelty: Novelty) -> bool:
+    """Whether ``event``, arriving at ``arrival`` (unix seconds), is history rather than news:
+    its event time is more than ``novelty.max_alert_age`` before it arrived."""
+    return arrival - event.event_time > novelty.max_alert_age
+
+
+class ReplayClock:
+    """When each input of a bounded replay arrives: the newest event time among the inputs up
+    to it (in input order). A replay stands in for a stream that received every article as it
+    was published, so an article placed after much newer ones is a backfill, as it would be
+    on the stream; a chronological replay (a backtest) alerts as the stream did at the time.
+    Plain data, built once per replay and shared by every organization's fold."""
+
+    def __init__(self, times: Iterable[tuple[int, float]]):
+        self._seqs: list[int] = []
+        self._newest: list[float] = []
+        newest = float("-inf")
+        for seq, t in sorted(times):
+            newest = max(newest, t)
+            self._seqs.append(seq)
+            self._newest.append(newest)
+
+    def at(self, seq: int, event_time: float) -> float:
+        """The arrival time of input ``seq`` (never before its own ``event_time``)."""
+        i = bisect.bisect_right(self._seqs, seq) - 1
+        return max(event_time, self._newest[i]) if i >= 0 else event_time
 
 
 def memory(novelty: Novelty) -> float:
@@ -368,23 +411,35 @@ def _no_count(name: str) -> None:
     return None
 
 
+def _always_watched(org_id: str) -> float | None:
+    return None
+
+
 class AlertRules:
     """The rules plus alert building for one worker: an organization's state and one of its
     mentions in, alerts out. Plain code that both Beam steps (and tests) share.
 
     ``watchlist`` is called on every event (a reload may have changed it). ``count(name)``
-    is told of every ``org_not_watched`` and ``alerts_<kind>``, for the caller's counters
-    (the Beam steps pass Beam's); ``metrics`` (:class:`newsradar.metrics.PipelineMetrics`)
-    gets the alert counts and latencies."""
+    is told of every ``org_not_watched``, ``alerts_<kind>`` and ``withheld_<kind>`` (an
+    alert a backfill did not raise), for the caller's counters (the Beam steps pass Beam's);
+    ``metrics`` (:class:`newsradar.metrics.PipelineMetrics`) gets the alert counts and
+    latencies. ``now`` is the clock: alerts' ``created_at``, and the arrival time of an
+    event the caller gives none for (the stream). ``watched_since(org_id)`` is when the
+    organization was last added to the watchlist (None: always watched as far as known;
+    :meth:`transforms.reload.Reloader.watched_since`)."""
 
     def __init__(self, watchlist: Callable[[], Watchlist], now: Callable[[], datetime] | None = None,
-                 metrics=None, count: Callable[[str], None] = _no_count):
+                 metrics=None, count: Callable[[str], None] = _no_count,
+                 watched_since: Callable[[str], float | None] = _always_watched):
         self._watchlist = watchlist
+        self._watched_since = watched_since
         self._now = now or (lambda: datetime.now(UTC))
         self._metrics = metrics
         self._count = count
 
-    def apply(self, state: OrgState, event: MentionEvent) -> list[Alert]:
+    def apply(self, state: OrgState, event: MentionEvent, arrival: float | None = None) -> list[Alert]:
+        """The alerts ``event`` raises; ``state`` is updated in place. ``arrival``: when the
+        event arrived (unix seconds; default: now), for the backfill guard."""
         wl = self._watchlist()
         try:
             org = wl.organization(event.org_id)
@@ -395,8 +450,14 @@ class AlertRules:
         alerting = {t.id for t in wl.topics if t.alert}
         if any(t[0] not in alerting for t in event.topics):
             event = replace(event, topics=tuple(t for t in event.topics if t[0] in alerting))
-        triggers = observe(state, event, org, wl.novelty)
+        triggers = observe(state, event, org, wl.novelty, self._watched_since(org.id))
         created = self._now()
+        if triggers and is_backfill(event, created.timestamp() if arrival is None else arrival, wl.novelty):
+            for trig in triggers:
+                self._count(f"withheld_{trig.kind}")
+                if self._metrics is not None:
+                    self._metrics.alerts_withheld.labels(kind=trig.kind).inc()
+            return []
         alerts = [make_alert(t, org, wl, created) for t in triggers]
         for alert in alerts:
             self._count(f"alerts_{alert.kind}")

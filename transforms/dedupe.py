@@ -37,7 +37,7 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.coders import BytesCoder, PickleCoder, StrUtf8Coder, TupleCoder, VarIntCoder
+from apache_beam.coders import BytesCoder, StrUtf8Coder, TupleCoder, VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms import userstate
 from apache_beam.transforms.window import TimestampedValue
@@ -47,6 +47,7 @@ from newsradar.metrics import pipeline_metrics
 from newsradar.records import DeadLetter, TaggedArticle, parse_time
 
 from .deadletters import DLQ, RecordStep, Routed
+from .state_coders import SeenCoder
 
 _MICROS = 1_000_000
 STEP = "dedupe"
@@ -136,7 +137,7 @@ class _RepeatRuleFn(RecordStep):
 class _DropRepeats(_RepeatRuleFn):
     # One state cell per id, (last version that went out, expiry in micros): every id is a
     # new key, so each read is a round trip to the runner; one cell means one trip.
-    SEEN = userstate.ReadModifyWriteStateSpec("seen", PickleCoder())
+    SEEN = userstate.ReadModifyWriteStateSpec("seen", SeenCoder())  # versioned: state_coders
     EXPIRY = userstate.TimerSpec("expiry", userstate.TimeDomain.WATERMARK)
 
     def process(

@@ -15,17 +15,25 @@ Guarantees:
 * State is per organization and bounded; an event-time timer prunes an organization's state
   once it has been quiet for the memory (:func:`transforms.alert_rules.memory`).
 * What the steps' code fails on goes to ``dlq`` (step ``novelty``; :mod:`transforms.deadletters`).
-* Both steps take the watchlist versions tagging takes (the same reloader rules), so the
-  two never run different watchlists.
+* Both steps use the worker process's one watchlist reloader, the one tagging uses
+  (:func:`transforms.tagging.watchlist_reloader`), so the two switch versions together.
+* Backfill guard (:func:`transforms.alert_rules.is_backfill`): a mention older than
+  ``novelty.max_alert_age`` when it arrives updates state and raises nothing. On the stream a
+  mention arrives when the rules see it (``clock``, the wall clock unless a test injects
+  one); in an ordered replay, at the newest event time of the input up to it
+  (:class:`transforms.alert_rules.ReplayClock`), because a replay takes seconds for what a
+  stream saw over months.
 """
 
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
+from datetime import datetime
 from typing import NamedTuple
 
 import apache_beam as beam
-from apache_beam.coders import FloatCoder, PickleCoder
+from apache_beam.coders import FloatCoder
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
@@ -35,10 +43,11 @@ from newsradar.metrics import pipeline_metrics
 from newsradar.records import DeadLetter
 
 from . import alert_rules
-from .alert_rules import AlertRules, MentionEvent, OrgState, events_of
+from .alert_rules import AlertRules, MentionEvent, OrgState, ReplayClock, event_time, events_of
 from .deadletters import DLQ, RecordStep
 from .reload import WatchlistSource
-from .tagging import reload_counter, watchlist_reloader
+from .state_coders import OrgStateCoder
+from .tagging import watchlist_reloader
 
 
 def _count(name: str) -> None:
@@ -87,20 +96,24 @@ class _AlertRulesFn(RecordStep):
     STEP = EVENT_STEP
     NAMESPACE = "novelty"
 
-    def __init__(self, source: WatchlistSource):
+    def __init__(self, source: WatchlistSource, clock: Callable[[], datetime] | None = None):
         super().__init__()
         self._source = source
+        self._clock = clock
 
     def setup(self) -> None:
         super().setup()
-        self._reloader = watchlist_reloader(self._source, reload_counter("novelty"))
-        self._rules = AlertRules(self._reloader.get, metrics=pipeline_metrics(), count=_count)
+        # The process's one reloader, shared with tagging: the two switch versions together.
+        self._reloader = watchlist_reloader(self._source)
+        self._rules = AlertRules(self._reloader.get, now=self._clock, metrics=pipeline_metrics(), count=_count,
+                                 watched_since=self._reloader.watched_since)
 
 
 class _ApplyNoveltyRulesFn(_AlertRulesFn):
     """Keyed by organization id. State: the organization's OrgState and when to prune it."""
 
-    STATE = ReadModifyWriteStateSpec("org", PickleCoder())
+    # Versioned, not pickled: a savepoint of this release restores in the next (state_coders).
+    STATE = ReadModifyWriteStateSpec("org", OrgStateCoder())
     GC_AT = ReadModifyWriteStateSpec("gc_at", FloatCoder())
     GC = TimerSpec("gc", TimeDomain.WATERMARK)
 
@@ -152,17 +165,21 @@ class KeyMentionsByOrganization(beam.PTransform):
 
 
 class RaiseAlerts(beam.PTransform):
-    """TaggedArticle -> Alert (streaming; state per organization; see module docstring)."""
+    """TaggedArticle -> Alert (streaming; state per organization; see module docstring).
+    ``clock`` (picklable, returns an aware datetime) is when a mention arrives and when its
+    alerts are created; default the wall clock."""
 
-    def __init__(self, source: WatchlistSource, label: str | None = None):
+    def __init__(self, source: WatchlistSource, label: str | None = None,
+                 clock: Callable[[], datetime] | None = None):
         super().__init__(label)
         self._source = source
+        self._clock = clock
 
     def expand(self, tagged):
         events = tagged | "KeyMentionsByOrganization" >> KeyMentionsByOrganization()
         alerts = (
             events.articles
-            | "ApplyNoveltyRules" >> beam.ParDo(_ApplyNoveltyRulesFn(self._source)).with_outputs(DLQ, main="alerts")
+            | "ApplyNoveltyRules" >> beam.ParDo(_ApplyNoveltyRulesFn(self._source, self._clock)).with_outputs(DLQ, main="alerts")
         )
         dlq = (events.dlq, alerts.dlq) | "MergeDeadLetters" >> beam.Flatten()
         return RaisedAlerts(alerts.alerts, dlq)
@@ -171,11 +188,11 @@ class RaiseAlerts(beam.PTransform):
 class _ApplyNoveltyRulesInOrderFn(_AlertRulesFn):
     """Grouped by organization id: its (seq, rank, event) list, folded in input order."""
 
-    def process(self, element):
+    def process(self, element, clock: ReplayClock):
         _org_id, events = element
         state = OrgState()
         for seq, rank, event in sorted(events, key=lambda e: (e[0], e[1])):
-            alerts = self.attempt(event, self._rules.apply, state, event)
+            alerts = self.attempt(event, self._rules.apply, state, event, clock.at(seq, event.event_time))
             if isinstance(alerts, DeadLetter):
                 yield beam.pvalue.TaggedOutput(DLQ, (seq, alerts))
                 continue
@@ -183,11 +200,22 @@ class _ApplyNoveltyRulesInOrderFn(_AlertRulesFn):
                 yield (seq, rank, i), alert
 
 
+def _seq_and_event_time(seq, tagged):
+    """(seq, event time) of an input for the replay clock; an input whose times do not parse
+    moves no clock (its mentions go to the dead letters in KeyMentionsByOrganization)."""
+    art = tagged.article
+    try:
+        yield seq, event_time(art.published_at, art.fetched_at)
+    except ValueError:
+        return
+
+
 class RaiseAlertsInOrder(beam.PTransform):
     """(arrival number, TaggedArticle) -> ((arrival number, rank, n), Alert) over a bounded
     input: each organization's mentions are replayed through the rules in arrival order, so
     the alerts (and their ids) are those a stream in that order would raise. Sort the output
-    by its key to list the alerts in input order."""
+    by its key to list the alerts in input order. Each input arrives at the newest event time
+    of the inputs up to it (:class:`transforms.alert_rules.ReplayClock`)."""
 
     def __init__(self, source: WatchlistSource, label: str | None = None):
         super().__init__(label)
@@ -196,12 +224,18 @@ class RaiseAlertsInOrder(beam.PTransform):
     def expand(self, numbered):
         events = numbered | "KeyMentionsByOrganization" >> beam.ParDo(_EventsOf(seq_in_key=True)).with_output_types(
             tuple[str, typing.Any]).with_outputs(DLQ, main="articles")
+        clock = (
+            numbered
+            | "EventTimes" >> beam.FlatMapTuple(_seq_and_event_time)
+            | "CollectEventTimes" >> beam.combiners.ToList()
+            | "ReplayClock" >> beam.Map(ReplayClock)
+        )
         alerts = (
             events.articles
             | "GroupByOrganization" >> beam.GroupByKey()
-            | "ApplyNoveltyRulesInOrder" >> beam.ParDo(_ApplyNoveltyRulesInOrderFn(self._source)).with_outputs(
-                DLQ, main="alerts"
-            )
+            | "ApplyNoveltyRulesInOrder" >> beam.ParDo(
+                _ApplyNoveltyRulesInOrderFn(self._source), clock=beam.pvalue.AsSingleton(clock)
+            ).with_outputs(DLQ, main="alerts")
         )
         dlq = (events.dlq, alerts.dlq) | "MergeDeadLetters" >> beam.Flatten()
         return RaisedAlerts(alerts.alerts, dlq)

@@ -171,39 +171,91 @@ class _Verdicts:
 _VERDICTS = _Verdicts()
 
 
+class _Spare:
+    """The Tagger a check built, handed to the first tagging step that needs that version
+    (and to that one only: a Tagger is not shared between threads), so a reload compiles
+    the matchers once per process instead of once more for the check."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._held: tuple[str, Tagger] | None = None
+
+    @staticmethod
+    def _key(watchlist: Watchlist) -> str:
+        return hashlib.sha256(watchlist.model_dump_json().encode()).hexdigest()
+
+    def put(self, tagger: Tagger) -> None:
+        with self._lock:
+            self._held = (self._key(tagger.watchlist), tagger)
+
+    def take(self, watchlist: Watchlist) -> Tagger | None:
+        key = self._key(watchlist)
+        with self._lock:
+            if self._held is None or self._held[0] != key:
+                return None
+            tagger, self._held = self._held[1], None
+            return tagger
+
+
+_SPARE = _Spare()
+
+
 def require_examples_pass(watchlist: Watchlist, tagger: Tagger | None = None) -> None:
     """Reload check: a version whose inline examples fail is not taken into use.
 
-    ``tagger`` is the version compiled by the caller; without one (a step that needs only
-    the plain watchlist, e.g. novelty) a Tagger is built for the check unless another step
-    of this process has already judged the same content."""
+    ``tagger`` is the version compiled by the caller; without one (the shared watchlist
+    reloader) a Tagger is built for the check unless this process has already judged the
+    same content, and kept for the first tagging step that needs it."""
     if isinstance(tagger, Tagger):
         verdict = _VERDICTS.judge(watchlist, tagger.pipelines.langs, lambda: tagger)
     else:
-        verdict = _VERDICTS.judge(watchlist, LANGS, lambda: Tagger(watchlist))
+        built: list[Tagger] = []
+        verdict = _VERDICTS.judge(watchlist, LANGS, lambda: built.append(Tagger(watchlist)) or built[0])
+        if built and not verdict:
+            _SPARE.put(built[0])
     if verdict:
         raise RejectedVersion(verdict)
 
 
-def watchlist_reloader(source: WatchlistSource, on_result: Callable[[str, str], None],
+_SHARED_LOCK = threading.Lock()
+_SHARED: dict[tuple, Reloader[Watchlist]] = {}
+
+
+def watchlist_reloader(source: WatchlistSource, on_result: Callable[[str, str], None] | None = None,
                        clock: Callable[[], float] = time.monotonic) -> Reloader[Watchlist]:
-    """A Reloader of the plain watchlist for steps besides tagging (novelty): it takes and
-    refuses exactly the versions :class:`TagArticles` does (the same inline examples
-    decide), so the two steps do not run different watchlists after a bad edit."""
-    return Reloader(source, compile=lambda wl: wl, check=require_examples_pass, on_result=on_result, clock=clock)
+    """The one Reloader of ``source`` in this process, shared by tagging and novelty (and
+    every DoFn instance of them), so both switch to a new version at the same poll and never
+    run different versions; a version whose inline examples fail is refused for both.
+    Made on first use with ``on_result`` (default: :func:`reload_counter`) and ``clock``.
+    A fixed source (no file) gets a Reloader of its own: it never changes."""
+    if source.path is None:
+        return Reloader(source, compile=_same, check=require_examples_pass, on_result=on_result, clock=clock)
+    key = (source.path, source.initial_hash, source.poll_interval, source.store)
+    with _SHARED_LOCK:
+        reloader = _SHARED.get(key)
+        if reloader is None:
+            reloader = Reloader(source, compile=_same, check=require_examples_pass,
+                                on_result=on_result or reload_counter(), clock=clock)
+            _SHARED[key] = reloader
+        return reloader
+
+
+def _same(watchlist: Watchlist) -> Watchlist:
+    return watchlist
 
 
 # ---------------------------------------------------------------------------
 # Beam
 
 
-def reload_counter(step: str):
-    """``on_result`` for a Reloader: Prometheus and Beam counters of reload outcomes."""
+def reload_counter(namespace: str = "watchlist"):
+    """``on_result`` for a Reloader: Prometheus and Beam counters of reload outcomes (Beam's
+    in the step whose element triggered the poll)."""
     from newsradar.metrics import pipeline_metrics
 
     def on_result(result: str, detail: str) -> None:
         pipeline_metrics().watchlist_reloads.labels(result=result).inc()
-        Metrics.counter(step, f"watchlist_reload_{result}").inc()
+        Metrics.counter(namespace, f"reload_{result}").inc()
 
     return on_result
 
@@ -221,30 +273,31 @@ class _TagFn(RecordStep):
 
         super().setup()
         self._metrics = pipeline_metrics()
-        self._reloader = Reloader(
-            self._source,
-            compile=self._compile,
-            check=require_examples_pass,
-            on_result=reload_counter("tag"),
-        )
+        self._reloader = watchlist_reloader(self._source)
+        self._tagger: Tagger | None = None
+        self._tagger_of = 0
         self._tagged = Metrics.counter("tag", "articles")
         self._with_topic = Metrics.counter("tag", "articles_with_topic")
         self._with_mention = Metrics.counter("tag", "articles_with_mention")
 
-    def _compile(self, watchlist: Watchlist) -> Tagger:
-        # Reuse the language pipelines across reloads; only the matchers are rebuilt.
-        tagger = Tagger(watchlist, pipelines=getattr(self, "_pipelines", None))
-        self._pipelines = tagger.pipelines
-        return tagger
+    def _tagger_in_force(self) -> Tagger:
+        """This instance's Tagger of the version in force (compiled here: a Tagger is not
+        shared between threads); language pipelines are reused across versions."""
+        version = self._reloader.current()
+        if self._tagger is None or self._tagger_of != version.number:
+            tagger = _SPARE.take(version.watchlist)
+            if tagger is None:
+                pipelines = self._tagger.pipelines if self._tagger is not None else None
+                tagger = Tagger(version.watchlist, pipelines=pipelines)
+            self._tagger, self._tagger_of = tagger, version.number
+        fresh = self._tagger.rebuilt_if_grown()
+        if fresh is not self._tagger:
+            self._tagger = fresh
+        return self._tagger
 
     def process(self, element):
         # The watchlist is the step's own, not the record's: reloading stays outside attempt().
-        tagger = self._reloader.get()
-        fresh = tagger.rebuilt_if_grown()
-        if fresh is not tagger:
-            self._reloader.value = tagger = fresh
-            self._pipelines = fresh.pipelines
-        self._tagger = tagger
+        self._tagger_in_force()
         yield from super().process(element)
 
     def apply(self, article: TaggedArticle) -> TaggedArticle:

@@ -164,9 +164,12 @@ def pipeline_overview() -> dict:
         panel(lay, "Alerts by kind", "Alerts raised, per hour.", [
             target(f"sum by (kind) (rate(newsradar_alerts_total[{RATE}])) * 3600", "{{kind}}"),
         ], unit="short", w=12, stack=True),
-        panel(lay, "Alerts in the time range", "Alerts raised over the dashboard's time range, by kind.", [
-            target("sum by (kind) (increase(newsradar_alerts_total[$__range]))", "{{kind}}"),
-        ], kind="bargauge", w=6),
+        panel(lay, "Alerts in the time range", "Alerts raised over the dashboard's time range, by kind; "
+              "\"withheld\": alerts a backfill did not raise (a mention older than novelty.max_alert_age "
+              "when it arrived).", [
+                  target("sum by (kind) (increase(newsradar_alerts_total[$__range]))", "{{kind}}"),
+                  target("sum by (kind) (increase(newsradar_alerts_withheld_total[$__range]))", "withheld {{kind}}"),
+              ], kind="bargauge", w=6),
         panel(lay, "Mentions in the time range", "Mentions over the dashboard's time range, by organization.", [
             target(f"sort_desc(sum by (org) (increase(newsradar_mentions_total{org}[$__range])))", "{{org}}"),
         ], kind="bargauge", w=6),
@@ -182,9 +185,14 @@ def pipeline_overview() -> dict:
               "leaves the previous watchlist in force.", [
                   target("sum by (result) (increase(newsradar_watchlist_reloads_total[$__range]))", "{{result}}"),
               ], kind="stat", w=8),
+        panel(lay, "Event times clamped", "Event times more than the allowed clock skew ahead of the "
+              "pipeline's clock, moved back, over the time range, by field. Not 0: a producer's clock "
+              "(a feed's dates, a connector host, a Kafka producer) is ahead.", [
+                  target("sum by (field) (increase(newsradar_event_times_clamped_total[$__range]))", "{{field}}"),
+              ], kind="stat", w=8),
         panel(lay, "Processes up", "1 when Prometheus can scrape the process's /metrics.", [
             target('up{job=~"newsradar-.*"}', "{{job}} {{instance}}"),
-        ], kind="stat", w=16),
+        ], kind="stat", w=8),
         panel(lay, "Alert deliveries to sinks", "Deliveries of alerts to the watchlist's sinks (webhook, "
               "Alertmanager, file) per hour, by sink and outcome.", [
                   target(f"sum by (sink, outcome) (rate(newsradar_alert_sink_deliveries_total[{RATE}])) * 3600",

@@ -158,6 +158,9 @@ class Novelty(_Frozen):
     default_window: Duration = 7 * 86400.0
     # How long a story is remembered per organization, so its late copies raise nothing.
     story_memory: Duration = 14 * 86400.0
+    # Backfill guard: a mention whose event time is more than this before the time it
+    # arrives updates the state but raises no alert (docs/alerts.md, "Backfills").
+    max_alert_age: Annotated[Duration, Field(gt=0)] = 2 * 86400.0
     surge: Surge = Surge()
 
 

@@ -22,6 +22,7 @@ def test_enum_labelled_pipeline_series_exist_at_zero_from_the_start():
     PipelineMetrics(reg)
     for kind in ALERT_KINDS:
         assert reg.get_sample_value("newsradar_alerts_total", {"kind": kind}) == 0
+        assert reg.get_sample_value("newsradar_alerts_withheld_total", {"kind": kind}) == 0
     for lang in LANGS:
         assert reg.get_sample_value("newsradar_articles_total", {"lang": lang}) == 0
     assert reg.get_sample_value("newsradar_watchlist_reloads_total", {"result": "failed"}) == 0

@@ -24,6 +24,34 @@ def test_missing_watchlist_is_bad_input(tmp_path):
     assert "nope.yaml" in result.stderr
 
 
+def test_a_bad_watchlist_at_start_runs_its_last_good_version_else_is_bad_input(tmp_path):
+    import os
+    import shutil
+
+    from transforms.reload import WatchlistSource
+
+    path = tmp_path / "watchlist.yaml"
+    shutil.copy(WATCHLIST, path)
+    text = path.read_text(encoding="utf-8")
+    broken = text.replace("organizations:", "organizations:\n  - {id: Bad Id, name: x, aliases: {en: [x]}}", 1)
+    line = broken.splitlines().index("  - {id: Bad Id, name: x, aliases: {en: [x]}}") + 1
+    path.write_text(broken, encoding="utf-8")
+    args = ("--watchlist", str(path), "--bootstrap-servers", f"localhost:{free_port()}", "--metrics_port=0",
+            "--runner", "DirectRunner")
+    result = _run(*args)
+    assert result.returncode == 2, result.stderr  # no last good version yet: the file's error
+    assert f"{path}:{line}: organizations[0].id: expected an id" in result.stderr
+    # A start with the good file keeps it under $NEWSRADAR_HOME (as `newsradar pipeline` does) ...
+    path.write_text(text, encoding="utf-8")
+    WatchlistSource.from_file(path, store=os.path.join(os.environ["NEWSRADAR_HOME"], "watchlist"))
+    path.write_text(broken, encoding="utf-8")
+    result = _run(*args)
+    # ... so the next start with the bad file goes on with it, and says so; here it then
+    # finds no broker (exit 1), which shows it went past the watchlist.
+    assert result.returncode == 1, result.stderr
+    assert "refused at start, running its last good version" in result.stderr and "no Kafka broker" in result.stderr
+
+
 def test_bad_pipeline_option_is_bad_input():
     result = _run("--watchlist", str(WATCHLIST), "--bootstrap-servers", f"localhost:{free_port()}",
                   "--story_similarity=3")

@@ -302,11 +302,94 @@ def test_alert_rules_ignores_an_organization_no_longer_watched():
 
 def test_alert_rules_tells_the_callers_counter_what_it_raised_and_ignored():
     counted = []
-    rules = AlertRules(lambda: WATCHLIST, count=counted.append)
+    # The clock just after the event: on the wall clock a March 2026 event is a backfill.
+    rules = AlertRules(lambda: WATCHLIST, now=lambda: datetime(2026, 3, 2, 10, 10, tzinfo=UTC), count=counted.append)
     ev = _event()
     rules.apply(OrgState(), ev)
     rules.apply(OrgState(), type(ev)(**{**{f: getattr(ev, f) for f in ev.__dataclass_fields__}, "org_id": "removed"}))
     assert counted == ["alerts_new_mention", "org_not_watched"]
+
+
+def test_an_organization_added_back_has_no_first_in_window_from_the_time_it_was_not_watched():
+    state = OrgState()
+    observe(state, event("s1", T0), CMW, WATCHLIST.novelty)
+    back = T0 + 10 * DAY  # removed after s1, added back here: its mentions in between were not seen
+    gap = observe(state, event("s2", back + 2 * DAY), CMW, WATCHLIST.novelty, watched_since=back)
+    assert kinds(gap) == ["new_mention"]  # 12 days since s1, but only 2 known to be quiet
+    quiet = observe(state, event("s3", back + 10 * DAY), CMW, WATCHLIST.novelty, watched_since=back)
+    assert kinds(quiet) == ["new_mention", "first_in_window"] and quiet[1].gap == 8 * DAY
+    # Watched since long before the newest mention: the gap is measured from the mention.
+    later = observe(state, event("s4", back + 20 * DAY), CMW, WATCHLIST.novelty, watched_since=T0 - DAY)
+    assert kinds(later) == ["new_mention", "first_in_window"] and later[1].gap == 10 * DAY
+
+
+def test_alert_rules_asks_since_when_the_organization_is_watched():
+    asked = []
+
+    def since(org_id):
+        asked.append(org_id)
+        return T0 + 5 * DAY
+
+    rules = AlertRules(lambda: WATCHLIST, watched_since=since)
+    state = OrgState()
+    rules.apply(state, event("s1", T0), arrival=T0)
+    assert [a.kind for a in rules.apply(state, event("s2", T0 + 8 * DAY), arrival=T0 + 8 * DAY)] == ["new_mention"]
+    assert asked == ["cmw", "cmw"]
+
+
+def test_a_backfill_is_older_than_the_max_alert_age_when_it_arrives():
+    age = WATCHLIST.novelty.max_alert_age
+    assert age == 2 * DAY  # the default
+    assert not alert_rules.is_backfill(event("s", T0), T0 + age, WATCHLIST.novelty)
+    assert alert_rules.is_backfill(event("s", T0), T0 + age + 1, WATCHLIST.novelty)
+
+
+def test_a_60_day_old_article_in_a_new_story_raises_nothing_but_is_remembered():
+    metrics = PipelineMetrics(CollectorRegistry())
+    counted = []
+    now = T0 + 60 * DAY
+    rules = AlertRules(lambda: WATCHLIST, now=lambda: datetime.fromtimestamp(now, UTC), metrics=metrics,
+                       count=counted.append)
+    state = OrgState()
+    old = event("old-story", T0, topics=(("protest", 3.0, ("protest",)),))
+    assert rules.apply(state, old) == []  # arrival: the clock, 60 days after the event
+    assert counted == ["withheld_new_mention", "withheld_topic"]
+    assert metrics.alerts_withheld.labels(kind="new_mention")._value.get() == 1
+    assert metrics.alerts.labels(kind="new_mention")._value.get() == 0
+    # The state saw it: the story is known and the organization's last mention is T0, so a
+    # second old copy is no story of its own and a new story ends a 60-day silence.
+    assert "old-story" in state.stories and state.last_seen == T0
+    assert rules.apply(state, event("old-story", T0 + 60, "copy")) == [] and counted[2:] == []
+    fresh = rules.apply(state, event("new-story", now - 60), arrival=now)
+    assert [a.kind for a in fresh] == ["new_mention", "first_in_window"]
+
+
+def test_the_guard_follows_the_arrival_the_caller_gives_and_the_watchlists_age():
+    rules = AlertRules(lambda: WATCHLIST)  # the wall clock is never asked when arrival is given
+    assert [a.kind for a in rules.apply(OrgState(), event("s", T0), arrival=T0 + DAY)] == ["new_mention"]
+    patient = WATCHLIST.model_copy(update={"novelty": WATCHLIST.novelty.model_copy(update={"max_alert_age": 90 * DAY})})
+    rules = AlertRules(lambda: patient)
+    assert [a.kind for a in rules.apply(OrgState(), event("s", T0), arrival=T0 + 60 * DAY)] == ["new_mention"]
+
+
+def test_max_alert_age_in_the_file_needs_its_unit(tmp_path):
+    from newsradar.config import ConfigError, load_watchlist
+
+    path = tmp_path / "w.yaml"
+    path.write_text("novelty: {max_alert_age: 3d}\n", encoding="utf-8")
+    assert load_watchlist(path).novelty.max_alert_age == 3 * DAY
+    path.write_text("novelty:\n  max_alert_age: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_watchlist(path)
+    assert "novelty.max_alert_age" in str(err.value) and "unit is required" in str(err.value) and ":2:" in str(err.value)
+
+
+def test_the_replay_clock_is_the_newest_event_time_so_far_in_input_order():
+    clock = alert_rules.ReplayClock([(2, T0 + DAY), (0, T0), (1, T0 + 10 * DAY), (3, T0 + 11 * DAY)])
+    assert clock.at(0, T0) == T0
+    assert clock.at(2, T0 + DAY) == T0 + 10 * DAY  # after a newer one: it arrives at that one's time
+    assert clock.at(3, T0 + 11 * DAY) == T0 + 11 * DAY
+    assert alert_rules.ReplayClock([]).at(5, T0) == T0
 
 
 def test_the_rules_load_without_beam():
