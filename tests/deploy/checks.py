@@ -166,9 +166,9 @@ def custom_problems(doc: dict, schemas: dict[tuple[str, str], dict]) -> list[str
 
 
 def pod_specs(doc: dict) -> Iterator[tuple[str, dict]]:
-    """(where, pod spec) of a Deployment or a FlinkDeployment's pod templates."""
+    """(where, pod spec) of a Deployment, StatefulSet or Job, or a FlinkDeployment's pod templates."""
     name = f"{doc['kind']} {doc['metadata']['name']}"
-    if doc["kind"] in ("Deployment", "StatefulSet"):
+    if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
         yield name, doc["spec"]["template"]["spec"]
     elif doc["kind"] == "FlinkDeployment":
         for part in ("podTemplate",):

@@ -59,7 +59,7 @@ def test_the_shipped_manifests_hold_what_the_deployment_needs():
                    ("Deployment", "newsradar-connect-0"), ("Deployment", "newsradar-pipeline"),
                    ("ConfigMap", "newsradar-watchlist"), ("ConfigMap", "newsradar-sources"),
                    ("ServiceMonitor", "newsradar-connector"), ("ServiceMonitor", "newsradar-pipeline"),
-                   ("PrometheusRule", "newsradar")]:
+                   ("PrometheusRule", "newsradar"), ("Job", "newsradar-topics")]:
         assert needed in kinds
     assert all(d["metadata"].get("namespace", "newsradar") == "newsradar" for _, d in DOCS)
 
@@ -153,7 +153,7 @@ def test_every_newsradar_container_gets_the_kafka_settings_and_runs_as_non_root(
         env = {e["name"] for e in container.get("env", [])}
         assert f"{SECURITY_ENV_PREFIX}SASL_PLAIN_PASSWORD" in env, where
         assert container.get("resources", {}).get("requests"), f"{where}: no resource requests"
-    assert seen >= 5  # two connector shards, deliver, the launcher, the worker-pool sidecar
+    assert seen >= 6  # two connector shards, deliver, the launcher, the worker-pool sidecar, the topics Job
     for _, doc in DOCS:
         for where, spec in pod_specs(doc):
             for container in spec.get("containers", []):
