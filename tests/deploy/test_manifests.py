@@ -194,3 +194,33 @@ def test_the_generator_notices_a_changed_rule(tmp_path, monkeypatch):
     monkeypatch.setattr(gen, "RULES_DIR", rules)
     (path, text), = [(p, t) for p, t in gen.outputs().items() if p.name == "monitoring.yaml"]
     assert path.read_text(encoding="utf-8") != text
+
+
+def _launcher_beam_args(args: list[str]) -> list[str]:
+    """What `newsradar pipeline` hands to Beam: the options its own click command does not take."""
+    from newsradar.cli import main
+
+    command = main.get_command(None, "pipeline")
+    return list(command.make_context("pipeline", args[1:]).args)
+
+
+def test_the_launchers_beam_options_are_the_tested_portable_ones():
+    from apache_beam.options.pipeline_options import PortableOptions
+
+    from pipelines.options import NewsradarOptions
+    from pipelines.run import _beam_options, dedupe_settings
+    from tests.deploy.checks import COMPOSE_FILE, load_compose
+
+    launcher = _doc("Deployment", "newsradar-pipeline")["spec"]["template"]["spec"]["containers"][0]
+    compose = load_compose(COMPOSE_FILE)["services"]["pipeline"]
+    for where, args in [("kubernetes", newsradar_args(launcher)), ("compose", newsradar_args(compose, compose=True))]:
+        options = _beam_options("PortableRunner", _launcher_beam_args(args))
+        dedupe_settings(options)  # raises on a bad window
+        portable = options.view_as(PortableOptions)
+        assert (portable.environment_type, portable.environment_config) == ("EXTERNAL", "localhost:50000"), where
+        own = options.view_as(NewsradarOptions)
+        assert (own.metrics_host, own.metrics_port) == ("0.0.0.0", 9465), where
+        # Flink options Python does not define reach the job server as unknown options
+        passed = options.get_all_options(retain_unknown_options=True)
+        assert passed.get("checkpointing_interval") in (60000, "60000"), where
+        assert passed.get("parallelism") in (2, 4), where
