@@ -186,6 +186,7 @@ def broker_answers(bootstrap_servers: str, timeout: float = 3.0) -> bool:
 def _probe(bootstrap_servers: str, timeout: float) -> bool:
     from kafka.errors import KafkaError
 
+    security_config()  # unusable TLS/SASL settings are the caller's error, not "no broker answers"
     admin = None
     try:
         admin = make_admin(

@@ -110,3 +110,14 @@ def test_the_checker_sees_a_direct_construction(tmp_path):
     sample = tmp_path / "m.py"
     sample.write_text("from kafka import KafkaConsumer\nimport kafka\nc = KafkaConsumer()\nd = kafka.KafkaAdminClient()\n")
     assert _client_constructions(sample) == [3, 4]
+
+
+def test_a_command_with_a_bad_setting_says_which_and_exits_2(monkeypatch):
+    from click.testing import CliRunner
+
+    from newsradar.cli import main
+
+    monkeypatch.setenv("NEWSRADAR_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    result = CliRunner().invoke(main, ["kafka", "topics", "--bootstrap-servers", "127.0.0.1:1"])
+    assert result.exit_code == 2, result.output
+    assert "kafka security settings: SASL_SSL needs NEWSRADAR_KAFKA_SASL_MECHANISM" in result.output
