@@ -51,6 +51,10 @@ EXTRAS = {
         "hypothesis>=6.100,<7",
         # the MTProto mapping is tested with Telethon's own message objects
         "telethon>=1.36,<2",
+        # deploy/kubernetes core kinds validated offline against bundled schemas (tests/deploy/test_manifests.py)
+        "kubernetes-validate>=1.31,<2",
+        # custom resources against the operators' CRD schemas (kubernetes-validate depends on it too)
+        "jsonschema>=4.23,<5",
     ],
     "telegram": [
         "telethon>=1.36,<2",

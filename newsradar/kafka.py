@@ -3,11 +3,14 @@
 Connectors and the pipeline's Kafka IO both get their producer from :func:`make_producer`,
 so delivery guarantees are decided here once: ``acks=all`` and idempotence explicitly on.
 A caller that tries to weaken them gets :class:`UnsafeProducerConfig`, not a silent downgrade.
+Consumers and admin clients come from :func:`make_consumer` and :func:`make_admin`; all three
+take TLS and SASL settings from the environment (:func:`security_config`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,6 +45,70 @@ class UnsafeProducerConfig(ValueError):
     """The requested client config would turn off acks=all or idempotence."""
 
 
+# --- TLS and SASL ----------------------------------------------------------------------------
+# Every client newsradar builds (connectors, pipeline and its SDK workers, deliver, dlq, the
+# admin calls) takes these from its environment: NEWSRADAR_KAFKA_<kafka-python setting in upper
+# case>, e.g. NEWSRADAR_KAFKA_SECURITY_PROTOCOL=SASL_SSL. The environment, not a flag, because
+# Beam SDK workers build their own consumers and producers in other processes (set the variables
+# on the worker pool too). docs/operations.md, "Kafka TLS and SASL".
+SECURITY_ENV_PREFIX = "NEWSRADAR_KAFKA_"
+_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_SECURITY_STRINGS = ("security_protocol", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+                     "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_crlfile")
+_SECURITY_FLAGS = ("ssl_check_hostname",)
+_FILES = ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_crlfile")
+
+
+class KafkaSecurityError(ValueError):
+    """The NEWSRADAR_KAFKA_* environment variables do not make a usable TLS/SASL setting."""
+
+
+def security_config(environ: Mapping[str, str] | None = None) -> dict:
+    """kafka-python settings for TLS and SASL from ``NEWSRADAR_KAFKA_*`` variables (``environ``:
+    default ``os.environ``); ``{}`` when none is set (plaintext, kafka-python's default).
+
+    Raises :class:`KafkaSecurityError` for an unknown variable, a protocol or mechanism kafka-python
+    does not support here, SASL without mechanism, username and password, or a certificate file
+    that cannot be read: a typo must stop the process, not fall back to plaintext.
+    """
+    environ = os.environ if environ is None else environ
+    given = {name[len(SECURITY_ENV_PREFIX):].lower(): value for name, value in environ.items()
+             if name.startswith(SECURITY_ENV_PREFIX)}
+    unknown = sorted(set(given) - set(_SECURITY_STRINGS) - set(_SECURITY_FLAGS))
+    if unknown:
+        known = ", ".join(SECURITY_ENV_PREFIX + k.upper() for k in (*_SECURITY_STRINGS, *_SECURITY_FLAGS))
+        raise KafkaSecurityError(f"unknown variable(s) {', '.join(SECURITY_ENV_PREFIX + u.upper() for u in unknown)}; "
+                                 f"known: {known}")
+    config: dict = {k: v for k, v in given.items() if k in _SECURITY_STRINGS and v != ""}
+    for flag in _SECURITY_FLAGS:
+        if flag in given:
+            value = given[flag].strip().lower()
+            if value not in ("true", "false"):
+                raise KafkaSecurityError(f"{SECURITY_ENV_PREFIX}{flag.upper()} must be true or false, not {given[flag]!r}")
+            config[flag] = value == "true"
+    protocol = config.get("security_protocol", "PLAINTEXT")
+    if protocol not in _SECURITY_PROTOCOLS:
+        raise KafkaSecurityError(f"{SECURITY_ENV_PREFIX}SECURITY_PROTOCOL={protocol!r}: use one of "
+                                 f"{', '.join(_SECURITY_PROTOCOLS)}")
+    if protocol.startswith("SASL_"):
+        mechanism = config.get("sasl_mechanism")
+        if mechanism not in _SASL_MECHANISMS:
+            raise KafkaSecurityError(f"{protocol} needs {SECURITY_ENV_PREFIX}SASL_MECHANISM, one of "
+                                     f"{', '.join(_SASL_MECHANISMS)} (got {mechanism!r})")
+        missing = [k for k in ("sasl_plain_username", "sasl_plain_password") if not config.get(k)]
+        if missing:
+            raise KafkaSecurityError(f"{protocol} with {mechanism} needs "
+                                     f"{' and '.join(SECURITY_ENV_PREFIX + k.upper() for k in missing)}")
+    elif "sasl_mechanism" in config:
+        raise KafkaSecurityError(f"{SECURITY_ENV_PREFIX}SASL_MECHANISM is set but the protocol is {protocol}: "
+                                 "set SECURITY_PROTOCOL to SASL_SSL or SASL_PLAINTEXT")
+    for key in _FILES:
+        if key in config and not os.access(config[key], os.R_OK):
+            raise KafkaSecurityError(f"{SECURITY_ENV_PREFIX}{key.upper()}: cannot read {config[key]}")
+    return config
+
+
 def producer_config(bootstrap_servers: str, client_id: str = "newsradar", **overrides) -> dict:
     """The full kafka-python producer config; ``overrides`` may tune but never weaken it."""
     for key, required in _REQUIRED.items():
@@ -54,7 +121,7 @@ def producer_config(bootstrap_servers: str, client_id: str = "newsradar", **over
         raise UnsafeProducerConfig("max_in_flight_requests_per_connection above 5 disables idempotence ordering")
     if "retries" in overrides and int(overrides["retries"]) <= 0:
         raise UnsafeProducerConfig("retries=0 turns off idempotent retries")
-    config = {**_DEFAULTS, **overrides, **_REQUIRED}
+    config = {**_DEFAULTS, **overrides, **_REQUIRED, **security_config()}
     config["bootstrap_servers"] = bootstrap_servers
     config["client_id"] = client_id
     return config
@@ -65,6 +132,20 @@ def make_producer(bootstrap_servers: str, client_id: str = "newsradar", **overri
     from kafka import KafkaProducer
 
     return KafkaProducer(**producer_config(bootstrap_servers, client_id, **overrides))
+
+
+def make_consumer(bootstrap_servers: str, **config):
+    """A KafkaConsumer with ``config`` and the environment's TLS/SASL settings. The only consumer factory."""
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(**{**config, **security_config(), "bootstrap_servers": bootstrap_servers})
+
+
+def make_admin(bootstrap_servers: str, **config):
+    """A KafkaAdminClient with ``config`` and the environment's TLS/SASL settings. The only admin factory."""
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(**{**config, **security_config(), "bootstrap_servers": bootstrap_servers})
 
 
 class _ProbeSilence:
@@ -103,13 +184,13 @@ def broker_answers(bootstrap_servers: str, timeout: float = 3.0) -> bool:
 
 
 def _probe(bootstrap_servers: str, timeout: float) -> bool:
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    security_config()  # unusable TLS/SASL settings are the caller's error, not "no broker answers"
     admin = None
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers,
+        admin = make_admin(
+            bootstrap_servers,
             request_timeout_ms=int(timeout * 1000),
             bootstrap_timeout_ms=int(timeout * 1000),
             client_id="newsradar-probe",
@@ -186,17 +267,12 @@ def ensure_topics(
     (neither their partition count nor their settings are changed; :func:`check_retention` says
     when an existing topic keeps too little).
     """
-    from kafka import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError
 
     policy = policy or TopicPolicy()
     partitions = partitions or policy.partitions
     replication = replication_factor or policy.replication_factor or -1  # -1: the broker's default
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap_servers,
-        request_timeout_ms=int(timeout * 1000),
-        client_id="newsradar-admin",
-    )
+    admin = make_admin(bootstrap_servers, request_timeout_ms=int(timeout * 1000), client_id="newsradar-admin")
     try:
         existing = set(admin.list_topics())
         wanted = [t for t in topics if t not in existing]
@@ -223,12 +299,10 @@ def layout_mismatches(bootstrap_servers: str, topics: Iterable[str], partitions:
     """Existing topics whose partition count or replication factor is not the one asked for
     (``None``: not asked), each with a sentence saying what it has. ``ensure_topics`` never
     changes an existing topic, so a caller that asked for a layout must say when it did not get it."""
-    from kafka import KafkaAdminClient
 
     if partitions is None and replication_factor is None:
         return {}
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000),
-                             client_id="newsradar-admin")
+    admin = make_admin(bootstrap_servers, request_timeout_ms=int(timeout * 1000), client_id="newsradar-admin")
     try:
         described = admin.describe_topics(list(topics))
     finally:
@@ -252,11 +326,9 @@ def layout_mismatches(bootstrap_servers: str, topics: Iterable[str], partitions:
 def topic_retention(bootstrap_servers: str, topics: Iterable[str], timeout: float = 30.0) -> dict[str, float | None]:
     """Each existing topic's effective retention in seconds (``None``: kept forever); topics that
     do not exist are left out."""
-    from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000),
-                             client_id="newsradar-admin")
+    admin = make_admin(bootstrap_servers, request_timeout_ms=int(timeout * 1000), client_id="newsradar-admin")
     try:
         present = [t for t in topics if t in set(admin.list_topics())]
         if not present:
@@ -304,10 +376,8 @@ def _days(seconds: float) -> str:
 
 def missing_topics(bootstrap_servers: str, topics: Iterable[str] = ALL_TOPICS, timeout: float = 30.0) -> list[str]:
     """The newsradar topics that do not exist on the cluster (none created)."""
-    from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000),
-                             client_id="newsradar-admin")
+    admin = make_admin(bootstrap_servers, request_timeout_ms=int(timeout * 1000), client_id="newsradar-admin")
     try:
         existing = set(admin.list_topics())
     finally:
@@ -321,9 +391,9 @@ def read_topic(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> lis
     the end is not reached within ``timeout`` seconds."""
     import time
 
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, client_id="newsradar-read")
+    consumer = make_consumer(bootstrap_servers, enable_auto_commit=False, client_id="newsradar-read")
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not parts:
@@ -376,10 +446,9 @@ class GroupClaim:
         """Live members of the claim group (0: nobody holds it)."""
         import time
 
-        from kafka import KafkaAdminClient
         from kafka.errors import CoordinatorLoadInProgressError, CoordinatorNotAvailableError
 
-        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, client_id="newsradar-admin")
+        admin = make_admin(self.bootstrap_servers, client_id="newsradar-admin")
         deadline = time.monotonic() + timeout
         try:
             while True:
@@ -404,7 +473,6 @@ class GroupClaim:
         import threading
         import time
 
-        from kafka import KafkaConsumer
 
         deadline = time.monotonic() + self.wait
         while (held := self.members()) > 0:
@@ -416,8 +484,8 @@ class GroupClaim:
                 )
             log.info("waiting for the claim on %s to expire (a stopped pipeline's session)", self.group)
             time.sleep(1.0)
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers, group_id=self.group, client_id="newsradar-claim",
+        self._consumer = make_consumer(
+            self.bootstrap_servers, group_id=self.group, client_id="newsradar-claim",
             enable_auto_commit=False, session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(1000, self.session_timeout_ms // 5),
             # the claim reads nothing: it only polls to stay in the group

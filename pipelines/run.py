@@ -333,9 +333,11 @@ class _GroupLag:
         self._bootstrap, self._group, self._topic = bootstrap_servers, group_id, topic
 
     def behind(self) -> dict[str, int]:
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
 
-        consumer = KafkaConsumer(bootstrap_servers=self._bootstrap, group_id=self._group, enable_auto_commit=False)
+        from newsradar.kafka import make_consumer
+
+        consumer = make_consumer(self._bootstrap, group_id=self._group, enable_auto_commit=False)
         try:
             tps = [TopicPartition(self._topic, p) for p in sorted(consumer.partitions_for_topic(self._topic) or ())]
             ends = consumer.end_offsets(tps)

@@ -36,12 +36,16 @@ def handles_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from newsradar.kafka import KafkaSecurityError
+
         from .broker import BrokerError
 
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
             _fail(f"config error: {exc}", EXIT_BAD_INPUT)
+        except KafkaSecurityError as exc:
+            _fail(f"kafka security settings: {exc}", EXIT_BAD_INPUT)
         except BrokerError as exc:
             _fail(f"kafka: {exc}", EXIT_FAILURE)
 
@@ -85,7 +89,8 @@ def main(verbose: int) -> None:
     """newsradar: watch news feeds and Telegram channels for mobilization, protests and
     watched organizations, as a streaming pipeline on Kafka and Apache Beam.
 
-    State and caches live in $NEWSRADAR_HOME (default ~/.newsradar)."""
+    State and caches live in $NEWSRADAR_HOME (default ~/.newsradar). Kafka TLS and SASL for
+    every command: the NEWSRADAR_KAFKA_* environment variables (docs/operations.md)."""
     _setup_logging(verbose)
 
 

@@ -102,9 +102,11 @@ def parse_id(text: str) -> tuple[int, int]:
 def read_letters(bootstrap_servers: str, topic: str = TOPIC_DLQ, since_ms: int | None = None,
                  timeout: float = 60.0) -> Iterator[Letter]:
     """Every dead letter from ``since_ms`` (or the beginning) to the end offsets seen at call time."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+    from newsradar.kafka import make_consumer
+
+    consumer = make_consumer(bootstrap_servers, enable_auto_commit=False,
                              client_id="newsradar-dlq", max_partition_fetch_bytes=8 * 1024 * 1024,
                              fetch_max_bytes=16 * 1024 * 1024)
     try:

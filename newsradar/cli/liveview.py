@@ -39,9 +39,11 @@ class AlertFeed:
     def __init__(self, bootstrap: str, backlog: int = 20,
                  on_bad: Callable[[int, int, str], None] | None = None):
         """``on_bad(partition, offset, error)`` hears of every record that is not an alert."""
-        from kafka import KafkaConsumer, TopicPartition
+        from kafka import TopicPartition
 
-        self._consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="newsradar-up-view")
+        from newsradar.kafka import make_consumer
+
+        self._consumer = make_consumer(bootstrap, enable_auto_commit=False, client_id="newsradar-up-view")
         parts = [TopicPartition(TOPIC_ALERTS, p) for p in sorted(self._consumer.partitions_for_topic(TOPIC_ALERTS) or ())]
         self._consumer.assign(parts)
         ends = self._consumer.end_offsets(parts)

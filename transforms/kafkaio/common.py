@@ -79,10 +79,10 @@ class ReadSettings:
     extra_consumer_config: dict = field(default_factory=dict)
 
     def consumer(self, with_group: bool = False):
-        from kafka import KafkaConsumer
+        from newsradar.kafka import make_consumer
 
-        return KafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
+        return make_consumer(
+            self.bootstrap_servers,
             client_id=self.client_id,
             group_id=self.group_id if with_group else None,
             enable_auto_commit=False,
