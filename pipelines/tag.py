@@ -222,10 +222,10 @@ def main(watchlist_file: str, input_file: str | None, alerts_file: str | None,
     """The command: returns the exit code (0 ok, 2 some input could not be read)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    _quiet_libraries()
+    quiet_libraries()
     source = WatchlistSource.fixed(_load(watchlist_file))
     # Before the work: a run must not end in "cannot write" after its minutes of tagging.
-    alerts_out = _open_output(alerts_file, "--alerts", not_the=[p for p in (input_file, watchlist_file) if p])
+    alerts_out = open_output(alerts_file, "--alerts", not_the=[p for p in (input_file, watchlist_file) if p])
     try:
         name = input_file or "<stdin>"
         items = read_items(_read_input(input_file), now or datetime.now(UTC), name, progress=err)
@@ -278,7 +278,7 @@ def _tag(items: list[Item], source: WatchlistSource, name: str, out: TextIO, err
     return 0
 
 
-def _open_output(path: str | None, option: str, not_the: list[str]) -> TextIO | None:
+def open_output(path: str | None, option: str, not_the: list[str]) -> TextIO | None:
     """Open an output file for writing now (ConfigError naming it when that cannot be done),
     refusing one that is also an input of the run (writing would destroy it)."""
     if path is None:
@@ -296,7 +296,7 @@ def _open_output(path: str | None, option: str, not_the: list[str]) -> TextIO | 
         raise ConfigError(path, "", f"{option}: cannot write: {exc.strerror or exc}") from None
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Beam and pymorphy3 narrate every run at INFO; a command's stderr is for its own news."""
     if logging.getLogger().getEffectiveLevel() >= logging.INFO:
         for name in ("apache_beam", "pymorphy3"):
