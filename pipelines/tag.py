@@ -52,6 +52,7 @@ INPUT_FIELDS: dict[str, tuple[bool, str]] = {
     "source_id": (False, f"the source it came from; default {DEFAULT_SOURCE!r}"),
 }
 MAX_INPUT_BYTES = 512 * 1024 * 1024
+PROGRESS_EVERY = 10.0  # seconds between plain progress lines when stderr is not a terminal
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,11 @@ def read_items(data: bytes, now: datetime, name: str = "<stdin>", progress: Text
     items = []
     seq = 0
     lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the newline ending the last line does not start another
     quiet = progress is None
     with Progress(f"reading {name}", total=len(lines), unit="lines", stream=progress,
-                  tty=False if quiet else None, every=float("inf") if quiet else 10.0) as shown:
+                  tty=False if quiet else None, every=float("inf") if quiet else PROGRESS_EVERY) as shown:
         for lineno, raw in enumerate(lines, start=1):
             shown.advance()
             if not raw.strip():
@@ -179,7 +182,7 @@ def run_with_progress(payloads, source: WatchlistSource, progress: TextIO | None
     what = f"pipeline over {len(payloads):,} articles{label} (one batch run)"
     if progress is None:
         return run_bounded(payloads, source)
-    with Ticker(Progress(what, stream=progress)):
+    with Ticker(Progress(what, stream=progress, every=PROGRESS_EVERY), interval=min(1.0, max(PROGRESS_EVERY, 0.05))):
         return run_bounded(payloads, source)
 
 

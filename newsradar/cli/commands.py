@@ -345,7 +345,8 @@ def tag(watchlist_file: str, alerts_file: str | None, explain: bool, input_file:
     """Tag a bounded input (JSONL, or an RSS/Atom file; stdin if omitted) to stdout.
 
     JSONL fields: text (required), title, id, url, lang, published_at, edited_at, source_id
-    (docs/tagging.md); other fields are ignored, and named once on stderr."""
+    (docs/tagging.md); other fields are ignored, and named once on stderr. Progress (lines
+    read, then the batch run's elapsed time) goes to stderr."""
     from pipelines.tag import main as tag_main
 
     code = tag_main(watchlist_file, input_file, alerts_file, explain=explain)

@@ -30,6 +30,7 @@ from typing import TextIO
 
 from newsradar.progress import Progress
 from newsradar.records import format_time, parse_time
+from pipelines import tag
 from pipelines.backtest import History, HistoryRecord
 from pipelines.tag import MAX_INPUT_BYTES, read_items
 
@@ -96,7 +97,7 @@ def _read_export(path: str, now: datetime, history: History, progress: TextIO | 
 
     stream = ExportStream(path)
     shown = Progress(f"reading {path}", unit="messages", stream=progress,
-                     every=10.0 if progress is not None else float("inf"), tty=None if progress is not None else False)
+                     every=tag.PROGRESS_EVERY if progress is not None else float("inf"), tty=None if progress is not None else False)
     try:
         for msg in stream.messages():
             shown.advance()
@@ -165,7 +166,7 @@ def read_topic(bootstrap_servers: str, topic: str, since: datetime, until: datet
         total = sum(max(stops[tp] - starts[tp], 0) for tp in parts)
         got = []
         with Progress(f"reading {topic}", total=total, unit="records", stream=progress,
-                      every=10.0 if progress is not None else float("inf"),
+                      every=tag.PROGRESS_EVERY if progress is not None else float("inf"),
                       tty=None if progress is not None else False) as shown:
             deadline = time.monotonic() + timeout
             while any(consumer.position(tp) < stops[tp] for tp in parts):
