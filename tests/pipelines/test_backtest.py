@@ -26,6 +26,7 @@ WATCHLIST = str(REPO / "config" / "watchlist.yaml")
 ARTICLES = str(FIXTURES / "tag" / "articles.jsonl")
 NEW = str(FIXTURES / "backtest" / "new.yaml")
 CURRENT = str(FIXTURES / "backtest" / "current.yaml")
+SHARED = str(FIXTURES / "backtest" / "shared.jsonl")  # an article on OVD-Info, watched alike by both
 EXPORT = str(FIXTURES / "telegram" / "export" / "result.json")
 NOW = datetime(2026, 4, 1, tzinfo=UTC)
 
@@ -34,9 +35,14 @@ def run(*args):
     return subprocess.run(newsradar_cmd("backtest", *args), capture_output=True, text=True, timeout=300)
 
 
-def tag_run(watchlist: str, path: str, tmp_path) -> tuple[list[dict], list]:
-    """`newsradar tag` on the same input: its output objects and alerts."""
-    alerts = tmp_path / f"tag-alerts-{len(list(tmp_path.iterdir()))}.jsonl"
+def tag_run(watchlist: str, path: str, tmp_path, *more: str) -> tuple[list[dict], list]:
+    """`newsradar tag` on the same input (``more`` files appended to ``path``): its output objects and alerts."""
+    n = len(list(tmp_path.iterdir()))
+    alerts = tmp_path / f"tag-alerts-{n}.jsonl"
+    if more:
+        joined = tmp_path / f"tag-input-{n}.jsonl"
+        joined.write_bytes(b"".join(open(p, "rb").read() for p in (path, *more)))
+        path = str(joined)
     out = io.StringIO()
     assert tag_main(watchlist, path, str(alerts), out=out, err=io.StringIO(), now=NOW) == 0
     objs = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -91,15 +97,18 @@ def test_a_telegram_export_is_read_by_the_export_connector():
 @pytest.mark.slow
 def test_against_lists_the_alerts_of_the_added_and_the_dropped_organization(tmp_path):
     report = tmp_path / "report.html"
-    result = run("--watchlist", NEW, "--against", CURRENT, "--input", ARTICLES, "--report", str(report))
+    result = run("--watchlist", NEW, "--against", CURRENT, "--input", ARTICLES, "--input", SHARED,
+                 "--report", str(report))
     assert result.returncode == 0, result.stderr
-    _, new_alerts = tag_run(NEW, ARTICLES, tmp_path)
-    _, current_alerts = tag_run(CURRENT, ARTICLES, tmp_path)
+    _, new_alerts = tag_run(NEW, ARTICLES, tmp_path, SHARED)
+    _, current_alerts = tag_run(CURRENT, ARTICLES, tmp_path, SHARED)
     added = [a for a in new_alerts if a.alert_id not in {c.alert_id for c in current_alerts}]
     dropped = [a for a in current_alerts if a.alert_id not in {n.alert_id for n in new_alerts}]
     # the fixtures: new.yaml adds the Ministry of Defence and drops the Council
     assert {a.org_id for a in added} == {"russian-ministry-of-defence"}
     assert {a.org_id for a in dropped} == {"council-of-mothers-and-wives"}
+    shared = [a for a in new_alerts if a.org_id == "ovd-info"]
+    assert shared and all(a.alert_id in {c.alert_id for c in current_alerts} for a in shared)
     out = result.stdout
     added_part = out.split("alerts added by", 1)[1].split("alerts dropped by", 1)[0]
     dropped_part = out.split("alerts dropped by", 1)[1]
@@ -107,16 +116,19 @@ def test_against_lists_the_alerts_of_the_added_and_the_dropped_organization(tmp_
     for part, alerts in ((added_part, added), (dropped_part, dropped)):
         for a in alerts:
             assert f"why: {a.why}" in part and f"snippet: {a.snippet}" in part
+    assert "ovd-info" not in added_part and "ovd-info" not in dropped_part
     org_lines = {line.split()[0]: line.split()[1:] for line in out.split("per organization", 1)[1].split("\n\n")[0]
                  .splitlines()[1:]}
     assert org_lines["russian-ministry-of-defence"][-1].startswith("+")
     assert org_lines["council-of-mothers-and-wives"][-1].startswith("-")
+    assert org_lines["ovd-info"][-1] == "0"
     # new.yaml has a file sink: a backtest notifies nobody
     home = tmp_path / "newsradar-home"
     assert not (home / "backtest-must-not-write.jsonl").exists()
     html = report.read_text(encoding="utf-8")
     for a in added + dropped:
         assert _escaped(a.why) in html
+    assert html.count('class="alert"') == len(added) and html.count('class="alert dropped"') == len(dropped)
 
 
 def _escaped(text: str) -> str:
