@@ -226,7 +226,8 @@ def problems_report(history: History, results: list[Result], limit: int = 20) ->
 
 
 def main(read_history: Callable[[], History], watchlist_file: str, against_file: str | None,
-         report_file: str | None, out: TextIO, err: TextIO, progress: TextIO | None = None) -> int:
+         report_file: str | None, out: TextIO, err: TextIO, progress: TextIO | None = None,
+         input_files: tuple[str, ...] = ()) -> int:
     """Check the watchlists and the report file, read the history, run, print the text report
     on ``out`` and problems on ``err``, write the HTML report. Returns the exit code: 0
     (malformed and dead-lettered records are reported, not fatal)."""
@@ -237,7 +238,7 @@ def main(read_history: Callable[[], History], watchlist_file: str, against_file:
     runs = [(watchlist_file, WatchlistSource.fixed(load_watchlist(watchlist_file)))]
     if against_file:
         runs.append((against_file, WatchlistSource.fixed(load_watchlist(against_file))))
-    inputs = [p for p in (watchlist_file, against_file) if p]
+    inputs = [p for p in (watchlist_file, against_file, *input_files) if p]
     report = open_output(report_file, "--report", not_the=inputs) if report_file else None
     try:
         history = read_history()

@@ -405,7 +405,7 @@ def backtest(watchlist_file: str, against_file: str | None, input_files: tuple[s
 
     try:
         code = backtest_main(read, watchlist_file, against_file, report_file, out=sys.stdout, err=sys.stderr,
-                             progress=sys.stderr)
+                             progress=sys.stderr, input_files=input_files)
     except HistoryError as exc:
         _fail(f"backtest: {exc}", EXIT_BAD_INPUT)
     except TimeoutError as exc:

@@ -227,6 +227,15 @@ def test_a_bad_watchlist_stops_before_the_history_is_read(tmp_path):
     assert read == []
 
 
+def test_a_report_that_would_overwrite_an_input_is_refused_before_the_work(tmp_path):
+    copy = tmp_path / "in.jsonl"
+    copy.write_bytes((FIXTURES / "tag" / "articles.jsonl").read_bytes())
+    result = run("--watchlist", WATCHLIST, "--input", str(copy), "--report", str(copy))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"newsradar: config error: {copy}: --report would overwrite {copy}, an input of this run"
+    assert copy.read_bytes() == (FIXTURES / "tag" / "articles.jsonl").read_bytes()
+
+
 def test_input_and_topic_are_exclusive():
     result = run("--watchlist", WATCHLIST, "--input", ARTICLES, "--topic", "news.raw", "--since", "1d")
     assert result.returncode == 2 and "--input FILE" in result.stderr
