@@ -63,14 +63,18 @@ def test_a_topic_replay_bounded_by_timestamps_equals_tag_on_those_records(kafka,
         for item in items:
             ms = int(parse_time(item.article.published_at).timestamp() * 1000)
             producer.send(topic, key=item.article.article_id.encode(), value=item.article.encode(), timestamp_ms=ms)
+        # a record that is not a news.raw record, in range: dead-lettered by ParseRaw, counted, the rest goes on
+        bad_ms = int((base + timedelta(hours=3)).timestamp() * 1000)
+        producer.send(topic, key=b"bad", value=b"{not json", timestamp_ms=bad_ms)
         producer.flush()
     finally:
         producer.close()
 
     since, until = base - timedelta(hours=1), base + timedelta(days=10, hours=12)
     history = read_topic(kafka.bootstrap, topic, since, until)
-    assert [r.where.split("/")[0] for r in history.records] == [topic] * 5
+    assert [r.where.split("/")[0] for r in history.records] == [topic] * 6
     result = backtest.run(history, WatchlistSource.fixed(_watchlist()), WATCHLIST)
+    assert result.articles == 5 and len(result.dead) == 1 and result.dead[0][1].startswith("parse: ")
 
     inside = tmp_path / "inside.jsonl"
     inside.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[1:-1]), encoding="utf-8")
@@ -86,8 +90,9 @@ def test_a_topic_replay_bounded_by_timestamps_equals_tag_on_those_records(kafka,
                                         "--since", format_time(since), "--until", format_time(until)),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"backtest: 5 records from {topic} at {kafka.bootstrap} from {format_time(since)}")
-    assert f"{len(tag_alerts)} alerts" in done.stdout.splitlines()[1]
+    assert done.stdout.startswith(f"backtest: 6 records from {topic} at {kafka.bootstrap} from {format_time(since)}")
+    assert f"{len(tag_alerts)} alerts" in done.stdout.splitlines()[1] and "1 dead-lettered" in done.stdout
+    assert f"newsradar: {WATCHLIST}: {result.dead[0][0]}: dead-lettered by parse: " in done.stderr
 
     # --since older than the earliest record (the day-before article): said, exit 2.
     too_old = subprocess.run(newsradar_cmd("backtest", "--watchlist", WATCHLIST, "--topic", "news.raw",
