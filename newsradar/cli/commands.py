@@ -381,6 +381,8 @@ def backtest(watchlist_file: str, against_file: str | None, input_files: tuple[s
     --since before the topic's earliest record; malformed lines are counted and reported."""
     from datetime import UTC, datetime
 
+    from kafka.errors import KafkaError
+
     from pipelines.backtest import main as backtest_main
 
     from .history import HistoryError, parse_when, read_files, read_topic
@@ -408,7 +410,7 @@ def backtest(watchlist_file: str, against_file: str | None, input_files: tuple[s
                              progress=sys.stderr, input_files=input_files)
     except HistoryError as exc:
         _fail(f"backtest: {exc}", EXIT_BAD_INPUT)
-    except TimeoutError as exc:
+    except (TimeoutError, KafkaError) as exc:
         _fail(f"backtest: {exc}", EXIT_FAILURE)
     sys.exit(code)
 
