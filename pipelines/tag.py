@@ -34,6 +34,7 @@ from typing import TextIO
 
 from newsradar.config import ConfigError
 from newsradar.identity import rss_article_id
+from newsradar.progress import Progress, Ticker
 from newsradar.records import DeadLetter, RawArticle, RecordError, TaggedArticle, format_time, json_problem, parse_time
 from transforms.reload import WatchlistSource
 
@@ -51,6 +52,7 @@ INPUT_FIELDS: dict[str, tuple[bool, str]] = {
     "source_id": (False, f"the source it came from; default {DEFAULT_SOURCE!r}"),
 }
 MAX_INPUT_BYTES = 512 * 1024 * 1024
+PROGRESS_EVERY = 10.0  # seconds between plain progress lines when stderr is not a terminal
 
 
 @dataclass(frozen=True)
@@ -69,17 +71,25 @@ def _is_feed(data: bytes) -> bool:
     return head == b"<"
 
 
-def read_items(data: bytes, now: datetime, name: str = "<stdin>") -> list[Item]:
-    """Turn the input bytes into items (JSONL lines or feed entries), in input order."""
+def read_items(data: bytes, now: datetime, name: str = "<stdin>", progress: TextIO | None = None) -> list[Item]:
+    """Turn the input bytes into items (JSONL lines or feed entries), in input order.
+    ``progress``: where to report lines read (newsradar.progress), if anywhere."""
     if _is_feed(data):
         return _feed_items(data, now, name)
     items = []
     seq = 0
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        items.append(_jsonl_item(seq, lineno, raw, now))
-        seq += 1
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the newline ending the last line does not start another
+    quiet = progress is None
+    with Progress(f"reading {name}", total=len(lines), unit="lines", stream=progress,
+                  tty=False if quiet else None, every=float("inf") if quiet else PROGRESS_EVERY) as shown:
+        for lineno, raw in enumerate(lines, start=1):
+            shown.advance()
+            if not raw.strip():
+                continue
+            items.append(_jsonl_item(seq, lineno, raw, now))
+            seq += 1
     return items
 
 
@@ -152,16 +162,28 @@ def output_object(tagged: TaggedArticle, explain: bool = False) -> dict:
     }
 
 
-def run_items(items: list[Item], source: WatchlistSource):
+def run_items(items: list[Item], source: WatchlistSource, progress: TextIO | None = None):
     """The readable items through build(); returns their outputs, by item seq."""
-    from pipelines.run import run_bounded
-
     good = [it for it in items if it.article is not None]
     payloads = [(it.article.encode(), parse_time(it.article.published_at).timestamp()) for it in good]
-    result = run_bounded(payloads, source)
+    result = run_with_progress(payloads, source, progress)
     tagged = {good[i].seq: t for i, t in result.tagged.items()}
     dead = {good[i].seq: d for i, d in result.dead.items()}
     return tagged, dead, result.alerts
+
+
+def run_with_progress(payloads, source: WatchlistSource, progress: TextIO | None, label: str = ""):
+    """:func:`pipelines.run.run_bounded`, with the time it takes shown on ``progress``.
+
+    The batch is one Beam run that reports nothing until it ends, so what is shown is the
+    elapsed time, never a count or an ETA (see newsradar.progress)."""
+    from pipelines.run import run_bounded
+
+    what = f"pipeline over {len(payloads):,} articles{label} (one batch run)"
+    if progress is None:
+        return run_bounded(payloads, source)
+    with Ticker(Progress(what, stream=progress, every=PROGRESS_EVERY), interval=min(1.0, max(PROGRESS_EVERY, 0.05))):
+        return run_bounded(payloads, source)
 
 
 def output_lines(items: list[Item], tagged: dict[int, TaggedArticle],
@@ -203,13 +225,13 @@ def main(watchlist_file: str, input_file: str | None, alerts_file: str | None,
     """The command: returns the exit code (0 ok, 2 some input could not be read)."""
     out = out or sys.stdout
     err = err or sys.stderr
-    _quiet_libraries()
+    quiet_libraries()
     source = WatchlistSource.fixed(_load(watchlist_file))
     # Before the work: a run must not end in "cannot write" after its minutes of tagging.
-    alerts_out = _open_output(alerts_file, "--alerts", not_the=[p for p in (input_file, watchlist_file) if p])
+    alerts_out = open_output(alerts_file, "--alerts", not_the=[p for p in (input_file, watchlist_file) if p])
     try:
         name = input_file or "<stdin>"
-        items = read_items(_read_input(input_file), now or datetime.now(UTC), name)
+        items = read_items(_read_input(input_file), now or datetime.now(UTC), name, progress=err)
         return _tag(items, source, name, out, err, alerts_out, explain)
     finally:
         if alerts_out is not None:
@@ -238,7 +260,7 @@ def _tag(items: list[Item], source: WatchlistSource, name: str, out: TextIO, err
         lines = sum(1 for item in items if item.ignored)
         err.write(f"newsradar: note: {name}: fields ignored (not input fields of tag) on {lines} lines: "
                   f"{', '.join(ignored)}\n")
-    tagged, dead, alerts = run_items(items, source)
+    tagged, dead, alerts = run_items(items, source, progress=err)
     bad = 0
     for item, obj, error in output_lines(items, tagged, dead, explain):
         if error is not None:
@@ -259,7 +281,7 @@ def _tag(items: list[Item], source: WatchlistSource, name: str, out: TextIO, err
     return 0
 
 
-def _open_output(path: str | None, option: str, not_the: list[str]) -> TextIO | None:
+def open_output(path: str | None, option: str, not_the: list[str]) -> TextIO | None:
     """Open an output file for writing now (ConfigError naming it when that cannot be done),
     refusing one that is also an input of the run (writing would destroy it)."""
     if path is None:
@@ -277,7 +299,7 @@ def _open_output(path: str | None, option: str, not_the: list[str]) -> TextIO | 
         raise ConfigError(path, "", f"{option}: cannot write: {exc.strerror or exc}") from None
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Beam and pymorphy3 narrate every run at INFO; a command's stderr is for its own news."""
     if logging.getLogger().getEffectiveLevel() >= logging.INFO:
         for name in ("apache_beam", "pymorphy3"):

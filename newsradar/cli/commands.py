@@ -350,12 +350,74 @@ def tag(watchlist_file: str, alerts_file: str | None, explain: bool, input_file:
     """Tag a bounded input (JSONL, or an RSS/Atom file; stdin if omitted) to stdout.
 
     JSONL fields: text (required), title, id, url, lang, published_at, edited_at, source_id
-    (docs/tagging.md); other fields are ignored, and named once on stderr."""
+    (docs/tagging.md); other fields are ignored, and named once on stderr. Progress (lines
+    read, then the batch run's elapsed time) goes to stderr."""
     from pipelines.tag import main as tag_main
 
     code = tag_main(watchlist_file, input_file, alerts_file, explain=explain)
     if code:
         sys.exit(code)
+
+
+@main.command()
+@click.option("--watchlist", "watchlist_file", required=True, type=click.Path(dir_okay=False),
+              help="The watchlist to try (NEW.yaml).")
+@click.option("--against", "against_file", type=click.Path(dir_okay=False),
+              help="The watchlist in use (CURRENT.yaml): also list the alerts NEW adds and drops.")
+@click.option("--input", "input_files", multiple=True, type=click.Path(dir_okay=False),
+              help="History from a file: JSONL (.gz too), RSS/Atom, or a Telegram Desktop export (result.json). Repeatable.")
+@click.option("--topic", help="History from this Kafka topic (e.g. news.raw), by record timestamp; needs --since.")
+@click.option("--since", help="With --topic: from this long ago (30d, 12h) or this ISO 8601 time.")
+@click.option("--until", help="With --topic: up to this long ago or this ISO 8601 time [default: now].")
+@click.option("--bootstrap-servers", default="localhost:9092", show_default=True)
+@click.option("--topic-prefix", default="", help="Prefix of the topic names (as the pipeline's --topic_prefix).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False),
+              help="Also write a self-contained HTML report (charts, new and lost alerts); opens offline.")
+@handles_errors
+def backtest(watchlist_file: str, against_file: str | None, input_files: tuple[str, ...], topic: str | None,
+             since: str | None, until: str | None, bootstrap_servers: str, topic_prefix: str,
+             report_file: str | None) -> None:
+    """What a watchlist would have raised over past news, notifying nobody.
+
+    Runs the pipeline's steps (as `tag` does) over files or a time range of a topic, and prints
+    mentions and alerts per day, organization and topic; with --against, the alerts the new
+    version adds and drops, each with its snippet and why-sentence (docs/backtest.md).
+    Progress goes to stderr. Exit 2: a bad watchlist, an unreadable file, a missing topic, or
+    --since before the topic's earliest record; malformed lines are counted and reported."""
+    from datetime import UTC, datetime
+
+    from kafka.errors import KafkaError
+
+    from pipelines.backtest import main as backtest_main
+
+    from .history import HistoryError, parse_when, read_files, read_topic
+
+    if bool(input_files) == bool(topic):
+        raise click.UsageError("give the history as --input FILE (one or more) or as --topic NAME --since WHEN")
+    if topic and not since:
+        raise click.UsageError("--topic needs --since (30d, or an ISO 8601 time)")
+    if input_files and (since or until):
+        raise click.UsageError("--since and --until select from a --topic; a file is read whole")
+    now = datetime.now(UTC)
+
+    def read():
+        if input_files:
+            return read_files(list(input_files), now, progress=sys.stderr)
+        from newsradar.kafka import broker_answers
+
+        start, end = parse_when(since, now, "--since"), parse_when(until, now, "--until") if until else now
+        if not broker_answers(bootstrap_servers, timeout=10):
+            _fail(f"backtest: no Kafka broker answers at {bootstrap_servers}", EXIT_FAILURE)
+        return read_topic(bootstrap_servers, topic_prefix + topic, start, end, progress=sys.stderr)
+
+    try:
+        code = backtest_main(read, watchlist_file, against_file, report_file, out=sys.stdout, err=sys.stderr,
+                             progress=sys.stderr, input_files=input_files)
+    except HistoryError as exc:
+        _fail(f"backtest: {exc}", EXIT_BAD_INPUT)
+    except (TimeoutError, KafkaError) as exc:
+        _fail(f"backtest: {exc}", EXIT_FAILURE)
+    sys.exit(code)
 
 
 # ---------------------------------------------------------------------------

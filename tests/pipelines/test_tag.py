@@ -240,3 +240,18 @@ def test_rss_input_keeps_url_and_title_and_explain_gives_evidence():
     plain = io.StringIO()
     tag_main(WATCHLIST, str(TAG / "feed.xml"), None, out=plain, err=io.StringIO())
     assert "evidence" not in plain.getvalue()
+
+
+def test_progress_of_reading_and_of_the_batch_run_goes_to_stderr(monkeypatch):
+    import pipelines.tag
+
+    monkeypatch.setattr(pipelines.tag, "PROGRESS_EVERY", 0.0)
+    out, err = io.StringIO(), io.StringIO()
+    assert tag_main(WATCHLIST, str(TAG / "articles.jsonl"), None, out=out, err=err) == 0
+    lines = err.getvalue().splitlines()
+    name = str(TAG / "articles.jsonl")
+    assert f"newsradar: reading {name}: 5/5 lines (100%)" in "\n".join(lines)
+    assert any(line.startswith("newsradar: pipeline over 5 articles (one batch run): ") and "done in" in line
+               for line in lines), lines
+    assert not any("ETA" in line for line in lines if "pipeline over" in line)
+    assert len(out.getvalue().splitlines()) == 5  # stdout is the output alone

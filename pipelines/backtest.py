@@ -1,0 +1,264 @@
+"""`newsradar backtest`: what a watchlist would have raised over a stretch of history.
+
+The history (files or a time range of news.raw, read by the command line layer into a
+:class:`History`) goes through :func:`pipelines.run.run_bounded` — ``build(ordered=True)``,
+the stream's steps in input order — once per watchlist. Guarantees:
+
+* Nobody is notified: the ordered build never calls alert sinks, whatever the watchlist says.
+* The same history gives the same tags and alerts as `newsradar tag` on it (the same
+  function runs), so counts here and there agree.
+* A record that cannot be read (a malformed line, a dead letter of the run) is counted and
+  named, never skipped silently; the rest is processed.
+* With a current watchlist the diff is by ``alert_id`` (deterministic from kind, subject and
+  trigger), so "added" and "dropped" are the alerts only one version raises.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TextIO
+
+from newsradar.config import ConfigError, load_watchlist
+from newsradar.records import Alert, TaggedArticle
+from transforms.reload import WatchlistSource
+
+from .tag import open_output, run_with_progress
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    """One news.raw record of the history, with its event time and where it came from."""
+
+    payload: bytes
+    at: float  # event time, unix seconds: published_at for files, the Kafka timestamp for a topic
+    where: str  # "file:line" or "topic/partition:offset", for messages
+
+
+@dataclass
+class History:
+    description: str  # "tests/x.jsonl" or "news.raw from ... to ..."
+    records: list[HistoryRecord] = field(default_factory=list)
+    malformed: list[tuple[str, str]] = field(default_factory=list)  # (where, what is wrong)
+
+
+@dataclass
+class Counts:
+    articles: int = 0
+    mentions: int = 0
+    alerts: int = 0
+
+
+@dataclass(frozen=True)
+class DatedAlert:
+    alert: Alert
+    day: str  # UTC day of the event time of the article that raised it
+
+    @property
+    def subject(self) -> str:
+        return self.alert.topic_id if self.alert.kind == "topic" and self.alert.topic_id else self.alert.org_id or ""
+
+
+@dataclass
+class Result:
+    """What one watchlist raised over the history."""
+
+    watchlist: str
+    articles: int = 0
+    repeats: int = 0  # dropped by Dedupe as repeats of an earlier id, as in the stream
+    dead: list[tuple[str, str]] = field(default_factory=list)  # (where, "step: error")
+    per_day: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
+    per_org: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
+    per_topic: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
+    alerts: list[DatedAlert] = field(default_factory=list)
+
+    @property
+    def mentions(self) -> int:
+        return sum(c.mentions for c in self.per_day.values())
+
+
+def day_of(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d")
+
+
+def run(history: History, source: WatchlistSource, name: str, progress: TextIO | None = None,
+        label: str = "") -> Result:
+    """The history through build() under one watchlist, summarized."""
+    payloads = [(r.payload, r.at) for r in history.records]
+    outputs = run_with_progress(payloads, source, progress, label=label)
+    return summarize(history, outputs.tagged, outputs.dead, outputs.alerts, name)
+
+
+def summarize(history: History, tagged: dict[int, TaggedArticle], dead: dict, alerts: list[Alert],
+              name: str) -> Result:
+    """Counts per day, organization and topic from one run's outputs (keyed by history index)."""
+    result = Result(watchlist=name)
+    at_of_article: dict[str, float] = {}
+    for seq in sorted(tagged):
+        t, at = tagged[seq], history.records[seq].at
+        day = day_of(at)
+        at_of_article[t.article.article_id] = at
+        result.articles += 1
+        result.per_day[day].articles += 1
+        result.per_day[day].mentions += len(t.mentions)
+        for org, n in Counter(m.org_id for m in t.mentions).items():
+            result.per_org[org].articles += 1
+            result.per_org[org].mentions += n
+        for topic in t.topics:
+            result.per_topic[topic.id].articles += 1
+    for seq in sorted(dead):
+        result.dead.append((history.records[seq].where, f"{dead[seq].step}: {dead[seq].error}"))
+    result.repeats = len(history.records) - len(tagged) - len(dead)
+    for alert in alerts:
+        at = at_of_article.get(alert.article_id)
+        day = day_of(at) if at is not None else alert.created_at[:10]
+        dated = DatedAlert(alert, day)
+        result.alerts.append(dated)
+        result.per_day[day].alerts += 1
+        if alert.kind == "topic" and alert.topic_id:
+            result.per_topic[alert.topic_id].alerts += 1
+        elif alert.org_id:
+            result.per_org[alert.org_id].alerts += 1
+    return result
+
+
+@dataclass(frozen=True)
+class Diff:
+    added: list[DatedAlert]  # raised by the new watchlist only
+    dropped: list[DatedAlert]  # raised by the current watchlist only
+
+
+def diff(new: Result, current: Result) -> Diff:
+    new_ids = {a.alert.alert_id for a in new.alerts}
+    current_ids = {a.alert.alert_id for a in current.alerts}
+    return Diff(added=[a for a in new.alerts if a.alert.alert_id not in current_ids],
+                dropped=[a for a in current.alerts if a.alert.alert_id not in new_ids])
+
+
+# ---------------------------------------------------------------------------
+# the text report (stdout)
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> list[str]:
+    cells = [[title, *columns]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    out = []
+    for r in cells:
+        out.append("  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]))
+    return out
+
+
+def _change(new: int, old: int) -> str:
+    return f"{new - old:+d}" if new != old else "0"
+
+
+def text_report(history: History, new: Result, current: Result | None = None, changes: Diff | None = None) -> str:
+    lines = [f"backtest: {len(history.records):,} records from {history.description}"]
+    if new.per_day:
+        days = sorted(new.per_day)
+        lines[0] += f", {days[0]} to {days[-1]}"
+    lines.append(f"{new.watchlist}: {new.articles:,} articles tagged, {new.mentions:,} mentions, "
+                 f"{len(new.alerts):,} alerts; {new.repeats:,} repeats dropped by Dedupe, "
+                 f"{len(new.dead):,} dead-lettered, {len(history.malformed):,} malformed")
+    if current is not None:
+        lines.append(f"{current.watchlist} (current): {current.mentions:,} mentions, {len(current.alerts):,} alerts")
+
+    def alert_columns(c_new: Counts, c_old: Counts | None) -> list:
+        if c_old is None:
+            return [c_new.alerts]
+        return [c_new.alerts, c_old.alerts, _change(c_new.alerts, c_old.alerts)]
+
+    alert_heads = ["alerts"] if current is None else ["alerts", "current", "change"]
+    for title, pick, heads in (
+        ("day", lambda r: r.per_day, ["articles", "mentions"]),
+        ("organization", lambda r: r.per_org, ["articles", "mentions"]),
+        ("topic", lambda r: r.per_topic, ["articles"]),
+    ):
+        mine = pick(new)
+        theirs = pick(current) if current is not None else None
+        keys = sorted(set(mine) | set(theirs or ()))
+        rows = []
+        for key in keys:
+            c = mine.get(key, Counts())
+            old = theirs.get(key, Counts()) if theirs is not None else None
+            own = [c.articles, c.mentions] if "mentions" in heads else [c.articles]
+            rows.append([key, *own, *alert_columns(c, old)])
+        lines.append("")
+        lines.extend(_table(f"per {title}", heads + alert_heads, rows) if rows else [f"per {title}: none"])
+    if changes is not None:
+        for sign, verb, alerts in (("+", "added", changes.added), ("-", "dropped", changes.dropped)):
+            lines.append("")
+            lines.append(f"alerts {verb} by {new.watchlist} ({len(alerts)}):")
+            for a in alerts:
+                lines.extend(describe_alert(a, sign))
+    return "\n".join(lines) + "\n"
+
+
+def describe_alert(a: DatedAlert, sign: str = " ") -> list[str]:
+    al = a.alert
+    where = f" topic={al.topic_id}" if al.topic_id else ""
+    head = f"  {sign} {a.day}  {al.kind}  org={al.org_id or '-'}{where}  article {al.article_id}"
+    return [head, f"      snippet: {al.snippet}", f"      why: {al.why}"]
+
+
+def problems_report(history: History, results: list[Result], limit: int = 20) -> list[str]:
+    """stderr lines: each malformed input and dead-lettered record (up to ``limit``) and the counts."""
+    out = []
+    for where, what in history.malformed[:limit]:
+        out.append(f"newsradar: {where}: {what}")
+    if len(history.malformed) > limit:
+        out.append(f"newsradar: ... and {len(history.malformed) - limit} more malformed")
+    if history.malformed:
+        out.append(f"newsradar: {len(history.malformed)} malformed input records counted and left out; "
+                   "the rest was processed")
+    for res in results:
+        for where, what in res.dead[:limit]:
+            out.append(f"newsradar: {res.watchlist}: {where}: dead-lettered by {what}")
+        if res.dead:
+            out.append(f"newsradar: {res.watchlist}: {len(res.dead)} records dead-lettered")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the command
+
+
+def main(read_history: Callable[[], History], watchlist_file: str, against_file: str | None,
+         report_file: str | None, out: TextIO, err: TextIO, progress: TextIO | None = None,
+         input_files: tuple[str, ...] = ()) -> int:
+    """Check the watchlists and the report file, read the history, run, print the text report
+    on ``out`` and problems on ``err``, write the HTML report. Returns the exit code: 0
+    (malformed and dead-lettered records are reported, not fatal)."""
+    from .backtest_report import render
+    from .tag import quiet_libraries
+
+    quiet_libraries()
+    runs = [(watchlist_file, WatchlistSource.fixed(load_watchlist(watchlist_file)))]
+    if against_file:
+        runs.append((against_file, WatchlistSource.fixed(load_watchlist(against_file))))
+    inputs = [p for p in (watchlist_file, against_file, *input_files) if p]
+    report = open_output(report_file, "--report", not_the=inputs) if report_file else None
+    try:
+        history = read_history()
+        results = []
+        for i, (name, source) in enumerate(runs, start=1):
+            label = f", run {i} of {len(runs)}: {name}" if len(runs) > 1 else f": {name}"
+            results.append(run(history, source, name, progress=progress, label=label))
+        new, current = results[0], (results[1] if len(results) > 1 else None)
+        changes = diff(new, current) if current is not None else None
+        out.write(text_report(history, new, current, changes))
+        out.flush()
+        for line in problems_report(history, results):
+            err.write(line + "\n")
+        if report is not None:
+            try:
+                report.write(render(history, new, current, changes))
+                report.flush()
+            except OSError as exc:
+                raise ConfigError(report.name, "", f"--report: cannot write: {exc.strerror or exc}") from None
+    finally:
+        if report is not None:
+            report.close()
+    return 0

@@ -1,0 +1,159 @@
+"""The backtest's HTML report: one self-contained file an analyst opens offline.
+
+Guarantees: a single HTML5 document with its CSS inline and its charts as inline SVG; no
+script, no external stylesheet, image, font or other resource, so it renders the same with
+no network. Every piece of text from the history (titles, snippets, why-sentences, ids, URLs)
+is HTML-escaped; article URLs are shown as text, not as links, so that nothing in the file
+points outside it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from html import escape
+
+from newsradar.vocab import SEVERITIES
+
+from .backtest import DatedAlert, Diff, History, Result
+
+MAX_LISTED = 200  # alerts per list in the report; the text report lists them all
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:70em}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:right}
+td:first-child,th:first-child{text-align:left}
+.chart{margin:.5em 0 1.2em}.chart h3{font-size:1em;margin:.2em 0}
+.new{fill:#2b6cb0}.current{fill:#b0b0b0}.legend span{display:inline-block;width:1em;height:.8em;margin:0 .3em}
+.alert{border-left:4px solid #2b6cb0;padding:.3em .8em;margin:.6em 0;background:#f7f9fc}
+.alert.dropped{border-color:#c53030;background:#fcf7f7}.meta{color:#555;font-size:.9em}
+.why{font-style:italic}.plus{color:#276749}.minus{color:#c53030}
+"""
+
+
+def _days(results: list[Result]) -> list[str]:
+    seen = sorted({d for r in results for d in r.per_day} | {a.day for r in results for a in r.alerts})
+    if not seen:
+        return []
+    first, last = (datetime.strptime(d, "%Y-%m-%d").replace(tzinfo=UTC) for d in (seen[0], seen[-1]))
+    return [(first + timedelta(days=i)).strftime("%Y-%m-%d") for i in range((last - first).days + 1)]
+
+
+def _per_day(result: Result, subject: str | None) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for a in result.alerts:
+        if subject is None or a.subject == subject:
+            counts[a.day] = counts.get(a.day, 0) + 1
+    return counts
+
+
+def bar_chart(title: str, days: list[str], new: dict[str, int], current: dict[str, int] | None) -> str:
+    """Alerts per day as an inline SVG: one bar per day (two with a current version)."""
+    width_per_day = 14 if current is None else 20
+    height, top, bottom, left = 80, 14, 18, 28
+    peak = max([1, *new.values(), *(current or {}).values()])
+    width = left + width_per_day * max(len(days), 1) + 4
+    parts = [f'<svg width="{width}" height="{height + top + bottom}" '
+             f'role="img" aria-label="{escape(title)}">',
+             f'<text x="0" y="{top + 8}" font-size="10">{peak}</text>',
+             f'<text x="0" y="{top + height}" font-size="10">0</text>',
+             f'<line x1="{left - 2}" y1="{top + height}" x2="{width}" y2="{top + height}" stroke="#999"/>']
+    for i, day in enumerate(days):
+        x = left + i * width_per_day
+        series = [("new", new.get(day, 0))] + ([("current", current.get(day, 0))] if current is not None else [])
+        bar = (width_per_day - 4) // len(series)
+        for j, (cls, value) in enumerate(series):
+            h = round(height * value / peak)
+            parts.append(f'<rect class="{cls}" x="{x + j * bar}" y="{top + height - h}" width="{bar}" height="{h}">'
+                         f'<title>{day} {cls}: {value}</title></rect>')
+        if i == 0 or i == len(days) - 1 or (len(days) > 14 and i % 7 == 0):
+            parts.append(f'<text x="{x}" y="{top + height + 12}" font-size="9">{day[5:]}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _counts_table(title: str, new: dict, current: dict | None) -> str:
+    keys = sorted(set(new) | set(current or ()))
+    head = "<th>articles</th><th>alerts</th>" + ("<th>current</th><th>change</th>" if current is not None else "")
+    rows = []
+    for key in keys:
+        c = new.get(key)
+        n_alerts = c.alerts if c else 0
+        row = f"<td>{escape(key)}</td><td>{c.articles if c else 0}</td><td>{n_alerts}</td>"
+        if current is not None:
+            old = current.get(key)
+            o_alerts = old.alerts if old else 0
+            change = n_alerts - o_alerts
+            cls = "plus" if change > 0 else "minus" if change < 0 else ""
+            row += f'<td>{o_alerts}</td><td class="{cls}">{change:+d}</td>'
+        rows.append(f"<tr>{row}</tr>")
+    return f"<table><tr><th>{escape(title)}</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _alert_block(a: DatedAlert, dropped: bool = False) -> str:
+    al = a.alert
+    subject = f"topic {al.topic_id} · " if al.topic_id else ""
+    return (f'<div class="alert{" dropped" if dropped else ""}">'
+            f'<div class="meta">{escape(a.day)} · {escape(al.kind)} · {escape(al.severity)} · '
+            f'{escape(subject)}org {escape(al.org_id or "-")} · article {escape(al.article_id)}'
+            f'{" · " + escape(al.url) if al.url else ""}</div>'
+            f'<div><b>{escape(al.title)}</b></div><div>{escape(al.snippet)}</div>'
+            f'<div class="why">{escape(al.why)}</div></div>')
+
+
+def top(alerts: list[DatedAlert]) -> list[DatedAlert]:
+    """Most urgent first, then by day (the order of the report's lists)."""
+    return sorted(alerts, key=lambda a: (-SEVERITIES.index(a.alert.severity), a.day))
+
+
+def _alert_list(title: str, alerts: list[DatedAlert], dropped: bool = False) -> str:
+    shown = top(alerts)[:MAX_LISTED]
+    more = (f"<p>… and {len(alerts) - len(shown)} more (all are in the text report).</p>"
+            if len(alerts) > len(shown) else "")
+    body = "".join(_alert_block(a, dropped) for a in shown) or "<p>none</p>"
+    return f"<h2>{escape(title)} ({len(alerts)})</h2>{body}{more}"
+
+
+def render(history: History, new: Result, current: Result | None = None, changes: Diff | None = None) -> str:
+    results = [new] + ([current] if current is not None else [])
+    days = _days(results)
+    legend = ""
+    if current is not None:
+        legend = (f'<p class="legend"><svg width="12" height="10"><rect class="new" width="12" height="10"/></svg> '
+                  f'{escape(new.watchlist)} <svg width="12" height="10"><rect class="current" width="12" height="10"/>'
+                  f'</svg> {escape(current.watchlist)} (current)</p>')
+    charts = [f'<div class="chart"><h3>all alerts</h3>'
+              f'{bar_chart("all alerts", days, _per_day(new, None), _per_day(current, None) if current else None)}</div>']
+    for kind, pick in (("organization", lambda r: r.per_org), ("topic", lambda r: r.per_topic)):
+        subjects = sorted(set(pick(new)) | set(pick(current) if current else ()))
+        for subject in subjects:
+            new_days = _per_day(new, subject)
+            old_days = _per_day(current, subject) if current else None
+            if not new_days and not old_days:
+                continue
+            title = f"{kind} {subject}"
+            charts.append(f'<div class="chart"><h3>{escape(title)}</h3>'
+                          f'{bar_chart(title, days, new_days, old_days)}</div>')
+    span = f"{days[0]} to {days[-1]}" if days else "no dated records"
+    summary = (f"<p>{len(history.records):,} records from {escape(history.description)}, {span}. "
+               f"{escape(new.watchlist)}: {new.articles:,} articles tagged, {new.mentions:,} mentions, "
+               f"{len(new.alerts):,} alerts; {new.repeats:,} repeats, {len(new.dead):,} dead-lettered, "
+               f"{len(history.malformed):,} malformed input records.")
+    if current is not None:
+        summary += f" {escape(current.watchlist)} (current): {len(current.alerts):,} alerts."
+    summary += " Nobody was notified: a backtest never calls alert sinks.</p>"
+    sections = [
+        f"<h1>Backtest of {escape(new.watchlist)}</h1>", summary,
+        "<h2>Alerts per day</h2>", legend, *charts,
+        "<h2>Per organization</h2>",
+        _counts_table("organization", new.per_org, current.per_org if current else None),
+        "<h2>Per topic</h2>",
+        _counts_table("topic", new.per_topic, current.per_topic if current else None),
+    ]
+    if changes is not None:
+        sections.append(_alert_list(f"New alerts (raised only by {new.watchlist})", changes.added))
+        sections.append(_alert_list(f"Lost alerts (raised only by {current.watchlist})", changes.dropped, dropped=True))
+    else:
+        sections.append(_alert_list("Alerts", new.alerts))
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>Backtest of {escape(new.watchlist)}</title><style>{_CSS}</style></head><body>"
+            + "".join(sections) + "</body></html>\n")
