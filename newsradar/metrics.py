@@ -117,6 +117,10 @@ class ConnectorMetrics:
             metric.labels(source=source)
 
 
+# The event times the pipeline clamps: the reader's Kafka timestamps, and parse's record times.
+CLAMPED_FIELDS = ("kafka_timestamp", "published_at", "fetched_at", "edited_at")
+
+
 class PipelineMetrics:
     """What the streaming pipeline's workers export."""
 
@@ -174,6 +178,8 @@ class PipelineMetrics:
             self.duplicates.labels(kind=kind)
         for result in WATCHLIST_RELOAD_RESULTS:
             self.watchlist_reloads.labels(result=result)
+        for name in CLAMPED_FIELDS:
+            self.clamped_times.labels(field=name)
 
 
 _lock = threading.Lock()

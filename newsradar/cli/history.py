@@ -143,13 +143,15 @@ def parse_when(text: str, now: datetime, option: str) -> datetime:
 
 def read_topic(bootstrap_servers: str, topic: str, since: datetime, until: datetime,
                progress: TextIO | None = None, timeout: float = 120.0) -> History:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
+
+    from newsradar.kafka import make_consumer
 
     since_ms, until_ms = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
     if until_ms <= since_ms:
         raise HistoryError(f"--until ({format_time(until)}) is not after --since ({format_time(since)})")
     history = History(description=f"{topic} at {bootstrap_servers} from {format_time(since)} to {format_time(until)}")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+    consumer = make_consumer(bootstrap_servers, enable_auto_commit=False,
                              client_id="newsradar-backtest", max_partition_fetch_bytes=8 * 1024 * 1024,
                              fetch_max_bytes=16 * 1024 * 1024)
     try:
