@@ -199,25 +199,30 @@ def test_what_a_sink_never_took_goes_to_the_dlq_and_replay_delivers_it(kafka, to
     watchlist = write_watchlist(tmp_path / "w.yaml", [hook(f"http://127.0.0.1:{port}/hook")])
     deliver = Deliver(tmp_path, kafka.bootstrap, topics, watchlist, "--max-age", "3s").start()
     try:
+        producer = make_producer(kafka.bootstrap, client_id="newsradar-test")
+        producer.send(topics + "news.alerts", key=b"junk", value=b"{not an alert").get(timeout=30)
+        producer.close()
         produce(kafka.bootstrap, topics + "news.alerts", alerts)
 
         def dead_lettered():
             deliver.check()
-            return len(read_topic(kafka.bootstrap, topics + "news.dlq")) >= len(alerts)
+            return len(read_topic(kafka.bootstrap, topics + "news.dlq")) >= len(alerts) + 1
 
         wait_for(dead_lettered, 90, "the undeliverable alerts on news.dlq")
         letters = [decode_dead_letter(r.value) for r in read_topic(kafka.bootstrap, topics + "news.dlq")]
-        assert sorted(d.step for d in letters) == ["alerts.webhook"] * 3
-        assert all("gave up after" in d.error and "cannot connect" in d.error for d in letters), letters
+        assert sorted(d.step for d in letters) == ["alerts.decode"] + ["alerts.webhook"] * 3
+        hooks = [d for d in letters if d.step == "alerts.webhook"]
+        assert all("gave up after" in d.error and "cannot connect" in d.error for d in hooks), hooks
         assert all(d.source.startswith(topics + "news.alerts/") for d in letters)
         with Receiver(port=port) as rx:
             replay = subprocess.run(newsradar_cmd("dlq", "replay", "--bootstrap-servers", kafka.bootstrap,
-                                                  "--topic-prefix", topics, "--step", "alerts.webhook"),
+                                                  "--topic-prefix", topics),
                                     capture_output=True, text=True, timeout=120)
             assert replay.returncode == 0, replay.stderr
             wait_for(lambda: deliver.check() or len(rx.alerts) == len(alerts), 60,
                      "the replayed alerts at the receiver")
         assert set(rx.alerts) == {a.alert_id for a in alerts}
-        assert len(read_topic(kafka.bootstrap, topics + "news.dlq")) == len(alerts)  # none dead-lettered again
+        assert "1 of a step never replayed" in replay.stdout, replay.stdout  # the junk record stays
+        assert len(read_topic(kafka.bootstrap, topics + "news.dlq")) == len(alerts) + 1  # none dead-lettered again
     finally:
         deliver.stop()
