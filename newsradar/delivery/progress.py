@@ -67,3 +67,9 @@ class Progress:
                 self._open.pop(p, None)
                 self._next.pop(p, None)
                 self._committed.pop(p, None)
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self._open.clear()
+            self._next.clear()
+            self._committed.clear()

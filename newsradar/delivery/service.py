@@ -49,6 +49,11 @@ BACKOFF_CAP = 60.0
 # Alerts of a batched sink (Alertmanager, file) sent in one request at most.
 BATCH_MAX = 100
 DECODE_STEP = "alerts.decode"
+# A consumer without partitions for this long, in a group the broker says has no member, is
+# stuck: kafka-python 3.0.12 can drop a join whose SyncGroup answer arrives after poll() timed
+# out (seen once in about a dozen starts), leaving the consumer polling forever, out of its group.
+STUCK_AFTER = 30.0
+POLL_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -377,16 +382,14 @@ class Deliverer:
             def on_partitions_assigned(self, assigned):
                 return None
 
-        # A killed member holds its partitions until its session expires: keep that short.
-        consumer = self._consumer(group_id=s.group_id, client_id="newsradar-deliver", auto_offset_reset="earliest",
-                                  max_poll_records=500, session_timeout_ms=10_000, heartbeat_interval_ms=2_000)
-        consumer.subscribe([s.alerts_topic], listener=Listener())
+        listener = Listener()
+        consumer = self._join(listener)
         loop.start()
         self.echo(f"deliver: reading {s.alerts_topic} at {s.bootstrap_servers} as group {s.group_id}; "
                   f"sinks: {', '.join(w.sink.key for w in workers) or 'none'}")
         code = 0
         last_commit = last_prune = time.monotonic()
-        paused = False
+        unassigned_since: float | None = None
         try:
             while not self.stop_requested.is_set():
                 error = loop.error()
@@ -394,12 +397,23 @@ class Deliverer:
                     self.echo(f"deliver: stopping: {type(error).__name__}: {error}")
                     code = 1
                     break
-                full = self.progress.pending() >= s.max_pending
-                if full != paused:
-                    assigned = consumer.assignment()
-                    (consumer.pause if full else consumer.resume)(*assigned)
-                    paused = full
-                for records in consumer.poll(timeout_ms=200).values():
+                assigned = consumer.assignment()
+                if self.progress.pending() >= s.max_pending:
+                    consumer.pause(*assigned)
+                elif consumer.paused():
+                    consumer.resume(*consumer.paused())
+                if assigned:
+                    unassigned_since = None
+                elif unassigned_since is None:
+                    unassigned_since = time.monotonic()
+                elif time.monotonic() - unassigned_since > STUCK_AFTER and self._group_is_empty():
+                    log.warning("the consumer has no partitions and group %s no member after %.0fs: joining again "
+                                "with a new consumer", s.group_id, STUCK_AFTER)
+                    consumer.close(autocommit=False)
+                    self.progress.forget_all()
+                    consumer = self._join(listener)
+                    unassigned_since = None
+                for records in consumer.poll(timeout_ms=POLL_MS).values():
                     for rec in records:
                         self._take(rec, workers, loop.loop, dead_letters)
                 if time.monotonic() - last_commit >= s.commit_interval:
@@ -416,6 +430,31 @@ class Deliverer:
             producer.close(10)
             self.ledger.close()
         return code
+
+    def _join(self, listener):
+        s = self.settings
+        # A killed member holds its partitions until its session expires: keep that short.
+        consumer = self._consumer(group_id=s.group_id, client_id="newsradar-deliver", auto_offset_reset="earliest",
+                                  max_poll_records=500, session_timeout_ms=10_000, heartbeat_interval_ms=2_000)
+        # The topic's metadata before the join: a leader without it assigns nothing, and the
+        # group has to rebalance again at once.
+        consumer.partitions_for_topic(s.alerts_topic)
+        consumer.subscribe([s.alerts_topic], listener=listener)
+        return consumer
+
+    def _group_is_empty(self) -> bool:
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers, client_id="newsradar-deliver-check")
+        try:
+            info = admin.describe_groups([self.settings.group_id]).get(self.settings.group_id) or {}
+        except KafkaError as exc:
+            log.info("cannot describe group %s: %s", self.settings.group_id, exc)
+            return False
+        finally:
+            admin.close()
+        return not info.get("members")
 
     def _take(self, rec, workers: list[SinkWorker], loop, dead_letters: DeadLetters) -> None:
         source = f"{rec.topic}/{rec.partition}/{rec.offset}"

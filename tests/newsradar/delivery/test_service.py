@@ -6,6 +6,7 @@ reason, and `newsradar dlq replay` brings it back to be delivered."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -34,9 +35,9 @@ class Deliver:
         self.log_path = tmp_path / "deliver.log"
         self.metrics_port = free_port()
         self.args = newsradar_cmd(
-            *__import__("os").environ.get("NR_DEBUG_ARGS", "").split(), "deliver", "--watchlist", str(watchlist), "--bootstrap-servers", bootstrap, "--topic-prefix", prefix,
+            "deliver", "--watchlist", str(watchlist), "--bootstrap-servers", bootstrap, "--topic-prefix", prefix,
             "--group-id", f"{prefix}deliver", "--metrics-port", str(self.metrics_port), *extra)
-        self.env = {**__import__("os").environ, SECRET_ENV: SECRET, "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, SECRET_ENV: SECRET, "PYTHONUNBUFFERED": "1"}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Deliver:
