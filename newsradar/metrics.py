@@ -163,10 +163,6 @@ class PipelineMetrics:
             "Event times later than now plus the allowed clock skew, moved back, by field.", ["field"],
             registry=registry,
         )
-        self.sink_deliveries = Counter(
-            "newsradar_alert_sink_deliveries", "Alert deliveries to sinks, by sink kind and outcome.",
-            ["sink", "outcome"], registry=registry,
-        )
         # Series for every enum value exist from the start at 0, so "no alerts of this kind"
         # is a 0 on the dashboards and rules, not a missing series.
         for lang in LANGS:
@@ -180,6 +176,46 @@ class PipelineMetrics:
             self.watchlist_reloads.labels(result=result)
         for name in CLAMPED_FIELDS:
             self.clamped_times.labels(field=name)
+
+
+SINK_KINDS = ("webhook", "alertmanager", "file")
+# ok: delivered; retried: an attempt failed and the alert waits for the next; failed: refused
+# for good (a 4xx), to news.dlq; expired: still failing at the maximum age, to news.dlq.
+SINK_OUTCOMES = ("ok", "retried", "failed", "expired")
+# Alert to delivered: seconds when all is well, up to the maximum age when a sink was down.
+DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600)
+
+
+class DeliveryMetrics:
+    """What `newsradar deliver` exports (per sink kind)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY):
+        self.sink_deliveries = Counter(
+            "newsradar_alert_sink_deliveries", "Alert deliveries to sinks, by sink kind and outcome.",
+            ["sink", "outcome"], registry=registry,
+        )
+        self.delivery_latency = Histogram(
+            "newsradar_alert_delivery_seconds", "From an alert's created_at to the sink acknowledging it.",
+            ["sink"], buckets=DELIVERY_BUCKETS, registry=registry,
+        )
+        self.pending = Gauge(
+            "newsradar_alert_sink_pending", "Alerts read from news.alerts that the sink has not finished.",
+            ["sink"], registry=registry,
+        )
+        self.retrying = Gauge(
+            "newsradar_alert_sink_retrying", "Alerts whose last attempt failed, waiting to be tried again.",
+            ["sink"], registry=registry,
+        )
+        self.oldest_pending = Gauge(
+            "newsradar_alert_sink_oldest_pending_seconds",
+            "Age of the oldest alert the sink has not finished (0 when none), since it was written to news.alerts.",
+            ["sink"], registry=registry,
+        )
+        for sink in SINK_KINDS:
+            for outcome in SINK_OUTCOMES:
+                self.sink_deliveries.labels(sink=sink, outcome=outcome)
+            for metric in (self.delivery_latency, self.pending, self.retrying, self.oldest_pending):
+                metric.labels(sink=sink)
 
 
 _lock = threading.Lock()

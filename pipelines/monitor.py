@@ -19,7 +19,6 @@ import apache_beam as beam
 
 from newsradar.config import Watchlist
 from transforms.dedupe import Dedupe, DedupeInOrder, DedupeSettings
-from transforms.deliver_alerts import DeliverAlerts, check_sinks
 from transforms.normalize import Normalize
 from transforms.parse import ParseRaw
 from transforms.raise_alerts import RaiseAlerts, RaiseAlertsInOrder
@@ -47,14 +46,13 @@ def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
         ParseRaw ──(bad)──────────────────────────────────────────────► dlq
            └► Normalize ─► Dedupe ─► TagArticles ─► tagged         (each ─(failed on)─► dlq)
                                            └► RaiseAlerts ─► alerts   (─(failed on)─► dlq)
-                                                  └► DeliverAlerts (sinks) ─(undelivered)─► dlq
 
     Guarantees: every input element ends up in ``dlq`` (with the error and step, and the
     original bytes or, past ParseRaw, the article as a news.raw record) or, once per article
     id (edits marked ``is_update``), in ``tagged`` with ``lang``, ``story_id`` and
     ``duplicate_of``. Element timestamps are kept: a step must not hold an element in state
     and emit it later without holding the watermark (a timer with an output timestamp),
-    because the streaming entry commits Kafka offsets when the watermark after the sinks
+    because the streaming entry commits Kafka offsets when the watermark after the Kafka writes
     passes a record's time.
 
     ``ordered=True`` is the mode for bounded inputs whose order matters (`newsradar tag`,
@@ -64,25 +62,24 @@ def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
     variants, so story ids and alerts are those a stream in that order would give, on every
     run. Every output keeps the key of the input it came from: ``tagged`` (seq,
     TaggedArticle), ``dlq`` (seq, DeadLetter), ``alerts`` ((seq, rank, n), Alert) — sort by
-    the key for input order. Alert sinks are not called: a replay must not notify anyone.
+    the key for input order.
+
+    No step calls an alert sink: the alerts' only way out is ``alerts`` (news.alerts), which
+    ``newsradar deliver`` reads in a process of its own (:mod:`newsradar.delivery`), so a slow
+    or dead sink costs the pipeline nothing, and a replay notifies nobody.
 
     ``watchlist`` is a :class:`transforms.reload.WatchlistSource` (the file is polled and a
     good new version taken into use while running) or a fixed Watchlist.
     """
     source = watchlist if isinstance(watchlist, WatchlistSource) else WatchlistSource.fixed(watchlist)
-    deliver = bool(source.initial.alerts.sinks) and not ordered
-    if deliver:
-        check_sinks(source)
     parsed = articles | "ParseRaw" >> ParseRaw(keyed=ordered)
     normalized = parsed.articles | "Normalize" >> Normalize(keyed=ordered)
     deduped = normalized.articles | "Dedupe" >> (DedupeInOrder(dedupe) if ordered else Dedupe(dedupe))
-    # Tagging (issue 6): topics and organizations in one pass, then novelty per organization;
-    # sinks beside news.alerts, their undelivered alerts to the DLQ. docs/tagging.md, docs/alerts.md.
+    # Tagging (issue 6): topics and organizations in one pass, then novelty per organization.
+    # docs/tagging.md, docs/alerts.md.
     tagged = deduped.articles | "TagArticles" >> TagArticles(source, keyed=ordered)
     raised = tagged.articles | "RaiseAlerts" >> (RaiseAlertsInOrder(source) if ordered else RaiseAlerts(source))
     alerts = raised.alerts
     dead = [parsed.dlq, normalized.dlq, deduped.dlq, tagged.dlq, raised.dlq]
-    if deliver:
-        dead.append(alerts | "DeliverAlerts" >> DeliverAlerts(source.initial.alerts.sinks))
     dlq = dead | "MergeDeadLetters" >> beam.Flatten()
     return Outputs(tagged=tagged.articles, alerts=alerts, dlq=dlq)

@@ -1,8 +1,9 @@
 """End to end: `newsradar up --demo` as a user runs it, checked from the outside.
 
 From a clean NEWSRADAR_HOME: the whole stack starts (its own broker, the demo server, the
-connectors, the pipeline on Prism); an alert for a watched organization reaches news.alerts
-with the org, story and a readable why; every demo article is on news.tagged exactly once; the
+connectors, the pipeline on Prism, alert delivery); an alert for a watched organization reaches
+news.alerts with the org, story and a readable why, and `newsradar deliver` writes it to the
+watchlist's file sink; every demo article is on news.tagged exactly once; the
 metrics endpoints count articles, tags and alerts; SIGTERM leaves no process behind; and a
 second `up` finds the first run's data in the broker.
 """
@@ -21,27 +22,38 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from newsradar.cli.liveview import scrape
 from newsradar.kafka import read_topic
 from newsradar.records import TOPIC_ALERTS, TOPIC_TAGGED, decode_alert, decode_tagged
-from tests.conftest import free_port, wait_for
+from tests.conftest import REPO, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
 DEMO_SPEED = "4"  # the four-minute demo schedule plays in about a minute
 
 
+def watchlist_with_file_sink(path: Path, alerts_file: Path) -> Path:
+    """The shipped watchlist, with a file sink for `newsradar deliver` to write to."""
+    doc = yaml.safe_load((REPO / "config" / "watchlist.yaml").read_text(encoding="utf-8"))
+    doc.setdefault("alerts", {})["sinks"] = [{"kind": "file", "path": str(alerts_file)}]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
 class UpProcess:
-    def __init__(self, home: Path, kafka_port: int):
+    def __init__(self, home: Path, kafka_port: int, watchlist: Path):
         self.lines: list[str] = []
         self.connect_port = free_port()
         self.pipeline_port = free_port()
+        self.deliver_port = free_port()
         env = dict(os.environ, NEWSRADAR_HOME=str(home))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "newsradar.cli", "up", "--demo", "--no-live", "--demo-speed", DEMO_SPEED,
              "--kafka-port", str(kafka_port), "--connect-metrics-port", str(self.connect_port),
-             "--pipeline-metrics-port", str(self.pipeline_port)],
+             "--pipeline-metrics-port", str(self.pipeline_port), "--deliver-metrics-port", str(self.deliver_port),
+             "--watchlist", str(watchlist)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -108,12 +120,15 @@ def test_up_demo_end_to_end(tmp_path):
     home = tmp_path / "home"
     kafka_port = free_port()
     bootstrap = f"localhost:{kafka_port}"
-    up = UpProcess(home, kafka_port)
+    alerts_file = tmp_path / "delivered.jsonl"
+    watchlist = watchlist_with_file_sink(tmp_path / "watchlist.yaml", alerts_file)
+    up = UpProcess(home, kafka_port, watchlist)
     try:
         up.wait_up()
         out = up.output()
         base = re.search(r"demo server\s+(http://127\.0\.0\.1:\d+)", out).group(1)
-        for url in (f"http://127.0.0.1:{up.connect_port}/metrics", f"http://127.0.0.1:{up.pipeline_port}/metrics"):
+        for url in (f"http://127.0.0.1:{up.connect_port}/metrics", f"http://127.0.0.1:{up.pipeline_port}/metrics",
+                    f"http://127.0.0.1:{up.deliver_port}/metrics"):
             assert url in out, f"up must print every metrics endpoint as a URL:\n{out}"
         assert str(home / "logs") in out and str(home / "state") in out
 
@@ -125,6 +140,13 @@ def test_up_demo_end_to_end(tmp_path):
         alerts = wait_for(org_alert, 180, "a new_mention alert for soldiers-mothers-union on news.alerts", interval=2)
         alert = alerts[0]
         assert "Union of Committees of Soldiers' Mothers" in alert.why and alert.snippet
+
+        # ... and `deliver`, started by `up`, hands it to the watchlist's sink
+        def delivered():
+            lines = alerts_file.read_text(encoding="utf-8").splitlines() if alerts_file.exists() else []
+            return {decode_alert(line).alert_id for line in lines}
+
+        wait_for(lambda: alert.alert_id in delivered(), 60, "the alert in the file sink", interval=1)
 
         # 2. every demo article on news.tagged exactly once (after the schedule has played)
         items = demo_items(base)["items"]
@@ -156,7 +178,7 @@ def test_up_demo_end_to_end(tmp_path):
 
         # 4. SIGTERM stops everything, with no process left behind
         children = up.descendants()
-        assert len(children) >= 4, f"expected broker, demo server, connectors, pipeline (+Prism): {children}"
+        assert len(children) >= 5, f"expected broker, demo server, connectors, pipeline (+Prism), deliver: {children}"
         first_alert_ids = {decode_alert(r.value).alert_id for r in read_topic(bootstrap, TOPIC_ALERTS)}
         assert up.terminate() == 0, up.output()
         wait_for(lambda: not [p for p in children if alive(p)], 30, "every child of `up` to be gone")
@@ -166,7 +188,7 @@ def test_up_demo_end_to_end(tmp_path):
             up.terminate()
 
     # 5. a second `up` on the same home finds the broker's data
-    again = UpProcess(home, kafka_port)
+    again = UpProcess(home, kafka_port, watchlist)
     try:
         again.wait_up()
         kept = {decode_alert(r.value).alert_id for r in read_topic(bootstrap, TOPIC_ALERTS)}
@@ -196,7 +218,8 @@ def test_up_with_own_sources_on_an_existing_cluster(kafka, tmp_path):
         env = dict(os.environ, NEWSRADAR_HOME=str(tmp_path / "home"))
         proc = subprocess.Popen(
             [sys.executable, "-m", "newsradar.cli", "up", "--no-live", "--sources", str(sources),
-             "--bootstrap-servers", kafka.bootstrap, "--pipeline-metrics-port", str(free_port())],
+             "--bootstrap-servers", kafka.bootstrap, "--pipeline-metrics-port", str(free_port()),
+             "--deliver-metrics-port", str(free_port())],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
         )
         lines: list[str] = []

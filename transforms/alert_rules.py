@@ -1,6 +1,6 @@
 """The alert rules, as plain code (no Beam): what is new enough to tell a person about, and
 the Alert record that says so. The Beam steps that apply them are in
-:mod:`transforms.raise_alerts`; delivery to sinks is :mod:`transforms.deliver_alerts`.
+:mod:`transforms.raise_alerts`; delivery to sinks is ``newsradar deliver`` (:mod:`newsradar.delivery`).
 
 From a tagged article to alerts, in three parts:
 

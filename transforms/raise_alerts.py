@@ -1,5 +1,5 @@
 """The Beam steps that raise alerts from tagged articles; the rules they apply are plain code
-in :mod:`transforms.alert_rules`, delivery is :mod:`transforms.deliver_alerts`.
+in :mod:`transforms.alert_rules`, delivery is ``newsradar deliver`` (:mod:`newsradar.delivery`).
 
 * :class:`RaiseAlerts` — the streaming step: mentions keyed by organization into a stateful
   DoFn that applies :class:`transforms.alert_rules.AlertRules` to the organization's state.

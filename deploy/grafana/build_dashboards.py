@@ -178,7 +178,7 @@ def pipeline_overview() -> dict:
               "we are compared with the source (includes the source's own publishing delay).",
               quantiles("newsradar_published_to_alert_seconds"), unit="s", w=12),
         panel(lay, "Fetched to alert", "From the moment a connector fetched the article to its alert: our "
-              "own processing delay (Kafka, pipeline, sinks).",
+              "own processing delay (Kafka, pipeline).",
               quantiles("newsradar_fetched_to_alert_seconds"), unit="s", w=12),
         row(lay, "Operations"),
         panel(lay, "Watchlist reloads", "Watchlist reload attempts over the time range. A failed reload "
@@ -193,11 +193,28 @@ def pipeline_overview() -> dict:
         panel(lay, "Processes up", "1 when Prometheus can scrape the process's /metrics.", [
             target('up{job=~"newsradar-.*"}', "{{job}} {{instance}}"),
         ], kind="stat", w=8),
+        row(lay, "Alert delivery (newsradar deliver)"),
         panel(lay, "Alert deliveries to sinks", "Deliveries of alerts to the watchlist's sinks (webhook, "
-              "Alertmanager, file) per hour, by sink and outcome.", [
+              "Alertmanager, file) per hour, by sink and outcome: ok, retried (an attempt failed, tried "
+              "again), failed (refused for good) and expired (still failing at --max-age); the last two "
+              "go to news.dlq.", [
                   target(f"sum by (sink, outcome) (rate(newsradar_alert_sink_deliveries_total[{RATE}])) * 3600",
                          "{{sink}} {{outcome}}"),
-              ], unit="short", w=24),
+              ], unit="short", w=12),
+        panel(lay, "Alert to delivered", "From an alert's created_at to the sink acknowledging it, 95th "
+              "percentile per sink.", [
+                  target(f"histogram_quantile(0.95, sum by (sink, le) "
+                         f"(rate(newsradar_alert_delivery_seconds_bucket[{RATE}])))", "{{sink}} p95"),
+              ], unit="s", w=12),
+        panel(lay, "Undelivered alerts", "Per sink: alerts read from news.alerts and not yet delivered or "
+              "dead-lettered, and those of them waiting after a failed attempt.", [
+                  target("sum by (sink) (newsradar_alert_sink_pending)", "{{sink}} pending"),
+                  target("sum by (sink) (newsradar_alert_sink_retrying)", "{{sink}} retrying", ref="B"),
+              ], unit="short", w=12),
+        panel(lay, "Oldest undelivered alert", "Per sink: how long the oldest undelivered alert has been on "
+              "news.alerts. The alert NewsradarAlertSinkFailing fires above 10 minutes.", [
+                  target("max by (sink) (newsradar_alert_sink_oldest_pending_seconds)", "{{sink}}"),
+              ], unit="s", w=12),
     ]
     return dashboard(
         "newsradar-pipeline", "newsradar / Pipeline overview",

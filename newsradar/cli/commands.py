@@ -113,12 +113,14 @@ def main(verbose: int) -> None:
               help="Connectors' /metrics port with --demo (with --sources: the file's metrics.port).")
 @click.option("--pipeline-metrics-port", type=click.IntRange(1, 65535), default=9465, show_default=True,
               help="Pipeline's /metrics port.")
+@click.option("--deliver-metrics-port", type=click.IntRange(1, 65535), default=9466, show_default=True,
+              help="Alert delivery's (`newsradar deliver`) /metrics port.")
 @click.option("--no-live", is_flag=True, help="Plain log lines instead of the live view (automatic when not a terminal).")
 @handles_errors
 def up(demo: bool, sources_file: str | None, watchlist_file: str | None, bootstrap_servers: str | None,
        kafka_port: int, demo_speed: float, poll_interval: float, connect_metrics_port: int,
-       pipeline_metrics_port: int, no_live: bool) -> None:
-    """Run the whole stack: Kafka, topics, connectors, pipeline, metrics.
+       pipeline_metrics_port: int, deliver_metrics_port: int, no_live: bool) -> None:
+    """Run the whole stack: Kafka, topics, connectors, pipeline, alert delivery, metrics.
 
     Prints where every part runs (ports, metrics URLs, logs, state) and shows alerts as they
     arrive. Ctrl-C or SIGTERM stops everything in reverse order. Exits 1 if a part dies."""
@@ -132,11 +134,14 @@ def up(demo: bool, sources_file: str | None, watchlist_file: str | None, bootstr
     if sources_file:
         load_sources(sources_file)
     if watchlist_file:
-        load_watchlist(watchlist_file)
+        from newsradar.delivery.sinks import check_sinks
+
+        check_sinks(load_watchlist(watchlist_file), watchlist_file)
     opts = Options(
         demo=demo, sources_file=sources_file, watchlist_file=watchlist_file, bootstrap_servers=bootstrap_servers,
         kafka_port=kafka_port, demo_speed=demo_speed, poll_interval=poll_interval,
-        connect_metrics_port=connect_metrics_port, pipeline_metrics_port=pipeline_metrics_port, live=not no_live,
+        connect_metrics_port=connect_metrics_port, pipeline_metrics_port=pipeline_metrics_port,
+        deliver_metrics_port=deliver_metrics_port, live=not no_live,
     )
     sys.exit(run(opts, say=click.echo))
 
@@ -485,10 +490,12 @@ def sources_check(file: str, allow_private_networks: bool, no_resolve: bool) -> 
     click.echo(f"{file}: ok: {summary}")
 
 
-def _register_dlq() -> None:
+def _register_groups() -> None:
+    from .deliver import deliver
     from .dlq import dlq
 
+    main.add_command(deliver)
     main.add_command(dlq)
 
 
-_register_dlq()
+_register_groups()

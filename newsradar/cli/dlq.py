@@ -89,6 +89,7 @@ class Letter:
 NOT_REPLAYABLE = {
     "novelty.event": "its original is a mention event, not a record; the article itself is in news.tagged",
     "write": "its original is an output record too large for its topic; a replay would be refused again",
+    "alerts.decode": "its original is a news.alerts record that is not an alert; a replay would be refused again",
 }
 
 

@@ -5,7 +5,9 @@ Start order, each step waiting until the part is ready before the next begins:
 1. the local Kafka broker (unless ``--bootstrap-servers`` names a cluster) and the topics;
 2. with ``--demo``, the demo news server and a sources file pointing at it;
 3. the connectors (``newsradar connect``), ready when their ``/metrics`` answers;
-4. the streaming pipeline (``newsradar pipeline`` on Prism), ready when its ``/metrics`` answers.
+4. the streaming pipeline (``newsradar pipeline`` on Prism), ready when its ``/metrics`` answers;
+5. alert delivery (``newsradar deliver``: news.alerts to the watchlist's sinks), ready when its
+   ``/metrics`` answers.
 
 Guarantees: every part runs as a child in its own process group with its own log file; a
 part that exits is reported at once with the tail of its log, everything else is stopped and
@@ -113,6 +115,7 @@ class Options:
     poll_interval: float = 5.0
     connect_metrics_port: int = 9464
     pipeline_metrics_port: int = 9465
+    deliver_metrics_port: int = 9466
     live: bool = True
 
 
@@ -150,6 +153,7 @@ class Stack:
             raise PartFailed("no sources: give --sources FILE or --demo")
         self._start_connectors(sources_file)
         self._start_pipeline(watchlist_file)
+        self._start_deliver(watchlist_file)
         if self.opts.demo:
             self._start_demo_clock()
 
@@ -229,6 +233,16 @@ class Stack:
             "pipeline", "--watchlist", watchlist_file, "--bootstrap-servers", self.bootstrap, f"--metrics_port={port}",
         )
         self.say(f"pipeline     metrics {url}   log {part.log_path}   runner PrismRunner")
+
+    def _start_deliver(self, watchlist_file: str) -> None:
+        port = self.opts.deliver_metrics_port
+        url = f"http://127.0.0.1:{port}/metrics"
+        part = self._launch_served(
+            "deliver", url, "deliver.log",
+            "deliver", "--watchlist", watchlist_file, "--bootstrap-servers", self.bootstrap,
+            "--metrics-port", str(port), *(["--allow-private-networks"] if self.opts.demo else []),
+        )
+        self.say(f"deliver      metrics {url}   log {part.log_path}   ledger {self.home / 'deliver' / 'ledger.sqlite'}")
 
     def _launch_served(self, name: str, metrics_url: str, log_name: str, *args: str) -> Part:
         """Start a ``newsradar`` command that is ready once its /metrics answers."""

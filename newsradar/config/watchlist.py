@@ -121,16 +121,22 @@ class WebhookSink(_Frozen):
     # Name of the environment variable that holds the HMAC secret (never the secret itself).
     secret_env: str | None = None
     allow_private_networks: bool = False
+    # Per request; a failed request is retried with backoff by `newsradar deliver`.
     timeout: Duration = 10.0
-    max_attempts: int = Field(default=5, ge=1, le=100)
+    # Requests to this sink at the same time, and at most this many per second (none: no cap).
+    concurrency: int = Field(default=4, ge=1, le=64)
+    rate_limit: float | None = Field(default=None, gt=0)
 
 
 class AlertmanagerSink(_Frozen):
     kind: Literal["alertmanager"]
     url: Text
     allow_private_networks: bool = False
+    # Per request; a failed request is retried with backoff by `newsradar deliver`.
     timeout: Duration = 10.0
-    max_attempts: int = Field(default=5, ge=1, le=100)
+    # Requests to this sink at the same time, and at most this many per second (none: no cap).
+    concurrency: int = Field(default=4, ge=1, le=64)
+    rate_limit: float | None = Field(default=None, gt=0)
 
 
 class FileSink(_Frozen):

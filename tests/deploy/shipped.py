@@ -177,11 +177,12 @@ def exported_names() -> set[str]:
     """
     from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-    from newsradar.metrics import ConnectorMetrics, PipelineMetrics
+    from newsradar.metrics import ConnectorMetrics, DeliveryMetrics, PipelineMetrics
 
     registry = CollectorRegistry()
     ConnectorMetrics(registry)
     PipelineMetrics(registry)
+    DeliveryMetrics(registry)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

@@ -48,11 +48,12 @@ def test_every_catalog_metric_is_on_a_dashboard_or_in_a_rule():
                   for n in used}
     from prometheus_client import CollectorRegistry
 
-    from newsradar.metrics import ConnectorMetrics, PipelineMetrics
+    from newsradar.metrics import ConnectorMetrics, DeliveryMetrics, PipelineMetrics
 
     registry = CollectorRegistry()
     ConnectorMetrics(registry)
     PipelineMetrics(registry)
+    DeliveryMetrics(registry)
     catalog = {family.name for family in registry.collect()}
     assert sorted(catalog - used_bases) == [], "metrics in the catalog that no dashboard or rule shows"
 

@@ -119,7 +119,7 @@ class _NoAliases(yaml.SafeDumper):
 
 
 def write_watchlist(path: Path, alerts_file: Path) -> None:
-    """The shipped watchlist, with a file sink so alert deliveries are counted too."""
+    """The shipped watchlist, with a file sink so that `newsradar deliver` counts deliveries too."""
     doc = yaml.safe_load((REPO / "config" / "watchlist.yaml").read_text(encoding="utf-8"))
     doc.setdefault("alerts", {})["sinks"] = [{"kind": "file", "path": str(alerts_file)}]
     path.write_text(yaml.dump(doc, Dumper=_NoAliases, sort_keys=False, allow_unicode=True))
@@ -164,7 +164,7 @@ def _finite(body: dict) -> bool:
 
 def test_every_dashboard_expression_returns_data_from_a_real_stack(kafka, tmp_path):
     run = f"obs{uuid.uuid4().hex[:8]}"
-    connect_port, pipeline_port = free_port(), free_port()
+    connect_port, pipeline_port, deliver_port = free_port(), free_port(), free_port()
     alerts_file = tmp_path / "alerts.jsonl"
     sources_file, watchlist_file = tmp_path / "sources.yaml", tmp_path / "watchlist.yaml"
     queries = panel_queries()
@@ -184,6 +184,7 @@ def test_every_dashboard_expression_returns_data_from_a_real_stack(kafka, tmp_pa
         prometheus = Prometheus(tmp_path / "prometheus", {
             "newsradar-connector": [f"127.0.0.1:{connect_port}"],
             "newsradar-pipeline": [f"127.0.0.1:{pipeline_port}"],
+            "newsradar-deliver": [f"127.0.0.1:{deliver_port}"],
         }).start()
         stack.callback(prometheus.stop)
 
@@ -198,10 +199,15 @@ def test_every_dashboard_expression_returns_data_from_a_real_stack(kafka, tmp_pa
             "pipeline", "--watchlist", str(watchlist_file), "--bootstrap-servers", kafka.bootstrap,
             f"--metrics_port={pipeline_port}", f"--group_id={run}", "--stop_timeout=20s"), tmp_path)
         stack.callback(pipeline.stop)
+        deliver = Process("deliver", newsradar_cmd(
+            "deliver", "--watchlist", str(watchlist_file), "--bootstrap-servers", kafka.bootstrap,
+            "--metrics-port", str(deliver_port), "--group-id", f"{run}-deliver", "--start-window", "1m"), tmp_path)
+        stack.callback(deliver.stop)
 
         def scraped_and_flowing() -> bool:
             connector.check()
             pipeline.check()
+            deliver.check()
             return (prometheus.value('min(up{job=~"newsradar-.*"})') == 1
                     and (prometheus.value("sum(newsradar_articles_total)") or 0) > 0)
 
@@ -232,6 +238,7 @@ def test_every_dashboard_expression_returns_data_from_a_real_stack(kafka, tmp_pa
         def every_expression_has_data() -> bool:
             connector.check()
             pipeline.check()
+            deliver.check()
             pending.clear()
             for expr, what in expected.items():
                 if not (prometheus.value(expr) or 0) > 0:
@@ -250,7 +257,7 @@ def test_every_dashboard_expression_returns_data_from_a_real_stack(kafka, tmp_pa
         except pytest.fail.Exception:
             detail = "\n".join(f"  {name}: {body}" for name, body in pending.items())
             pytest.fail(f"expressions without data, or expected events that never happened:\n{detail}\n--- connect log:\n{connector.log_tail()}\n"
-                        f"--- pipeline log:\n{pipeline.log_tail()}")
+                        f"--- pipeline log:\n{pipeline.log_tail()}\n--- deliver log:\n{deliver.log_tail()}")
 
         # The variables list values, and the sources' include ours.
         for var in variable_queries():

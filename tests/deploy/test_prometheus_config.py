@@ -76,6 +76,11 @@ def test_scrape_targets_are_the_ports_the_processes_listen_on_by_default():
 
     assert _scrape_port("newsradar-pipeline") == DEFAULT_METRICS_PORT
     assert _scrape_port("newsradar-pipeline") == _option_default(cli.up, "pipeline_metrics_port")
+    from newsradar.delivery import DEFAULT_METRICS_PORT as DELIVER_PORT
+
+    assert _scrape_port("newsradar-deliver") == DELIVER_PORT
+    assert _scrape_port("newsradar-deliver") == _option_default(cli.up, "deliver_metrics_port")
+    assert _option_default(cli.main.commands["deliver"], "metrics_port") == DELIVER_PORT
 
 
 def test_install_script_is_idempotent_and_leaves_apt_alone_when_everything_is_there(tmp_path):

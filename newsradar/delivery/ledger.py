@@ -1,0 +1,95 @@
+"""What each sink has done with each alert, kept across restarts of ``newsradar deliver``.
+
+Guarantees:
+
+* A row is written only after the sink acknowledged the alert (``delivered``) or Kafka
+  acknowledged its dead letter on news.dlq (``dead_lettered``), and the service commits a
+  news.alerts offset only after the rows of every record before it are written: a restart
+  re-reads at most what was not finished, and the ledger says which sinks already took it.
+* A ``delivered`` alert is never sent to that sink again, whichever record brings it (the
+  pipeline writes an alert again after its own restart, with the same id). A
+  ``dead_lettered`` one is skipped only for the same news.alerts record: the copy that
+  ``newsradar dlq replay`` writes is a new record and is tried again.
+* SQLite in WAL mode with ``synchronous=NORMAL``: a row survives the process being killed;
+  after a power loss the newest rows may be gone, which repeats those deliveries (never
+  loses one: the offsets in Kafka are then behind them too, or the alerts were delivered).
+* Bounded: rows older than ``ttl`` (news.alerts' retention by default) are deleted by
+  :meth:`prune`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from newsradar import paths
+from newsradar.kafka import DEFAULT_RETENTION
+from newsradar.records import TOPIC_ALERTS
+
+DELIVERED = "delivered"
+DEAD_LETTERED = "dead_lettered"
+DEFAULT_TTL = DEFAULT_RETENTION[TOPIC_ALERTS]
+
+
+def default_path() -> Path:
+    return paths.home() / "deliver" / "ledger.sqlite"
+
+
+class Ledger:
+    """Thread-safe: the consumer loop reads it, the sink workers write it."""
+
+    def __init__(self, path: Path | None = None, ttl: float = DEFAULT_TTL):
+        self.path = path or default_path()
+        self.ttl = ttl
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS outcomes (sink TEXT NOT NULL, alert_id TEXT NOT NULL, outcome TEXT NOT NULL, "
+            "position TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (sink, alert_id))"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS outcomes_at ON outcomes (at)")
+
+    def done(self, sink: str, alert_id: str, position: str) -> bool:
+        """True when ``sink`` needs nothing more for this alert read at ``position``."""
+        with self._lock:
+            row = self._db.execute("SELECT outcome, position FROM outcomes WHERE sink = ? AND alert_id = ?",
+                                   (sink, alert_id)).fetchone()
+        if row is None:
+            return False
+        outcome, where = row
+        return outcome == DELIVERED or where == position
+
+    def record(self, sink: str, outcome: str, items: Iterable[tuple[str, str]], at: float | None = None) -> None:
+        """``items``: (alert_id, position) pairs, written in one transaction."""
+        at = time.time() if at is None else at
+        rows = [(sink, alert_id, outcome, position, at) for alert_id, position in items]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?)", rows)
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def outcome(self, sink: str, alert_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT outcome FROM outcomes WHERE sink = ? AND alert_id = ?",
+                                   (sink, alert_id)).fetchone()
+        return row[0] if row else None
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete rows older than the ttl; returns how many."""
+        now = time.time() if now is None else now
+        with self._lock:
+            return self._db.execute("DELETE FROM outcomes WHERE at < ?", (now - self.ttl,)).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
