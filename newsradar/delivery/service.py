@@ -355,9 +355,9 @@ class Deliverer:
         self.decode_errors = 0
 
     def _consumer(self, **extra):
-        from kafka import KafkaConsumer
+        from newsradar.kafka import make_consumer
 
-        return KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, enable_auto_commit=False, **extra)
+        return make_consumer(self.settings.bootstrap_servers, enable_auto_commit=False, **extra)
 
     def run(self) -> int:
         from kafka import ConsumerRebalanceListener
@@ -443,10 +443,11 @@ class Deliverer:
         return consumer
 
     def _group_is_empty(self) -> bool:
-        from kafka import KafkaAdminClient
         from kafka.errors import KafkaError
 
-        admin = KafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers, client_id="newsradar-deliver-check")
+        from newsradar.kafka import make_admin
+
+        admin = make_admin(self.settings.bootstrap_servers, client_id="newsradar-deliver-check")
         try:
             info = admin.describe_groups([self.settings.group_id]).get(self.settings.group_id) or {}
         except KafkaError as exc:
