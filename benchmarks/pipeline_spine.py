@@ -132,7 +132,7 @@ def beam_on_prism(bootstrap: str, messages, prefix: str, tagging: bool = False) 
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from newsradar.kafka import ensure_topics
-    from pipelines.run import PrismServer, attach_kafka, prism_binary
+    from pipelines.run import PrismServer, attach_kafka, prism_binary, with_prism_experiments
     from tests.pipelines.support import end_offsets, produce
     from transforms.dedupe import Dedupe
     from transforms.kafkaio import LOCAL_PROGRESS, CommitOffsets, ReadFromKafka, ReadSettings, WriteToKafka
@@ -150,10 +150,10 @@ def beam_on_prism(bootstrap: str, messages, prefix: str, tagging: bool = False) 
         return sum(end_offsets(bootstrap, tagged_topic).values()) + sum(end_offsets(bootstrap, dlq_topic).values())
 
     with PrismServer(prism_binary()) as server:
-        options = PipelineOptions([
+        options = with_prism_experiments(PipelineOptions([
             "--runner=PrismRunner", f"--job_endpoint={server.endpoint}", "--environment_type=LOOPBACK", "--streaming",
             f"--topic_prefix={prefix}", f"--group_id={group}",
-        ])
+        ]))
         pipeline = beam.Pipeline(options=options)
         if tagging:
             attach_kafka(pipeline, WatchlistSource.from_file(WATCHLIST), bootstrap, options)

@@ -101,3 +101,16 @@ def test_topics_the_pipeline_creates_keep_a_long_watchlist_memory(kafka, topic_p
     assert result.returncode == 0, result.stderr
     kept = nk.topic_retention(kafka.bootstrap, [prefix + "news.tagged", prefix + "news.alerts", prefix + "news.raw"])
     assert kept == {prefix + "news.tagged": 47 * nk.DAY, prefix + "news.alerts": 47 * nk.DAY, prefix + "news.raw": 30 * nk.DAY}
+
+
+@pytest.mark.parametrize("runner", ["PrismRunner", "PortableRunner"])
+def test_prism_runners_never_split_a_bundle_of_a_stateful_step(runner):
+    # Prism releases the keys of a split bundle's residual while the primary still runs them
+    # (docs/pipeline.md, "One bundle per key"); tests/pipelines/test_portable.py fails without.
+    from apache_beam.options.pipeline_options import DebugOptions
+
+    from pipelines.run import _beam_options
+
+    options = _beam_options(runner, ["--experiments=use_runner_v2", "--experiments=prism_disable_sdf_split"])
+    assert options.view_as(DebugOptions).experiments == ["use_runner_v2", "prism_disable_sdf_split"]
+    assert "prism_disable_sdf_split" in _beam_options(runner, []).view_as(DebugOptions).experiments
