@@ -38,7 +38,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 from connectors.http import FetchLimits, HttpClient
 from connectors.rss import RssPoller
@@ -60,7 +60,6 @@ EXIT_FAILURE = 1
 RELOAD_EVERY = 30.0
 # A load that takes longer than this is refused (the loader's own bounds make it unlikely).
 RELOAD_TIMEOUT = 10.0
-RELOAD_RESULTS = ("ok", "failed")
 
 
 class ConnectError(RuntimeError):
@@ -208,15 +207,10 @@ async def _main(
             loop.add_signal_handler(sig, _on_signal, stop, sig)
         follower = None
         if reload is not None:
-            reloads = Counter("newsradar_connect_sources_reloads", "Sources file reloads, by result (ok|failed).",
-                              ["result"], registry=registry)
-            for result in RELOAD_RESULTS:
-                reloads.labels(result=result)
-
             def build(new: Sources):
                 return build_slots(new, http, parse_in=parse_pool, shard=shard)
 
-            follower = asyncio.ensure_future(reload.follow(runner, sources, build, reloads))
+            follower = asyncio.ensure_future(reload.follow(runner, sources, build, metrics.sources_reloads))
         try:
             await runner.run(stop, once=once)
         finally:

@@ -46,6 +46,9 @@ LATENCY_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 7200, 216
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30)
 
 
+SOURCES_RELOAD_RESULTS = ("ok", "failed")
+
+
 class ConnectorMetrics:
     """What `newsradar connect` exports (per source)."""
 
@@ -97,6 +100,13 @@ class ConnectorMetrics:
             "newsradar_items_skipped", "Entries or messages that could not become records (counted, not fatal).",
             ["source"], registry=registry,
         )
+        # `connect --reload-every`: a refused sources file leaves the running version in force.
+        self.sources_reloads = Counter(
+            "newsradar_connect_sources_reloads", "Sources file reloads while running, by result (ok|failed).",
+            ["result"], registry=registry,
+        )
+        for result in SOURCES_RELOAD_RESULTS:
+            self.sources_reloads.labels(result=result)
 
     def init_source(self, source: str) -> None:
         """Create the source's series at zero (call once per configured source at start).

@@ -181,9 +181,13 @@ def pipeline_overview() -> dict:
               "own processing delay (Kafka, pipeline).",
               quantiles("newsradar_fetched_to_alert_seconds"), unit="s", w=12),
         row(lay, "Operations"),
-        panel(lay, "Watchlist reloads", "Watchlist reload attempts over the time range. A failed reload "
-              "leaves the previous watchlist in force.", [
-                  target("sum by (result) (increase(newsradar_watchlist_reloads_total[$__range]))", "{{result}}"),
+        panel(lay, "Watchlist and sources reloads", "Reload attempts over the time range: the pipeline's "
+              "watchlist and the connectors' sources file. A failed reload leaves the previous version in "
+              "force.", [
+                  target("sum by (result) (increase(newsradar_watchlist_reloads_total[$__range]))",
+                         "watchlist {{result}}"),
+                  target("sum by (result) (increase(newsradar_connect_sources_reloads_total[$__range]))",
+                         "sources {{result}}"),
               ], kind="stat", w=8),
         panel(lay, "Event times clamped", "Event times more than the allowed clock skew ahead of the "
               "pipeline's clock, moved back, over the time range, by field. Not 0: a producer's clock "
