@@ -6,14 +6,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test install deps lint kafka-jars prism portable-env prometheus clean-venv
+.PHONY: up test install deps lint kafka-jars prism portable-env prometheus browser clean-venv
 
 up: deps
 	$(BIN)/newsradar up --demo
 
-# The tests also run Prometheus, promtool and Alertmanager (Debian packages, needs root) and the
-# portable path's SDK worker pool from its own virtualenv.
-test: deps prometheus portable-env
+# The tests also run Prometheus, promtool and Alertmanager, and a headless Chromium (Debian
+# packages, needs root), and the portable path's SDK worker pool from its own virtualenv.
+test: deps prometheus browser portable-env
 	$(BIN)/python -m pytest
 
 # Python environment: the package (editable) with its test extras.
@@ -41,6 +41,10 @@ portable-env: install
 # Prometheus, promtool, Alertmanager, amtool from Debian's packages (root or sudo; idempotent).
 prometheus:
 	deploy/prometheus/install.sh
+
+# Headless Chromium from Debian's packages: the backtest report is rendered in it.
+browser:
+	deploy/chromium/install.sh
 
 lint: install
 	$(BIN)/ruff check .

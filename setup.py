@@ -55,6 +55,8 @@ EXTRAS = {
         "kubernetes-validate>=1.31,<2",
         # custom resources against the operators' CRD schemas (kubernetes-validate depends on it too)
         "jsonschema>=4.23,<5",
+        # the backtest report's screenshot from headless Chromium is read back (tests/pipelines/test_backtest_browser.py)
+        "pillow>=10,<13",
     ],
     "telegram": [
         "telethon>=1.36,<2",

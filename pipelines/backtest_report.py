@@ -4,7 +4,9 @@ Guarantees: a single HTML5 document with its CSS inline and its charts as inline
 script, no external stylesheet, image, font or other resource, so it renders the same with
 no network. Every piece of text from the history (titles, snippets, why-sentences, ids, URLs)
 is HTML-escaped; article URLs are shown as text, not as links, so that nothing in the file
-points outside it.
+points outside it. A Content-Security-Policy in the document makes the browser refuse any
+load or script all the same. Checked in a real headless Chromium
+(tests/pipelines/test_backtest_browser.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from newsradar.vocab import SEVERITIES
 
 from .backtest import DatedAlert, Diff, History, Result
 
+# The browser itself refuses anything the document would load or run (and says so on its
+# console): what a later change might add by mistake cannot reach out.
+CSP = "default-src 'none'; style-src 'unsafe-inline'"
 MAX_LISTED = 200  # alerts per list in the report; the text report lists them all
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222;max-width:70em}
@@ -155,5 +160,6 @@ def render(history: History, new: Result, current: Result | None = None, changes
     else:
         sections.append(_alert_list("Alerts", new.alerts))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             f"<title>Backtest of {escape(new.watchlist)}</title><style>{_CSS}</style></head><body>"
             + "".join(sections) + "</body></html>\n")
