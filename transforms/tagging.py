@@ -58,7 +58,8 @@ class Tagger:
         self.pipelines = pipelines if pipelines is not None else Pipelines(langs)
         langs = self.pipelines.langs
         self.topic_matchers = {lang: TopicMatcher(watchlist.topics, self.pipelines, lang) for lang in langs}
-        self.org_matchers = {lang: OrgMatcher(watchlist.organizations, self.pipelines, lang) for lang in langs}
+        self.org_matchers = {lang: OrgMatcher(watchlist.organizations, self.pipelines, lang, watchlist.countries)
+                             for lang in langs}
 
     def pipeline_lang(self, lang: str | None, text: str) -> str:
         if lang in self.pipelines.nlp:
