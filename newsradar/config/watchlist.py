@@ -35,6 +35,10 @@ class Term(_Frozen):
 
     term: Text
     weight: float = Field(default=1.0, gt=0)
+    # A word of the setting, not of the event ("army", "front", "war"): it counts only beside
+    # a term that is not background, and all of a topic's background terms together add at
+    # most the topic's ``max_background``.
+    background: bool = False
 
 
 def _term(value):
@@ -50,6 +54,8 @@ class Topic(_Frozen):
     description: str = ""
     # An article is tagged when the summed weight of distinct matched terms reaches this.
     threshold: float = Field(default=2.0, gt=0)
+    # The most that ``background`` terms add together (and only beside another term).
+    max_background: float = Field(default=1.0, ge=0)
     terms: dict[Lang, tuple[TermItem, ...]]
     # A negative term cancels every positive match it overlaps ("protest song" is not
     # evidence of a protest) and subtracts its weight once from the score.
