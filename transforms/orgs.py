@@ -269,10 +269,12 @@ class OrgMatcher:
         # Full mentions: what a ``proper`` name may lean on, and what resolves a generic one.
         full = [c for c in found if not c.generic and not c.proper]
         full_orgs = {c.org for c in full}
+        # The article's match keys, for context words anywhere in it (only when needed).
+        lemmas = frozenset(t.lemma for t in doc) if any(c.proper for c in found) else frozenset()
         candidates = []
         doubtful = []
         for cand in found:
-            if cand.proper and not self._name_like(doc, cand, full_orgs):
+            if cand.proper and not self._name_like(doc, cand, full_orgs, lemmas):
                 doubtful.append(cand)
             elif not cand.generic:
                 candidates.append(cand)
@@ -282,9 +284,9 @@ class OrgMatcher:
         if supported:
             full_orgs |= supported
             candidates.extend(c for c in doubtful if not c.generic and c.org in supported
-                              and self._name_like(doc, c, full_orgs))
+                              and self._name_like(doc, c, full_orgs, lemmas))
         full.extend(c for c in candidates if c.proper)
-        generic = [c for c in found if c.generic and (not c.proper or self._name_like(doc, c, full_orgs))]
+        generic = [c for c in found if c.generic and (not c.proper or self._name_like(doc, c, full_orgs, lemmas))]
         if generic:
             candidates.extend(self._resolve_generic(doc, generic, full))
         mentions = []
@@ -309,7 +311,7 @@ class OrgMatcher:
             )
         return mentions
 
-    def _name_like(self, doc: Doc, cand: _Candidate, full_orgs: set[int]) -> bool:
+    def _name_like(self, doc: Doc, cand: _Candidate, full_orgs: set[int], lemmas: frozenset[int]) -> bool:
         """A name that is also an ordinary word counts when it is written as a name and
         something supports it. Written as a name: in quotation marks, or with a capital
         letter (an acronym is written as a name by construction), and not right after a
@@ -338,7 +340,7 @@ class OrgMatcher:
                     if doc[i].lemma in words:
                         return True
         context = self._context[org]
-        return bool(context) and len(context & {t.lemma for t in doc}) >= ARTICLE_CONTEXT
+        return bool(context) and len(context & lemmas) >= ARTICLE_CONTEXT
 
     def _resolve_generic(self, doc: Doc, generic: list[_Candidate], full: list[_Candidate]) -> list[_Candidate]:
         """The generic candidates the article resolves, each given its ``resolved_by``.
