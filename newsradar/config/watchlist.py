@@ -74,9 +74,10 @@ class Alias(_Frozen):
 
     ``case: any`` (the default) matches the name case-insensitively in every inflected form.
     ``case: proper`` is for names that are also ordinary words ("Вёрстка" is page layout,
-    "единая Россия" a phrase): such a name counts only when it is written capitalized as in
-    ``text`` and does not open a sentence, or stands in quotation marks, or one of the
-    organization's ``context`` words is within a few words of it (docs/tagging.md).
+    "единая Россия" a phrase): such a name counts only when it is written as a name (in
+    quotation marks or with a capital, not right after "фильм", "кинотеатр", ...) and
+    something supports it: one of the organization's ``heads`` or ``context`` words near it,
+    two context words anywhere in the article, or a full mention of it (docs/tagging.md).
     """
 
     text: Text
