@@ -28,6 +28,7 @@ very same span both stay; at most :data:`MAX_MENTIONS` mentions per article.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -259,8 +260,9 @@ class OrgMatcher:
 
     # -- matching ----------------------------------------------------------
 
-    def __call__(self, doc: Doc, offset: int = 0) -> list[Mention]:
-        """Mentions in ``doc``, in text order; ``offset`` is added to every character offset."""
+    def __call__(self, doc: Doc, offset: int = 0, source_id: str | None = None) -> list[Mention]:
+        """Mentions in ``doc``, in text order; ``offset`` is added to every character offset.
+        ``source_id`` (the article's source) is a country cue for generic names."""
         found = []
         for matcher in (self._names, self._acronyms):
             for match_id, start, end in matcher(doc):
@@ -288,7 +290,7 @@ class OrgMatcher:
         full.extend(c for c in candidates if c.proper)
         generic = [c for c in found if c.generic and (not c.proper or self._name_like(doc, c, full_orgs, lemmas))]
         if generic:
-            candidates.extend(self._resolve_generic(doc, generic, full))
+            candidates.extend(self._resolve_generic(doc, generic, full, source_id))
         mentions = []
         for cand in _resolve(candidates)[:MAX_MENTIONS]:
             span = doc[cand.start:cand.end]
@@ -342,7 +344,8 @@ class OrgMatcher:
         context = self._context[org]
         return bool(context) and len(context & lemmas) >= ARTICLE_CONTEXT
 
-    def _resolve_generic(self, doc: Doc, generic: list[_Candidate], full: list[_Candidate]) -> list[_Candidate]:
+    def _resolve_generic(self, doc: Doc, generic: list[_Candidate], full: list[_Candidate],
+                         source_id: str | None = None) -> list[_Candidate]:
         """The generic candidates the article resolves, each given its ``resolved_by``.
 
         Candidates of several organizations on one span compete. In order: the organization
@@ -355,7 +358,7 @@ class OrgMatcher:
         by_span: dict[tuple[int, int], list[_Candidate]] = {}
         for cand in generic:
             by_span.setdefault((cand.start, cand.end), []).append(cand)
-        countries = self._country_evidence(doc) if self.countries else {}
+        countries = self._country_evidence(doc, source_id) if self.countries else {}
         doc_keys: dict[int, str] | None = None
         out = []
         for (start, _end), group in by_span.items():
@@ -389,10 +392,11 @@ class OrgMatcher:
             out.append(dataclasses.replace(cand, resolved_by=f"{owner}: {named}"))
         return out
 
-    def _country_evidence(self, doc: Doc) -> dict[int, tuple[float, list[str]]]:
+    def _country_evidence(self, doc: Doc, source_id: str | None = None) -> dict[int, tuple[float, list[str]]]:
         """Per country: the summed weight of its distinct cues in ``doc`` (each cue once),
-        plus :data:`LANGUAGE_CUE` when the document's language is one of the country's, and
-        the cue words as written, strongest first."""
+        plus :data:`LANGUAGE_CUE` when the document's language is one of the country's and
+        as much again when its source matches one of the country's ``sources``, and the cue
+        words as written, strongest first (then "source X")."""
         hits: dict[int, dict[int, tuple[float, str]]] = {}
         for match_id, start, end in self._cues(doc):
             ci, weight = self._cue_labels[match_id]
@@ -401,8 +405,12 @@ class OrgMatcher:
         for ci, country in enumerate(self.countries):
             cues = sorted(hits.get(ci, {}).values(), key=lambda h: -h[0])
             weight = sum(w for w, _ in cues) + (LANGUAGE_CUE if self.lang in country.langs else 0.0)
+            named = [text for _, text in cues]
+            if source_id and any(fnmatch.fnmatchcase(source_id, p) for p in country.sources):
+                weight += LANGUAGE_CUE
+                named.append(f"source {source_id}")
             if weight:
-                out[ci] = (weight, [text for _, text in cues])
+                out[ci] = (weight, named)
         return out
 
 

@@ -113,8 +113,8 @@ AcronymItem = Annotated[Acronym, BeforeValidator(_alias)]
 
 class Country(_Frozen):
     """A country a story can be about, told by cue words (places, institutions, people) found
-    anywhere in the article, each counted once; the article's language adds half a cue for
-    the countries that list it. Generic aliases of the organizations of this ``id`` are read
+    anywhere in the article, each counted once; the article's language and its source add
+    half a cue each for the countries that list them. Generic aliases of the organizations of this ``id`` are read
     as theirs when it leads (docs/tagging.md)."""
 
     id: Slug
@@ -122,6 +122,9 @@ class Country(_Frozen):
     name: Text
     cues: dict[Lang, tuple[TermItem, ...]]
     langs: tuple[Lang, ...] = ()
+    # Source ids (shell patterns, "tg-*") whose stories are mostly about this country: an
+    # article from one counts half a cue, as the language does.
+    sources: tuple[Text, ...] = ()
 
 
 class Organization(_Frozen):

@@ -182,3 +182,12 @@ def test_the_check_refuses_a_generic_alias_nothing_resolves(tmp_path):
     countries = "countries:\n  - {id: atlantis, name: Atlantis's, cues: {ru: [Посейдония]}}\n"
     path.write_text(countries + GENERIC_WITHOUT_RESOLUTION.replace("    aliases:", "    country: atlantis\n    aliases:"))
     assert load_watchlist(path).organization("mod").country == "atlantis"
+
+
+def test_the_source_is_half_a_cue(tagger):
+    text = "Минобороны сообщило о новых выплатах."  # Russian text: half a cue for Russia
+    assert orgs(tagger, text, "ru") == []
+    found = tagger.analyze("", text, "ru", source_id="meduza-ru").mentions
+    assert [(m.org_id, m.resolved_by) for m in found] == [(RU, "Russia's: source meduza-ru")]
+    # A Ukrainian outlet writing in Russian: half a cue each, a tie, nobody's.
+    assert tagger.analyze("", text, "ru", source_id="ukrainska-pravda").mentions == ()
