@@ -255,3 +255,11 @@ def test_progress_of_reading_and_of_the_batch_run_goes_to_stderr(monkeypatch):
                for line in lines), lines
     assert not any("ETA" in line for line in lines if "pipeline over" in line)
     assert len(out.getvalue().splitlines()) == 5  # stdout is the output alone
+
+
+def test_tag_shows_how_a_short_name_was_resolved():
+    text = "Жёны мобилизованных провели пикет у Минобороны в Москве."
+    result = run("tag", "--watchlist", WATCHLIST, stdin=json.dumps({"text": text, "lang": "ru"}) + "\n")
+    assert result.returncode == 0, result.stderr
+    [mention] = json.loads(result.stdout)["mentions"]
+    assert mention["match"] == "contextual" and mention["resolved_by"] == "Russia's: Москве"
