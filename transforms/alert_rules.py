@@ -351,7 +351,8 @@ def why(trig: Trigger, org: Organization, watchlist: Watchlist) -> str:
     said = f"\u201c{ev.mention}\u201d ({_MATCH_WORDS.get(ev.match, ev.match)})"
     if ev.match == "contextual" and ev.resolved_by:
         # "«Минобороны» read as Russia's: Москва, Кремль": the decision, so it can be checked.
-        said = f"\u201c{ev.mention}\u201d (a short name, read as {ev.resolved_by})"
+        how = ev.resolved_by if ev.resolved_by.startswith("after ") else f"read as {ev.resolved_by}"
+        said = f"\u201c{ev.mention}\u201d (a short name, {how})"
     if trig.kind == "new_mention":
         return f"{org.name} is mentioned in a new story: {said} in \u201c{ev.title or ev.url}\u201d."
     if trig.kind == "first_in_window":
