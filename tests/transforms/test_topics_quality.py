@@ -68,7 +68,7 @@ def test_per_term_figures_name_the_terms_a_topic_rests_on(report):
     # The Russian "мобилизованный" counts on several labeled items and on nothing else.
     key = ("mobilization", "ru", "мобилизованный")
     assert report.terms[key].on_labeled >= 5 and report.terms[key].precision == 1.0
-    for (topic, lang, term), c in report.terms.items():
+    for c in report.terms.values():
         assert c.on_labeled + c.on_other > 0
         assert 0.0 <= c.precision <= 1.0 and 0.0 <= c.recall <= 1.0
     assert set(report.as_dict()["terms"]) == {"mobilization", "protest"}
