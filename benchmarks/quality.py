@@ -1,5 +1,5 @@
 """Tagging quality on the labeled evaluation set: precision/recall per topic, recall (and
-precision) per watched organization, by split and language.
+precision) per watched organization, by split and language, and per topic term.
 
 The set is ``tests/fixtures/eval/{en,ru,uk}.jsonl``: short articles and posts written for
 this project, each labeled with the topics it is about and the watched organizations it
@@ -8,7 +8,13 @@ names, with hard negatives (a retailer "mobilizing" staff, a protest song, page 
 ``dev`` was used while tuning the shipped watchlist; ``holdout`` was written at the same
 time and never used for tuning, so its figures are the honest ones.
 
-    .venv/bin/python benchmarks/quality.py [--watchlist config/watchlist.yaml] [--json] [--errors]
+Per term (``--terms``), for every topic term that counted towards its topic's score on at
+least one item, whether or not the topic reached its threshold there: *precision* is the
+share of the items it counted on that are labeled with the topic, *recall* the share of the
+topic's labeled items (of that language) it counted on. A term with low precision is what
+pulls wrong articles in; one with high recall is what the topic rests on.
+
+    .venv/bin/python benchmarks/quality.py [--watchlist config/watchlist.yaml] [--json] [--errors] [--terms]
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from newsradar.config import load_watchlist  # noqa: E402
+from transforms.nlp import analysis_text  # noqa: E402
 from transforms.tagging import Tagger  # noqa: E402
 
 EVAL_DIR = REPO / "tests" / "fixtures" / "eval"
@@ -82,16 +89,43 @@ class Counts:
 
 
 @dataclass
+class TermCounts:
+    """One topic term in one language: items it counted on, with and without the topic's label."""
+
+    on_labeled: int = 0
+    on_other: int = 0
+    labeled: int = 0  # items of the language labeled with the topic
+
+    @property
+    def precision(self) -> float:
+        seen = self.on_labeled + self.on_other
+        return self.on_labeled / seen if seen else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.on_labeled / self.labeled if self.labeled else 1.0
+
+    def as_dict(self) -> dict:
+        return {"counted_on": self.on_labeled + self.on_other, "precision": round(self.precision, 3),
+                "recall": round(self.recall, 3)}
+
+
+@dataclass
 class Report:
     topics: dict[str, dict[str, Counts]]  # scope -> topic -> counts
     orgs: dict[str, dict[str, Counts]]  # scope -> org -> counts
     items: int
+    terms: dict[tuple[str, str, str], TermCounts] = field(default_factory=dict)  # (topic, lang, term)
 
     def as_dict(self) -> dict:
+        terms: dict[str, dict[str, dict]] = {}
+        for (topic, lang, term), c in sorted(self.terms.items()):
+            terms.setdefault(topic, {}).setdefault(lang, {})[term] = c.as_dict()
         return {
             "items": self.items,
             "topics": {s: {k: c.as_dict() for k, c in v.items()} for s, v in self.topics.items()},
             "orgs": {s: {k: c.as_dict() for k, c in v.items()} for s, v in self.orgs.items()},
+            "terms": terms,
         }
 
 
@@ -119,6 +153,8 @@ def evaluate(watchlist_path: Path = REPO / "config" / "watchlist.yaml", items: l
     org_ids = [o.id for o in tagger.watchlist.organizations]
     topics: dict[str, dict[str, Counts]] = {}
     orgs: dict[str, dict[str, Counts]] = {}
+    terms: dict[tuple[str, str, str], TermCounts] = {}
+    labeled: dict[tuple[str, str], int] = {}
     for item in items:
         result = tagger.analyze(item.title, item.text, item.lang)
         found_topics = {t.id for t in result.topics}
@@ -126,10 +162,23 @@ def evaluate(watchlist_path: Path = REPO / "config" / "watchlist.yaml", items: l
         for scope in ("all", item.split, item.lang):
             _score(topics.setdefault(scope, {}), item.topics, found_topics, topic_ids, item)
             _score(orgs.setdefault(scope, {}), item.orgs, found_orgs, org_ids, item)
-    return Report(topics, orgs, len(items))
+        lang = result.pipeline_lang
+        for topic in item.topics:
+            labeled[(topic, lang)] = labeled.get((topic, lang), 0) + 1
+        doc = tagger.pipelines(analysis_text(item.title, item.text), lang)
+        for topic, counted in tagger.topic_matchers[lang].counted_terms(doc).items():
+            for term in counted:
+                c = terms.setdefault((topic, lang, term), TermCounts())
+                if topic in item.topics:
+                    c.on_labeled += 1
+                else:
+                    c.on_other += 1
+    for (topic, lang, _term), c in terms.items():
+        c.labeled = labeled.get((topic, lang), 0)
+    return Report(topics, orgs, len(items), terms)
 
 
-def print_report(report: Report, errors: bool = False, out=sys.stdout) -> None:
+def print_report(report: Report, errors: bool = False, out=sys.stdout, terms: bool = False) -> None:
     out.write(f"{report.items} labeled items\n\n")
     scopes = ["all", "dev", "holdout", "en", "ru", "uk"]
     out.write("topic          scope     precision  recall  support\n")
@@ -144,6 +193,11 @@ def print_report(report: Report, errors: bool = False, out=sys.stdout) -> None:
         h = report.orgs.get("holdout", {}).get(org, Counts())
         out.write(f"{org:<30} {c.recall:>6.2f}  {c.precision:>9.2f}  {c.support:>4} / {h.support:<4}"
                   f" holdout recall {h.recall:.2f}\n")
+    if terms:
+        out.write("\ntopic          lang  term                               counted  precision  recall\n")
+        for (topic, lang, term), c in sorted(report.terms.items()):
+            out.write(f"{topic:<14} {lang:<5} {term:<34} {c.on_labeled + c.on_other:>7}  {c.precision:>9.2f}"
+                      f"  {c.recall:>6.2f}\n")
     if errors:
         out.write("\nerrors (all items):\n")
         for table in (report.topics["all"], report.orgs["all"]):
@@ -157,12 +211,13 @@ def main(argv=None) -> int:
     parser.add_argument("--watchlist", type=Path, default=REPO / "config" / "watchlist.yaml")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--errors", action="store_true", help="list every false positive and negative")
+    parser.add_argument("--terms", action="store_true", help="precision and recall of every topic term, per language")
     args = parser.parse_args(argv)
     report = evaluate(args.watchlist)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        print_report(report, errors=args.errors)
+        print_report(report, errors=args.errors, terms=args.terms)
     return 0
 
 

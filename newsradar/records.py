@@ -1,6 +1,6 @@
 """The four record kinds that travel on Kafka, and the identities they carry.
 
-Every record is a JSON object in UTF-8 with a schema version field ``"v": 1``
+Every record is a JSON object in UTF-8 with a schema version field ``"v"``
 (docs/design.md, "Records on Kafka"). Connectors build :class:`RawArticle`; the pipeline
 reads it back, adds analysis (:class:`TaggedArticle`), raises :class:`Alert` and sends
 anything it cannot read to the dead-letter topic as :class:`DeadLetter`.
@@ -20,6 +20,11 @@ Guarantees:
   quoting one) is written with JSON escapes instead.
 * A :class:`DeadLetter` always fits its topic: the *encoded* original is capped at
   :data:`MAX_DLQ_ORIGINAL_BYTES` (escapes counted), the error at :data:`MAX_ERROR_CHARS`.
+* Versions change compatibly: a reader accepts the current version and the one before
+  (:data:`READ_VERSIONS`; a rolling upgrade mixes them), and a record is written with the
+  oldest version that can carry it, so a reader one version behind keeps reading everything
+  that does not use what is new. Version 2 added the mention match kind ``contextual`` and
+  the mention field ``resolved_by``; only a news.tagged record that holds one is written as 2.
 * ``encode(decode_x(b))`` is stable: keys are sorted and optional fields that are unset are
   left out, so the same record always has the same bytes.
 * Article ids, alert ids and canonical URLs are pure functions in :mod:`newsradar.identity`,
@@ -37,9 +42,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from newsradar.escapes import SURROGATE_MARK
-from newsradar.vocab import ALERT_KINDS, MATCH_KINDS, SEVERITIES, SOURCE_KINDS
+from newsradar.vocab import ALERT_KINDS, MATCH_KINDS, MATCH_KINDS_V1, SEVERITIES, SOURCE_KINDS
 
-SCHEMA_VERSION = 1
+# The newest schema version this build writes, and every version it reads (this one and the
+# one before). A record is written with the oldest version that can carry it.
+SCHEMA_VERSION = 2
+READ_VERSIONS = (1, 2)
 
 # The topics the records travel on. Names are part of the contract (docs/design.md, "Topics").
 TOPIC_RAW = "news.raw"
@@ -262,8 +270,9 @@ def _load_object(payload: bytes | str | dict, limit: int = MAX_RECORD_BYTES) -> 
     version = data.get("v", _MISSING)
     if version is _MISSING:
         raise RecordError("v", "required field is missing (schema version)")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
-        raise RecordError("v", f"unsupported schema version {version!r}, this build reads {SCHEMA_VERSION}")
+    if version not in READ_VERSIONS or isinstance(version, bool):
+        raise RecordError("v", f"unsupported schema version {version!r}, this build reads "
+                               f"{', '.join(map(str, READ_VERSIONS))}")
     return data
 
 
@@ -282,8 +291,12 @@ class _Record:
     __slots__ = ()
     KIND: ClassVar[str] = ""
 
+    def version(self) -> int:
+        """The oldest schema version that can carry this record (what it is written as)."""
+        return 1
+
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {"v": SCHEMA_VERSION}
+        out: dict[str, Any] = {"v": self.version()}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
             if value is None:
@@ -297,7 +310,9 @@ class _Record:
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        # Unset optional fields of nested items are left out, as at the top level.
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if getattr(value, f.name) is not None}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
@@ -381,7 +396,7 @@ def _raw_fields(data: dict, prefix: str = "") -> dict:
 
 
 def validate_raw(data: dict) -> None:
-    if data.get("v", SCHEMA_VERSION) != SCHEMA_VERSION:
+    if data.get("v", SCHEMA_VERSION) not in READ_VERSIONS:
         raise RecordError("v", f"unsupported schema version {data.get('v')!r}")
     _raw_fields(data)
 
@@ -517,6 +532,8 @@ class Mention:
     start: int
     end: int
     match: str
+    # match "contextual": what resolved the short name ("Russia's: Москва, Кремль"); schema v2.
+    resolved_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,8 +551,13 @@ class TaggedArticle(_Record):
     # True when this record replaces an earlier version of the same article (an edit).
     is_update: bool = False
 
+    def version(self) -> int:
+        new = any(m.match not in MATCH_KINDS_V1 or m.resolved_by is not None for m in self.mentions)
+        return 2 if new else 1
+
     def to_dict(self) -> dict:
         out = self.article.to_dict()
+        out["v"] = self.version()
         out.update(
             lang=self.lang,
             story_id=self.story_id,
@@ -574,18 +596,23 @@ def decode_tagged(payload: bytes | str | dict) -> TaggedArticle:
             TopicTag(_check_nonempty(item, "id", p), float(_check(item, "score", (int, float), True, p)), tuple(evidence))
         )
     mentions = []
+    v1 = data["v"] == 1
     for i, item in enumerate(_check(data, "mentions", list, True) or []):
         p = f"mentions[{i}]."
         if not isinstance(item, dict):
             raise RecordError(f"mentions[{i}]", "expected an object")
         start, end = _span(item, p)
+        resolved_by = _check(item, "resolved_by", str, False, p)
+        if v1 and resolved_by is not None:
+            raise RecordError(f"{p}resolved_by", "not a field of schema version 1")
         mentions.append(
             Mention(
                 _check_nonempty(item, "org_id", p),
                 _check(item, "text", str, True, p),
                 start,
                 end,
-                _check_enum(item, "match", MATCH_KINDS, True, p),
+                _check_enum(item, "match", MATCH_KINDS_V1 if v1 else MATCH_KINDS, True, p),
+                resolved_by,
             )
         )
     return TaggedArticle(

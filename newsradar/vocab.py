@@ -26,5 +26,8 @@ ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
 Severity = Literal["info", "warning", "critical"]
 SEVERITIES: tuple[str, ...] = get_args(Severity)
 
-MatchKind = Literal["exact", "lemma", "translit", "fuzzy"]
+MatchKind = Literal["exact", "lemma", "translit", "fuzzy", "contextual"]
 MATCH_KINDS: tuple[str, ...] = get_args(MatchKind)
+# Record schema version 1 knew only these; "contextual" (a short or generic name resolved by
+# the article's context) came with version 2 (newsradar.records, "Versions").
+MATCH_KINDS_V1: tuple[str, ...] = ("exact", "lemma", "translit", "fuzzy")

@@ -153,10 +153,7 @@ def output_object(tagged: TaggedArticle, explain: bool = False) -> dict:
         "title": tagged.article.title,
         "lang": tagged.lang,
         "topics": [topic(t) for t in tagged.topics],
-        "mentions": [
-            {"org_id": m.org_id, "text": m.text, "start": m.start, "end": m.end, "match": m.match}
-            for m in tagged.mentions
-        ],
+        "mentions": [_mention(m) for m in tagged.mentions],
         "story_id": tagged.story_id,
         "duplicate_of": tagged.duplicate_of,
     }
@@ -310,3 +307,10 @@ def _load(path: str):
     from newsradar.config import load_watchlist
 
     return load_watchlist(path)
+
+
+def _mention(m) -> dict:
+    out = {"org_id": m.org_id, "text": m.text, "start": m.start, "end": m.end, "match": m.match}
+    if m.resolved_by is not None:
+        out["resolved_by"] = m.resolved_by  # match "contextual": what resolved the short name
+    return out

@@ -94,6 +94,8 @@ class MentionEvent:
     topics: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
     # Arrival order in a bounded replay (`newsradar tag`); 0 on a stream.
     seq: int = 0
+    # match "contextual": what resolved the short name (Mention.resolved_by).
+    resolved_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +193,7 @@ def events_of(tagged: TaggedArticle, seq: int = 0) -> list[tuple[str, MentionEve
                     duplicate_of=tagged.duplicate_of,
                     topics=topics,
                     seq=seq,
+                    resolved_by=m.resolved_by or "",
                 ),
             )
         )
@@ -325,6 +328,7 @@ _MATCH_WORDS = {
     "lemma": "an inflected form of its name",
     "translit": "a transliteration of its name",
     "fuzzy": "a reworded form of its name",
+    "contextual": "a short name",
 }
 
 
@@ -345,6 +349,10 @@ def why(trig: Trigger, org: Organization, watchlist: Watchlist) -> str:
     """One sentence an analyst can read: what happened, with the numbers behind it."""
     ev = trig.event
     said = f"\u201c{ev.mention}\u201d ({_MATCH_WORDS.get(ev.match, ev.match)})"
+    if ev.match == "contextual" and ev.resolved_by:
+        # "«Минобороны» read as Russia's: Москва, Кремль": the decision, so it can be checked.
+        how = ev.resolved_by if ev.resolved_by.startswith("after ") else f"read as {ev.resolved_by}"
+        said = f"\u201c{ev.mention}\u201d (a short name, {how})"
     if trig.kind == "new_mention":
         return f"{org.name} is mentioned in a new story: {said} in \u201c{ev.title or ev.url}\u201d."
     if trig.kind == "first_in_window":

@@ -13,8 +13,12 @@ One :class:`OrgMatcher` per language holds two PhraseMatchers over that language
 
 A mention's ``match`` is ``exact`` when its surface, case-folded, is one of the
 organization's names as written, ``lemma`` when it is another form of one, ``translit`` or
-``fuzzy`` as above. Names marked ``case: proper`` (names that are also ordinary words) count
-only with evidence that they are used as a name: see :meth:`OrgMatcher._name_like`.
+``fuzzy`` as above (``fuzzy`` also covers coordinated words in the other order, "Council of
+Wives and Mothers"). Names marked ``case: proper`` (names that are also ordinary words) count
+only when written as a name and supported: see :meth:`OrgMatcher._name_like`. Aliases marked
+``generic`` ("Минобороны", "the Defense Ministry") count only when the article resolves them
+(:meth:`OrgMatcher._resolve_generic`); such a mention is ``contextual`` and says what
+resolved it in ``resolved_by``.
 
 Guarantees: offsets are indices into the analyzed text; overlapping candidates resolve to
 the longest span (names before transliterations before fuzzy), two organizations on the
@@ -23,6 +27,8 @@ very same span both stay; at most :data:`MAX_MENTIONS` mentions per article.
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +36,7 @@ from dataclasses import dataclass
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
 
-from newsradar.config.watchlist import Organization
+from newsradar.config.watchlist import Country, Organization
 from newsradar.records import Mention
 
 from . import synonyms, translit
@@ -42,6 +48,28 @@ _RANK = {NAME: 0, TRANSLIT: 1, FUZZY: 2}
 MAX_MENTIONS = 50
 # Words on either side of a ``case: proper`` name searched for a context word.
 CONTEXT_WINDOW = 8
+# Words on either side of a ``case: proper`` name searched for a head word ("движение").
+HEAD_WINDOW = 3
+# Evidence a generic alias needs: cue weight (country cues plus the organization's context
+# words) of at least this, and more than any other country has.
+MIN_RESOLVING_EVIDENCE = 1.0
+# The article's language counts as this much of a cue for the countries that list it.
+LANGUAGE_CUE = 0.5
+# Cue words named in ``resolved_by``.
+MAX_NAMED_CUES = 4
+# Distinct context words anywhere in the article that support a ``case: proper`` name as
+# well as one near it does ("«Единая Россия» ... выборы в Госдуму").
+ARTICLE_CONTEXT = 2
+# Words right before a quoted or capitalised name that say it names something else: a film,
+# a cinema, a memorial ("фильм «Путь домой»", "кинотеатр «Весна»"). They veto the name.
+OTHER_HEADS: dict[str, tuple[str, ...]] = {
+    "en": ("film", "movie", "series", "cinema", "book", "novel", "song", "album", "play", "restaurant", "cafe",
+           "shop", "store", "memorial", "monument", "street", "hotel"),
+    "ru": ("фильм", "сериал", "кинотеатр", "кинофестиваль", "книга", "роман", "песня", "альбом", "спектакль",
+           "ресторан", "кафе", "магазин", "мемориал", "памятник", "улица", "санаторий", "гостиница", "отель"),
+    "uk": ("фільм", "серіал", "кінотеатр", "книга", "роман", "пісня", "альбом", "вистава", "ресторан", "кафе",
+           "магазин", "меморіал", "пам'ятник", "вулиця", "санаторій", "готель"),
+}
 # Latin aliases of at most this many words also get a Cyrillic spelling; longer ones are
 # translated, not transliterated, by Russian and Ukrainian writers.
 MAX_WORDS_TO_CYRILLIC = 2
@@ -57,6 +85,7 @@ class _Label:
     org: int
     kind: str
     proper: bool
+    generic: int = 0  # Alias.generic_level
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,28 +94,34 @@ class _Candidate:
     start: int  # token indices
     end: int
     kind: str
+    proper: bool = False
+    generic: int = 0
+    resolved_by: str | None = None
 
 
-def _alias_texts(org: Organization, lang: str) -> list[tuple[str, bool, str]]:
-    """(text, proper, alias language) for every alias, this language's first."""
+def _alias_texts(org: Organization, lang: str) -> list[tuple[str, bool, int, str]]:
+    """(text, proper, generic level, alias language) for every alias, this language's first."""
     order = [lang] + [other for other in org.aliases if other != lang]
     out = []
     for alias_lang in order:
         for alias in org.aliases.get(alias_lang, ()):
-            out.append((alias.text, alias.case == "proper", alias_lang))
+            proper = alias.case == "proper"
+            out.append((alias.text, proper, alias.generic_level, alias_lang))
             if "'" in alias.text or "’" in alias.text:
                 # "Soldiers' Mothers" is also written without the apostrophe.
                 bare = " ".join(alias.text.replace("’", "'").replace("'", " ").split())
-                out.append((bare, alias.case == "proper", alias_lang))
+                out.append((bare, proper, alias.generic_level, alias_lang))
     return out
 
 
 class OrgMatcher:
     """Watched organizations for documents of one language (built once per worker)."""
 
-    def __init__(self, orgs: Sequence[Organization], pipelines: Pipelines, lang: str):
+    def __init__(self, orgs: Sequence[Organization], pipelines: Pipelines, lang: str,
+                 countries: Sequence[Country] = ()):
         self.lang = lang
         self.orgs = tuple(orgs)
+        self.countries = tuple(countries)
         nlp = pipelines.nlp[lang]
         self.vocab = nlp.vocab
         self._strings = nlp.vocab.strings
@@ -96,6 +131,13 @@ class OrgMatcher:
         # Folded names as written, per organization: the test for match kind "exact".
         self._written: list[frozenset[str]] = []
         self._context: list[frozenset[int]] = []
+        self._heads: list[frozenset[int]] = []
+        # Country cues: label hash -> (country index, cue weight).
+        self._cues = PhraseMatcher(self.vocab, attr="LEMMA")
+        self._cue_labels: dict[int, tuple[int, float]] = {}
+        self._country_of = [self._country_index(o.country) for o in self.orgs]
+        self._other_heads = frozenset(
+            self._strings.add(pipelines.key_of_word(w, lang)) for w in OTHER_HEADS.get(lang, ()))
         self.pattern_count = 0
         self._build(pipelines)
 
@@ -110,7 +152,7 @@ class OrgMatcher:
         own: set[tuple[int, tuple[str, ...]]] = set()  # from this language's aliases
         for oi, org in enumerate(self.orgs):
             written = set()
-            for text, proper, alias_lang in _alias_texts(org, lang):
+            for text, proper, generic, alias_lang in _alias_texts(org, lang):
                 written.add(fold(text))
                 # Another language's alias is matched as written: this language's
                 # morphology would only invent forms for it.
@@ -119,7 +161,7 @@ class OrgMatcher:
                 else:
                     variants = [pipelines.keys(text, lang)]
                 for seq in variants:
-                    self._claim(seqs, oi, seq, NAME, proper)
+                    self._claim(seqs, oi, seq, NAME, proper, generic)
                     named.add(seq)
                     if alias_lang == lang:
                         own.add((oi, seq))
@@ -127,57 +169,85 @@ class OrgMatcher:
                     for variant in _translit_variants(text, alias_lang, lang):
                         written.add(fold(variant))
                         for seq in pipelines.phrase_variants(variant, lang):
-                            self._claim(seqs, oi, seq, TRANSLIT, proper)
+                            self._claim(seqs, oi, seq, TRANSLIT, proper, generic)
                             named.add(seq)
             for acronym in org.acronyms:
-                written.add(fold(acronym))
+                written.add(fold(acronym.text))
             self._written.append(frozenset(written))
-            context = set()
-            for ctx_lang, words in org.context.items():
-                for word in words:
-                    keys = pipelines.phrase_variants(word, lang) if ctx_lang == lang else [pipelines.keys(word, lang)]
-                    for seq in keys:
-                        context.update(self._strings.add(k) for k in seq)
-            self._context.append(frozenset(context))
-        # Second pass: synonym swaps of this language's names, unless some organization
-        # already has the result as a name.
-        if synonym_keys:
-            for (oi, seq), (kind, proper) in list(seqs.items()):
-                if kind != NAME or (oi, seq) not in own or not self.orgs[oi].fuzzy:
-                    continue
-                for variant in _swaps(seq, synonym_keys):
-                    if variant not in named:
-                        self._claim(seqs, oi, variant, FUZZY, proper)
+            self._context.append(self._word_keys(pipelines, org.context))
+            self._heads.append(self._word_keys(pipelines, org.heads))
+        # Second pass: synonym swaps and coordinated words in the other order of this
+        # language's names, unless some organization already has the result as a name.
+        conjunctions = {pipelines.key_of_word(w, lang) for w in synonyms.CONJUNCTIONS.get(lang, ())}
+        for (oi, seq), (kind, proper, generic) in list(seqs.items()):
+            if kind != NAME or (oi, seq) not in own or not self.orgs[oi].fuzzy:
+                continue
+            variants = list(_swaps(seq, synonym_keys)) if synonym_keys else []
+            for base in (seq, *variants):
+                reordered = _reorder(base, conjunctions)
+                if reordered is not None:
+                    variants.append(reordered)
+            for variant in variants:
+                if variant not in named:
+                    self._claim(seqs, oi, variant, FUZZY, proper, generic)
         # Patterns go in as hash sequences, not Docs: a Doc per pattern costs ~5 KB, which
         # for 10,000 organizations is gigabytes (docs/benchmarks.md).
         strings = self._strings
         groups: dict[_Label, list[list[int]]] = {}
-        for (oi, seq), (kind, proper) in seqs.items():
-            groups.setdefault(_Label(oi, kind, proper), []).append([strings.add(k) for k in seq])
+        for (oi, seq), (kind, proper, generic) in seqs.items():
+            groups.setdefault(_Label(oi, kind, proper, generic), []).append([strings.add(k) for k in seq])
         for label, patterns in groups.items():
-            key = f"{label.org}:{label.kind}:{int(label.proper)}"
+            key = f"{label.org}:{label.kind}:{int(label.proper)}:{int(label.generic)}"
             self._labels[strings.add(key)] = label
             self._names.add(key, patterns)
             self.pattern_count += len(patterns)
         tokenize = pipelines.nlp[lang].make_doc
         for oi, org in enumerate(self.orgs):
-            if org.acronyms:
-                key = f"{oi}:acronym:0"
-                self._labels[strings.add(key)] = _Label(oi, NAME, False)
-                self._acronyms.add(key, [[t.orth for t in tokenize(a)] for a in org.acronyms])
-                self.pattern_count += len(org.acronyms)
+            for proper in (False, True):
+                chosen = [a.text for a in org.acronyms if (a.case == "proper") == proper]
+                if chosen:
+                    key = f"{oi}:acronym:{int(proper)}"
+                    self._labels[strings.add(key)] = _Label(oi, NAME, proper)
+                    self._acronyms.add(key, [[t.orth for t in tokenize(a)] for a in chosen])
+                    self.pattern_count += len(chosen)
+        for ci, country in enumerate(self.countries):
+            for cue_lang, cues in country.cues.items():
+                for k, cue in enumerate(cues):
+                    seqs_ = pipelines.phrase_variants(cue.term, lang) if cue_lang == lang else [pipelines.keys(cue.term, lang)]
+                    key = f"cue:{ci}:{cue_lang}:{k}"
+                    self._cue_labels[strings.add(key)] = (ci, cue.weight)
+                    self._cues.add(key, [[strings.add(x) for x in q] for q in seqs_ if q])
+                    self.pattern_count += len(seqs_)
+
+    def _country_index(self, country_id: str | None) -> int | None:
+        for ci, country in enumerate(self.countries):
+            if country.id == country_id:
+                return ci
+        return None
+
+    def _word_keys(self, pipelines: Pipelines, words: dict) -> frozenset[int]:
+        """The match keys (hashes) of every word of ``words`` (per language), any inflection."""
+        out = set()
+        for word_lang, items in words.items():
+            for word in items:
+                keys = pipelines.phrase_variants(word, self.lang) if word_lang == self.lang else [pipelines.keys(word, self.lang)]
+                for seq in keys:
+                    out.update(self._strings.add(k) for k in seq)
+        return frozenset(out)
 
     @staticmethod
-    def _claim(seqs: dict, oi: int, seq: tuple[str, ...], kind: str, proper: bool) -> None:
+    def _claim(seqs: dict, oi: int, seq: tuple[str, ...], kind: str, proper: bool, generic: int = 0) -> None:
         """The best kind that produces a key sequence owns it; among aliases of that kind,
-        one ``case: proper`` makes it proper. So the Cyrillic spelling of "Verstka" stays
-        proper like the Russian alias "Вёрстка", while the Latin spelling of the proper
-        Russian "Идите лесом" does not override the English alias "Idite Lesom"."""
+        one ``case: proper`` makes it proper, and one that is not ``generic`` makes it a full
+        name. So the Cyrillic spelling of "Verstka" stays proper like the Russian alias
+        "Вёрстка", while the Latin spelling of the proper Russian "Идите лесом" does not
+        override the English alias "Idite Lesom"."""
         current = seqs.get((oi, seq))
         if current is None or _RANK[kind] < _RANK[current[0]]:
-            seqs[(oi, seq)] = [kind, proper]
+            seqs[(oi, seq)] = [kind, proper, generic]
         elif kind == current[0]:
             current[1] = current[1] or proper
+            current[2] = min(current[2], generic)
 
     def _synonym_keys(self, pipelines: Pipelines) -> dict[str, tuple[str, ...]]:
         """Match key -> the keys it may be swapped for, in this language."""
@@ -190,20 +260,44 @@ class OrgMatcher:
 
     # -- matching ----------------------------------------------------------
 
-    def __call__(self, doc: Doc, offset: int = 0) -> list[Mention]:
-        """Mentions in ``doc``, in text order; ``offset`` is added to every character offset."""
-        candidates = []
+    def __call__(self, doc: Doc, offset: int = 0, source_id: str | None = None) -> list[Mention]:
+        """Mentions in ``doc``, in text order; ``offset`` is added to every character offset.
+        ``source_id`` (the article's source) is a country cue for generic names."""
+        found = []
         for matcher in (self._names, self._acronyms):
             for match_id, start, end in matcher(doc):
                 label = self._labels[match_id]
-                if label.proper and not self._name_like(doc, start, end, label.org, label.kind == NAME):
-                    continue
-                candidates.append(_Candidate(label.org, start, end, label.kind))
+                found.append(_Candidate(label.org, start, end, label.kind, label.proper, label.generic))
+        # Full mentions: what a ``proper`` name may lean on, and what resolves a generic one.
+        full = [c for c in found if not c.generic and not c.proper]
+        full_orgs = {c.org for c in full}
+        # The article's match keys, for context words anywhere in it (only when needed).
+        lemmas = frozenset(t.lemma for t in doc) if any(c.proper for c in found) else frozenset()
+        candidates = []
+        doubtful = []
+        for cand in found:
+            if cand.proper and not self._name_like(doc, cand, full_orgs, lemmas):
+                doubtful.append(cand)
+            elif not cand.generic:
+                candidates.append(cand)
+        # A supported ``proper`` mention is a full mention too: the headline's «Вёрстка»
+        # leans on "как выяснила «Вёрстка»" in the text.
+        supported = {c.org for c in candidates if c.proper}
+        if supported:
+            full_orgs |= supported
+            candidates.extend(c for c in doubtful if not c.generic and c.org in supported
+                              and self._name_like(doc, c, full_orgs, lemmas))
+        full.extend(c for c in candidates if c.proper)
+        generic = [c for c in found if c.generic and (not c.proper or self._name_like(doc, c, full_orgs, lemmas))]
+        if generic:
+            candidates.extend(self._resolve_generic(doc, generic, full, source_id))
         mentions = []
         for cand in _resolve(candidates)[:MAX_MENTIONS]:
             span = doc[cand.start:cand.end]
             text = span.text
-            if cand.kind == NAME:
+            if cand.generic:
+                kind = "contextual"
+            elif cand.kind == NAME:
                 kind = "exact" if fold(text) in self._written[cand.org] else "lemma"
             else:
                 kind = cand.kind
@@ -214,30 +308,110 @@ class OrgMatcher:
                     start=span.start_char + offset,
                     end=span.end_char + offset,
                     match=kind,
+                    resolved_by=cand.resolved_by,
                 )
             )
         return mentions
 
-    def _name_like(self, doc: Doc, start: int, end: int, org: int, capital_counts: bool) -> bool:
-        """Evidence that a name which is also an ordinary word is used as a name here:
-        quotation marks around it; or written with a capital and not opening a sentence
-        (only for the name as given: a transliterated or reworded name is capitalized in
-        any case, "Memorial" is also "Memorial Day"); or a context word of the
-        organization within :data:`CONTEXT_WINDOW` words."""
+    def _name_like(self, doc: Doc, cand: _Candidate, full_orgs: set[int], lemmas: frozenset[int]) -> bool:
+        """A name that is also an ordinary word counts when it is written as a name and
+        something supports it. Written as a name: in quotation marks, or with a capital
+        letter (an acronym is written as a name by construction), and not right after a
+        word of :data:`OTHER_HEADS` ("фильм «Путь домой»"). Supported: a head word of the
+        organization within :data:`HEAD_WINDOW` words ("движение «Путь домой»"), one of its
+        context words within :data:`CONTEXT_WINDOW` words or :data:`ARTICLE_CONTEXT` of them
+        anywhere in the article, or a full mention of it elsewhere in the article."""
+        start, end, org = cand.start, cand.end, cand.org
         before = doc[start - 1].text if start > 0 else ""
         after = doc[end].text if end < len(doc) else ""
-        if before and before[-1] in _QUOTES_OPEN and after and after[0] in _QUOTES_CLOSE:
-            return True
+        quoted = bool(before and before[-1] in _QUOTES_OPEN and after and after[0] in _QUOTES_CLOSE)
         first = doc[start].text
-        if capital_counts and first[:1].isupper() and not _opens_sentence(doc, start):
+        if not (quoted or first[:1].isupper()):
+            return False
+        i = start - 1
+        while i >= 0 and (doc[i].is_punct or doc[i].is_space):
+            i -= 1
+        if i >= 0 and start - i <= 2 and doc[i].lemma in self._other_heads:
+            return False
+        if org in full_orgs:
             return True
+        for words, window in ((self._heads[org], HEAD_WINDOW), (self._context[org], CONTEXT_WINDOW)):
+            if words:
+                lo, hi = max(0, start - window), min(len(doc), end + window)
+                for i in itertools.chain(range(lo, start), range(end, hi)):
+                    if doc[i].lemma in words:
+                        return True
         context = self._context[org]
-        if context:
-            lo, hi = max(0, start - CONTEXT_WINDOW), min(len(doc), end + CONTEXT_WINDOW)
-            for i in itertools.chain(range(lo, start), range(end, hi)):
-                if doc[i].lemma in context:
-                    return True
-        return False
+        return bool(context) and len(context & lemmas) >= ARTICLE_CONTEXT
+
+    def _resolve_generic(self, doc: Doc, generic: list[_Candidate], full: list[_Candidate],
+                         source_id: str | None = None) -> list[_Candidate]:
+        """The generic candidates the article resolves, each given its ``resolved_by``.
+
+        Candidates of several organizations on one span compete. In order: the organization
+        whose full mention comes last before the span ("the ministry" after "Russia's
+        Defence Ministry"); else the one with the most evidence — cue weight of its country
+        (:meth:`_country_evidence`) plus its context words found anywhere in the article —
+        if that is at least :data:`MIN_RESOLVING_EVIDENCE` and more than any other country
+        has (a story about Kyiv does not make «Минобороны» Russia's however many Russian
+        words it has, unless they outweigh the Ukrainian ones)."""
+        by_span: dict[tuple[int, int], list[_Candidate]] = {}
+        for cand in generic:
+            by_span.setdefault((cand.start, cand.end), []).append(cand)
+        countries = self._country_evidence(doc, source_id) if self.countries else {}
+        doc_keys: dict[int, str] | None = None
+        out = []
+        for (start, _end), group in by_span.items():
+            earlier = [(f.start, f) for f in full if f.end <= start and f.org in {c.org for c in group}]
+            if earlier:
+                _s, prior = max(earlier, key=lambda e: e[0])
+                chosen = next(c for c in group if c.org == prior.org)
+                said = doc[prior.start:prior.end].text
+                out.append(dataclasses.replace(chosen, resolved_by=f"after \u00ab{said}\u00bb"))
+                continue
+            if doc_keys is None:
+                doc_keys = {}
+                for token in doc:
+                    doc_keys.setdefault(token.lemma, token.text)
+            scored = []
+            for cand in (c for c in group if c.generic == 1):
+                ci = self._country_of[cand.org]
+                weight, words = countries.get(ci, (0.0, [])) if ci is not None else (0.0, [])
+                context = [doc_keys[k] for k in self._context[cand.org] if k in doc_keys]
+                scored.append((weight + len(context), cand, ci, words + context))
+            if not scored:
+                continue
+            scored.sort(key=lambda x: -x[0])
+            best, cand, ci, words = scored[0]
+            rivals = [w for other, (w, _) in countries.items() if other != ci] if ci is not None else []
+            rivals += [s[0] for s in scored[1:] if s[2] != ci or ci is None]
+            if best < MIN_RESOLVING_EVIDENCE or any(r >= best for r in rivals):
+                continue
+            owner = self.countries[ci].name if ci is not None else self.orgs[cand.org].name
+            named = ", ".join(dict.fromkeys(words[:MAX_NAMED_CUES])) or "the language"
+            out.append(dataclasses.replace(cand, resolved_by=f"{owner}: {named}"))
+        return out
+
+    def _country_evidence(self, doc: Doc, source_id: str | None = None) -> dict[int, tuple[float, list[str]]]:
+        """Per country: the summed weight of its distinct cues in ``doc`` (each cue once),
+        plus :data:`LANGUAGE_CUE` when the document's language is one of the country's and
+        as much again when its source matches one of the country's ``sources``, and the cue
+        words as written, strongest first (then "source X")."""
+        hits: dict[int, dict[int, tuple[float, str]]] = {}
+        for match_id, start, end in self._cues(doc):
+            ci, weight = self._cue_labels[match_id]
+            hits.setdefault(ci, {}).setdefault(match_id, (weight, doc[start:end].text))
+        out = {}
+        for ci, country in enumerate(self.countries):
+            cues = sorted(hits.get(ci, {}).values(), key=lambda h: -h[0])
+            weight = sum(w for w, _ in cues) + (LANGUAGE_CUE if self.lang in country.langs else 0.0)
+            named = [text for _, text in cues]
+            if source_id and any(fnmatch.fnmatchcase(source_id, p) for p in country.sources):
+                weight += LANGUAGE_CUE
+                named.append(f"source {source_id}")
+            if weight:
+                out[ci] = (weight, named)
+        return out
 
 
 def _opens_sentence(doc: Doc, start: int) -> bool:
@@ -294,3 +468,14 @@ def _swaps(seq: tuple[str, ...], synonym_keys: dict[str, tuple[str, ...]]):
                 produced += 1
                 if produced >= MAX_FUZZY_PER_ALIAS:
                     return
+
+
+def _reorder(seq: tuple[str, ...], conjunctions: set[str]) -> tuple[str, ...] | None:
+    """``seq`` with the two words around its first conjunction swapped ("mothers and wives"
+    -> "wives and mothers"), or None when it has no conjunction between two words."""
+    for i in range(1, len(seq) - 1):
+        if seq[i] in conjunctions:
+            out = list(seq)
+            out[i - 1], out[i + 1] = seq[i + 1], seq[i - 1]
+            return tuple(out) if out != list(seq) else None
+    return None

@@ -38,3 +38,11 @@ GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
         ("солдат", "військовослужбовець", "боєць"),
     ),
 }
+
+# Conjunctions of coordinated words in names: "Council of Mothers and Wives" is also written
+# "Council of Wives and Mothers"; the two words around one of these may trade places (fuzzy).
+CONJUNCTIONS: dict[str, tuple[str, ...]] = {
+    "en": ("and", "&"),
+    "ru": ("и",),
+    "uk": ("і", "та", "й"),
+}

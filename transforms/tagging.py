@@ -58,7 +58,8 @@ class Tagger:
         self.pipelines = pipelines if pipelines is not None else Pipelines(langs)
         langs = self.pipelines.langs
         self.topic_matchers = {lang: TopicMatcher(watchlist.topics, self.pipelines, lang) for lang in langs}
-        self.org_matchers = {lang: OrgMatcher(watchlist.organizations, self.pipelines, lang) for lang in langs}
+        self.org_matchers = {lang: OrgMatcher(watchlist.organizations, self.pipelines, lang, watchlist.countries)
+                             for lang in langs}
 
     def pipeline_lang(self, lang: str | None, text: str) -> str:
         if lang in self.pipelines.nlp:
@@ -66,22 +67,23 @@ class Tagger:
         guessed = guess_lang(text)
         return guessed if guessed in self.pipelines.nlp else self.pipelines.langs[0]
 
-    def analyze(self, title: str, text: str, lang: str | None) -> Analysis:
+    def analyze(self, title: str, text: str, lang: str | None, source_id: str | None = None) -> Analysis:
         full = analysis_text(title, text)[:MAX_ANALYZED_CHARS]
-        return self.analyze_text(full, lang)
+        return self.analyze_text(full, lang, source_id)
 
-    def analyze_text(self, full: str, lang: str | None) -> Analysis:
+    def analyze_text(self, full: str, lang: str | None, source_id: str | None = None) -> Analysis:
         plang = self.pipeline_lang(lang, full)
         # Runs no word is as long as go blank (same length, so spans keep their offsets).
         doc = self.pipelines(blank_long_words(full), plang)
-        return Analysis(plang, tuple(self.topic_matchers[plang](doc)), tuple(self.org_matchers[plang](doc)))
+        mentions = self.org_matchers[plang](doc, source_id=source_id)
+        return Analysis(plang, tuple(self.topic_matchers[plang](doc)), tuple(mentions))
 
     def tag(self, article: TaggedArticle) -> TaggedArticle:
         """``article`` with its topics and mentions; flagged ``analysis_cut`` when only the
         first :data:`MAX_ANALYZED_CHARS` of its text were analysed."""
         raw = article.article
         full = analysis_text(raw.title, raw.text)
-        result = self.analyze_text(full[:MAX_ANALYZED_CHARS], article.lang)
+        result = self.analyze_text(full[:MAX_ANALYZED_CHARS], article.lang, raw.source_id)
         if len(full) > MAX_ANALYZED_CHARS:
             raw = dataclasses.replace(raw, flags=with_flag(raw.flags, "analysis_cut"))
         return dataclasses.replace(article, article=raw, topics=result.topics, mentions=result.mentions)

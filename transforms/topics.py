@@ -13,6 +13,10 @@ Scoring, per topic, over one keyed Doc:
    once, not also as "mobilization").
 4. Each distinct term adds its weight; a term seen two or more times adds half its weight
    again (repetition is evidence, but not unbounded evidence).
+   Background terms (``background: true``: "army", "front", "war") are words of the
+   setting, not of the event: they count only when some other term of the topic counts,
+   and all of them together add at most the topic's ``max_background`` — so a war story
+   full of soldiers is not about call-ups until a call-up word is in it.
 5. The article carries the topic when the score reaches the topic's threshold. Evidence is
    the text and offsets of every counted match (at most :data:`MAX_EVIDENCE`).
 """
@@ -40,6 +44,7 @@ class _TermLabel:
     term: int
     weight: float
     negative: bool
+    background: bool = False
 
 
 class TopicMatcher:
@@ -67,7 +72,7 @@ class TopicMatcher:
                     by_term.setdefault(k, []).append(seq)
                 for k, seqs in by_term.items():
                     key = f"{ti}:{'n' if negative else 'p'}:{k}"
-                    self._labels[strings.add(key)] = _TermLabel(ti, k, terms[k].weight, negative)
+                    self._labels[strings.add(key)] = _TermLabel(ti, k, terms[k].weight, negative, terms[k].background)
                     self._matcher.add(key, [[strings.add(k) for k in q] for q in seqs])
                     self.pattern_count += len(seqs)
 
@@ -82,7 +87,7 @@ class TopicMatcher:
         tags = []
         for ti, matches in positives.items():
             topic = self.topics[ti]
-            score, evidence = _score(matches, negatives.get(ti, []))
+            score, evidence = _score(matches, negatives.get(ti, []), topic.max_background)
             if score >= topic.threshold:
                 tags.append(
                     TopicTag(
@@ -104,11 +109,38 @@ class TopicMatcher:
         for match_id, start, end in self._matcher(doc):
             label = self._labels[match_id]
             (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
-        return {t.id: round(_score(positives.get(i, []), negatives.get(i, []))[0], 2) for i, t in enumerate(self.topics)}
+        return {t.id: round(_score(positives.get(i, []), negatives.get(i, []), t.max_background)[0], 2)
+                for i, t in enumerate(self.topics)}
+
+    def counted_terms(self, doc: Doc) -> dict[str, set[str]]:
+        """Per topic, the terms (as written in the watchlist) that count towards its score on
+        ``doc``, whether or not it reaches the threshold (for per-term quality figures)."""
+        positives, negatives = _matches(self._matcher, self._labels, doc)
+        out = {}
+        for ti, topic in enumerate(self.topics):
+            _score_, counted = _count(positives.get(ti, []), negatives.get(ti, []), topic.max_background)
+            terms = topic.terms.get(self.lang, ())
+            out[topic.id] = {terms[label.term].term for _s, _e, label in counted}
+        return out
 
 
-def _score(positives: list, negatives: list) -> tuple[float, list[tuple[int, int]]]:
+def _matches(matcher, labels, doc) -> tuple[dict[int, list], dict[int, list]]:
+    positives: dict[int, list] = {}
+    negatives: dict[int, list] = {}
+    for match_id, start, end in matcher(doc):
+        label = labels[match_id]
+        (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
+    return positives, negatives
+
+
+def _score(positives: list, negatives: list, max_background: float = 1.0) -> tuple[float, list[tuple[int, int]]]:
     """The rule in the module docstring; returns (score, counted spans in text order)."""
+    score, counted = _count(positives, negatives, max_background)
+    return score, [(s, e) for s, e, _ in counted]
+
+
+def _count(positives: list, negatives: list, max_background: float) -> tuple[float, list]:
+    """(score, counted (start, end, label) matches in text order)."""
     kept = [
         m for m in positives
         if not any(m[0] < n[1] and n[0] < m[1] for n in negatives)
@@ -119,12 +151,19 @@ def _score(positives: list, negatives: list) -> tuple[float, list[tuple[int, int
     for m in kept:
         if not any(m[0] < c[1] and c[0] < m[1] for c in counted):
             counted.append(m)
+    if not any(not label.background for _s, _e, label in counted):
+        counted = []  # the setting alone is no evidence
     seen: dict[int, int] = {}
     weights: dict[int, float] = {}
+    background: set[int] = set()
     for _s, _e, label in counted:
         seen[label.term] = seen.get(label.term, 0) + 1
         weights[label.term] = label.weight
-    score = sum(w * (1 + REPEAT_BONUS if seen[t] > 1 else 1) for t, w in weights.items())
+        if label.background:
+            background.add(label.term)
+    gained = {t: w * (1 + REPEAT_BONUS if seen[t] > 1 else 1) for t, w in weights.items()}
+    score = sum(g for t, g in gained.items() if t not in background)
+    score += min(max_background, sum(g for t, g in gained.items() if t in background))
     score -= sum({label.term: label.weight for _s, _e, label in negatives}.values())
     counted.sort(key=lambda m: m[0])
-    return score, [(s, e) for s, e, _ in counted]
+    return score, counted

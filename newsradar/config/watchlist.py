@@ -35,6 +35,10 @@ class Term(_Frozen):
 
     term: Text
     weight: float = Field(default=1.0, gt=0)
+    # A word of the setting, not of the event ("army", "front", "war"): it counts only beside
+    # a term that is not background, and all of a topic's background terms together add at
+    # most the topic's ``max_background``.
+    background: bool = False
 
 
 def _term(value):
@@ -50,6 +54,8 @@ class Topic(_Frozen):
     description: str = ""
     # An article is tagged when the summed weight of distinct matched terms reaches this.
     threshold: float = Field(default=2.0, gt=0)
+    # The most that ``background`` terms add together (and only beside another term).
+    max_background: float = Field(default=1.0, ge=0)
     terms: dict[Lang, tuple[TermItem, ...]]
     # A negative term cancels every positive match it overlaps ("protest song" is not
     # evidence of a protest) and subtracts its weight once from the score.
@@ -68,16 +74,57 @@ class Alias(_Frozen):
 
     ``case: any`` (the default) matches the name case-insensitively in every inflected form.
     ``case: proper`` is for names that are also ordinary words ("Вёрстка" is page layout,
-    "единая Россия" a phrase): such a name counts only when it is written capitalized as in
-    ``text`` and does not open a sentence, or stands in quotation marks, or one of the
-    organization's ``context`` words is within a few words of it (docs/tagging.md).
+    "единая Россия" a phrase): such a name counts only when it is written as a name (in
+    quotation marks or with a capital, not right after "фильм", "кинотеатр", ...) and
+    something supports it: one of the organization's ``heads`` or ``context`` words near it,
+    two context words anywhere in the article, or a full mention of it (docs/tagging.md).
     """
+
+    text: Text
+    case: Literal["any", "proper"] = "any"
+    # A short or generic form ("Минобороны", "the Defense Ministry") that several bodies share:
+    # it counts only when the article's context resolves it to this organization (an earlier
+    # full mention, the organization's country among the ones the story is about, or its
+    # context words); such a mention is ``match: contextual`` (docs/tagging.md). ``mention``:
+    # only an earlier full mention resolves it ("the ministry" after "Russia's Defence Ministry").
+    generic: bool | Literal["mention"] = False
+
+    @property
+    def generic_level(self) -> int:
+        """0 a full name, 1 resolved by any context, 2 only by an earlier full mention."""
+        return 2 if self.generic == "mention" else int(bool(self.generic))
+
+
+AliasItem = Annotated[Alias, BeforeValidator(_alias)]
+
+
+class Acronym(_Frozen):
+    """An abbreviation, matched case-sensitively as whole tokens. In YAML either ``"ЕР"`` or
+    ``{text: ФАС, case: proper}``: ``proper`` counts only with support (a head or context word
+    near it, or a full mention of the organization in the article), for abbreviations that
+    other bodies share."""
 
     text: Text
     case: Literal["any", "proper"] = "any"
 
 
-AliasItem = Annotated[Alias, BeforeValidator(_alias)]
+AcronymItem = Annotated[Acronym, BeforeValidator(_alias)]
+
+
+class Country(_Frozen):
+    """A country a story can be about, told by cue words (places, institutions, people) found
+    anywhere in the article, each counted once; the article's language and its source add
+    half a cue each for the countries that list them. Generic aliases of the organizations of this ``id`` are read
+    as theirs when it leads (docs/tagging.md)."""
+
+    id: Slug
+    # The possessive used in explanations: "Russia's".
+    name: Text
+    cues: dict[Lang, tuple[TermItem, ...]]
+    langs: tuple[Lang, ...] = ()
+    # Source ids (shell patterns, "tg-*") whose stories are mostly about this country: an
+    # article from one counts half a cue, as the language does.
+    sources: tuple[Text, ...] = ()
 
 
 class Organization(_Frozen):
@@ -86,13 +133,20 @@ class Organization(_Frozen):
     # Names and phrasings per language; every inflected form of each is matched.
     aliases: dict[Lang, tuple[AliasItem, ...]]
     # Short all-caps abbreviations, matched case-sensitively as whole tokens (e.g. "ЕР", "UCSMR").
-    acronyms: tuple[Text, ...] = ()
+    acronyms: tuple[AcronymItem, ...] = ()
+    # The country the organization belongs to (an id under ``countries:``): what resolves
+    # its ``generic`` aliases.
+    country: Slug | None = None
     # Also match Latin <-> Cyrillic transliterations of the aliases.
     translit: bool = True
     # Also match aliases with up to two words swapped for a listed synonym ("Moms" for "Mothers").
     fuzzy: bool = True
-    # Words (any inflection) that confirm a ``case: proper`` alias when near it.
+    # Words (any inflection) that confirm a ``case: proper`` alias when near it, and a
+    # ``generic`` one anywhere in the article.
     context: dict[Lang, tuple[Text, ...]] = Field(default_factory=dict)
+    # Words that head the name ("движение «Путь домой»", "the Way Home, a movement"): within
+    # three words of a ``case: proper`` alias they confirm it.
+    heads: dict[Lang, tuple[Text, ...]] = Field(default_factory=dict)
     # first_in_window fires when the organization had no mention for this long.
     novelty_window: Duration | None = None
     severity: Severity = "warning"
@@ -176,6 +230,7 @@ class Alerts(_Frozen):
 
 class Watchlist(_Frozen):
     version: Literal[1] = 1
+    countries: tuple[Country, ...] = ()
     organizations: tuple[Organization, ...] = ()
     topics: tuple[Topic, ...] = ()
     examples: tuple[Example, ...] = ()
@@ -187,6 +242,12 @@ class Watchlist(_Frozen):
             if org.id == org_id:
                 return org
         raise KeyError(org_id)
+
+    def country(self, country_id: str) -> Country:
+        for country in self.countries:
+            if country.id == country_id:
+                return country
+        raise KeyError(country_id)
 
     def topic(self, topic_id: str) -> Topic:
         for topic in self.topics:
@@ -208,11 +269,23 @@ def load_watchlist(path: str | os.PathLike) -> Watchlist:
 def _check_references(doc: Document, wl: Watchlist) -> None:
     check_unique(doc, list(wl.organizations), lambda o: o.id, "organizations", "organization")
     check_unique(doc, list(wl.topics), lambda t: t.id, "topics", "topic")
+    check_unique(doc, list(wl.countries), lambda c: c.id, "countries", "country")
+    country_ids = {c.id for c in wl.countries}
     org_ids = {o.id for o in wl.organizations}
     topic_ids = {t.id for t in wl.topics}
     for i, org in enumerate(wl.organizations):
         if not any(org.aliases.values()):
             raise doc.error(f"organizations[{i}].aliases", "expected at least one alias in en, ru or uk")
+        if org.country is not None and org.country not in country_ids:
+            raise doc.error(f"organizations[{i}].country", f"unknown country id {org.country!r} (see countries:)")
+        for lang, aliases in org.aliases.items():
+            for j, alias in enumerate(aliases):
+                if alias.generic is True and org.country is None and not any(org.context.values()):
+                    raise doc.error(
+                        f"organizations[{i}].aliases.{lang}[{j}].generic",
+                        f"generic alias {alias.text!r} has nothing to resolve it: give the organization "
+                        "a country (one of countries:) or context words",
+                    )
     for i, topic in enumerate(wl.topics):
         if not any(topic.terms.values()):
             raise doc.error(f"topics[{i}].terms", "expected at least one term in en, ru or uk")
@@ -229,6 +302,6 @@ def _check_references(doc: Document, wl: Watchlist) -> None:
 
 
 __all__ = [
-    "Alerts", "Alias", "AlertmanagerSink", "ConfigError", "Example", "FileSink", "LANGS", "Novelty",
+    "Acronym", "Alerts", "Alias", "AlertmanagerSink", "ConfigError", "Country", "Example", "FileSink", "LANGS", "Novelty",
     "Organization", "Surge", "Term", "Topic", "Watchlist", "WebhookSink", "load_watchlist",
 ]

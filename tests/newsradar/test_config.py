@@ -171,7 +171,7 @@ def test_duplicate_key_names_both_lines(tmp_path):
 @pytest.mark.parametrize("alias, path, words", [
     ('"   "', "organizations[0].aliases.en[0]", "expected text that is not blank"),
     ("{text: ' '}", "organizations[0].aliases.en[0].text", "expected text that is not blank"),
-    ("{regex: 'Org.*'}", "organizations[0].aliases.en[0].regex", "unknown key; expected one of: case, text"),
+    ("{regex: 'Org.*'}", "organizations[0].aliases.en[0].regex", "unknown key; expected one of: case, generic, text"),
     ('{"text": 5}', "organizations[0].aliases.en[0].text", "expected a string, got 5"),
 ])
 def test_alias_mistakes_are_named_for_what_they_are(tmp_path, alias, path, words):

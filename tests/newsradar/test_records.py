@@ -25,7 +25,7 @@ def raw(**overrides):
 def test_raw_round_trip_keeps_every_field_and_version():
     article = raw(author="A. Author", lang_hint="en", guid="g-1", views=10, flags=("date_missing",))
     data = json.loads(article.encode())
-    assert data["v"] == r.SCHEMA_VERSION
+    assert data["v"] == 1  # the oldest version that carries it (nothing in news.raw is new in 2)
     assert "html" not in data  # unset optionals are left out
     again = r.decode_raw(article.encode())
     assert again == article
@@ -52,7 +52,7 @@ def test_decode_normalizes_timestamps_to_utc():
         (lambda d: d.update(article_id="x" * 513), "article_id", "over 512"),
         (lambda d: d.update(source_id="s" * 10_000), "source_id", "over 512"),
         (lambda d: d.update(reply_to="tg:c:" + "1" * 600), "reply_to", "over 512"),
-        (lambda d: d.update(v=2), "v", "unsupported schema version"),
+        (lambda d: d.update(v=3), "v", "unsupported schema version"),
         (lambda d: d.pop("v"), "v", "missing"),
         (lambda d: d.update(flags=[1]), "flags[0]", "expected str"),
     ],
@@ -97,6 +97,30 @@ def test_tagged_round_trip_and_span_validation():
         r.decode_tagged(json.dumps(data))
     assert err.value.field == "mentions[0].end"
     data["mentions"][0].update(end=33, match="guess")
+    with pytest.raises(r.RecordError) as err:
+        r.decode_tagged(json.dumps(data))
+    assert err.value.field == "mentions[0].match"
+
+
+def test_contextual_mentions_are_version_2_and_version_1_is_still_read():
+    old = r.TaggedArticle(article=raw(), lang="ru", story_id="s-1",
+                          mentions=(r.Mention("russian-ministry-of-defence", "Минобороны России", 0, 17, "exact"),))
+    new = r.TaggedArticle(article=raw(), lang="ru", story_id="s-1",
+                          mentions=(r.Mention("russian-ministry-of-defence", "Минобороны", 0, 10, "contextual",
+                                              "Russia's: Москва, Кремль"),))
+    # Nothing new in it: written as version 1, so a reader one version behind takes it.
+    assert json.loads(old.encode())["v"] == 1
+    assert "resolved_by" not in json.loads(old.encode())["mentions"][0]
+    assert r.decode_tagged(old.encode()) == old
+    data = json.loads(new.encode())
+    assert data["v"] == 2 and data["mentions"][0]["resolved_by"] == "Russia's: Москва, Кремль"
+    assert r.decode_tagged(new.encode()) == new
+    # A version-1 record cannot carry what version 2 added.
+    data["v"] = 1
+    with pytest.raises(r.RecordError) as err:
+        r.decode_tagged(json.dumps(data))
+    assert err.value.field == "mentions[0].resolved_by"
+    del data["mentions"][0]["resolved_by"]
     with pytest.raises(r.RecordError) as err:
         r.decode_tagged(json.dumps(data))
     assert err.value.field == "mentions[0].match"

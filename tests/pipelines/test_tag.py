@@ -98,7 +98,7 @@ def test_tag_reads_stdin_and_bad_watchlist_is_exit_2(tmp_path):
 def test_watchlist_check_runs_the_inline_examples(tmp_path):
     result = run("watchlist", "check", WATCHLIST)
     assert result.returncode == 0, result.stderr
-    assert "20 examples" in result.stdout
+    assert "25 examples" in result.stdout
     broken = tmp_path / "w.yaml"
     text = (REPO / "config" / "watchlist.yaml").read_text(encoding="utf-8")
     broken.write_text(text.replace("    not_topics: [mobilization]\n    note: a retailer", "    topics: [mobilization]\n    note: a retailer"),
@@ -107,7 +107,7 @@ def test_watchlist_check_runs_the_inline_examples(tmp_path):
     assert result.returncode == 2
     assert "examples[1] (en) 'The retailer is mobilizing extra staff" in result.stderr
     assert "expected topic mobilization (score" in result.stderr
-    assert "1 of 20 inline examples fail" in result.stderr
+    assert "1 of 25 inline examples fail" in result.stderr
 
 
 def _count(name: str, labels: dict) -> float:
@@ -255,3 +255,11 @@ def test_progress_of_reading_and_of_the_batch_run_goes_to_stderr(monkeypatch):
                for line in lines), lines
     assert not any("ETA" in line for line in lines if "pipeline over" in line)
     assert len(out.getvalue().splitlines()) == 5  # stdout is the output alone
+
+
+def test_tag_shows_how_a_short_name_was_resolved():
+    text = "Жёны мобилизованных провели пикет у Минобороны в Москве."
+    result = run("tag", "--watchlist", WATCHLIST, stdin=json.dumps({"text": text, "lang": "ru"}) + "\n")
+    assert result.returncode == 0, result.stderr
+    [mention] = json.loads(result.stdout)["mentions"]
+    assert mention["match"] == "contextual" and mention["resolved_by"] == "Russia's: Москве"

@@ -29,7 +29,7 @@ ORGS = [
     org(
         id="verstka", name="Verstka",
         aliases={"en": ["Verstka"], "ru": [{"text": "Вёрстка", "case": "proper"}]},
-        context={"ru": ["сообщить", "журналист"]},
+        context={"ru": ["сообщить", "журналист", "писать"]},
     ),
     org(id="mod", name="Ministry", aliases={"ru": ["Министерство обороны России", "Министерство обороны"]}),
     org(id="mod2", name="Other ministry", aliases={"ru": ["Министерство обороны"]}),
@@ -118,9 +118,13 @@ def test_proper_name_that_is_also_a_word(pipes, matchers):
     def orgs(text):
         return [m[0] for m in find(pipes, matchers, text, "ru")]
 
-    assert orgs("Как сообщила «Вёрстка», повестки раздают.") == ["verstka"]  # quoted
-    assert orgs("По данным Вёрстки, повестки раздают.") == ["verstka"]  # capital, mid-sentence
+    assert orgs("Как сообщила «Вёрстка», повестки раздают.") == ["verstka"]  # quoted, context word
+    assert orgs("По словам журналистов Вёрстки, повестки раздают.") == ["verstka"]  # capital, context
     assert orgs("Вёрстка сообщила, что повестки раздают.") == ["verstka"]  # context word nearby
+    # Quotes or a capital alone are not enough: a film, a shop, a memorial share names too.
+    assert orgs("В прокат вышел фильм «Вёрстка» о работе типографии.") == []
+    assert orgs("По данным Вёрстки, повестки раздают.") == []
+    assert orgs("Вёрстка выяснила детали. Как сообщила «Вёрстка», повестки раздают.") == ["verstka", "verstka"]
     assert orgs("Верстка журнала заняла три дня.") == []  # opens a sentence, nothing else
     assert orgs("Курс по вёрстке и типографике.") == []  # lower case
     assert orgs("Он закончил. Верстка номера заняла три дня.") == []

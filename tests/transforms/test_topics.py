@@ -123,3 +123,70 @@ def test_terms_that_key_alike_keep_the_heavier_weight(pipes, matchers):
 def test_explain_scores_every_topic(pipes, matchers):
     doc = pipes("The retailer held a rally.", "en")
     assert matchers["en"].explain(doc) == {"mobilization": -2.0, "protest": 2.0}
+
+
+def test_background_words_alone_never_reach_a_topic(pipes):
+    war = topic(terms={"en": [
+        {"term": "mobilize", "weight": 2}, {"term": "draft notice", "weight": 3},
+        {"term": "army", "weight": 1, "background": True}, {"term": "soldier", "weight": 1, "background": True},
+        {"term": "front", "weight": 1, "background": True}, {"term": "war", "weight": 1, "background": True},
+    ]}, threshold=3)
+    matcher = TopicMatcher([war], pipes, "en")
+
+    def score(text):
+        return matcher.explain(pipes(text, "en"))["mobilization"]
+
+    # Four setting words, each once and twice: without a call-up word they are no evidence.
+    story = "The army said soldiers at the front held; soldiers and the army are tired of the war."
+    assert score(story) == 0 and matcher(pipes(story, "en")) == []
+    assert matcher.counted_terms(pipes(story, "en")) == {"mobilization": set()}
+    # Beside a call-up word they add at most max_background (1) together: 2 + 1, not 2 + 4.
+    with_call_up = story + " The state began to mobilize reservists."
+    assert score(with_call_up) == 3
+    assert matcher.counted_terms(pipes(with_call_up, "en"))["mobilization"] == {
+        "mobilize", "army", "soldier", "front", "war"}
+    wider = topic(terms=war.terms, threshold=3, max_background=2)
+    assert TopicMatcher([wider], pipes, "en").explain(pipes(with_call_up, "en"))["mobilization"] == 4
+
+
+@pytest.mark.parametrize(
+    "text, lang, expected",
+    [
+        ("Relatives of the conscripts held protests in twelve regions on Saturday.", "en", True),
+        ("Families have staged protests in several cities since the summer.", "en", True),
+        ("Родственники военнослужащих провели акцию у стен Кремля.", "ru", True),
+        ("В Екатеринбурге прошла акция в поддержку политзаключённых.", "ru", True),
+        ("У Києві відбулася акція на підтримку військовополонених.", "uk", True),
+        ("Біля Офісу президента пройшла акція родин загиблих військових.", "uk", True),
+        ("The French driver won the eighth stage of the Dakar Rally.", "en", False),
+        ("The dollar rallied against the euro as investors bet on a rate rise.", "en", False),
+        ("The team lodged a protest with the stewards after the race.", "en", False),
+        ("Акции нефтяной компании подорожали на пять процентов.", "ru", False),
+        ("В сети магазинов стартовала акция: скидки на зимнюю обувь.", "ru", False),
+        ("Команда подала протест суддям після фінішу гонки.", "uk", False),
+    ],
+)
+def test_shipped_protest_terms_take_plain_event_reports_and_leave_sport_and_markets(shipped, text, lang, expected):
+    assert ("protest" in {t.id for t in shipped.analyze("", text, lang).topics}) is expected
+
+
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("Families of soldiers killed at the front say death certificates arrive months late, the army says.", "en"),
+        ("Армия сообщила об отражении атак на фронте; война идёт четвёртый год, солдаты устали.", "ru"),
+        ("Армія повідомила про відбиті атаки на фронті; війна триває, солдати виснажені.", "uk"),
+        ("United Russia launched a turnout project called 'Mobilization' before the election.", "en"),
+        ("«Единая Россия» запустила проект «Мобилизация», чтобы поднять явку.", "ru"),
+    ],
+)
+def test_shipped_mobilization_leaves_war_background_and_a_turnout_project_out(shipped, text, lang):
+    assert "mobilization" not in {t.id for t in shipped.analyze("", text, lang).topics}
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from newsradar.config import load_watchlist
+    from transforms.tagging import Tagger
+
+    return Tagger(load_watchlist("config/watchlist.yaml"))

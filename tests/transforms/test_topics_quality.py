@@ -2,22 +2,32 @@
 
 The floors sit a little under what the shipped watchlist measures (docs/benchmarks.md), so
 a change that makes tagging clearly worse fails here, while one relabeled item does not.
-The holdout split was never used for tuning; its floors are the ones to trust.
+They are set per topic on all items, on the holdout split (never tuned on; its floors are the
+ones to trust) and per language, and per organization.
 """
 
 import pytest
 
 from benchmarks.quality import evaluate, load_items
 
-# (topic, scope) -> (precision floor, recall floor)
+# (topic, scope) -> (precision floor, recall floor); measured values in docs/benchmarks.md
 TOPIC_FLOORS = {
-    ("mobilization", "all"): (0.92, 0.80),
-    ("mobilization", "holdout"): (0.90, 0.75),
-    ("protest", "all"): (0.92, 0.88),
-    ("protest", "holdout"): (0.90, 0.85),
+    ("mobilization", "all"): (0.95, 0.90),
+    ("mobilization", "holdout"): (0.95, 0.85),
+    ("mobilization", "en"): (0.95, 0.85),
+    ("mobilization", "ru"): (0.95, 0.92),
+    ("mobilization", "uk"): (0.95, 0.88),
+    ("protest", "all"): (0.92, 0.92),
+    ("protest", "holdout"): (0.88, 0.90),
+    ("protest", "en"): (0.87, 0.94),
+    ("protest", "ru"): (0.95, 0.90),
+    ("protest", "uk"): (0.95, 0.90),
 }
-ORG_RECALL_FLOOR = 0.9  # every watched organization, all items
-ORG_PRECISION_FLOOR = 0.9  # micro-averaged over organizations
+# Every watched organization, all items; the Russian ministry (the issue's measure) higher.
+ORG_RECALL_FLOOR = 0.8
+ORG_RECALL_FLOORS = {"russian-ministry-of-defence": 0.92, "ukrainian-ministry-of-defence": 0.9}
+ORG_PRECISION_FLOOR = 0.95  # micro-averaged over organizations
+ORG_MICRO_RECALL_FLOOR = 0.95
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +37,12 @@ def report():
 
 def test_the_set_is_large_and_mixed():
     items = load_items()
-    assert len(items) >= 150
+    assert len(items) >= 300
     assert {i.lang for i in items} == {"en", "ru", "uk"}
-    assert min(sum(1 for i in items if i.lang == lang) for lang in ("en", "ru", "uk")) >= 50
+    assert min(sum(1 for i in items if i.lang == lang) for lang in ("en", "ru", "uk")) >= 100
     negatives = [i for i in items if not i.topics and not i.orgs]
-    assert len(negatives) >= 40, "hard negatives"
+    assert len(negatives) >= 100, "hard negatives"
+    assert sum(1 for i in items if i.split == "holdout") >= 120
     assert len({i.id for i in items}) == len(items)
 
 
@@ -45,7 +56,19 @@ def test_topic_precision_and_recall_floors(report, topic, scope):
 
 def test_every_watched_organization_is_found(report):
     for org, counts in report.orgs["all"].items():
-        assert counts.recall >= ORG_RECALL_FLOOR, (org, counts.errors)
+        assert counts.recall >= ORG_RECALL_FLOORS.get(org, ORG_RECALL_FLOOR), (org, counts.errors)
     tp = sum(c.tp for c in report.orgs["all"].values())
     fp = sum(c.fp for c in report.orgs["all"].values())
+    fn = sum(c.fn for c in report.orgs["all"].values())
     assert tp / (tp + fp) >= ORG_PRECISION_FLOOR
+    assert tp / (tp + fn) >= ORG_MICRO_RECALL_FLOOR
+
+
+def test_per_term_figures_name_the_terms_a_topic_rests_on(report):
+    # The Russian "мобилизованный" counts on several labeled items and on nothing else.
+    key = ("mobilization", "ru", "мобилизованный")
+    assert report.terms[key].on_labeled >= 5 and report.terms[key].precision == 1.0
+    for c in report.terms.values():
+        assert c.on_labeled + c.on_other > 0
+        assert 0.0 <= c.precision <= 1.0 and 0.0 <= c.recall <= 1.0
+    assert set(report.as_dict()["terms"]) == {"mobilization", "protest"}

@@ -1,0 +1,193 @@
+"""Names resolved by the article's context (issue 16), with the shipped watchlist: short and
+generic names of the two defence ministries, names that are also ordinary words, word-order
+variants, and what the alert says about the decision."""
+
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+
+from newsradar.cli.commands import main
+from newsradar.config import ConfigError, load_watchlist
+from newsradar.config.watchlist import Organization
+from newsradar.records import RawArticle, TaggedArticle, format_time
+from transforms.alert_rules import Trigger, events_of, why
+from transforms.nlp import Pipelines, analysis_text
+from transforms.orgs import OrgMatcher
+from transforms.tagging import Tagger
+
+RU, UA = "russian-ministry-of-defence", "ukrainian-ministry-of-defence"
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    return Tagger(load_watchlist("config/watchlist.yaml"))
+
+
+def mentions(tagger, text, lang):
+    result = tagger.analyze("", text, lang)
+    for m in result.mentions:
+        assert text[m.start:m.end] == m.text
+    return result.mentions
+
+
+def orgs(tagger, text, lang):
+    return sorted({m.org_id for m in mentions(tagger, text, lang)})
+
+
+@pytest.mark.parametrize(
+    "text, lang, org",
+    [
+        ("Жёны мобилизованных провели пикет у Минобороны в Москве, Песков отказался комментировать.", "ru", RU),
+        ("В Киеве Министерство обороны объявило о новых правилах отсрочки; Зеленский подписал закон.", "ru", UA),
+        ("Міноборони оновило застосунок «Резерв+» для військовозобов'язаних, повідомили у Києві.", "uk", UA),
+        ("У Москві Міноборони заявило про новий призов, повідомив Пєсков.", "uk", RU),
+        ("The Defense Ministry in Moscow said the men would be paid a bonus, the Kremlin said.", "en", RU),
+        ("In Kyiv, the Defence Ministry released an update for reservists; Zelensky praised it.", "en", UA),
+    ],
+)
+def test_the_two_ministries_are_told_apart_by_the_story_in_both_directions(tagger, text, lang, org):
+    found = mentions(tagger, text, lang)
+    assert [(m.org_id, m.match) for m in found] == [(org, "contextual")]
+    owner = "Russia's" if org == RU else "Ukraine's"
+    assert found[0].resolved_by.startswith(f"{owner}: ")
+
+
+def test_the_decision_names_its_cues(tagger):
+    [m] = mentions(tagger, "Жёны мобилизованных провели пикет у Минобороны в Москве, у стен Кремля.", "ru")
+    assert m.text == "Минобороны" and m.resolved_by == "Russia's: Москве, Кремля"
+
+
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("Минобороны опубликовало видео с полигона.", "ru"),  # the language alone is half a cue
+        ("The Ministry of Defence in Canberra announced a new submarine programme.", "en"),
+        ("Israel's defence ministry approved a contract for drones, a Russian-made part included.", "en"),
+        # as many cues of each country: nobody's (in Russian text the language would tip it)
+        ("The Defence Ministry commented on the talks between Moscow and Kyiv.", "en"),
+    ],
+)
+def test_a_short_name_the_story_does_not_resolve_is_nobodys(tagger, text, lang):
+    assert orgs(tagger, text, lang) == []
+
+
+def test_an_earlier_full_mention_resolves_a_short_name_and_the_ministry(tagger):
+    text = "Russia's Defence Ministry said the drills would last a week. The ministry gave no numbers."
+    found = [(m.org_id, m.text, m.match, m.resolved_by) for m in mentions(tagger, text, "en")]
+    assert found == [(RU, "Russia's Defence Ministry", "exact", None),
+                     (RU, "The ministry", "contextual", "after «Russia's Defence Ministry»")]
+    # Ukraine's full name first: the same short name is Ukraine's, whatever else is said.
+    text = "Міністерство оборони України оголосило тендер. У Міноборони уточнили, що Москва не завадить."
+    assert [(m.org_id, m.match) for m in mentions(tagger, text, "uk")] == [(UA, "exact"), (UA, "contextual")]
+    # "the ministry" with no full mention before it is nobody's, whatever the country.
+    assert orgs(tagger, "The ministry in Moscow said the Kremlin agreed.", "en") == []
+
+
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("В кинотеатрах показали фильм «Путь домой» о ветеране, вернувшемся в деревню.", "ru"),
+        ("Кинотеатр «Весна» закрылся на реконструкцию, сообщили в мэрии.", "ru"),
+        ("В День Победы жители возложили цветы к Мемориалу Славы.", "ru"),
+        ("Біля Меморіалу Слави у Полтаві поклали квіти.", "uk"),
+        ("На фестивалі показали фільм «Шлях додому» про родину.", "uk"),
+        ("A new drama called The Way Home premiered at the festival.", "en"),
+    ],
+)
+def test_a_film_a_cinema_and_a_memorial_are_not_the_watched_names(tagger, text, lang):
+    assert orgs(tagger, text, lang) == []
+
+
+@pytest.mark.parametrize(
+    "text, lang, org",
+    [
+        ("The Way Home, a movement of soldiers' wives, held a picket near the Kremlin.", "en", "put-domoy"),
+        ("Движение «Путь домой» провело акцию у Кремля.", "ru", "put-domoy"),
+        ("Активистов движения «Весна» задержали после акции.", "ru", "vesna"),
+        ("Правозащитное общество «Мемориал» опубликовало список.", "ru", "memorial"),
+    ],
+)
+def test_a_name_with_support_counts(tagger, text, lang, org):
+    assert orgs(tagger, text, lang) == [org]
+
+
+@pytest.mark.parametrize(
+    "text, lang, surface",
+    [
+        ("A statement from the Council of Wives and Mothers was read out.", "en", "Council of Wives and Mothers"),
+        ("Совет жён и матерей обратился к президенту.", "ru", "Совет жён и матерей"),
+        ("Рада дружин і матерів звернулася до Кремля.", "uk", "Рада дружин і матерів"),
+    ],
+)
+def test_coordinated_words_in_the_other_order_are_fuzzy(tagger, text, lang, surface):
+    found = [(m.org_id, m.text, m.match) for m in mentions(tagger, text, lang)]
+    assert found == [("council-of-mothers-and-wives", surface, "fuzzy")]
+
+
+def test_the_alert_says_how_the_short_name_was_read(tagger):
+    text = "Жёны мобилизованных провели пикет у Минобороны в Москве."
+    now = format_time(datetime(2026, 12, 1, tzinfo=UTC))
+    raw = RawArticle(article_id="a1", source_id="s", source_kind="rss", url="u", title="", text=text,
+                     published_at=now, fetched_at=now)
+    tagged = tagger.tag(TaggedArticle(article=raw, lang="ru", story_id="a1"))
+    assert tagged.version() == 2  # a contextual mention is a version-2 record
+    [(org_id, event)] = events_of(tagged)
+    org = tagger.watchlist.organization(org_id)
+    sentence = why(Trigger("new_mention", org_id, "a1", event), org, tagger.watchlist)
+    assert "“Минобороны” (a short name, read as Russia's: Москве)" in sentence
+
+
+def test_a_shared_acronym_marked_proper_needs_support():
+    fas = Organization.model_validate({
+        "id": "fas", "name": "Fund", "aliases": {"ru": ["Фонд антикоррупционных садов"]},
+        "acronyms": [{"text": "ФАС", "case": "proper"}], "context": {"ru": ["расследование"]},
+    })
+    pipes = Pipelines(("ru",))
+    matcher = OrgMatcher([fas], pipes, "ru")
+
+    def found(text):
+        return [m.text for m in matcher(pipes(analysis_text("", text), "ru"))]
+
+    assert found("ФАС оштрафовала торговую сеть за цены.") == []
+    assert found("ФАС опубликовал новое расследование.") == ["ФАС"]
+    assert found("Фонд антикоррупционных садов сообщил, что ФАС помогает.") == ["Фонд антикоррупционных садов", "ФАС"]
+
+
+GENERIC_WITHOUT_RESOLUTION = """\
+version: 1
+organizations:
+  - id: mod
+    name: Some ministry
+    aliases:
+      ru:
+        - Министерство обороны Атлантиды
+        - {text: Минобороны, generic: true}
+"""
+
+
+def test_the_check_refuses_a_generic_alias_nothing_resolves(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text(GENERIC_WITHOUT_RESOLUTION, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_watchlist(path)
+    assert str(err.value).startswith(f"{path}:8: organizations[0].aliases.ru[1].generic: ")
+    assert "country" in str(err.value) and "context" in str(err.value)
+    result = CliRunner().invoke(main, ["watchlist", "check", str(path)])
+    assert result.exit_code == 2, result.output
+    # A country that is not defined is refused too; with one defined the file loads.
+    path.write_text(GENERIC_WITHOUT_RESOLUTION.replace("    aliases:", "    country: atlantis\n    aliases:"))
+    with pytest.raises(ConfigError, match=r"organizations\[0\]\.country: unknown country id 'atlantis'"):
+        load_watchlist(path)
+    countries = "countries:\n  - {id: atlantis, name: Atlantis's, cues: {ru: [Посейдония]}}\n"
+    path.write_text(countries + GENERIC_WITHOUT_RESOLUTION.replace("    aliases:", "    country: atlantis\n    aliases:"))
+    assert load_watchlist(path).organization("mod").country == "atlantis"
+
+
+def test_the_source_is_half_a_cue(tagger):
+    text = "Минобороны сообщило о новых выплатах."  # Russian text: half a cue for Russia
+    assert orgs(tagger, text, "ru") == []
+    found = tagger.analyze("", text, "ru", source_id="meduza-ru").mentions
+    assert [(m.org_id, m.resolved_by) for m in found] == [(RU, "Russia's: source meduza-ru")]
+    # A Ukrainian outlet writing in Russian: half a cue each, a tie, nobody's.
+    assert tagger.analyze("", text, "ru", source_id="ukrainska-pravda").mentions == ()
