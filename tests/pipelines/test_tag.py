@@ -40,7 +40,7 @@ def test_tag_jsonl_with_alerts_in_input_order(tmp_path):
     assert t2["story_id"] == "t1" and t2["duplicate_of"] == "t1"
     assert t3["topics"] == [] and t3["lang"] == "en"  # a retailer "mobilizing" staff
     assert [m["match"] for m in t4["mentions"]] == ["lemma", "exact"]
-    assert t4["lang"] == "uk" and t4["topics"] == [{"id": "protest", "score": 3.0}]
+    assert t4["lang"] == "uk" and t4["topics"] == [{"id": "protest", "score": 5.0}]
     assert t5["mentions"][0]["match"] == "fuzzy"
 
     alerts = [decode_alert(line) for line in alerts_file.read_text(encoding="utf-8").splitlines()]
