@@ -118,7 +118,7 @@ class LagProbe:
 
         parts = [TopicPartition(TOPIC_RAW, p) for p in sorted(self.consumer.partitions_for_topic(TOPIC_RAW) or ())]
         ends = self.consumer.end_offsets(parts)
-        committed = self.admin.list_consumer_group_offsets(GROUP)
+        committed = self.admin.list_group_offsets({GROUP: None}).get(GROUP) or {}
         lag = 0
         for tp in parts:
             done = committed.get(tp)
