@@ -281,7 +281,7 @@ def restart_pipeline(part, env: dict, probe: LagProbe, day: int) -> dict:
         if drained is not None and time.time() - ready > 30:
             break  # drained; a lag of exactly 0 under steady input may take long and is not needed
         time.sleep(0.5)
-    info = {"day": day, "stop_s": round(stopped - t, 1), "exit_code": code, "start_s": round(ready - stopped, 1),
+    info = {"day": day, "at": t, "ready_at": ready, "stop_s": round(stopped - t, 1), "exit_code": code, "start_s": round(ready - stopped, 1),
             "lag_at_ready": lag_at_ready, "drained_s": None if drained is None else round(drained, 1),
             "zero_lag_s": None if zero is None else round(zero, 1), "lowest_lag": lowest}
     log(f"day {day}: pipeline restarted: {info}")
@@ -407,6 +407,10 @@ def run(opts, work: Path) -> int:
         feeds.terminate()
         feeds.wait(30)
         webhook.close()
+    # What was sampled, kept before the figures are made (with --work-dir, the broker's data stays too).
+    (work / "samples.json").write_text(json.dumps({
+        "t0": t0, "day_seconds": day_seconds, "days": days, "memory": sampler.memory, "lag": sampler.lag,
+        "restarts": restarts, "received": webhook.snapshot(), "dead": dead}), encoding="utf-8")
     replay = replay_with_tag(raw, watchlist, work)
     result.update(soak_report.summarize(
         world=world, days=days, t0=t0, day_seconds=day_seconds, memory=sampler.memory, lag=sampler.lag,

@@ -132,6 +132,16 @@ def summarize(*, world, days, t0, day_seconds, memory, lag, restarts, received, 
         published_before = d["published"]
 
     all_latency = [v for vs in latency_by_day.values() for v in vs]
+    # An alert only the stream raised, for an article whose story had an earlier item on
+    # news.raw before a restart this article came after: the restarted pipeline's dedupe
+    # memory had not seen the story (the restart issue).
+    story_of, first = story_first_arrivals(world, articles, on_raw)
+    across = 0
+    for a in stream:
+        if a.alert_id in replay_ids or a.article_id not in story_of:
+            continue
+        began, arrived = first[story_of[a.article_id]], on_raw[a.article_id]
+        across += any(began < r["at"] < arrived for r in restarts)
     result = {
         "world": {"sources": len(world.sources), "items": len(world.items),
                   "originals": sum(1 for i in world.items if i.copy == 0),
@@ -157,6 +167,7 @@ def summarize(*, world, days, t0, day_seconds, memory, lag, restarts, received, 
             "replay_seconds": replay["seconds"],
             "only_stream": len(set(stream_ids) - set(replay_ids)), "only_replay": len(set(replay_ids) - set(stream_ids)),
             "only_stream_by_kind": dict(Counter(k for i, k in stream_ids.items() if i not in replay_ids)),
+            "only_stream_story_crossed_a_restart": across,
             "only_replay_by_kind": dict(Counter(k for i, k in replay_ids.items() if i not in stream_ids)),
         },
         "dlq": {"entries": len(dlq), "hostile_produced": len(hostile),
@@ -168,6 +179,25 @@ def summarize(*, world, days, t0, day_seconds, memory, lag, restarts, received, 
         "sampler_errors": sampler_errors[:20],
     }
     return result
+
+
+def _item_key(url: str) -> tuple[str, int] | None:
+    """(source id, item number) from a generated item's link ``https://<source>.soak.example/<n>``."""
+    host, _, n = url.removeprefix("https://").partition("/")
+    return (host.removesuffix(".soak.example"), int(n)) if n.isdigit() else None
+
+
+def story_first_arrivals(world, articles: dict, on_raw: dict) -> tuple[dict, dict]:
+    """(article id -> story, story -> when its first item reached news.raw)."""
+    items = {(world.sources[i.source].id, i.n): i.story for i in world.items}
+    story_of, first = {}, {}
+    for article_id, article in articles.items():
+        story = items.get(_item_key(article.url))
+        if story is None or article_id not in on_raw:
+            continue
+        story_of[article_id] = story
+        first[story] = min(on_raw[article_id], first.get(story, math.inf))
+    return story_of, first
 
 
 def _round(value: float | None) -> float | None:
@@ -262,7 +292,9 @@ def markdown(result: dict) -> str:
               f"- uninterrupted `newsradar tag` replay of the same {a['replay_articles']} articles: "
               f"{a['replay_distinct']} distinct ids, by kind {a['replay_by_kind']} (exit {a['replay_exit_code']}, "
               f"{a['replay_seconds']} s)",
-              f"- only on the stream: {a['only_stream']} {a['only_stream_by_kind']}; only in the replay: "
+              f"- only on the stream: {a['only_stream']} {a['only_stream_by_kind']} ({a['only_stream_story_crossed_a_restart']} "
+              f"of them for an article whose story had an earlier item on news.raw before a pipeline restart it "
+              f"came after); only in the replay: "
               f"{a['only_replay']} {a['only_replay_by_kind']}",
               "", "## DLQ", "",
               f"{result['dlq']['entries']} entries: {result['dlq']['hostile_dead_lettered']} of "
