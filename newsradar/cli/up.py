@@ -117,6 +117,9 @@ class Options:
     pipeline_metrics_port: int = 9465
     deliver_metrics_port: int = 9466
     live: bool = True
+    # Extra `newsradar pipeline` options (Beam style, --name=value); the soak run scales the
+    # dedupe windows with them (benchmarks/soak.py).
+    pipeline_args: tuple[str, ...] = ()
 
 
 @dataclass
@@ -231,6 +234,7 @@ class Stack:
         part = self._launch_served(
             "pipeline", url, "pipeline.log",
             "pipeline", "--watchlist", watchlist_file, "--bootstrap-servers", self.bootstrap, f"--metrics_port={port}",
+            *self.opts.pipeline_args,
         )
         self.say(f"pipeline     metrics {url}   log {part.log_path}   runner PrismRunner")
 
