@@ -194,6 +194,10 @@ class DeliveryMetrics:
             "newsradar_alert_sink_deliveries", "Alert deliveries to sinks, by sink kind and outcome.",
             ["sink", "outcome"], registry=registry,
         )
+        self.notifications = Counter(
+            "newsradar_alert_notifications", "Notifications (the alerts of one story, grouped) sent to sinks, "
+            "by sink kind and outcome.", ["sink", "outcome"], registry=registry,
+        )
         self.delivery_latency = Histogram(
             "newsradar_alert_delivery_seconds", "From an alert's created_at to the sink acknowledging it.",
             ["sink"], buckets=DELIVERY_BUCKETS, registry=registry,
@@ -214,6 +218,8 @@ class DeliveryMetrics:
         for sink in SINK_KINDS:
             for outcome in SINK_OUTCOMES:
                 self.sink_deliveries.labels(sink=sink, outcome=outcome)
+                if outcome != "retried":
+                    self.notifications.labels(sink=sink, outcome=outcome)
             for metric in (self.delivery_latency, self.pending, self.retrying, self.oldest_pending):
                 metric.labels(sink=sink)
 

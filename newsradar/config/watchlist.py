@@ -172,6 +172,9 @@ class Novelty(_Frozen):
 
 class Alerts(_Frozen):
     sinks: tuple[Sink, ...] = ()
+    # `newsradar deliver` makes the alerts of one story read within this long of its first
+    # one notification (docs/alerts.md, "One notification per story"); --group-window overrides.
+    group_window: Annotated[Duration, Field(ge=0, le=3600)] = 5.0
 
 
 class Watchlist(_Frozen):

@@ -1,6 +1,6 @@
 """One sink's worker without Kafka: retries with backoff until delivered or the maximum age,
-then a dead letter with the reason; the ledger written after the sink took an alert, the
-progress that says what may be committed, the metrics, and the ledger's own rules."""
+then a dead letter with the reason; the ledger written after the sink took a notification,
+the progress that says what may be committed, the metrics, and the ledger's own rules."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from newsradar.config.watchlist import WebhookSink
 from newsradar.delivery.ledger import DEAD_LETTERED, DELIVERED, Ledger
+from newsradar.delivery.notification import build
 from newsradar.delivery.progress import Progress
 from newsradar.delivery.service import Job, Settings, SinkWorker, backoff_delay
 from newsradar.delivery.sinks import Permanent, Retryable, Webhook
@@ -58,10 +59,10 @@ class ScriptedSink:
         self.errors = list(errors)
         self.sent: list[str] = []
 
-    async def send(self, alerts):
+    async def send(self, notifications):
         if self.errors:
             raise self.errors.pop(0)
-        self.sent.extend(a.alert_id for a in alerts)
+        self.sent.extend(a for n in notifications for a in n.alert_ids)
 
     async def close(self):
         return None
@@ -85,7 +86,7 @@ def run_worker(sink, jobs, fake: FakeTime, tmp_path, max_age=3600.0):
         loop = asyncio.get_running_loop()
         for j in jobs:
             progress.add(j.partition, j.offset, 1)
-            worker.submit(loop, j)
+            worker.submit(loop, build([j.alert]), [j])
         for _ in range(10_000):
             if progress.pending() == 0 or worker.error:
                 break
