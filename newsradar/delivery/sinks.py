@@ -56,6 +56,8 @@ SIGNATURE_HEADER = "X-Newsradar-Signature"
 TIMESTAMP_HEADER = "X-Newsradar-Timestamp"
 ID_HEADER = "X-Newsradar-Notification-Id"
 USER_AGENT = "newsradar-alerts/1"
+# The alertname of news in Alertmanager (deploy/alertmanager/alertmanager.yml routes on it).
+NEWS_ALERTNAME = "NewsradarNews"
 
 # Alertmanager resolves a news alert after this long unless it is sent again.
 ALERTMANAGER_RESOLVE_AFTER = timedelta(hours=24)
@@ -199,7 +201,7 @@ def alertmanager_payload(notifications: Sequence[Notification]) -> list[dict]:
     for n in notifications:
         starts = parse_time(n.created_at)
         item = {
-            "labels": {"alertname": "NewsradarNews", "notification": n.first_id},
+            "labels": {"alertname": NEWS_ALERTNAME, "notification": n.first_id},
             "annotations": {
                 "summary": " ".join(n.why), "title": n.title, "snippet": n.snippet, "url": n.url,
                 "severity": n.severity, "kinds": ",".join(n.kinds), "organizations": ",".join(n.organizations),

@@ -33,6 +33,18 @@ def make_alert(n: int, kind: str = "new_mention", created: datetime | None = Non
     )
 
 
+THREE_ORGS = ("cmw", "ovd-info", "memorial")
+
+
+def three_org_article(n: int = 1) -> list[Alert]:
+    """One article naming three watched organizations, topic protest: three new_mention and
+    three topic alerts of one story, as the rules raise them."""
+    mentions = [make_alert(n, org=o, severity="info" if o == "memorial" else "warning") for o in THREE_ORGS]
+    topics = [make_alert(n, kind="topic", org=o, topic="protest", severity="critical" if o == "ovd-info" else "warning")
+              for o in THREE_ORGS]
+    return mentions + topics
+
+
 def carried(note: dict) -> list[str]:
     """The alert ids a webhook notification carries (a first one, or a follow-up)."""
     if "alert_ids" in note:
@@ -56,16 +68,20 @@ class Receiver:
         self.first_ok_at: dict[str, float] = {}  # alert id -> when its first notification was answered 200
         self.bodies: dict[str, set[bytes]] = {}  # every distinct body answered 200, per notification id
         self.lock = threading.Lock()
+        self.active = 0  # requests read and not yet answered
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    receiver.active += 1
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 valid = verify_signature(receiver.secret, self.headers, body)
                 with receiver.lock:
                     receiver.attempts.append((self.headers.get(ID_HEADER, ""), valid))
+                    receiver.active -= 1
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                     if not valid:
                         status = 401

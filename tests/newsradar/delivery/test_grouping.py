@@ -18,18 +18,8 @@ from newsradar.delivery.notification import Notification, build
 from newsradar.delivery.service import Deliverer, DeliveryLoop, Settings, SinkWorker
 from newsradar.identity import notification_id
 from newsradar.metrics import DeliveryMetrics
-from tests.newsradar.delivery.receiver import make_alert
-
-ORGS = ("cmw", "ovd-info", "memorial")
-
-
-def three_org_article(n: int = 1):
-    """One article naming three watched organizations, topic protest: three new_mention and
-    three topic alerts, as the rules raise them."""
-    mentions = [make_alert(n, org=o, severity="info" if o == "memorial" else "warning") for o in ORGS]
-    topics = [make_alert(n, kind="topic", org=o, topic="protest", severity="critical" if o == "ovd-info" else "warning")
-              for o in ORGS]
-    return mentions + topics
+from tests.newsradar.delivery.receiver import THREE_ORGS as ORGS
+from tests.newsradar.delivery.receiver import make_alert, three_org_article
 
 
 def test_the_three_organization_article_is_one_notification():
