@@ -178,7 +178,7 @@ class PipelineMetrics:
             self.clamped_times.labels(field=name)
 
 
-SINK_KINDS = ("webhook", "alertmanager", "file")
+SINK_KINDS = ("webhook", "alertmanager", "file", "slack", "telegram")
 # ok: delivered; retried: an attempt failed and the alert waits for the next; failed: refused
 # for good (a 4xx), to news.dlq; expired: still failing at the maximum age, to news.dlq.
 SINK_OUTCOMES = ("ok", "retried", "failed", "expired")

@@ -17,6 +17,8 @@ Guarantees:
   before it (:class:`~newsradar.delivery.progress.Progress`). A kill repeats at most the
   notifications that were in flight (sent, not yet in the ledger), with the same id and body.
 * Per sink, a story's updates are sent in order: update 2 not before update 1 is finished.
+* Routing: a notification none of whose new alerts passes a sink's route is finished for that
+  sink without a send.
 * Retried with exponential backoff (``Retry-After`` honoured, capped) until delivered or until
   the alert has been on news.alerts for ``max_age``; then, and for an answer that cannot
   change (a 4xx, a refused address) at once, a dead letter on news.dlq with the reason, step
@@ -47,7 +49,7 @@ from .grouping import Group, Grouper
 from .ledger import DEAD_LETTERED, DELIVERED, Ledger
 from .notification import Notification, build
 from .progress import Progress
-from .sinks import JsonlFile, Permanent, Retryable
+from .sinks import JsonlFile, Permanent, Retryable, routed
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +179,11 @@ class SinkWorker:
         """Send ``notification``; ``jobs`` (alerts read, of this notification) finish with it.
         A job whose alert the sink already has in the ledger finishes at once; one for a
         notification already on its way joins that delivery instead of sending it twice."""
+        if not routed(self.sink.route, notification):
+            # not for this sink (its route): finished for it without a send, nothing to remember
+            for job in jobs:
+                self._progress.finish(job.partition, job.offset)
+            return
         fresh: Delivery | None = None
         done: list[Job] = []
         with self._lock:

@@ -1,5 +1,5 @@
-"""The alert sinks: a signed JSON webhook, the Alertmanager v2 API, a JSONL file. Plain
-asyncio code without Beam; ``newsradar deliver`` (:mod:`newsradar.delivery.service`) runs them.
+"""The alert sinks: a signed JSON webhook, the Alertmanager v2 API, a JSONL file, a
+Slack-compatible incoming webhook, a Telegram bot's sendMessage. Plain asyncio code without Beam; ``newsradar deliver`` (:mod:`newsradar.delivery.service`) runs them.
 What they send is a :class:`~newsradar.delivery.notification.Notification`: the alerts of
 one story, grouped.
 
@@ -18,6 +18,12 @@ retries itself; the service decides when to try again. Guarantees of each send:
   says ``allow_private_networks: true``.
 * A sink that cannot work as configured (e.g. its secret is not in the environment) raises
   :class:`SinkConfigError` when it is built: :func:`check_sinks` stops the launch.
+* Secrets (the webhook's HMAC key, a Slack webhook URL, a Telegram bot token) come only from
+  an environment variable or a file the watchlist names (:func:`read_secret`), and never
+  appear in a log line, an error, a dead letter or the ledger: the sinks that carry one in
+  their URL name themselves without it (``key``) and scrub it from every error.
+* Routing: each sink has a :class:`~newsradar.config.watchlist.Route`; :func:`routed` says
+  whether a notification goes to it.
 
 Webhook signature: header ``X-Newsradar-Signature: sha256=<hex>``, the HMAC-SHA256 with the
 secret from the environment variable named by ``secret_env`` over
@@ -32,6 +38,7 @@ import asyncio
 import fcntl
 import hashlib
 import hmac
+import html
 import json
 import os
 import time
@@ -44,13 +51,15 @@ import aiohttp
 
 from newsradar import paths
 from newsradar.config import ConfigError, Watchlist
-from newsradar.config.watchlist import AlertmanagerSink, FileSink, WebhookSink
+from newsradar.config.loader import load_yaml
+from newsradar.config.watchlist import AlertmanagerSink, FileSink, Route, SlackSink, TelegramSink, WebhookSink
 from newsradar.httpclient import guarded_session, parse_retry_after
 from newsradar.metrics import SINK_KINDS  # noqa: F401 - re-exported: the sink kinds are metric labels too
 from newsradar.netguard import AddressPolicy, ForbiddenAddress
 from newsradar.records import parse_time
+from newsradar.vocab import SEVERITIES
 
-from .notification import Notification
+from .notification import Notification, Part
 
 SIGNATURE_HEADER = "X-Newsradar-Signature"
 TIMESTAMP_HEADER = "X-Newsradar-Timestamp"
@@ -66,10 +75,71 @@ FILE_SEEN_IDS = 100_000
 # A line the file sink looks for at its recorded offset is at most this long.
 FILE_LINE_CAP = 4 * 1024 * 1024
 _RESPONSE_READ_CAP = 64 * 1024
+SECRET_FILE_CAP = 64 * 1024
+# Telegram refuses a message longer than this (characters after entities are parsed).
+TELEGRAM_TEXT_CAP = 4096
 
 
 class SinkConfigError(ValueError):
-    """A sink that cannot work as configured (e.g. its secret is not in the environment)."""
+    """A sink that cannot work as configured (e.g. its secret is not in the environment);
+    ``field`` is the sink's key at fault."""
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.field = field
+
+
+def read_secret(cfg, env_field: str, file_field: str) -> str | None:
+    """The secret a sink's config refers to (``env_field``: an environment variable's name,
+    ``file_field``: a file, relative to $NEWSRADAR_HOME), or None when it names none. The
+    value is never in an error."""
+    env, file = getattr(cfg, env_field), getattr(cfg, file_field)
+    if env is not None:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise SinkConfigError(f"environment variable {env} ({env_field}) is not set", env_field)
+        return value
+    if file is None:
+        return None
+    path = Path(file).expanduser()
+    path = path if path.is_absolute() else paths.home() / path
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(SECRET_FILE_CAP + 1)
+    except OSError as exc:
+        raise SinkConfigError(f"cannot read {path} ({file_field}): {exc.strerror or exc}", file_field) from None
+    if len(data) > SECRET_FILE_CAP:
+        raise SinkConfigError(f"{path} ({file_field}) is larger than {SECRET_FILE_CAP} bytes: not a secret",
+                              file_field)
+    try:
+        value = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise SinkConfigError(f"{path} ({file_field}) is not UTF-8 text", file_field) from None
+    if not value:
+        raise SinkConfigError(f"{path} ({file_field}) is empty", file_field)
+    return value
+
+
+def passes(route: Route, part: Part) -> bool:
+    """Whether one alert passes every condition of the route."""
+    if route.min_severity is not None and SEVERITIES.index(part.severity) < SEVERITIES.index(route.min_severity):
+        return False
+    if route.kinds and part.kind not in route.kinds:
+        return False
+    if route.organizations and part.org_id not in route.organizations:
+        return False
+    return not route.topics or part.topic_id in route.topics
+
+
+def routed(route: Route, n: Notification) -> bool:
+    """A notification goes to a sink when one of the alerts it adds passes the sink's route."""
+    return any(passes(route, p) for p in n.alerts)
+
+
+def full_form(route: Route, n: Notification) -> bool:
+    """Whether a channel without edits gets the whole notification rather than the short
+    follow-up: for update 1, and for every update to a routed sink (it may not have had update 1)."""
+    return n.update == 1 or route != Route()
 
 
 class Retryable(Exception):
@@ -116,10 +186,14 @@ def _classify(status: int, retry_after: str | None) -> None:
 
 class _HttpSink:
     kind = "http"
+    # What an error must never show (a token in the URL); replaced by "<secret>".
+    _secret_text: str | None = None
 
-    def __init__(self, url: str, timeout: float, concurrency: int, rate_limit: float | None, allow_private: bool):
+    def __init__(self, url: str, timeout: float, concurrency: int, rate_limit: float | None, allow_private: bool,
+                 route: Route = Route(), key: str | None = None):
         self.url = url
-        self.key = f"{self.kind} {url}"
+        self.key = key or f"{self.kind} {url}"
+        self.route = route
         self.timeout = timeout
         self.concurrency = concurrency
         self.rate_limit = rate_limit
@@ -131,34 +205,43 @@ class _HttpSink:
             self._session = guarded_session(self.policy, user_agent=USER_AGENT, pool_size=self.concurrency)
         return self._session
 
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret_text, "<secret>") if self._secret_text else text
+
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        status, retry_after, _body = await self._exchange(url, body, headers)
+        _classify(status, retry_after)
+
+    async def _exchange(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str | None, bytes]:
+        """One POST: (status, Retry-After, the first 64 KiB of the answer); network trouble
+        raises Retryable, a refused address Permanent (messages scrubbed of the secret)."""
         try:
             self.policy.check_url(url)
             async with self.session().post(
                 url, data=body, headers=headers, allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as resp:
-                await resp.content.read(_RESPONSE_READ_CAP)
-                _classify(resp.status, resp.headers.get("Retry-After"))
+                answer = await resp.content.read(_RESPONSE_READ_CAP)
+                return resp.status, resp.headers.get("Retry-After"), answer
         except ForbiddenAddress as exc:
-            raise Permanent(str(exc)) from None
+            raise Permanent(self._scrub(str(exc))) from None
         except aiohttp.ClientConnectorError as exc:
             # aiohttp wraps the resolver's refusal; it is permanent, not a network blip.
             if isinstance(exc.os_error, ForbiddenAddress):
-                raise Permanent(str(exc.os_error)) from None
-            raise Retryable(f"cannot connect: {exc}") from None
+                raise Permanent(self._scrub(str(exc.os_error))) from None
+            raise Retryable(self._scrub(f"cannot connect: {exc}")) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise Retryable(f"{type(exc).__name__}: {exc}") from None
+            raise Retryable(self._scrub(f"{type(exc).__name__}: {exc}")) from None
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
-def webhook_body(n: Notification) -> bytes:
-    """The webhook's JSON: the whole notification for update 1, the short follow-up (what the
-    update adds, and ``follows``) for the others."""
-    data = n.to_dict() if n.update == 1 else n.follow_up()
+def webhook_body(n: Notification, full: bool | None = None) -> bytes:
+    """The webhook's JSON: the whole notification for update 1 (or when ``full``), the short
+    follow-up (what the update adds, and ``follows``) for the others."""
+    data = n.to_dict() if (n.update == 1 if full is None else full) else n.follow_up()
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -170,20 +253,14 @@ class Webhook(_HttpSink):
 
     def __init__(self, cfg: WebhookSink, allow_private: bool = False, clock: Callable[[], float] = time.time):
         super().__init__(cfg.url, cfg.timeout, cfg.concurrency, cfg.rate_limit,
-                         allow_private or cfg.allow_private_networks)
-        self.secret: bytes | None = None
-        if cfg.secret_env:
-            value = os.environ.get(cfg.secret_env)
-            if not value:
-                raise SinkConfigError(
-                    f"webhook sink {cfg.url}: environment variable {cfg.secret_env} (secret_env) is not set"
-                )
-            self.secret = value.encode()
+                         allow_private or cfg.allow_private_networks, cfg.route)
+        secret = read_secret(cfg, "secret_env", "secret_file")
+        self.secret = secret.encode() if secret is not None else None
         self._clock = clock
 
     async def send(self, notifications: Sequence[Notification]) -> None:
         (n,) = notifications
-        body = webhook_body(n)
+        body = webhook_body(n, full_form(self.route, n))
         timestamp = int(self._clock())
         ident = n.notification_id
         headers = {"Content-Type": "application/json", ID_HEADER: ident, TIMESTAMP_HEADER: str(timestamp),
@@ -225,7 +302,7 @@ class Alertmanager(_HttpSink):
 
     def __init__(self, cfg: AlertmanagerSink, allow_private: bool = False):
         super().__init__(cfg.url, cfg.timeout, cfg.concurrency, cfg.rate_limit,
-                         allow_private or cfg.allow_private_networks)
+                         allow_private or cfg.allow_private_networks, cfg.route)
         self.endpoint = cfg.url.rstrip("/") + "/api/v2/alerts"
 
     async def send(self, notifications: Sequence[Notification]) -> None:
@@ -248,6 +325,7 @@ class JsonlFile:
     rate_limit = None
 
     def __init__(self, cfg: FileSink, journal=None):
+        self.route = cfg.route
         path = Path(cfg.path).expanduser()
         self.path = path if path.is_absolute() else paths.home() / path
         self.key = f"{self.kind} {self.path}"
@@ -310,6 +388,145 @@ class JsonlFile:
         return None
 
 
+def chat_lines(n: Notification, full: bool) -> dict[str, object]:
+    """What a chat message says, as plain strings: the head line, the organizations and topics,
+    the why-sentences, the snippet, the link (a follow-up: only what the update adds)."""
+    if full:
+        orgs, topics, why = n.organizations, n.topics, n.why
+    else:
+        orgs = tuple(dict.fromkeys(p.org_id for p in n.alerts if p.org_id))
+        topics = tuple(dict.fromkeys(p.topic_id for p in n.alerts if p.topic_id))
+        why = tuple(p.why for p in n.alerts)
+    head = n.title or n.url or n.story_id
+    if n.update > 1:
+        head = f"Update {n.update}: {head}"
+    return {"severity": n.severity.upper(), "head": head, "orgs": ", ".join(orgs), "topics": ", ".join(topics),
+            "why": why, "snippet": n.snippet if full else "", "url": n.url, "id": n.notification_id}
+
+
+def slack_text(n: Notification, full: bool) -> str:
+    """Slack mrkdwn (Mattermost and Rocket.Chat read it too): &, < and > escaped, the link as <url|text>."""
+    def esc(text: str) -> str:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    c = chat_lines(n, full)
+    lines = [f"*[{c['severity']}] {esc(c['head'])}*"]
+    if c["orgs"] or c["topics"]:
+        lines.append(" · ".join(x for x in (c["orgs"] and f"Organizations: {esc(c['orgs'])}",
+                                           c["topics"] and f"Topics: {esc(c['topics'])}") if x))
+    lines.extend(f"• {esc(w)}" for w in c["why"])
+    if c["snippet"]:
+        lines.append(f"> {esc(c['snippet'])}")
+    if c["url"].startswith(("http://", "https://")):
+        lines.append(f"<{c['url'].replace('|', '%7C').replace('>', '%3E')}|Open the article>")
+    lines.append(f"_{esc(c['id'])}_")
+    return "\n".join(lines)
+
+
+def telegram_html(n: Notification, full: bool, cap: int = TELEGRAM_TEXT_CAP) -> str:
+    """Telegram HTML (parse_mode=HTML): text escaped, under ``cap`` characters (why-sentences
+    dropped from the end, then the snippet cut, when it would be longer)."""
+    def esc(text: str) -> str:
+        return html.escape(text, quote=False)
+
+    c = chat_lines(n, full)
+    why = list(c["why"])
+    snippet = c["snippet"]
+    while True:
+        lines = [f"<b>[{c['severity']}] {esc(c['head'])}</b>"]
+        if c["orgs"]:
+            lines.append(f"Organizations: {esc(c['orgs'])}")
+        if c["topics"]:
+            lines.append(f"Topics: {esc(c['topics'])}")
+        lines.extend(f"• {esc(w)}" for w in why)
+        if snippet:
+            lines.append(f"<i>{esc(snippet)}</i>")
+        if c["url"].startswith(("http://", "https://")):
+            lines.append(f'<a href="{html.escape(c["url"], quote=True)}">Open the article</a>')
+        lines.append(f"<code>{esc(c['id'])}</code>")
+        text = "\n".join(lines)
+        # Telegram counts the characters left after the tags are parsed; the tagged text is
+        # longer, so fitting it fits the message.
+        if len(text) <= cap:
+            return text
+        if len(why) > 1:
+            why.pop()
+        elif snippet:
+            snippet = snippet[: max(0, len(snippet) - (len(text) - cap) - 1)].rstrip() + "…" if len(snippet) > 1 else ""
+        else:
+            return text[:cap]  # only a head longer than the cap is left: cut it (tags may break: rare)
+
+
+class Slack(_HttpSink):
+    """An incoming webhook of Slack, Mattermost or Rocket.Chat: ``{"text": ...}`` per
+    notification; an update is a short follow-up message (incoming webhooks cannot edit)."""
+
+    kind = "slack"
+    batched = False
+
+    def __init__(self, cfg: SlackSink, allow_private: bool = False):
+        url = read_secret(cfg, "url_env", "url_file")
+        if not url.startswith(("http://", "https://")):
+            raise SinkConfigError(f"the URL in {cfg.url_env or cfg.url_file} is not an http:// or https:// URL",
+                                  "url_env" if cfg.url_env else "url_file")
+        # The URL is the secret: the sink is named by a digest of it, never by the URL.
+        digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+        super().__init__(url, cfg.timeout, cfg.concurrency, cfg.rate_limit,
+                         allow_private or cfg.allow_private_networks, cfg.route, key=f"slack {digest}")
+        self._secret_text = url
+
+    async def send(self, notifications: Sequence[Notification]) -> None:
+        (n,) = notifications
+        body = json.dumps({"text": slack_text(n, full_form(self.route, n)), "unfurl_links": False},
+                          ensure_ascii=False).encode()
+        await self._post(self.url, body, {"Content-Type": "application/json"})
+
+
+class Telegram(_HttpSink):
+    """A bot's ``sendMessage`` to one chat, HTML formatted; an update is a short follow-up
+    message. Errors are read from the Bot API's answer (``ok``, ``error_code``,
+    ``parameters.retry_after`` on 429, which is honoured)."""
+
+    kind = "telegram"
+    batched = False
+
+    def __init__(self, cfg: TelegramSink, allow_private: bool = False):
+        token = read_secret(cfg, "token_env", "token_file")
+        base = cfg.api_url.rstrip("/")
+        super().__init__(f"{base}/bot{token}/sendMessage", cfg.timeout, cfg.concurrency, cfg.rate_limit,
+                         allow_private or cfg.allow_private_networks, cfg.route,
+                         key=f"telegram {cfg.chat_id} {base}")
+        self.chat_id = cfg.chat_id
+        self._secret_text = token
+
+    async def send(self, notifications: Sequence[Notification]) -> None:
+        (n,) = notifications
+        body = json.dumps({"chat_id": self.chat_id, "text": telegram_html(n, full_form(self.route, n)),
+                           "parse_mode": "HTML", "disable_web_page_preview": True}, ensure_ascii=False).encode()
+        status, retry_after, answer = await self._exchange(self.url, body, {"Content-Type": "application/json"})
+        try:
+            reply = json.loads(answer)
+        except ValueError:
+            reply = {}
+        if not isinstance(reply, dict):
+            reply = {}
+        if 200 <= status < 300 and reply.get("ok") is True:
+            return
+        code = reply.get("error_code") if isinstance(reply.get("error_code"), int) else status
+        text = self._scrub(str(reply.get("description") or f"HTTP {status}"))[:300]
+        params = reply.get("parameters") if isinstance(reply.get("parameters"), dict) else {}
+        wait = params.get("retry_after")
+        if code == 429 or status == 429:
+            raise Retryable(f"Telegram {code}: {text}",
+                            float(wait) if isinstance(wait, int | float) else parse_retry_after(retry_after))
+        if code >= 500 or status >= 500 or status == 408:
+            raise Retryable(f"Telegram {code}: {text}")
+        if 200 <= status < 300:
+            # 200 without ok: not the Bot API answering (a proxy, a captive portal): try later
+            raise Retryable(f"Telegram: HTTP {status} without ok in the answer")
+        raise Permanent(f"Telegram {code}: {text}")
+
+
 def build_sink(cfg, allow_private_networks: bool = False):
     if isinstance(cfg, WebhookSink):
         return Webhook(cfg, allow_private_networks)
@@ -317,23 +534,39 @@ def build_sink(cfg, allow_private_networks: bool = False):
         return Alertmanager(cfg, allow_private_networks)
     if isinstance(cfg, FileSink):
         return JsonlFile(cfg)
-    raise SinkConfigError(f"unknown sink {cfg!r}")
+    if isinstance(cfg, SlackSink):
+        return Slack(cfg, allow_private_networks)
+    if isinstance(cfg, TelegramSink):
+        return Telegram(cfg, allow_private_networks)
+    raise SinkConfigError(f"unknown sink {type(cfg).__name__}")
+
+
+def _config_error(path: str | None, field: str, message: str) -> ConfigError:
+    """A ConfigError naming the file, the line of ``field`` in it (when it can be read) and the field."""
+    if path:
+        try:
+            return load_yaml(path).error(field, message)
+        except ConfigError:
+            pass  # the file changed or vanished since it was loaded: no line, the same message
+    return ConfigError(path or "<watchlist>", field, message)
 
 
 def build_sinks(watchlist: Watchlist, path: str | None, allow_private_networks: bool = False) -> list:
-    """Every sink of the watchlist's ``alerts.sinks``, built; raises ConfigError naming the file
-    and ``alerts.sinks[i]`` for one that cannot work (e.g. its secret is not in the environment)."""
+    """Every sink of the watchlist's ``alerts.sinks``, built; raises ConfigError naming the file,
+    the line and ``alerts.sinks[i].<field>`` for one that cannot work (e.g. its secret is not in
+    the environment, or its secret file cannot be read)."""
     sinks = []
     for i, cfg in enumerate(watchlist.alerts.sinks):
         try:
             sinks.append(build_sink(cfg, allow_private_networks))
         except SinkConfigError as exc:
-            raise ConfigError(path or "<watchlist>", f"alerts.sinks[{i}]", str(exc)) from None
+            field = f"alerts.sinks[{i}]" + (f".{exc.field}" if exc.field else "")
+            raise _config_error(path, field, str(exc)) from None
     keys = [s.key for s in sinks]
     for i, key in enumerate(keys):
         if key in keys[:i]:
-            raise ConfigError(path or "<watchlist>", f"alerts.sinks[{i}]",
-                              f"the same sink as alerts.sinks[{keys.index(key)}] ({key})")
+            raise _config_error(path, f"alerts.sinks[{i}]",
+                                f"the same sink as alerts.sinks[{keys.index(key)}] ({key})")
     return sinks
 
 

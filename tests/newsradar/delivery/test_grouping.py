@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 from prometheus_client import CollectorRegistry
 
+from newsradar.config.watchlist import Route
 from newsradar.delivery.grouping import Grouper
 from newsradar.delivery.ledger import Ledger
 from newsradar.delivery.notification import Notification, build
@@ -98,6 +99,7 @@ class Sink:
     batched = False
     concurrency = 4
     rate_limit = None
+    route = Route()
 
     def __init__(self, hang: bool):
         self.hang = hang

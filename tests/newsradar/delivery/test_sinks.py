@@ -253,7 +253,7 @@ def test_the_launch_refuses_a_sink_whose_secret_is_missing(monkeypatch):
     ]}})
     with pytest.raises(ConfigError) as err:
         build_sinks(wl, "/etc/newsradar/watchlist.yaml")
-    assert err.value.path == "alerts.sinks[1]" and "NEWSRADAR_NO_SUCH_SECRET" in str(err.value)
+    assert err.value.path == "alerts.sinks[1].secret_env" and "NEWSRADAR_NO_SUCH_SECRET" in str(err.value)
     monkeypatch.setenv("NEWSRADAR_NO_SUCH_SECRET", "x")
     assert [s.kind for s in build_sinks(wl, "/etc/newsradar/watchlist.yaml")] == ["file", "webhook"]
 
