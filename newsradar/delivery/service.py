@@ -103,6 +103,8 @@ class Job:
     written: float
     # ``<topic>/<partition>/<offset>``: the dead letter's source, the ledger's position
     source: str
+    # Progress's epoch of the partition when it was read (a rebalance starts a new one)
+    epoch: int = 0
 
 
 class Delivery:
@@ -182,7 +184,7 @@ class SinkWorker:
         if not routed(self.sink.route, notification):
             # not for this sink (its route): finished for it without a send, nothing to remember
             for job in jobs:
-                self._progress.finish(job.partition, job.offset)
+                self._progress.finish(job.partition, job.offset, job.epoch)
             return
         fresh: Delivery | None = None
         done: list[Job] = []
@@ -201,7 +203,7 @@ class SinkWorker:
                 else:
                     fresh.jobs.append(job)
         for job in done:
-            self._progress.finish(job.partition, job.offset)
+            self._progress.finish(job.partition, job.offset, job.epoch)
         if fresh is not None:
             loop.call_soon_threadsafe(self._enqueue, fresh)
 
@@ -333,7 +335,7 @@ class SinkWorker:
                                    "write the ledger")
         now = self._clock()
         for j in jobs:
-            self._progress.finish(j.partition, j.offset)
+            self._progress.finish(j.partition, j.offset, j.epoch)
             with self._lock:
                 self._open.pop((j.partition, j.offset), None)
             if outcome == "ok":
@@ -576,11 +578,11 @@ class Deliverer:
             self.progress.add(rec.partition, rec.offset, 0)
             return
         written = rec.timestamp / 1000.0 if rec.timestamp and rec.timestamp > 0 else time.time()
-        job = Job(alert, bytes(rec.value), rec.partition, rec.offset, written, source)
         needed = [w for w in workers if not self.ledger.done(w.sink.key, alert.alert_id, source)]
-        self.progress.add(rec.partition, rec.offset, len(needed))
+        epoch = self.progress.add(rec.partition, rec.offset, len(needed))
         if not needed:
             return
+        job = Job(alert, bytes(rec.value), rec.partition, rec.offset, written, source, epoch)
         grouped = self.ledger.notification_of(alert.alert_id)
         if grouped is not None:
             # read again (a restart, a replay): it belongs to the notification it was grouped into

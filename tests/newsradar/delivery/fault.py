@@ -161,7 +161,13 @@ def fault_run(bootstrap: str, prefix: str, tmp: Path, alerts: int, kills: int = 
                 deliver.check()
                 return len(rx.alerts) >= len(want) and len(file_notes(out)) >= len(set(rx.ok))
 
-            wait_for(all_arrived, 600, f"all {len(want)} alerts at the receiver and in the file")
+            try:
+                wait_for(all_arrived, 600, f"all {len(want)} alerts at the receiver and in the file")
+            except pytest.fail.Exception as exc:
+                missing = sorted(want - set(rx.alerts))
+                raise pytest.fail.Exception(
+                    f"{exc}: {len(rx.alerts)} alerts and {len(set(rx.ok))} notifications at the receiver, "
+                    f"{len(file_notes(out))} file lines; missing e.g. {missing[:5]}; log:\n{deliver.log()}") from None
             run.elapsed = time.monotonic() - started
             if deliver.stop() != 0:
                 pytest.fail(f"deliver did not stop cleanly:\n{deliver.log()}")

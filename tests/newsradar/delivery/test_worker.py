@@ -200,6 +200,25 @@ def test_progress_commits_only_the_finished_prefix():
     assert p.committable() == {}
 
 
+def test_a_record_read_again_after_a_rebalance_is_finished_only_by_its_new_read():
+    """The fault run found it: a partition revoked and assigned again is read again from the
+    committed offset while the first read's deliveries are in flight; a sink finishing what it
+    took before must not count for another sink of the new read (the commit passed an alert
+    the webhook never had, and the next kill lost it)."""
+    p = Progress()
+    before = p.add(0, 5, 2)  # two sinks
+    p.forget([0])
+    again = p.add(0, 5, 2)
+    assert again != before
+    p.finish(0, 5, before)  # the file sink's delivery from before the rebalance ends
+    p.finish(0, 5, again)  # the file sink on the new read (the ledger says it is done)
+    assert p.committable() == {0: 5}, "the webhook has not finished: the commit must not pass the record"
+    p.finish(0, 5, again)
+    assert p.committable() == {0: 6}
+    p.forget_all()
+    assert p.add(0, 6, 1) == again + 1
+
+
 def test_ledger_survives_a_reopen_and_prunes_old_rows(tmp_path):
     path = tmp_path / "l.sqlite"
     ledger = Ledger(path, ttl=100.0)
