@@ -44,13 +44,15 @@ def _duration(ctx, param, value):
 def deliver(watchlist_file: str, bootstrap_servers: str, topic_prefix: str, group_id: str, start_window: float,
             max_age: float, group_window: float | None, max_pending: int, metrics_port: int, metrics_host: str,
             allow_private_networks: bool) -> None:
-    """Deliver the alerts on news.alerts to the watchlist's sinks (webhook, Alertmanager, file).
+    """Deliver the alerts on news.alerts to the watchlist's sinks (webhook, Alertmanager, file,
+    Slack-compatible incoming webhook, Telegram bot).
 
     The alerts of one story read within --group-window become one notification (later ones an
     update that follows it). A consumer group of its own; a ledger in $NEWSRADAR_HOME/deliver/ledger.sqlite of what each
     sink took; retries until --max-age, then news.dlq (step alerts.<sink kind>, `newsradar dlq
-    replay` sends them back). Stops cleanly on Ctrl-C or SIGTERM. Exit 2 for a bad watchlist or
-    sink, 1 when no broker answers or news.alerts is missing."""
+    replay` sends them back). Secrets only by reference (an environment variable or a file the
+    sink names). Stops cleanly on Ctrl-C or SIGTERM. Exit 2 for a bad watchlist or sink (file,
+    line and field named), 1 when no broker answers or news.alerts is missing."""
     from newsradar.config import ConfigError, load_watchlist
     from newsradar.delivery.service import Deliverer, Settings
     from newsradar.delivery.sinks import build_sinks
