@@ -9,9 +9,10 @@ alert -> delivered p95 per sink type.
    receiver answering at once, the real Alertmanager, a file), ``--group-window 0s`` so the
    window does not count: notifications/s from the first acknowledged to the last.
 3. **Latency**: a steady stream (``--rate`` alerts/s for ``--seconds``) to all three sinks at
-   once, the default grouping window (5 s): alert -> delivered, from the producer's
-   acknowledgement to the receiver answering / the line in the file / the alert listed by
-   Alertmanager (polled every 0.1 s), p50 and p95 per sink.
+   once and, next to them, a dead webhook (accepts connections, never answers), the default
+   grouping window (5 s): alert -> delivered, from the producer's acknowledgement to the
+   receiver answering / the line in the file / the alert listed by Alertmanager (polled every
+   0.1 s), p50 and p95 per healthy sink.
 
     .venv/bin/python benchmarks/delivery.py [--alerts 1000] [--rate 20] [--seconds 20] [--bootstrap-servers H:P]
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -151,9 +153,13 @@ def latency(bootstrap: str, tmp: Path, rate: float, seconds: float, am_url: str)
     path = run_dir / "n.jsonl"
     batch = stories(int(rate * seconds), first=500_000)
     story_of = {a.alert_id: a.story_id for a in batch}
+    dead = socket.socket()  # takes connections, never answers
+    dead.bind(("127.0.0.1", 0))
+    dead.listen(1024)
     with Receiver() as rx:
         sinks = [hook(rx.url), {"kind": "file", "path": str(path)},
-                 {"kind": "alertmanager", "url": am_url, "allow_private_networks": True}]
+                 {"kind": "alertmanager", "url": am_url, "allow_private_networks": True},
+                 hook(f"http://127.0.0.1:{dead.getsockname()[1]}/dead", timeout="2s")]
         deliver = Deliver(run_dir, bootstrap, prefix, write_watchlist(run_dir / "w.yaml", sinks)).start()
         file_poll = Poller(lambda: [n["story_id"] for n in file_notes(path)])
         am_poll = Poller(lambda: list(am_stories(am_url)))
@@ -175,13 +181,14 @@ def latency(bootstrap: str, tmp: Path, rate: float, seconds: float, am_url: str)
             file_poll.stop.set()
             am_poll.stop.set()
             deliver.stop()
+            dead.close()
     rows = {
         "webhook": [rx.first_ok_at[a] - t for a, t in acked.items()],
         "file": [file_poll.seen[story_of[a]] - t for a, t in acked.items()],
         "alertmanager": [am_poll.seen[story_of[a]] - t for a, t in acked.items()],
     }
     print(f"latency: {len(batch)} alerts in {len(set(story_of.values()))} stories at {rate:.0f} alerts/s, "
-          f"grouping window 5 s, all three sinks at once")
+          f"grouping window 5 s, all three sinks at once next to a dead webhook")
     for kind, values in rows.items():
         print(f"  {kind}: alert -> delivered p50 {percentile(values, 0.5):.2f} s, p95 {percentile(values, 0.95):.2f} s, "
               f"max {max(values):.2f} s")
@@ -194,6 +201,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--bootstrap-servers")
     parser.add_argument("--skip-fault", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nr-deliver-") as tmp_name:
         tmp = Path(tmp_name)
@@ -218,7 +226,8 @@ def main() -> None:
                       f"{run.elapsed:.0f} s, {run.dlq} on news.dlq, {run.repeats} repeats at the webhook "
                       f"(in flight at the receiver at the kills: {run.in_flight_at_kills}), "
                       f"{run.file_lines} file lines (each notification once)", flush=True)
-            throughput(bootstrap, tmp, opts.alerts, am_url)
+            if not opts.skip_throughput:
+                throughput(bootstrap, tmp, opts.alerts, am_url)
             os.environ["NEWSRADAR_HOME"] = str(tmp / "home-latency")
             latency(bootstrap, tmp, opts.rate, opts.seconds, am_url)
         finally:

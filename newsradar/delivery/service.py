@@ -103,8 +103,8 @@ class Job:
     written: float
     # ``<topic>/<partition>/<offset>``: the dead letter's source, the ledger's position
     source: str
-    # Progress's epoch of the partition when it was read (a rebalance starts a new one)
-    epoch: int = 0
+    # Progress's token of this read of the record (a read again gets another)
+    token: int = 0
 
 
 class Delivery:
@@ -184,7 +184,7 @@ class SinkWorker:
         if not routed(self.sink.route, notification):
             # not for this sink (its route): finished for it without a send, nothing to remember
             for job in jobs:
-                self._progress.finish(job.partition, job.offset, job.epoch)
+                self._progress.finish(job.partition, job.offset, job.token)
             return
         fresh: Delivery | None = None
         done: list[Job] = []
@@ -203,7 +203,7 @@ class SinkWorker:
                 else:
                     fresh.jobs.append(job)
         for job in done:
-            self._progress.finish(job.partition, job.offset, job.epoch)
+            self._progress.finish(job.partition, job.offset, job.token)
         if fresh is not None:
             loop.call_soon_threadsafe(self._enqueue, fresh)
 
@@ -335,7 +335,7 @@ class SinkWorker:
                                    "write the ledger")
         now = self._clock()
         for j in jobs:
-            self._progress.finish(j.partition, j.offset, j.epoch)
+            self._progress.finish(j.partition, j.offset, j.token)
             with self._lock:
                 self._open.pop((j.partition, j.offset), None)
             if outcome == "ok":
@@ -456,6 +456,7 @@ class Deliverer:
         self.grouper: Grouper[tuple[Job, list[SinkWorker]]] = Grouper(settings.group_window)
         self.stop_requested = threading.Event()
         self.decode_errors = 0
+        self._read_again_seen = 0
         for sink in self.sinks:
             if isinstance(sink, JsonlFile):
                 sink.journal = self.ledger  # exactly once across restarts (JsonlFile)
@@ -579,10 +580,10 @@ class Deliverer:
             return
         written = rec.timestamp / 1000.0 if rec.timestamp and rec.timestamp > 0 else time.time()
         needed = [w for w in workers if not self.ledger.done(w.sink.key, alert.alert_id, source)]
-        epoch = self.progress.add(rec.partition, rec.offset, len(needed))
+        token = self.progress.add(rec.partition, rec.offset, len(needed))
         if not needed:
             return
-        job = Job(alert, bytes(rec.value), rec.partition, rec.offset, written, source, epoch)
+        job = Job(alert, bytes(rec.value), rec.partition, rec.offset, written, source, token)
         grouped = self.ledger.notification_of(alert.alert_id)
         if grouped is not None:
             # read again (a restart, a replay): it belongs to the notification it was grouped into
@@ -616,6 +617,11 @@ class Deliverer:
         from kafka.errors import CommitFailedError, KafkaError
         from kafka.structs import OffsetAndMetadata
 
+        if self.progress.read_again > self._read_again_seen:
+            log.warning("%d record(s) of %s read again at offsets read before (a rebalance or a position reset); "
+                        "their earlier reads no longer count", self.progress.read_again - self._read_again_seen,
+                        self.settings.alerts_topic)
+            self._read_again_seen = self.progress.read_again
         offsets = self.progress.committable()
         if not offsets:
             return

@@ -5,6 +5,7 @@ the progress that says what may be committed, the metrics, and the ledger's own 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -86,7 +87,7 @@ def run_worker(sink, jobs, fake: FakeTime, tmp_path, max_age=3600.0):
         await worker.start()
         loop = asyncio.get_running_loop()
         for j in jobs:
-            progress.add(j.partition, j.offset, 1)
+            j = dataclasses.replace(j, token=progress.add(j.partition, j.offset, 1))
             worker.submit(loop, build([j.alert]), [j])
         # bounded by wall time: the sinks of some tests talk to real servers on 127.0.0.1
         deadline = time.monotonic() + 30
@@ -180,43 +181,53 @@ def test_a_signed_webhook_through_the_worker_reaches_the_receiver_once_per_id(tm
 
 def test_progress_commits_only_the_finished_prefix():
     p = Progress()
-    for offset in (5, 6, 7, 9):
-        p.add(0, offset, 2)
+    t = {offset: p.add(0, offset, 2) for offset in (5, 6, 7, 9)}
     p.add(1, 3, 0)  # nothing to do for it
     assert p.committable() == {0: 5, 1: 4}
     p.committed({0: 5, 1: 4})
-    p.finish(0, 6)
-    p.finish(0, 6)
+    p.finish(0, 6, t[6])
+    p.finish(0, 6, t[6])
     assert p.committable() == {}  # 5 is still open
-    p.finish(0, 5)
+    p.finish(0, 5, t[5])
     assert p.committable() == {}  # one of two sinks
-    p.finish(0, 5)
+    p.finish(0, 5, t[5])
     assert p.committable() == {0: 7}
     for offset in (7, 7, 9, 9):
-        p.finish(0, offset)
+        p.finish(0, offset, t[offset])
     assert p.committable() == {0: 10} and p.pending() == 0
+    late = p.add(0, 11, 1)
     p.forget([0])
-    p.finish(0, 11)  # a late finish of a partition given away is ignored
+    p.finish(0, 11, late)  # a late finish of a partition given away is ignored
     assert p.committable() == {}
 
 
-def test_a_record_read_again_after_a_rebalance_is_finished_only_by_its_new_read():
-    """The fault run found it: a partition revoked and assigned again is read again from the
-    committed offset while the first read's deliveries are in flight; a sink finishing what it
-    took before must not count for another sink of the new read (the commit passed an alert
-    the webhook never had, and the next kill lost it)."""
+def test_a_record_read_again_is_finished_only_by_its_new_read():
+    """The fault run found it: a record read again (here after a rebalance) while its first
+    read's deliveries are in flight; a sink finishing what it took from the first read must
+    not count for another sink of the new read (the commit passed an alert the webhook never
+    had, and the next kill lost it)."""
+    for rebalance in (True, False):
+        p = Progress()
+        first = p.add(0, 5, 2)  # two sinks
+        p.add(0, 6, 0)
+        if rebalance:
+            p.forget([0])
+        again = p.add(0, 5, 2)
+        assert again != first
+        p.finish(0, 5, first)  # the file sink's delivery from the first read ends
+        p.finish(0, 5, again)  # the file sink on the new read (the ledger says it is done)
+        assert p.committable() == {0: 5}, "the webhook has not finished: the commit must not pass the record"
+        p.finish(0, 5, again)
+        assert p.committable() == {0: 7 if not rebalance else 6}
+        assert p.read_again == (0 if rebalance else 1)
+
+
+def test_a_record_read_again_below_open_ones_holds_the_commit_point():
     p = Progress()
-    before = p.add(0, 5, 2)  # two sinks
-    p.forget([0])
-    again = p.add(0, 5, 2)
-    assert again != before
-    p.finish(0, 5, before)  # the file sink's delivery from before the rebalance ends
-    p.finish(0, 5, again)  # the file sink on the new read (the ledger says it is done)
-    assert p.committable() == {0: 5}, "the webhook has not finished: the commit must not pass the record"
-    p.finish(0, 5, again)
-    assert p.committable() == {0: 6}
-    p.forget_all()
-    assert p.add(0, 6, 1) == again + 1
+    t = {o: p.add(0, o, 1) for o in (10, 11, 12)}
+    p.finish(0, 10, t[10])
+    p.add(0, 10, 1)  # read again (a position reset), after 11 and 12
+    assert p.committable() == {0: 10}
 
 
 def test_ledger_survives_a_reopen_and_prunes_old_rows(tmp_path):
