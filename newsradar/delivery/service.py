@@ -442,6 +442,32 @@ def start_new_partitions(consumer_factory, settings: Settings, now: float | None
         consumer.close()
 
 
+class Rebalances:
+    """What a rebalance does to :class:`Progress`: a partition revoked and not assigned back
+    is another member's now, and forgotten; one assigned back is kept as it was, reads in
+    flight included. kafka-python (3.0.12) keeps the fetch position of a partition that stays
+    (``assign_from_subscribed``), so its records are not read again: forgetting them would let
+    the commit pass records still in flight, and a kill then loses them. (A partition whose
+    position is reset is read again from the committed offset; each read is its own entry.)"""
+
+    def __init__(self, progress: Progress, echo: Callable[[str], None]):
+        self._progress = progress
+        self._echo = echo
+        self._revoked: set[int] = set()
+
+    def revoked(self, partitions) -> None:
+        self._revoked |= set(partitions)
+
+    def assigned(self, partitions) -> None:
+        kept = set(partitions)
+        gone = self._revoked - kept
+        self._revoked = set()
+        if gone:
+            self._progress.forget(gone)
+        self._echo(f"deliver: assigned partitions {sorted(kept)}"
+                   + (f"; {sorted(gone)} went to another member" if gone else ""))
+
+
 class Deliverer:
     """The consumer loop (see the module docstring). ``run()`` returns the exit code."""
 
@@ -482,12 +508,14 @@ class Deliverer:
         loop = DeliveryLoop(workers)
         progress = self.progress
 
+        tracker = Rebalances(progress, self.echo)
+
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked):
-                progress.forget(tp.partition for tp in revoked)
+                tracker.revoked(tp.partition for tp in revoked)
 
             def on_partitions_assigned(self, assigned):
-                return None
+                tracker.assigned(tp.partition for tp in assigned)
 
         listener = Listener()
         consumer = self._join(listener)

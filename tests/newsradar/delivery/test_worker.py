@@ -15,7 +15,7 @@ from newsradar.config.watchlist import Route, WebhookSink
 from newsradar.delivery.ledger import DEAD_LETTERED, DELIVERED, Ledger
 from newsradar.delivery.notification import build
 from newsradar.delivery.progress import Progress
-from newsradar.delivery.service import Job, Settings, SinkWorker, backoff_delay
+from newsradar.delivery.service import Job, Rebalances, Settings, SinkWorker, backoff_delay
 from newsradar.delivery.sinks import Permanent, Retryable, Webhook
 from newsradar.metrics import DeliveryMetrics
 from newsradar.records import decode_alert
@@ -228,6 +228,31 @@ def test_a_record_read_again_below_open_ones_holds_the_commit_point():
     p.finish(0, 10, t[10])
     p.add(0, 10, 1)  # read again (a position reset), after 11 and 12
     assert p.committable() == {0: 10}
+
+
+def test_a_partition_assigned_back_after_a_rebalance_keeps_what_is_in_flight():
+    """The 1,000-alert fault run found it: kafka-python keeps the fetch position of a partition
+    a rebalance gives back, so nothing is read again; forgetting its records in flight let the
+    commit pass them, and the next kill lost 122 alerts to the webhook."""
+    p = Progress()
+    t = {o: p.add(0, o, 1) for o in (5, 6)}
+    p.add(1, 3, 1)
+    said = []
+    r = Rebalances(p, said.append)
+    r.revoked([0, 1])
+    r.assigned([0])
+    p.add(0, 7, 0)  # reading goes on from the kept position
+    assert p.committable() == {0: 5}, "records 5 and 6 are in flight: the commit must not pass them"
+    p.finish(0, 5, t[5])
+    p.finish(0, 6, t[6])
+    assert p.committable() == {0: 8}
+    assert 1 not in p.committable() and "[1] went to another member" in said[-1]
+    # what the revocation used to do (forget partition 0 too): the commit passes 5 and 6
+    old = Progress()
+    old.add(0, 5, 1)
+    old.forget([0])
+    old.add(0, 7, 0)
+    assert old.committable() == {0: 8}
 
 
 def test_ledger_survives_a_reopen_and_prunes_old_rows(tmp_path):
