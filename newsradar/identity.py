@@ -97,4 +97,13 @@ def alert_id(kind: str, subject: str, trigger: str) -> str:
     return f"{kind}:{subject}:{_digest(kind, subject, trigger, size=20)}"
 
 
-__all__ = ["TRACKING_PARAMS", "alert_id", "canonical_url", "rss_article_id", "telegram_article_id"]
+def notification_id(story_id: str, update: int) -> str:
+    """Deterministic notification id: update ``update`` (1 for the first) of the notification
+    of story ``story_id``. The same story and update always give the same id, so a
+    notification sent again (after a restart) is dropped by a receiver that keeps ids."""
+    if update < 1:
+        raise ValueError(f"update numbers start at 1, not {update}")
+    return f"story:{_digest('notification', story_id, size=20)}:{update}"
+
+
+__all__ = ["TRACKING_PARAMS", "alert_id", "canonical_url", "notification_id", "rss_article_id", "telegram_article_id"]

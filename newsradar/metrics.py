@@ -188,7 +188,7 @@ class PipelineMetrics:
             self.clamped_times.labels(field=name)
 
 
-SINK_KINDS = ("webhook", "alertmanager", "file")
+SINK_KINDS = ("webhook", "alertmanager", "file", "slack", "telegram")
 # ok: delivered; retried: an attempt failed and the alert waits for the next; failed: refused
 # for good (a 4xx), to news.dlq; expired: still failing at the maximum age, to news.dlq.
 SINK_OUTCOMES = ("ok", "retried", "failed", "expired")
@@ -203,6 +203,10 @@ class DeliveryMetrics:
         self.sink_deliveries = Counter(
             "newsradar_alert_sink_deliveries", "Alert deliveries to sinks, by sink kind and outcome.",
             ["sink", "outcome"], registry=registry,
+        )
+        self.notifications = Counter(
+            "newsradar_alert_notifications", "Notifications (the alerts of one story, grouped) sent to sinks, "
+            "by sink kind and outcome.", ["sink", "outcome"], registry=registry,
         )
         self.delivery_latency = Histogram(
             "newsradar_alert_delivery_seconds", "From an alert's created_at to the sink acknowledging it.",
@@ -224,6 +228,8 @@ class DeliveryMetrics:
         for sink in SINK_KINDS:
             for outcome in SINK_OUTCOMES:
                 self.sink_deliveries.labels(sink=sink, outcome=outcome)
+                if outcome != "retried":
+                    self.notifications.labels(sink=sink, outcome=outcome)
             for metric in (self.delivery_latency, self.pending, self.retrying, self.oldest_pending):
                 metric.labels(sink=sink)
 

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from newsradar.cli.liveview import scrape
+from newsradar.delivery.notification import Notification
 from newsradar.kafka import read_topic
 from newsradar.records import TOPIC_ALERTS, TOPIC_TAGGED, decode_alert, decode_tagged
 from tests.conftest import REPO, free_port, wait_for
@@ -141,10 +142,10 @@ def test_up_demo_end_to_end(tmp_path):
         alert = alerts[0]
         assert "Union of Committees of Soldiers' Mothers" in alert.why and alert.snippet
 
-        # ... and `deliver`, started by `up`, hands it to the watchlist's sink
+        # ... and `deliver`, started by `up`, hands it to the watchlist's sink, in its story's notification
         def delivered():
             lines = alerts_file.read_text(encoding="utf-8").splitlines() if alerts_file.exists() else []
-            return {decode_alert(line).alert_id for line in lines}
+            return {a for line in lines for a in Notification.decode(line).alert_ids}
 
         wait_for(lambda: alert.alert_id in delivered(), 60, "the alert in the file sink", interval=1)
 

@@ -201,9 +201,11 @@ def pipeline_overview() -> dict:
         panel(lay, "Alert deliveries to sinks", "Deliveries of alerts to the watchlist's sinks (webhook, "
               "Alertmanager, file) per hour, by sink and outcome: ok, retried (an attempt failed, tried "
               "again), failed (refused for good) and expired (still failing at --max-age); the last two "
-              "go to news.dlq.", [
+              "go to news.dlq. Also the notifications (the alerts of one story, grouped) per hour.", [
                   target(f"sum by (sink, outcome) (rate(newsradar_alert_sink_deliveries_total[{RATE}])) * 3600",
                          "{{sink}} {{outcome}}"),
+                  target(f"sum by (sink, outcome) (rate(newsradar_alert_notifications_total[{RATE}])) * 3600",
+                         "{{sink}} notifications {{outcome}}", ref="B"),
               ], unit="short", w=12),
         panel(lay, "Alert to delivered", "From an alert's created_at to the sink acknowledging it, 95th "
               "percentile per sink.", [

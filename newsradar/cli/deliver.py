@@ -31,6 +31,9 @@ def _duration(ctx, param, value):
               help="A new consumer group starts at the alerts written in this last period.")
 @click.option("--max-age", default="6h", show_default=True, callback=_duration,
               help="Retry a failing sink until the alert has been on news.alerts this long; then news.dlq.")
+@click.option("--group-window", default=None, callback=lambda c, p, v: None if v is None else _duration(c, p, v),
+              help="Alerts of one story read within this long of its first are one notification "
+                   "[default: the watchlist's alerts.group_window, else 5s].")
 @click.option("--max-pending", type=click.IntRange(1), default=10_000, show_default=True,
               help="Alerts read but not yet finished by every sink before reading pauses.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=DEFAULT_METRICS_PORT, show_default=True,
@@ -39,14 +42,17 @@ def _duration(ctx, param, value):
 @click.option("--allow-private-networks", is_flag=True,
               help="Let every sink reach loopback/private addresses (tests, demo).")
 def deliver(watchlist_file: str, bootstrap_servers: str, topic_prefix: str, group_id: str, start_window: float,
-            max_age: float, max_pending: int, metrics_port: int, metrics_host: str,
+            max_age: float, group_window: float | None, max_pending: int, metrics_port: int, metrics_host: str,
             allow_private_networks: bool) -> None:
-    """Deliver the alerts on news.alerts to the watchlist's sinks (webhook, Alertmanager, file).
+    """Deliver the alerts on news.alerts to the watchlist's sinks (webhook, Alertmanager, file,
+    Slack-compatible incoming webhook, Telegram bot).
 
-    A consumer group of its own; a ledger in $NEWSRADAR_HOME/deliver/ledger.sqlite of what each
+    The alerts of one story read within --group-window become one notification (later ones an
+    update that follows it). A consumer group of its own; a ledger in $NEWSRADAR_HOME/deliver/ledger.sqlite of what each
     sink took; retries until --max-age, then news.dlq (step alerts.<sink kind>, `newsradar dlq
-    replay` sends them back). Stops cleanly on Ctrl-C or SIGTERM. Exit 2 for a bad watchlist or
-    sink, 1 when no broker answers or news.alerts is missing."""
+    replay` sends them back). Secrets only by reference (an environment variable or a file the
+    sink names). Stops cleanly on Ctrl-C or SIGTERM. Exit 2 for a bad watchlist or sink (file,
+    line and field named), 1 when no broker answers or news.alerts is missing."""
     from newsradar.config import ConfigError, load_watchlist
     from newsradar.delivery.service import Deliverer, Settings
     from newsradar.delivery.sinks import build_sinks
@@ -68,7 +74,8 @@ def deliver(watchlist_file: str, bootstrap_servers: str, topic_prefix: str, grou
         click.echo(f"newsradar: deliver: topics {', '.join(missing)} do not exist at {bootstrap_servers}", err=True)
         sys.exit(1)
     settings = Settings(bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix, group_id=group_id,
-                        start_window=start_window, max_age=max_age, max_pending=max_pending)
+                        start_window=start_window, max_age=max_age, max_pending=max_pending,
+                        group_window=watchlist.alerts.group_window if group_window is None else group_window)
     metrics = DeliveryMetrics()
     port = serve(metrics_port, host=metrics_host)
     click.echo(f"deliver: metrics at http://{metrics_host}:{port}/metrics")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from newsradar.vocab import LANGUAGES, Lang, Severity
+from newsradar.vocab import LANGUAGES, AlertKind, Lang, Severity
 
 from .loader import ConfigError, Document, check_unique, config_duration, load_yaml, pattern, validate
 
@@ -169,36 +169,122 @@ class Example(_Frozen):
     note: str = ""
 
 
+# A sink's address: scheme and host, nothing else checked here (the sinks check addresses
+# again after DNS, newsradar/netguard.py).
+Url = Annotated[str, pattern(r"^https?://[^/\s?#@]+(/\S*)?$", "an http:// or https:// URL")]
+EnvName = Annotated[str, pattern(r"^[A-Za-z_][A-Za-z0-9_]*$", "the name of an environment variable")]
+
+
+class Route(_Frozen):
+    """Which alerts a sink gets (all, by default). A notification goes to the sink when one
+    of the alerts it adds passes every condition given."""
+
+    min_severity: Severity | None = None
+    kinds: tuple[AlertKind, ...] = ()
+    organizations: tuple[Slug, ...] = ()
+    topics: tuple[Slug, ...] = ()
+
+
+def _one_of(env_value, file_value, env: str, file: str, required: bool):
+    """A secret by reference only: the name of an environment variable or the path of a file
+    (relative to $NEWSRADAR_HOME), never the value; ``newsradar deliver`` reads it at start.
+    Checked on the file field (declared after the env field, validated even when absent)."""
+    if env_value is not None and file_value is not None:
+        raise ValueError(f"give {env} or {file}, not both")
+    if required and env_value is None and file_value is None:
+        raise ValueError(f"expected {env} (an environment variable) or {file} (a file) with the secret")
+    return file_value
+
+
+SecretFile = Annotated[Text | None, Field(validate_default=True)]
+
+
 class WebhookSink(_Frozen):
     kind: Literal["webhook"]
-    url: Text
-    # Name of the environment variable that holds the HMAC secret (never the secret itself).
-    secret_env: str | None = None
+    url: Url
+    # Where the HMAC secret is: an environment variable, or a file (never the secret itself).
+    secret_env: EnvName | None = None
+    secret_file: SecretFile = None
     allow_private_networks: bool = False
     # Per request; a failed request is retried with backoff by `newsradar deliver`.
     timeout: Duration = 10.0
     # Requests to this sink at the same time, and at most this many per second (none: no cap).
     concurrency: int = Field(default=4, ge=1, le=64)
     rate_limit: float | None = Field(default=None, gt=0)
+    route: Route = Route()
+
+    @field_validator("secret_file", mode="after")
+    @classmethod
+    def _secret(cls, value, info):
+        return _one_of(info.data.get("secret_env"), value, "secret_env", "secret_file", required=False)
 
 
 class AlertmanagerSink(_Frozen):
     kind: Literal["alertmanager"]
-    url: Text
+    url: Url
     allow_private_networks: bool = False
     # Per request; a failed request is retried with backoff by `newsradar deliver`.
     timeout: Duration = 10.0
     # Requests to this sink at the same time, and at most this many per second (none: no cap).
     concurrency: int = Field(default=4, ge=1, le=64)
     rate_limit: float | None = Field(default=None, gt=0)
+    route: Route = Route()
 
 
 class FileSink(_Frozen):
     kind: Literal["file"]
     path: Text
+    route: Route = Route()
 
 
-Sink = Annotated[WebhookSink | AlertmanagerSink | FileSink, Field(discriminator="kind")]
+class SlackSink(_Frozen):
+    """A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat): its URL is the
+    secret, so it is given by reference."""
+
+    kind: Literal["slack"]
+    url_env: EnvName | None = None
+    url_file: SecretFile = None
+    allow_private_networks: bool = False
+    timeout: Duration = 10.0
+    concurrency: int = Field(default=1, ge=1, le=16)
+    # Slack allows about one message per second per webhook.
+    rate_limit: float | None = Field(default=1.0, gt=0)
+    route: Route = Route()
+
+    @field_validator("url_file", mode="after")
+    @classmethod
+    def _secret(cls, value, info):
+        return _one_of(info.data.get("url_env"), value, "url_env", "url_file", required=True)
+
+
+def _chat_id(value):
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class TelegramSink(_Frozen):
+    """A Telegram bot's sendMessage to one chat; the bot token by reference."""
+
+    kind: Literal["telegram"]
+    chat_id: Annotated[str, BeforeValidator(_chat_id), pattern(r"^(-?\d{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31})$",
+                                    "a numeric chat id or an @channel username")]
+    token_env: EnvName | None = None
+    token_file: SecretFile = None
+    # The Bot API's address (a local stand-in in tests).
+    api_url: Url = "https://api.telegram.org"
+    allow_private_networks: bool = False
+    timeout: Duration = 10.0
+    concurrency: int = Field(default=1, ge=1, le=16)
+    # Telegram allows about one message per second to one chat (20 a minute to a group).
+    rate_limit: float | None = Field(default=1.0, gt=0)
+    route: Route = Route()
+
+    @field_validator("token_file", mode="after")
+    @classmethod
+    def _secret(cls, value, info):
+        return _one_of(info.data.get("token_env"), value, "token_env", "token_file", required=True)
+
+
+Sink = Annotated[WebhookSink | AlertmanagerSink | FileSink | SlackSink | TelegramSink, Field(discriminator="kind")]
 
 
 class Surge(_Frozen):
@@ -226,6 +312,9 @@ class Novelty(_Frozen):
 
 class Alerts(_Frozen):
     sinks: tuple[Sink, ...] = ()
+    # `newsradar deliver` makes the alerts of one story read within this long of its first
+    # one notification (docs/alerts.md, "One notification per story"); --group-window overrides.
+    group_window: Annotated[Duration, Field(ge=0, le=3600)] = 5.0
 
 
 class Watchlist(_Frozen):
@@ -289,6 +378,11 @@ def _check_references(doc: Document, wl: Watchlist) -> None:
     for i, topic in enumerate(wl.topics):
         if not any(topic.terms.values()):
             raise doc.error(f"topics[{i}].terms", "expected at least one term in en, ru or uk")
+    for i, sink in enumerate(wl.alerts.sinks):
+        for field, known, what in (("organizations", org_ids, "organization"), ("topics", topic_ids, "topic")):
+            for j, ref in enumerate(getattr(sink.route, field)):
+                if ref not in known:
+                    raise doc.error(f"alerts.sinks[{i}].route.{field}[{j}]", f"unknown {what} id {ref!r}")
     for i, ex in enumerate(wl.examples):
         for field, known, what in (
             ("topics", topic_ids, "topic"),
@@ -303,5 +397,6 @@ def _check_references(doc: Document, wl: Watchlist) -> None:
 
 __all__ = [
     "Acronym", "Alerts", "Alias", "AlertmanagerSink", "ConfigError", "Country", "Example", "FileSink", "LANGS", "Novelty",
-    "Organization", "Surge", "Term", "Topic", "Watchlist", "WebhookSink", "load_watchlist",
+    "Organization", "Route", "SlackSink", "Surge", "TelegramSink", "Term", "Topic", "Watchlist", "WebhookSink",
+    "load_watchlist",
 ]

@@ -1,17 +1,24 @@
 """``newsradar deliver``: news.alerts -> the watchlist's sinks, as a process of its own.
 
-One consumer loop (the main thread) reads news.alerts in a consumer group and hands every
-alert to one worker per sink; the workers run on an asyncio loop in a second thread, each
-with its own queue, concurrency and rate limit, so a slow or dead sink holds up only its own
-alerts.
+One consumer loop (the main thread) reads news.alerts in a consumer group, groups the alerts
+of each story for ``group_window`` seconds (:mod:`.grouping`) into one notification
+(:mod:`.notification`), and hands it to one worker per sink; the workers run on an asyncio
+loop in a second thread, each with its own queue, concurrency and rate limit, so a slow or
+dead sink holds up only its own notifications.
 
 Guarantees:
 
-* At least once per (sink, alert), idempotent by ``alert_id``: a sink's outcome is written to
-  the :class:`~newsradar.delivery.ledger.Ledger` after the sink acknowledged the alert, and a
-  news.alerts offset is committed only after every sink finished every record before it
-  (:class:`~newsradar.delivery.progress.Progress`). A kill repeats at most the alerts that
-  were in flight (sent, not yet in the ledger), with the same id.
+* One notification per story and update, the same for every sink: it is written to the
+  :class:`~newsradar.delivery.ledger.Ledger` with its alerts before any sink gets it; an
+  alert read again (after a kill) rejoins that notification, which is sent again as it was.
+* At least once per (sink, notification), idempotent by ``notification_id``: a sink's outcome
+  is written to the ledger (for every alert of the notification) after the sink acknowledged
+  it, and a news.alerts offset is committed only after every sink finished every record
+  before it (:class:`~newsradar.delivery.progress.Progress`). A kill repeats at most the
+  notifications that were in flight (sent, not yet in the ledger), with the same id and body.
+* Per sink, a story's updates are sent in order: update 2 not before update 1 is finished.
+* Routing: a notification none of whose new alerts passes a sink's route is finished for that
+  sink without a send.
 * Retried with exponential backoff (``Retry-After`` honoured, capped) until delivered or until
   the alert has been on news.alerts for ``max_age``; then, and for an answer that cannot
   change (a 4xx, a refused address) at once, a dead letter on news.dlq with the reason, step
@@ -37,10 +44,12 @@ from dataclasses import dataclass
 from newsradar.metrics import DeliveryMetrics
 from newsradar.records import TOPIC_ALERTS, TOPIC_DLQ, Alert, DeadLetter, RecordError, decode_alert, parse_time
 
-from . import DEFAULT_GROUP
+from . import DEFAULT_GROUP, DEFAULT_GROUP_WINDOW
+from .grouping import Group, Grouper
 from .ledger import DEAD_LETTERED, DELIVERED, Ledger
+from .notification import Notification, build
 from .progress import Progress
-from .sinks import Permanent, Retryable
+from .sinks import JsonlFile, Permanent, Retryable, routed
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,8 @@ class Settings:
     # Retried until the alert has been on news.alerts this long; then news.dlq.
     max_age: float = 6 * 3600.0
     max_pending: int = 10_000
+    # The alerts of one story read within this many seconds of its first are one notification.
+    group_window: float = DEFAULT_GROUP_WINDOW
     commit_interval: float = 1.0
     stop_timeout: float = 10.0
     backoff_base: float = BACKOFF_BASE
@@ -82,7 +93,7 @@ class Settings:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One alert for one sink, and where it was read."""
+    """One alert read from news.alerts, and where."""
 
     alert: Alert
     raw: bytes
@@ -92,6 +103,23 @@ class Job:
     written: float
     # ``<topic>/<partition>/<offset>``: the dead letter's source, the ledger's position
     source: str
+    # Progress's token of this read of the record (a read again gets another)
+    token: int = 0
+
+
+class Delivery:
+    """One notification for one sink, and the alerts read that wait for it. ``jobs`` may grow
+    (an alert of the notification read again after a restart joins it) until ``sealed``."""
+
+    __slots__ = ("notification", "jobs", "sealed", "after", "finished")
+
+    def __init__(self, notification: Notification, jobs: list[Job]):
+        self.notification = notification
+        self.jobs = jobs
+        self.sealed = False
+        # the story's previous delivery to this sink, which this one waits for
+        self.after: asyncio.Future | None = None
+        self.finished: asyncio.Future | None = None
 
 
 def backoff_delay(attempt: int, retry_after: float | None, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP,
@@ -121,7 +149,7 @@ class DeadLetters:
 
 
 class SinkWorker:
-    """Delivers one sink's alerts (see the module docstring); runs on the delivery loop."""
+    """Delivers one sink's notifications (see the module docstring); runs on the delivery loop."""
 
     def __init__(self, sink, ledger: Ledger, progress: Progress, dead_letters: DeadLetters, metrics: DeliveryMetrics,
                  settings: Settings, clock: Callable[[], float] = time.time, sleep=asyncio.sleep, jitter: bool = True):
@@ -134,11 +162,14 @@ class SinkWorker:
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
-        self._queue: asyncio.Queue[Job] | None = None
+        self._queue: asyncio.Queue[Delivery] | None = None
         self._slots: asyncio.Semaphore | None = None
         self._next_send = 0.0
+        # Guards _open, _deliveries and every Delivery's jobs/sealed, across both threads.
         self._lock = threading.Lock()
         self._open: dict[tuple[int, int], float] = {}  # (partition, offset) -> written
+        self._deliveries: dict[str, Delivery] = {}  # notification_id -> not yet sealed
+        self._tails: dict[str, asyncio.Future] = {}  # story_id -> its newest delivery's end
         self._retrying = 0
         self._tasks: set[asyncio.Task] = set()
         self.error: BaseException | None = None
@@ -146,11 +177,35 @@ class SinkWorker:
 
     # -- called from the consumer thread ----------------------------------------------------
 
-    def submit(self, loop: asyncio.AbstractEventLoop, job: Job) -> None:
+    def submit(self, loop: asyncio.AbstractEventLoop, notification: Notification, jobs: Sequence[Job]) -> None:
+        """Send ``notification``; ``jobs`` (alerts read, of this notification) finish with it.
+        A job whose alert the sink already has in the ledger finishes at once; one for a
+        notification already on its way joins that delivery instead of sending it twice."""
+        if not routed(self.sink.route, notification):
+            # not for this sink (its route): finished for it without a send, nothing to remember
+            for job in jobs:
+                self._progress.finish(job.partition, job.offset, job.token)
+            return
+        fresh: Delivery | None = None
+        done: list[Job] = []
         with self._lock:
-            self._open[(job.partition, job.offset)] = job.written
-        self._metrics.pending.labels(sink=self.sink.kind).inc()
-        loop.call_soon_threadsafe(self._queue.put_nowait, job)
+            for job in jobs:
+                if self._ledger.done(self.sink.key, job.alert.alert_id, job.source):
+                    done.append(job)
+                    continue
+                self._open[(job.partition, job.offset)] = job.written
+                self._metrics.pending.labels(sink=self.sink.kind).inc()
+                current = self._deliveries.get(notification.notification_id)
+                if current is not None:
+                    current.jobs.append(job)
+                elif fresh is None:
+                    fresh = self._deliveries[notification.notification_id] = Delivery(notification, [job])
+                else:
+                    fresh.jobs.append(job)
+        for job in done:
+            self._progress.finish(job.partition, job.offset, job.token)
+        if fresh is not None:
+            loop.call_soon_threadsafe(self._enqueue, fresh)
 
     def oldest_age(self) -> float:
         with self._lock:
@@ -162,6 +217,12 @@ class SinkWorker:
             return len(self._open)
 
     # -- on the delivery loop ---------------------------------------------------------------
+
+    def _enqueue(self, d: Delivery) -> None:
+        story = d.notification.story_id
+        d.after = self._tails.get(story)
+        d.finished = self._tails[story] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(d)
 
     async def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -199,16 +260,30 @@ class SinkWorker:
         if wait > 0:
             await self._sleep(wait)
 
-    async def _deliver(self, batch: list[Job]) -> None:
+    async def _deliver(self, batch: list[Delivery]) -> None:
+        try:
+            mine = {id(d.finished) for d in batch}
+            for d in batch:
+                if d.after is not None and id(d.after) not in mine:
+                    await asyncio.shield(d.after)
+            await self._attempt(batch)
+        finally:
+            for d in batch:
+                if not d.finished.done():
+                    d.finished.set_result(None)
+                story = d.notification.story_id
+                if self._tails.get(story) is d.finished:
+                    del self._tails[story]
+
+    async def _attempt(self, batch: list[Delivery]) -> None:
         kind = self.sink.kind
-        oldest = min(j.written for j in batch)
         attempt = 0
         error = ""
         outcome = "ok"
         while True:
             await self._pace()
             try:
-                await self.sink.send([j.alert for j in batch])
+                await self.sink.send([d.notification for d in batch])
                 break
             except Permanent as exc:
                 error, outcome = str(exc), "failed"
@@ -217,40 +292,68 @@ class SinkWorker:
                 attempt += 1
                 delay = backoff_delay(attempt, exc.retry_after, self._settings.backoff_base,
                                       self._settings.backoff_cap, self._jitter)
+                with self._lock:
+                    oldest = min(j.written for d in batch for j in d.jobs)
+                    waiting = sum(len(d.jobs) for d in batch)
                 if self._clock() + delay - oldest > self._settings.max_age:
                     error = (f"gave up after {attempt} attempt(s) over {self._clock() - oldest:.0f}s "
                              f"(max age {self._settings.max_age:.0f}s): {exc}")
                     outcome = "expired"
                     break
                 if attempt == 1:
-                    self._retrying += len(batch)
+                    self._retrying += waiting
                     self._metrics.retrying.labels(sink=kind).set(self._retrying)
-                self._metrics.sink_deliveries.labels(sink=kind, outcome="retried").inc(len(batch))
+                self._metrics.sink_deliveries.labels(sink=kind, outcome="retried").inc(waiting)
                 log.debug("alert sink %s: attempt %d failed (%s); next in %.1fs", kind, attempt, exc, delay)
                 await self._sleep(delay)
-        if attempt and outcome == "ok":
-            log.info("alert sink %s: delivered %d alert(s) after %d failed attempt(s)", kind, len(batch), attempt)
-        if outcome != "ok":
-            log.warning("alert sink %s: %d alert(s) to %s: %s", kind, len(batch), self._dlq.topic, error)
-            letters = [DeadLetter.wrap(j.raw, error=error, step=f"alerts.{kind}", source=j.source) for j in batch]
+        if outcome == "ok":
+            # Every alert of the notification is delivered, read again or not: written (and
+            # the deliveries sealed) under the lock, so a job joining meanwhile is covered.
+            def settle() -> list[Job]:
+                with self._lock:
+                    jobs = [j for d in batch for j in d.jobs]
+                    where = {j.alert.alert_id: j.source for j in jobs}
+                    items = [(a, where.get(a, "")) for d in batch for a in d.notification.alert_ids]
+                    self._ledger.record(self.sink.key, DELIVERED, items)
+                    self._seal(batch)
+                return jobs
+
+            jobs = await self._until_done(settle, "write the ledger")
+            if attempt:
+                log.info("alert sink %s: delivered %d notification(s) after %d failed attempt(s)", kind,
+                         len(batch), attempt)
+        else:
+            # Sealed first: an alert read after this is not in these dead letters, and gets its own.
+            with self._lock:
+                jobs = [j for d in batch for j in d.jobs]
+                self._seal(batch)
+            log.warning("alert sink %s: %d alert(s) to %s: %s", kind, len(jobs), self._dlq.topic, error)
+            letters = [DeadLetter.wrap(j.raw, error=error, step=f"alerts.{kind}", source=j.source) for j in jobs]
             await self._until_done(lambda: self._dlq.send(letters), "write dead letters")
-        items = [(j.alert.alert_id, j.source) for j in batch]
-        status = DELIVERED if outcome == "ok" else DEAD_LETTERED
-        await self._until_done(lambda: self._ledger.record(self.sink.key, status, items), "write the ledger")
+            items = [(j.alert.alert_id, j.source) for j in jobs]
+            await self._until_done(lambda: self._ledger.record(self.sink.key, DEAD_LETTERED, items),
+                                   "write the ledger")
         now = self._clock()
-        for j in batch:
-            self._progress.finish(j.partition, j.offset)
+        for j in jobs:
+            self._progress.finish(j.partition, j.offset, j.token)
             with self._lock:
                 self._open.pop((j.partition, j.offset), None)
             if outcome == "ok":
                 self._metrics.delivery_latency.labels(sink=kind).observe(max(0.0, now - _created(j)))
         if attempt:
-            self._retrying -= len(batch)
+            self._retrying = max(0, self._retrying - len(jobs))
             self._metrics.retrying.labels(sink=kind).set(self._retrying)
-        self._metrics.pending.labels(sink=kind).dec(len(batch))
-        self._metrics.sink_deliveries.labels(sink=kind, outcome=outcome).inc(len(batch))
+        self._metrics.pending.labels(sink=kind).dec(len(jobs))
+        self._metrics.sink_deliveries.labels(sink=kind, outcome=outcome).inc(len(jobs))
+        self._metrics.notifications.labels(sink=kind, outcome=outcome).inc(len(batch))
 
-    async def _until_done(self, work: Callable[[], None], what: str) -> None:
+    def _seal(self, batch: list[Delivery]) -> None:
+        for d in batch:
+            d.sealed = True
+            if self._deliveries.get(d.notification.notification_id) is d:
+                del self._deliveries[d.notification.notification_id]
+
+    async def _until_done(self, work: Callable[[], object], what: str):
         """Kafka or the disk refusing is an outage, not the alert's fault: wait and try again,
         forever (nothing is committed meanwhile)."""
         from kafka.errors import KafkaError
@@ -258,8 +361,7 @@ class SinkWorker:
         attempt = 0
         while True:
             try:
-                await asyncio.to_thread(work)
-                return
+                return await asyncio.to_thread(work)
             except (KafkaError, OSError) as exc:
                 attempt += 1
                 delay = backoff_delay(attempt, None, 1.0, 30.0, self._jitter)
@@ -340,6 +442,32 @@ def start_new_partitions(consumer_factory, settings: Settings, now: float | None
         consumer.close()
 
 
+class Rebalances:
+    """What a rebalance does to :class:`Progress`: a partition revoked and not assigned back
+    is another member's now, and forgotten; one assigned back is kept as it was, reads in
+    flight included. kafka-python (3.0.12) keeps the fetch position of a partition that stays
+    (``assign_from_subscribed``), so its records are not read again: forgetting them would let
+    the commit pass records still in flight, and a kill then loses them. (A partition whose
+    position is reset is read again from the committed offset; each read is its own entry.)"""
+
+    def __init__(self, progress: Progress, echo: Callable[[str], None]):
+        self._progress = progress
+        self._echo = echo
+        self._revoked: set[int] = set()
+
+    def revoked(self, partitions) -> None:
+        self._revoked |= set(partitions)
+
+    def assigned(self, partitions) -> None:
+        kept = set(partitions)
+        gone = self._revoked - kept
+        self._revoked = set()
+        if gone:
+            self._progress.forget(gone)
+        self._echo(f"deliver: assigned partitions {sorted(kept)}"
+                   + (f"; {sorted(gone)} went to another member" if gone else ""))
+
+
 class Deliverer:
     """The consumer loop (see the module docstring). ``run()`` returns the exit code."""
 
@@ -351,8 +479,13 @@ class Deliverer:
         self.metrics = metrics or DeliveryMetrics()
         self.echo = echo
         self.progress = Progress()
+        self.grouper: Grouper[tuple[Job, list[SinkWorker]]] = Grouper(settings.group_window)
         self.stop_requested = threading.Event()
         self.decode_errors = 0
+        self._read_again_seen = 0
+        for sink in self.sinks:
+            if isinstance(sink, JsonlFile):
+                sink.journal = self.ledger  # exactly once across restarts (JsonlFile)
 
     def _consumer(self, **extra):
         from newsradar.kafka import make_consumer
@@ -375,12 +508,14 @@ class Deliverer:
         loop = DeliveryLoop(workers)
         progress = self.progress
 
+        tracker = Rebalances(progress, self.echo)
+
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked):
-                progress.forget(tp.partition for tp in revoked)
+                tracker.revoked(tp.partition for tp in revoked)
 
             def on_partitions_assigned(self, assigned):
-                return None
+                tracker.assigned(tp.partition for tp in assigned)
 
         listener = Listener()
         consumer = self._join(listener)
@@ -413,9 +548,10 @@ class Deliverer:
                     self.progress.forget_all()
                     consumer = self._join(listener)
                     unassigned_since = None
-                for records in consumer.poll(timeout_ms=POLL_MS).values():
+                for records in consumer.poll(timeout_ms=self._poll_ms()).values():
                     for rec in records:
                         self._take(rec, workers, loop.loop, dead_letters)
+                self._close_groups(self.grouper.due(time.monotonic()), loop.loop)
                 if time.monotonic() - last_commit >= s.commit_interval:
                     self._commit(consumer)
                     last_commit = time.monotonic()
@@ -423,6 +559,7 @@ class Deliverer:
                     self.ledger.prune()
                     last_prune = time.monotonic()
             if code == 0:
+                self._close_groups(self.grouper.flush(), loop.loop)
                 self._drain(consumer)
         finally:
             loop.stop()
@@ -470,17 +607,49 @@ class Deliverer:
             self.progress.add(rec.partition, rec.offset, 0)
             return
         written = rec.timestamp / 1000.0 if rec.timestamp and rec.timestamp > 0 else time.time()
-        job = Job(alert, bytes(rec.value), rec.partition, rec.offset, written, source)
         needed = [w for w in workers if not self.ledger.done(w.sink.key, alert.alert_id, source)]
-        self.progress.add(rec.partition, rec.offset, len(needed))
-        for w in needed:
-            w.submit(loop, job)
+        token = self.progress.add(rec.partition, rec.offset, len(needed))
+        if not needed:
+            return
+        job = Job(alert, bytes(rec.value), rec.partition, rec.offset, written, source, token)
+        grouped = self.ledger.notification_of(alert.alert_id)
+        if grouped is not None:
+            # read again (a restart, a replay): it belongs to the notification it was grouped into
+            for w in needed:
+                w.submit(loop, grouped, [job])
+            return
+        self.grouper.add(alert.story_id, (job, needed), time.monotonic())
+
+    def _poll_ms(self) -> int:
+        due = self.grouper.next_due()
+        if due is None:
+            return POLL_MS
+        return max(0, min(POLL_MS, int((due - time.monotonic()) * 1000) + 1))
+
+    def _close_groups(self, groups: list[Group[tuple[Job, list[SinkWorker]]]], loop) -> None:
+        """Each closed group becomes the story's next notification: written to the ledger
+        with its alerts, then handed to the sinks that need its alerts."""
+        for group in groups:
+            alerts = list({job.alert.alert_id: job.alert for job, _ in group.items}.values())
+            notification = build(alerts, self.ledger.last_notification(group.story_id))
+            self.ledger.add_notification(notification)
+            by_worker: dict[int, tuple[SinkWorker, list[Job]]] = {}
+            for job, needed in group.items:
+                for w in needed:
+                    by_worker.setdefault(id(w), (w, []))[1].append(job)
+            for w, jobs in by_worker.values():
+                w.submit(loop, notification, jobs)
 
     def _commit(self, consumer) -> None:
         from kafka import TopicPartition
         from kafka.errors import CommitFailedError, KafkaError
         from kafka.structs import OffsetAndMetadata
 
+        if self.progress.read_again > self._read_again_seen:
+            log.warning("%d record(s) of %s read again at offsets read before (a rebalance or a position reset); "
+                        "their earlier reads no longer count", self.progress.read_again - self._read_again_seen,
+                        self.settings.alerts_topic)
+            self._read_again_seen = self.progress.read_again
         offsets = self.progress.committable()
         if not offsets:
             return

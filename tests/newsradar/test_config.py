@@ -227,3 +227,14 @@ def test_odd_keys_are_named_and_found_on_their_line(tmp_path, text, where):
     with pytest.raises(ConfigError) as err:
         load_watchlist(f)
     assert str(err.value).startswith(f"{tmp_path}/{where}"), str(err.value)
+
+
+@pytest.mark.parametrize("value, words", [("-1s", "expected a duration"), ("5", "unit"), ("2h", "<= 3600")])
+def test_a_bad_grouping_window_names_its_line_and_field(tmp_path, value, words):
+    f = _write(tmp_path, "wl.yaml", f"alerts:\n  sinks: []\n  group_window: {value}\n")
+    with pytest.raises(ConfigError) as err:
+        load_watchlist(f)
+    assert err.value.path == "alerts.group_window" and err.value.line == 3
+    assert words in str(err.value)
+    assert load_watchlist(_write(tmp_path, "ok.yaml", "alerts:\n  group_window: 500ms\n")).alerts.group_window == 0.5
+    assert load_watchlist(_write(tmp_path, "default.yaml", "alerts:\n  sinks: []\n")).alerts.group_window == 5.0

@@ -5,15 +5,12 @@ and the launch check of the watchlist's sinks."""
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
-import subprocess
-import urllib.request
 
 import pytest
 
 from newsradar.config import ConfigError
 from newsradar.config.watchlist import AlertmanagerSink, FileSink, Watchlist, WebhookSink
+from newsradar.delivery.notification import Notification, build
 from newsradar.delivery.sinks import (
     ID_HEADER,
     SIGNATURE_HEADER,
@@ -27,8 +24,8 @@ from newsradar.delivery.sinks import (
     sign,
     verify_signature,
 )
-from newsradar.records import decode_alert
 from tests.conftest import free_port, wait_for
+from tests.newsradar.delivery.conftest import list_alerts
 from tests.newsradar.delivery.receiver import SECRET, SECRET_ENV, Receiver, make_alert
 
 
@@ -43,12 +40,18 @@ def webhook(url, secret_env, allow=True):
                                timeout=5))
 
 
+def notes(alerts):
+    """One notification per alert (each make_alert is a story of its own)."""
+    return [build([a]) for a in alerts]
+
+
 def send(sink, alerts):
-    """One send on a loop of its own, the sink closed after it: returns None or the exception."""
+    """One send of the alerts' notifications on a loop of its own, the sink closed after it:
+    returns None or the exception."""
 
     async def go():
         try:
-            await sink.send(alerts)
+            await sink.send(notes(alerts))
         except (Retryable, Permanent) as exc:
             return exc
         finally:
@@ -69,12 +72,38 @@ def test_signature_round_trip_and_tampering():
     assert not verify_signature(b"k", {}, body)
 
 
-def test_webhook_sends_the_alert_signed(secret):
+def test_webhook_sends_the_notification_signed(secret):
     alert = make_alert(1)
+    (note,) = notes([alert])
     with Receiver() as rx:
         assert send(webhook(rx.url, secret), [alert]) is None
-    assert rx.attempts == [(alert.alert_id, True)]
-    assert rx.alerts[alert.alert_id]["why"] == alert.why
+    assert rx.attempts == [(note.notification_id, True)]
+    body = rx.notes[note.notification_id]
+    assert body["why"] == [alert.why] and body["update"] == 1 and body["follows"] is None
+    assert Notification.from_dict(body) == note
+
+
+def test_a_webhook_update_is_a_short_follow_up_naming_the_first(secret):
+    first = make_alert(1)
+    later = make_alert(1, kind="topic", topic="protest", severity="critical", why="A protest story.")
+    one = build([first])
+    two = build([later], one)
+
+    async def go(sink):
+        try:
+            await sink.send([one])
+            await sink.send([two])
+        finally:
+            await sink.close()
+
+    with Receiver() as rx:
+        asyncio.run(go(webhook(rx.url, secret)))
+    assert rx.ok == [one.notification_id, two.notification_id]
+    follow = rx.notes[two.notification_id]
+    assert follow["follows"] == one.notification_id and follow["update"] == 2
+    assert follow["why"] == ["A protest story."] and follow["topics"] == ["protest"]
+    assert follow["organizations"] == ["cmw"] and follow["severity"] == "critical"
+    assert "snippet" not in follow  # short: what the update adds
 
 
 @pytest.mark.parametrize("status, retryable", [(500, True), (503, True), (429, True), (408, True),
@@ -117,15 +146,41 @@ def test_missing_secret_is_a_config_error(monkeypatch):
 def test_file_sink_appends_lines_once_per_id(tmp_path):
     path = tmp_path / "out" / "alerts.jsonl"
     sink = JsonlFile(FileSink(kind="file", path=str(path)))
-    a1, a2 = make_alert(1), make_alert(2)
+    n1, n2 = notes([make_alert(1), make_alert(2)])
 
     async def go():
-        await sink.send([a1, a2])
-        await sink.send([a1])
+        await sink.send([n1, n2])
+        await sink.send([n1])
 
     asyncio.run(go())
     lines = path.read_text(encoding="utf-8").splitlines()
-    assert [decode_alert(line).alert_id for line in lines] == [a1.alert_id, a2.alert_id]
+    assert [Notification.decode(line) for line in lines] == [n1, n2]
+
+
+def test_file_sink_with_the_ledger_writes_a_line_once_across_restarts(tmp_path):
+    """A kill after the line was written and before the ledger said so: the notification is
+    sent again by the next process, which finds its line at the recorded offset."""
+    from newsradar.delivery.ledger import Ledger
+
+    path = tmp_path / "alerts.jsonl"
+    cfg = FileSink(kind="file", path=str(path))
+    n1, n2, n3 = notes([make_alert(1), make_alert(2), make_alert(3)])
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    asyncio.run(JsonlFile(cfg, journal=ledger).send([n1, n2]))
+    # a new process (nothing remembered in memory), the same ledger: n2 again, and n3
+    asyncio.run(JsonlFile(cfg, journal=ledger).send([n2, n3]))
+    assert [Notification.decode(line) for line in path.read_text().splitlines()] == [n1, n2, n3]
+    # without the journal the restart writes n2 twice: the journal is what prevents it
+    asyncio.run(JsonlFile(cfg).send([n3]))
+    assert len(path.read_text().splitlines()) == 4
+    # a line cut by a kill mid-write is written again, whole
+    with open(path, "ab") as fh:
+        fh.write(notes([make_alert(4)])[0].encode()[:20])
+    n4 = notes([make_alert(4)])[0]
+    ledger.intend_write(str(path), [(n4.notification_id, path.stat().st_size - 20)])
+    asyncio.run(JsonlFile(cfg, journal=ledger).send([n4]))
+    lines = path.read_bytes().splitlines()
+    assert lines[-2] == n4.encode()[:20] and Notification.decode(lines[-1]) == n4
 
 
 def test_file_sink_relative_paths_live_under_newsradar_home(monkeypatch, tmp_path):
@@ -145,62 +200,44 @@ def test_file_sink_that_cannot_write_is_retryable(tmp_path):
 # the real Alertmanager
 
 
-@pytest.fixture()
-def alertmanager(tmp_path):
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if binary is None:
-        pytest.fail("prometheus-alertmanager is not installed: run deploy/prometheus/install.sh (`make deps` does)")
-    port, cluster = free_port(), free_port()
-    config = tmp_path / "am.yml"
-    config.write_text("route: {receiver: blackhole}\nreceivers: [{name: blackhole}]\n", encoding="utf-8")
-    proc = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", f"--cluster.listen-address=127.0.0.1:{cluster}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        def ready():
-            if proc.poll() is not None:
-                pytest.fail(f"alertmanager exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as r:
-                    return r.status == 200
-            except OSError:
-                return False
-
-        wait_for(ready, 30, "alertmanager to be ready")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.mark.slow
-def test_alertmanager_receives_news_alerts_once_per_id(alertmanager):
-    alerts = [make_alert(1), make_alert(2, kind="first_in_window")]
+def test_alertmanager_holds_one_alert_per_story_and_an_update_replaces_it(alertmanager):
+    a1, a2 = make_alert(1), make_alert(2, kind="first_in_window")
+    n1, n2 = notes([a1, a2])
 
     def sink():
         return Alertmanager(AlertmanagerSink(kind="alertmanager", url=alertmanager, allow_private_networks=True))
 
-    assert send(sink(), alerts) is None
-    assert send(sink(), alerts[:1]) is None  # a repeat of the same alert
+    assert send(sink(), [a1, a2]) is None
+    assert send(sink(), [a1]) is None  # a repeat of the same notification
+    got = wait_for(lambda: len(list_alerts(alertmanager)) == 2 and list_alerts(alertmanager), 10,
+                   "two alerts in Alertmanager")
+    by_id = {a["labels"]["notification"]: a for a in got}
+    assert set(by_id) == {n1.notification_id, n2.notification_id}
+    one = by_id[n2.notification_id]
+    assert one["labels"] == {"alertname": "NewsradarNews", "notification": n2.notification_id}
+    assert one["annotations"]["kinds"] == "first_in_window" and one["annotations"]["organizations"] == "cmw"
+    assert one["annotations"]["summary"] == a2.why and one["generatorURL"] == a2.url
+    # story 1's update: the same labels, so the same Alertmanager alert, with the story so far
+    later = make_alert(1, kind="topic", topic="protest", severity="critical", why="A protest story.")
+    update = build([later], n1)
 
-    def listed():
-        with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts", timeout=5) as r:
-            return json.loads(r.read())
+    async def go(s):
+        try:
+            await s.send([update])
+        finally:
+            await s.close()
 
-    got = wait_for(lambda: len(listed()) == 2 and listed(), 10, "two alerts in Alertmanager")
-    by_id = {a["labels"]["alert_id"]: a for a in got}
-    assert set(by_id) == {a.alert_id for a in alerts}
-    one = by_id[alerts[1].alert_id]
-    assert one["labels"]["kind"] == "first_in_window" and one["labels"]["org_id"] == "cmw"
-    assert one["annotations"]["summary"] == alerts[1].why
-    assert one["generatorURL"] == alerts[1].url
+    asyncio.run(go(sink()))
+
+    def updated():
+        alerts = list_alerts(alertmanager)
+        mine = [a for a in alerts if a["labels"]["notification"] == n1.notification_id]
+        return len(alerts) == 2 and len(mine) == 1 and mine[0]["annotations"]["update"] == "2" and mine[0]
+
+    got = wait_for(updated, 10, "story 1's alert in Alertmanager updated in place")
+    assert got["annotations"]["severity"] == "critical" and got["annotations"]["topics"] == "protest"
+    assert got["annotations"]["summary"] == f"{a1.why} A protest story."
 
 
 def test_alertmanager_refused_on_loopback_by_default():
@@ -216,7 +253,7 @@ def test_the_launch_refuses_a_sink_whose_secret_is_missing(monkeypatch):
     ]}})
     with pytest.raises(ConfigError) as err:
         build_sinks(wl, "/etc/newsradar/watchlist.yaml")
-    assert err.value.path == "alerts.sinks[1]" and "NEWSRADAR_NO_SUCH_SECRET" in str(err.value)
+    assert err.value.path == "alerts.sinks[1].secret_env" and "NEWSRADAR_NO_SUCH_SECRET" in str(err.value)
     monkeypatch.setenv("NEWSRADAR_NO_SUCH_SECRET", "x")
     assert [s.kind for s in build_sinks(wl, "/etc/newsradar/watchlist.yaml")] == ["file", "webhook"]
 

@@ -1,19 +1,21 @@
 """One sink's worker without Kafka: retries with backoff until delivered or the maximum age,
-then a dead letter with the reason; the ledger written after the sink took an alert, the
-progress that says what may be committed, the metrics, and the ledger's own rules."""
+then a dead letter with the reason; the ledger written after the sink took a notification,
+the progress that says what may be committed, the metrics, and the ledger's own rules."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from newsradar.config.watchlist import WebhookSink
+from newsradar.config.watchlist import Route, WebhookSink
 from newsradar.delivery.ledger import DEAD_LETTERED, DELIVERED, Ledger
+from newsradar.delivery.notification import build
 from newsradar.delivery.progress import Progress
-from newsradar.delivery.service import Job, Settings, SinkWorker, backoff_delay
+from newsradar.delivery.service import Job, Rebalances, Settings, SinkWorker, backoff_delay
 from newsradar.delivery.sinks import Permanent, Retryable, Webhook
 from newsradar.metrics import DeliveryMetrics
 from newsradar.records import decode_alert
@@ -53,15 +55,16 @@ class ScriptedSink:
     batched = False
     concurrency = 2
     rate_limit = None
+    route = Route()
 
     def __init__(self, errors=()):
         self.errors = list(errors)
         self.sent: list[str] = []
 
-    async def send(self, alerts):
+    async def send(self, notifications):
         if self.errors:
             raise self.errors.pop(0)
-        self.sent.extend(a.alert_id for a in alerts)
+        self.sent.extend(a for n in notifications for a in n.alert_ids)
 
     async def close(self):
         return None
@@ -84,12 +87,14 @@ def run_worker(sink, jobs, fake: FakeTime, tmp_path, max_age=3600.0):
         await worker.start()
         loop = asyncio.get_running_loop()
         for j in jobs:
-            progress.add(j.partition, j.offset, 1)
-            worker.submit(loop, j)
-        for _ in range(10_000):
+            j = dataclasses.replace(j, token=progress.add(j.partition, j.offset, 1))
+            worker.submit(loop, build([j.alert]), [j])
+        # bounded by wall time: the sinks of some tests talk to real servers on 127.0.0.1
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             if progress.pending() == 0 or worker.error:
                 break
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
         await worker.close()
 
     asyncio.run(go())
@@ -176,24 +181,78 @@ def test_a_signed_webhook_through_the_worker_reaches_the_receiver_once_per_id(tm
 
 def test_progress_commits_only_the_finished_prefix():
     p = Progress()
-    for offset in (5, 6, 7, 9):
-        p.add(0, offset, 2)
+    t = {offset: p.add(0, offset, 2) for offset in (5, 6, 7, 9)}
     p.add(1, 3, 0)  # nothing to do for it
     assert p.committable() == {0: 5, 1: 4}
     p.committed({0: 5, 1: 4})
-    p.finish(0, 6)
-    p.finish(0, 6)
+    p.finish(0, 6, t[6])
+    p.finish(0, 6, t[6])
     assert p.committable() == {}  # 5 is still open
-    p.finish(0, 5)
+    p.finish(0, 5, t[5])
     assert p.committable() == {}  # one of two sinks
-    p.finish(0, 5)
+    p.finish(0, 5, t[5])
     assert p.committable() == {0: 7}
     for offset in (7, 7, 9, 9):
-        p.finish(0, offset)
+        p.finish(0, offset, t[offset])
     assert p.committable() == {0: 10} and p.pending() == 0
+    late = p.add(0, 11, 1)
     p.forget([0])
-    p.finish(0, 11)  # a late finish of a partition given away is ignored
+    p.finish(0, 11, late)  # a late finish of a partition given away is ignored
     assert p.committable() == {}
+
+
+def test_a_record_read_again_is_finished_only_by_its_new_read():
+    """The fault run found it: a record read again (here after a rebalance) while its first
+    read's deliveries are in flight; a sink finishing what it took from the first read must
+    not count for another sink of the new read (the commit passed an alert the webhook never
+    had, and the next kill lost it)."""
+    for rebalance in (True, False):
+        p = Progress()
+        first = p.add(0, 5, 2)  # two sinks
+        p.add(0, 6, 0)
+        if rebalance:
+            p.forget([0])
+        again = p.add(0, 5, 2)
+        assert again != first
+        p.finish(0, 5, first)  # the file sink's delivery from the first read ends
+        p.finish(0, 5, again)  # the file sink on the new read (the ledger says it is done)
+        assert p.committable() == {0: 5}, "the webhook has not finished: the commit must not pass the record"
+        p.finish(0, 5, again)
+        assert p.committable() == {0: 7 if not rebalance else 6}
+        assert p.read_again == (0 if rebalance else 1)
+
+
+def test_a_record_read_again_below_open_ones_holds_the_commit_point():
+    p = Progress()
+    t = {o: p.add(0, o, 1) for o in (10, 11, 12)}
+    p.finish(0, 10, t[10])
+    p.add(0, 10, 1)  # read again (a position reset), after 11 and 12
+    assert p.committable() == {0: 10}
+
+
+def test_a_partition_assigned_back_after_a_rebalance_keeps_what_is_in_flight():
+    """The 1,000-alert fault run found it: kafka-python keeps the fetch position of a partition
+    a rebalance gives back, so nothing is read again; forgetting its records in flight let the
+    commit pass them, and the next kill lost 122 alerts to the webhook."""
+    p = Progress()
+    t = {o: p.add(0, o, 1) for o in (5, 6)}
+    p.add(1, 3, 1)
+    said = []
+    r = Rebalances(p, said.append)
+    r.revoked([0, 1])
+    r.assigned([0])
+    p.add(0, 7, 0)  # reading goes on from the kept position
+    assert p.committable() == {0: 5}, "records 5 and 6 are in flight: the commit must not pass them"
+    p.finish(0, 5, t[5])
+    p.finish(0, 6, t[6])
+    assert p.committable() == {0: 8}
+    assert 1 not in p.committable() and "[1] went to another member" in said[-1]
+    # what the revocation used to do (forget partition 0 too): the commit passes 5 and 6
+    old = Progress()
+    old.add(0, 5, 1)
+    old.forget([0])
+    old.add(0, 7, 0)
+    assert old.committable() == {0: 8}
 
 
 def test_ledger_survives_a_reopen_and_prunes_old_rows(tmp_path):
