@@ -86,6 +86,16 @@ def _arrived_micros(tagged, record) -> int:
     return record.timestamp * 1000
 
 
+def _tagged_rows(consumer, tp, start: int, end: int, timeout: float, bad: list[int]) -> Iterator[tuple]:
+    for record in _read(consumer, tp, start, end, timeout):
+        try:
+            tagged = decode_tagged(record.value)
+        except RecordError:
+            bad[0] += 1
+            continue
+        yield _arrived_micros(tagged, record), tp.partition, record.offset, tagged
+
+
 def rebuild_state(bootstrap_servers: str, *, raw_topic: str, tagged_topic: str, alerts_topic: str, group_id: str,
                   watchlist: Watchlist, dedupe: DedupeSettings, memory_seconds: float,
                   echo: Callable[[str], None] = print, timeout: float = 600.0,
@@ -94,6 +104,7 @@ def rebuild_state(bootstrap_servers: str, *, raw_topic: str, tagged_topic: str, 
     started = time.monotonic()
     since_ms = int((now() - memory_seconds) * 1000)
     undecodable = 0
+    consumers: list = []
     reader = make_consumer(bootstrap_servers, enable_auto_commit=False, client_id="newsradar-rebuild")
     group = make_consumer(bootstrap_servers, group_id=group_id, enable_auto_commit=False,
                           client_id="newsradar-rebuild")
@@ -134,30 +145,27 @@ def rebuild_state(bootstrap_servers: str, *, raw_topic: str, tagged_topic: str, 
                     undecodable += 1
         echo(f"pipeline: rebuilding state: {builder.alerts} alerts read ({time.monotonic() - started:.1f}s)")
 
-        # 3. news.tagged over the memory, merged across partitions in arrival order.
+        # 3. news.tagged over the memory: each partition in the order it was written (the order
+        # the pipeline emitted), the partitions merged by arrival time, streamed (a month of a
+        # large deployment does not fit in memory at once).
         tagged_tps = _partitions(reader, tagged_topic)
         starts, ends = _since(reader, tagged_tps, since_ms)
-        rows = []
+        bad = [0]
+        streams = []
         for tp in tagged_tps:
-            part = []
-            for record in _read(reader, tp, starts[tp], ends[tp], timeout):
-                try:
-                    tagged = decode_tagged(record.value)
-                except RecordError:
-                    undecodable += 1
-                    continue
-                part.append((_arrived_micros(tagged, record), tp.partition, record.offset, tagged))
-            part.sort(key=lambda r: r[:3])
-            rows.append(part)
+            consumer = make_consumer(bootstrap_servers, enable_auto_commit=False, client_id="newsradar-rebuild")
+            consumers.append(consumer)
+            streams.append(_tagged_rows(consumer, tp, starts[tp], ends[tp], timeout, bad))
         read = 0
-        for _arrived, _p, _o, tagged in heapq.merge(*rows, key=lambda r: r[:3]):
-            builder.add_tagged(tagged, _arrived)
+        for arrived, _p, _o, tagged in heapq.merge(*streams, key=lambda r: r[:3]):
+            builder.add_tagged(tagged, arrived)
             read += 1
             if read % 50_000 == 0:
                 echo(f"pipeline: rebuilding state: {read} tagged records folded ({time.monotonic() - started:.1f}s)")
+        undecodable += bad[0]
         seed = builder.seed()
     finally:
-        reader.close()
-        group.close()
+        for consumer in (reader, group, *consumers):
+            consumer.close()
     return RebuildReport(seed, time.monotonic() - started, read, builder.folded, builder.left_pending,
                          builder.alerts, n_pending, undecodable)
