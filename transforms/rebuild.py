@@ -104,7 +104,11 @@ class SeedBuilder:
         self._repeat_window = int(self._settings.repeat_window_seconds * _MICROS)
         self._pending = set(pending)
         self._seed = Seed()
-        self._story_ids: dict[str, set[str]] = {}
+        # Story entries still within reach, per language; sketched only at the end (the
+        # sketch is most of the fold's cost, and only the newest story window's worth stays).
+        self._stories: dict[str, dict[str, tuple[int, TaggedArticle]]] = {}
+        self._story_reach = int((self._settings.story_window_seconds + self._settings.prune_interval_seconds)
+                                * _MICROS)
         self._alert_ids: dict[str, set[str]] = {}
         self._newest = 0
         self.folded = 0
@@ -119,7 +123,7 @@ class SeedBuilder:
             return False
         self._newest = max(self._newest, arrived_micros)
         fold_repeat(self._seed.repeats, tagged, arrived_micros, self._repeat_window)
-        fold_story(self._seed.stories, self._story_ids, tagged, arrived_micros, self._settings)
+        fold_story(self._stories, tagged, arrived_micros, self._newest - self._story_reach)
         for _org_id, event in events_of(tagged):
             fold_mention(self._seed.orgs, event, self._watchlist)
         self.folded += 1
@@ -134,12 +138,11 @@ class SeedBuilder:
         repeats past their window; story entries older than the story window plus the prune
         interval (the stream's prune timer removes the rest as the watermark passes)."""
         s = self._seed
-        horizon = self._newest - int((self._settings.story_window_seconds + self._settings.prune_interval_seconds)
-                                     * _MICROS)
+        horizon = self._newest - self._story_reach
         return Seed(
             repeats={k: v for k, v in s.repeats.items() if v[1] > self._newest},
-            stories={lang: kept for lang, entries in s.stories.items()
-                     if (kept := [e for e in entries if e.ts_micros >= horizon])},
+            stories={lang: kept for lang, entries in self._stories.items()
+                     if (kept := [story_entry(t, ts, self._settings) for ts, t in entries.values() if ts >= horizon])},
             orgs=dict(s.orgs),
             alert_ids={k: frozenset(v) for k, v in self._alert_ids.items()},
         )
@@ -158,17 +161,25 @@ def fold_repeat(repeats: dict[str, tuple[Version, int]], tagged: TaggedArticle, 
     repeats[article_id] = (kept, max(expires, ts_micros + window_micros))
 
 
-def fold_story(stories: dict[str, list[StoryEntry]], known: dict[str, set[str]], tagged: TaggedArticle,
-               ts_micros: int, settings: DedupeSettings) -> None:
-    """GroupStories' entry for a record: its story as written on news.tagged (the first record of
-    an article id wins, as in :meth:`transforms.dedupe.StoryIndex.add`)."""
-    article_id = tagged.article.article_id
-    ids = known.setdefault(tagged.lang, set())
-    if article_id in ids:
-        return
-    ids.add(article_id)
-    stories.setdefault(tagged.lang, []).append(StoryEntry(
-        article_id, tagged.story_id, tagged.duplicate_of or "", ts_micros, exact_key(tagged), sketch(tagged, settings)))
+def fold_story(stories: dict[str, dict[str, tuple[int, TaggedArticle]]], tagged: TaggedArticle, ts_micros: int,
+               horizon_micros: int) -> None:
+    """GroupStories' memory of a record: the first record of an article id wins while it is
+    remembered, as in :meth:`transforms.dedupe.StoryIndex.add`. Records older than
+    ``horizon_micros`` at the front (arrival order) are forgotten as the stream's prune would."""
+    entries = stories.setdefault(tagged.lang, {})
+    while entries:
+        first = next(iter(entries))
+        if entries[first][0] >= horizon_micros:
+            break
+        del entries[first]
+    entries.setdefault(tagged.article.article_id, (ts_micros, tagged))
+
+
+def story_entry(tagged: TaggedArticle, ts_micros: int, settings: DedupeSettings) -> StoryEntry:
+    """The entry GroupStories keeps for a tagged record: its story as written on news.tagged;
+    the exact key and sketch recomputed from the text (pure functions of it)."""
+    return StoryEntry(tagged.article.article_id, tagged.story_id, tagged.duplicate_of or "", ts_micros,
+                      exact_key(tagged), sketch(tagged, settings))
 
 
 def fold_mention(orgs: dict[str, OrgState], event: MentionEvent, watchlist: Watchlist) -> None:
