@@ -4,12 +4,18 @@ benchmarks/restarts.py (full size): a generated stream over simulated weeks, run
 SIGKILLs at seeded random points, restarting each time; then the two runs' topics compared.
 
 The stream: stories that mention organizations of config/watchlist.yaml (each story's
-original and up to two copies, rewritten or reposted, within three simulated hours),
+original and up to two copies, rewritten or reposted, 4 to 20 simulated hours later),
 unrelated articles, organizations that go quiet for longer than their window and come back,
 one burst of stories in one hour. Event times and Kafka times lie in the past (the watchlist
 copy sets ``novelty.max_alert_age`` past them: the backfill guard would otherwise withhold
-every alert). Copies never come later than three hours after their original and different
-stories never share text, so no verdict depends on when a prune timer fires.
+every alert). Copies come within the story window and different stories never share text, so
+no verdict depends on when a prune timer fires.
+
+The stream is produced in waves, each once both runs have committed the one before. Within a
+bundle Beam keeps no order between keys, so which of two articles judged together is a story's
+original, or which mention ends a silence, is not defined (for any run, interrupted or not);
+a wave never holds a copy together with its original, and a returning organization's mention
+is a wave of its own, so every verdict is defined and the two runs can be compared exactly.
 """
 
 from __future__ import annotations
@@ -51,13 +57,15 @@ def _sentence(rng: random.Random, n: int) -> str:
 @dataclass
 class Stream:
     records: list[tuple[int, bytes, bytes]]  # (Kafka time in ms, key, value), in arrival order
+    waves: list[int]  # how many records each wave holds, in order
     stories: int
     copies: int
     quiet_returns: int = 0
     notes: dict = field(default_factory=dict)
 
 
-def generate(n_articles: int, seed: int, weeks: float = 3.0, end: datetime | None = None) -> Stream:
+def generate(n_articles: int, seed: int, weeks: float = 3.0, end: datetime | None = None,
+             wave_size: int = 20) -> Stream:
     """About ``n_articles`` articles over ``weeks`` simulated weeks ending a day before ``end``."""
     rng = random.Random(seed)
     end = end or datetime.now(UTC) - timedelta(days=1)
@@ -89,7 +97,7 @@ def generate(n_articles: int, seed: int, weeks: float = 3.0, end: datetime | Non
     burst_at = 0.66 * span
     burst_at += HOUR - (start.timestamp() + burst_at) % HOUR + 60
     while len(items) < n_articles:
-        at = rng.uniform(0, span - 4 * HOUR)
+        at = rng.uniform(0, span - 21 * HOUR)
         if stories == 10:
             at = burst_at
         mentioned = rng.choice(orgs) if rng.random() < 0.6 else None
@@ -106,26 +114,37 @@ def generate(n_articles: int, seed: int, weeks: float = 3.0, end: datetime | Non
             if k:
                 body = _sentence(rng, 30)
                 text = f"{body[:60]} the {ORGS[mentioned]} said {body[60:]}."
-            items.append((t, article(t, title, text)))
+            original = article(t, title, text)
+            items.append((t, original, None, False))
             stories += 1
             for c in range(rng.choice((0, 0, 1, 2)) if count == 1 else 0):
-                later = t + rng.uniform(0.2, 3) * HOUR
+                later = t + rng.uniform(4, 20) * HOUR
                 copy_text = text if c == 1 else text.rstrip(".") + " " + _sentence(rng, 3) + ", officials said."
-                items.append((later, article(later, title, copy_text)))
+                items.append((later, article(later, title, copy_text), original.article_id, False))
                 copies += 1
     # Quiet organizations come back after their silence (first_in_window).
     returns = 0
     for org, (begin, length) in quiet.items():
         t = begin + length + HOUR
         body = _sentence(rng, 30)
-        items.append((t, article(t, "Back in the news", f"{body[:60]} the {ORGS[org]} said {body[60:]}.")))
+        items.append((t, article(t, "Back in the news", f"{body[:60]} the {ORGS[org]} said {body[60:]}."),
+                      None, True))
         returns += 1
     items.sort(key=lambda it: it[0])
-    records = []
-    for t, art in items:
+    records, waves, current = [], [], set()
+    for t, art, origin, alone in items:
+        if current and (len(current) >= wave_size or origin in current or alone):
+            waves.append(len(current))
+            current = set()
         ms = int((start + timedelta(seconds=t + 30)).timestamp() * 1000)
         records.append((ms, art.article_id.encode(), art.encode()))
-    return Stream(records, stories, copies, returns)
+        current.add(art.article_id)
+        if alone:
+            waves.append(1)
+            current = set()
+    if current:
+        waves.append(len(current))
+    return Stream(records, waves, stories, copies, returns)
 
 
 def watchlist_copy(path: Path, max_alert_age_days: int = 400) -> Path:
@@ -136,19 +155,20 @@ def watchlist_copy(path: Path, max_alert_age_days: int = 400) -> Path:
     return path
 
 
-def produce(bootstrap: str, topics: list[str], stream: Stream, per_second: float) -> None:
-    """Send the stream to each topic, paced: a live feed, so that interruptions fall anywhere."""
-    producer = make_producer(bootstrap, client_id="newsradar-restarts")
+def produce(runs: list[Pipeline], stream: Stream, timeout: float) -> None:
+    """Send the stream to every run's news.raw wave by wave, each wave once every run has
+    committed all before it (see the module docstring)."""
+    producer = make_producer(runs[0].bootstrap, client_id="newsradar-restarts")
     try:
-        started = time.monotonic()
-        for i, (ms, k, v) in enumerate(stream.records):
-            for topic in topics:
-                producer.send(topic, key=k, value=v, partition=0, timestamp_ms=ms)
-            pause = started + (i + 1) / per_second - time.monotonic()
-            if pause > 0:
-                producer.flush()
-                time.sleep(pause)
-        producer.flush()
+        sent = 0
+        for size in stream.waves:
+            for p in runs:
+                wait(lambda p=p: committed_all(p.bootstrap, p.prefix), timeout, f"the wave before record {sent}")
+            for ms, k, v in stream.records[sent:sent + size]:
+                for p in runs:
+                    producer.send(p.prefix + "news.raw", key=k, value=v, partition=0, timestamp_ms=ms)
+            producer.flush()
+            sent += size
     finally:
         producer.close()
 
@@ -253,11 +273,11 @@ def run_to_end(p: Pipeline, timeout: float, total: int) -> None:
          "every news.raw offset committed", p)
 
 
-def produce_once_running(runs: list[Pipeline], stream: Stream, per_second: float, timeout: float = 180) -> None:
-    """Wait until every run's job is running, then produce the stream to all of them, paced."""
+def produce_once_running(runs: list[Pipeline], stream: Stream, timeout: float) -> None:
+    """Wait until every run's job is running, then produce the stream to all of them in waves."""
     for p in runs:
         wait(lambda p=p: p.alive() and p.log().count("pipeline: running") >= p.starts, timeout, "the job running", p)
-    produce(runs[0].bootstrap, [p.prefix + "news.raw" for p in runs], stream, per_second)
+    produce(runs, stream, timeout)
 
 
 def raw_count(p: Pipeline) -> int:

