@@ -173,6 +173,14 @@ class PipelineMetrics:
             "Event times later than now plus the allowed clock skew, moved back, by field.", ["field"],
             registry=registry,
         )
+        self.rebuild_seconds = Gauge(
+            "newsradar_state_rebuild_seconds",
+            "How long the state rebuild from news.tagged and news.alerts took at the last start.", registry=registry,
+        )
+        self.rebuild_records = Gauge(
+            "newsradar_state_rebuild_records",
+            "Records folded into the state at the last start, by topic.", ["topic"], registry=registry,
+        )
         # Series for every enum value exist from the start at 0, so "no alerts of this kind"
         # is a 0 on the dashboards and rules, not a missing series.
         for lang in LANGS:
@@ -186,6 +194,8 @@ class PipelineMetrics:
             self.watchlist_reloads.labels(result=result)
         for name in CLAMPED_FIELDS:
             self.clamped_times.labels(field=name)
+        for name in ("news.tagged", "news.alerts"):
+            self.rebuild_records.labels(topic=name)
 
 
 SINK_KINDS = ("webhook", "alertmanager", "file", "slack", "telegram")

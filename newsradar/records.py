@@ -550,6 +550,10 @@ class TaggedArticle(_Record):
     mentions: tuple[Mention, ...] = ()
     # True when this record replaces an earlier version of the same article (an edit).
     is_update: bool = False
+    # When its news.raw record arrived (its Kafka time, as the pipeline's event time): the time
+    # Dedupe's windows count in, which the state rebuild at start needs. Added in issue 13;
+    # records written before it lack it (the reader then takes the record's own Kafka time).
+    arrived_at: str | None = None
 
     def version(self) -> int:
         new = any(m.match not in MATCH_KINDS_V1 or m.resolved_by is not None for m in self.mentions)
@@ -566,6 +570,8 @@ class TaggedArticle(_Record):
             mentions=_plain(self.mentions),
             is_update=self.is_update,
         )
+        if self.arrived_at is not None:
+            out["arrived_at"] = self.arrived_at
         return out
 
 
@@ -623,6 +629,7 @@ def decode_tagged(payload: bytes | str | dict) -> TaggedArticle:
         topics=tuple(topics),
         mentions=tuple(mentions),
         is_update=bool(_check(data, "is_update", bool, False)),
+        arrived_at=_check_time(data, "arrived_at", False),
     )
 
 

@@ -37,7 +37,7 @@ class Outputs:
 
 
 def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
-          dedupe: DedupeSettings | None = None, ordered: bool = False) -> Outputs:
+          dedupe: DedupeSettings | None = None, ordered: bool = False, seed=None) -> Outputs:
     """Assemble the pipeline over ``articles`` (raw ``news.raw`` payloads: bytes, or records
     with ``value`` and ``source`` such as :class:`transforms.kafkaio.KafkaRecord`).
 
@@ -70,15 +70,18 @@ def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
 
     ``watchlist`` is a :class:`transforms.reload.WatchlistSource` (the file is polled and a
     good new version taken into use while running) or a fixed Watchlist.
+
+    ``seed`` (streaming only): the state rebuilt from news.tagged and news.alerts at start, a
+    :class:`transforms.rebuild.SeedBlob`; Dedupe and RaiseAlerts fill empty state from it.
     """
     source = watchlist if isinstance(watchlist, WatchlistSource) else WatchlistSource.fixed(watchlist)
     parsed = articles | "ParseRaw" >> ParseRaw(keyed=ordered)
     normalized = parsed.articles | "Normalize" >> Normalize(keyed=ordered)
-    deduped = normalized.articles | "Dedupe" >> (DedupeInOrder(dedupe) if ordered else Dedupe(dedupe))
+    deduped = normalized.articles | "Dedupe" >> (DedupeInOrder(dedupe) if ordered else Dedupe(dedupe, seed))
     # Tagging (issue 6): topics and organizations in one pass, then novelty per organization.
     # docs/tagging.md, docs/alerts.md.
     tagged = deduped.articles | "TagArticles" >> TagArticles(source, keyed=ordered)
-    raised = tagged.articles | "RaiseAlerts" >> (RaiseAlertsInOrder(source) if ordered else RaiseAlerts(source))
+    raised = tagged.articles | "RaiseAlerts" >> (RaiseAlertsInOrder(source) if ordered else RaiseAlerts(source, seed=seed))
     alerts = raised.alerts
     dead = [parsed.dlq, normalized.dlq, deduped.dlq, tagged.dlq, raised.dlq]
     dlq = dead | "MergeDeadLetters" >> beam.Flatten()

@@ -423,6 +423,20 @@ def _always_watched(org_id: str) -> float | None:
     return None
 
 
+def watched_event(wl: Watchlist, event: MentionEvent) -> tuple[Organization, MentionEvent] | None:
+    """The organization ``event`` is about and the event as the rules see it (only the
+    watchlist's alerting topics), or None when the organization is not watched. The stream
+    and the state rebuild at start (:mod:`transforms.rebuild`) both go through here."""
+    try:
+        org = wl.organization(event.org_id)
+    except KeyError:
+        return None
+    alerting = {t.id for t in wl.topics if t.alert}
+    if any(t[0] not in alerting for t in event.topics):
+        event = replace(event, topics=tuple(t for t in event.topics if t[0] in alerting))
+    return org, event
+
+
 class AlertRules:
     """The rules plus alert building for one worker: an organization's state and one of its
     mentions in, alerts out. Plain code that both Beam steps (and tests) share.
@@ -449,15 +463,12 @@ class AlertRules:
         """The alerts ``event`` raises; ``state`` is updated in place. ``arrival``: when the
         event arrived (unix seconds; default: now), for the backfill guard."""
         wl = self._watchlist()
-        try:
-            org = wl.organization(event.org_id)
-        except KeyError:
+        watched = watched_event(wl, event)
+        if watched is None:
             # Removed from the watchlist by a reload while its mentions were in flight.
             self._count("org_not_watched")
             return []
-        alerting = {t.id for t in wl.topics if t.alert}
-        if any(t[0] not in alerting for t in event.topics):
-            event = replace(event, topics=tuple(t for t in event.topics if t[0] in alerting))
+        org, event = watched
         triggers = observe(state, event, org, wl.novelty, self._watched_since(org.id))
         created = self._now()
         if triggers and is_backfill(event, created.timestamp() if arrival is None else arrival, wl.novelty):

@@ -17,7 +17,9 @@ Two keyed steps, each with bounded state that expires on event-time timers:
 The near-duplicate index lives in Beam state (a bag of compact entries), so a runner with
 durable state (Flink) keeps it across restarts; the MinHash LSH built from it is a cache per
 worker process, rebuilt whenever the state has moved on without it (a token written with
-every change says so). On Prism, state lives in memory and starts empty after a restart.
+every change says so). On Prism, state lives in memory: a restart starts it empty, and the
+rebuild at start (:mod:`transforms.rebuild`) fills it from news.tagged — each step takes a
+key's part of the seed the first time it sees the key with nothing in state.
 
 An article the steps' code fails on goes to the ``dlq`` output (step ``dedupe``,
 :mod:`transforms.deadletters`); state is left as it was. :class:`DedupeInOrder` applies the
@@ -140,6 +142,16 @@ class _DropRepeats(_RepeatRuleFn):
     SEEN = userstate.ReadModifyWriteStateSpec("seen", SeenCoder())  # versioned: state_coders
     EXPIRY = userstate.TimerSpec("expiry", userstate.TimeDomain.WATERMARK)
 
+    def __init__(self, settings: DedupeSettings, seed=None):
+        super().__init__(settings)
+        self._seed_blob = seed
+
+    def setup(self):
+        super().setup()
+        from . import rebuild
+
+        self._seed = rebuild.load(self._seed_blob)
+
     def process(
         self,
         keyed,
@@ -147,8 +159,12 @@ class _DropRepeats(_RepeatRuleFn):
         seen=beam.DoFn.StateParam(SEEN),
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ):
-        _article_id, tagged = keyed
-        last, expires = seen.read() or (None, 0)
+        article_id, tagged = keyed
+        stored = seen.read()
+        # Empty state: what the rebuild at start remembers of this id, if anything (its timer
+        # and cell are then written below as for a new expiry).
+        seeded = self._seed.repeat(article_id, ts.micros) if stored is None else None
+        last, expires = stored or seeded or (None, 0)
         judged = self.attempt(tagged, self.judge, last, tagged)
         if isinstance(judged, DeadLetter):
             yield beam.pvalue.TaggedOutput(DLQ, judged)
@@ -156,6 +172,8 @@ class _DropRepeats(_RepeatRuleFn):
         incoming, verdict = judged
         # State lives a window past the newest timestamp seen for this id.
         due = max(ts.micros + self._window, expires)
+        if seeded is not None:
+            expires = -1
         if due != expires:
             expiry.set(Timestamp(micros=due))
         if verdict in (REPEAT, STALE):
@@ -179,15 +197,16 @@ class DropRepeats(beam.PTransform):
     """TaggedArticle → the same, each article id once (edits pass, marked ``is_update``),
     on ``articles``; DeadLetter on ``dlq``."""
 
-    def __init__(self, settings: DedupeSettings):
+    def __init__(self, settings: DedupeSettings, seed=None):
         super().__init__()
         self._settings = settings
+        self._seed = seed
 
     def expand(self, articles):
         return (
             articles
             | "KeyById" >> beam.Map(lambda t: (t.article.article_id, t)).with_output_types(tuple[str, TaggedArticle])
-            | "FirstOfEach" >> beam.ParDo(_DropRepeats(self._settings)).with_outputs(DLQ, main="articles")
+            | "FirstOfEach" >> beam.ParDo(_DropRepeats(self._settings, self._seed)).with_outputs(DLQ, main="articles")
         )
 
 
@@ -382,7 +401,7 @@ class _GroupStories(RecordStep):
     PRUNE_AT = userstate.ReadModifyWriteStateSpec("prune_at", VarIntCoder())
     PRUNE = userstate.TimerSpec("prune", userstate.TimeDomain.WATERMARK)
 
-    def __init__(self, settings: DedupeSettings):
+    def __init__(self, settings: DedupeSettings, seed=None):
         super().__init__()
         self._settings = settings
         self._window = int(settings.story_window_seconds * _MICROS)
@@ -391,13 +410,28 @@ class _GroupStories(RecordStep):
         self._cache_id = uuid.uuid4().hex
         self._near = Metrics.counter("Dedupe", "near_duplicates")
         self._rebuilds = Metrics.counter("Dedupe", "story_index_rebuilds")
+        self._seed_blob = seed
 
     def setup(self):
         super().setup()
         self._metric = pipeline_metrics().duplicates.labels("near_duplicate")
+        from . import rebuild
 
-    def _cached(self, lang: str, token_state, entries_state, prune_state) -> _Cached:
-        token = token_state.read()
+        self._seed = rebuild.load(self._seed_blob)
+
+    def _fold_seed(self, lang: str, now_micros: int, entries_state, prune_state, prune_timer) -> None:
+        """A language seen for the first time with nothing in state (the token is written with
+        every change, so it is None only then): take its story entries from the rebuild."""
+        seeded = self._seed.stories.get(lang)
+        if not seeded:
+            return
+        for entry in seeded:
+            entries_state.add(entry.as_tuple())
+        due = max(min(e.ts_micros for e in seeded) + self._window, now_micros)
+        prune_state.write(due)
+        prune_timer.set(Timestamp(micros=due))
+
+    def _cached(self, lang: str, token, token_state, entries_state, prune_state) -> _Cached:
         with _INDEX_LOCK:
             cached = _INDEX_CACHE.get((self._cache_id, lang))
         if cached is not None and token is not None and cached.token == token:
@@ -423,7 +457,10 @@ class _GroupStories(RecordStep):
         prune=beam.DoFn.TimerParam(PRUNE),
     ):
         lang, tagged = keyed
-        cached = self._cached(lang, token, entries, prune_at)
+        token_now = token.read()
+        if token_now is None:
+            self._fold_seed(lang, ts.micros, entries, prune_at, prune)
+        cached = self._cached(lang, token_now, token, entries, prune_at)
         assigned = self.attempt(tagged, assign_story, cached.index, tagged, ts.micros, self._settings)
         if isinstance(assigned, DeadLetter):
             # assign_story changes nothing before it returns: the index and state are as before.
@@ -474,30 +511,34 @@ class GroupStories(beam.PTransform):
     """TaggedArticle → the same with ``story_id`` and ``duplicate_of`` set, on
     ``articles``; DeadLetter on ``dlq``."""
 
-    def __init__(self, settings: DedupeSettings):
+    def __init__(self, settings: DedupeSettings, seed=None):
         super().__init__()
         self._settings = settings
+        self._seed = seed
 
     def expand(self, articles):
         return (
             articles
             | "KeyByLanguage" >> beam.Map(lambda t: (t.lang, t)).with_output_types(tuple[str, TaggedArticle])
-            | "MatchEarlier" >> beam.ParDo(_GroupStories(self._settings)).with_outputs(DLQ, main="articles")
+            | "MatchEarlier" >> beam.ParDo(_GroupStories(self._settings, self._seed)).with_outputs(
+                DLQ, main="articles")
         )
 
 
 class Dedupe(beam.PTransform):
     """DropRepeats, then GroupStories (see module docstring for the guarantees). Returns
     :class:`~transforms.deadletters.Routed`: ``articles``, and on ``dlq`` the articles the
-    step's code failed on (step ``dedupe``)."""
+    step's code failed on (step ``dedupe``). ``seed``: a :class:`transforms.rebuild.SeedBlob`
+    whose part for a key fills that key's empty state (the rebuild at start)."""
 
-    def __init__(self, settings: DedupeSettings | None = None):
+    def __init__(self, settings: DedupeSettings | None = None, seed=None):
         super().__init__()
         self._settings = settings or DedupeSettings()
+        self._seed = seed
 
     def expand(self, articles):
-        firsts = articles | "DropRepeats" >> DropRepeats(self._settings)
-        stories = firsts.articles | "GroupStories" >> GroupStories(self._settings)
+        firsts = articles | "DropRepeats" >> DropRepeats(self._settings, self._seed)
+        stories = firsts.articles | "GroupStories" >> GroupStories(self._settings, self._seed)
         dlq = (firsts.dlq, stories.dlq) | "MergeDeadLetters" >> beam.Flatten()
         return Routed(stories.articles, dlq)
 

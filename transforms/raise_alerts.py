@@ -17,6 +17,9 @@ Guarantees:
 * What the steps' code fails on goes to ``dlq`` (step ``novelty``; :mod:`transforms.deadletters`).
 * Both steps use the worker process's one watchlist reloader, the one tagging uses
   (:func:`transforms.tagging.watchlist_reloader`), so the two switch versions together.
+* After a restart (:mod:`transforms.rebuild`): an organization seen for the first time with
+  nothing in state starts from the state rebuilt from news.tagged, and an alert whose id is
+  already on news.alerts is not raised again (counted as ``already_raised``).
 * Backfill guard (:func:`transforms.alert_rules.is_backfill`): a mention older than
   ``novelty.max_alert_age`` when it arrives updates state and raises nothing. On the stream a
   mention arrives when the rules see it (``clock``, the wall clock unless a test injects
@@ -42,7 +45,7 @@ from apache_beam.utils.timestamp import Timestamp
 from newsradar.metrics import pipeline_metrics
 from newsradar.records import DeadLetter
 
-from . import alert_rules
+from . import alert_rules, rebuild
 from .alert_rules import AlertRules, MentionEvent, OrgState, ReplayClock, event_time, events_of
 from .deadletters import DLQ, RecordStep
 from .reload import WatchlistSource
@@ -96,10 +99,11 @@ class _AlertRulesFn(RecordStep):
     STEP = EVENT_STEP
     NAMESPACE = "novelty"
 
-    def __init__(self, source: WatchlistSource, clock: Callable[[], datetime] | None = None):
+    def __init__(self, source: WatchlistSource, clock: Callable[[], datetime] | None = None, seed=None):
         super().__init__()
         self._source = source
         self._clock = clock
+        self._seed_blob = seed
 
     def setup(self) -> None:
         super().setup()
@@ -107,6 +111,7 @@ class _AlertRulesFn(RecordStep):
         self._reloader = watchlist_reloader(self._source)
         self._rules = AlertRules(self._reloader.get, now=self._clock, metrics=pipeline_metrics(), count=_count,
                                  watched_since=self._reloader.watched_since)
+        self._seed = rebuild.load(self._seed_blob)
 
 
 class _ApplyNoveltyRulesFn(_AlertRulesFn):
@@ -125,14 +130,20 @@ class _ApplyNoveltyRulesFn(_AlertRulesFn):
         gc_at=beam.DoFn.StateParam(GC_AT),
         gc=beam.DoFn.TimerParam(GC),
     ):
-        _org_id, event = element
-        current = state.read() or OrgState()
+        org_id, event = element
+        # Nothing in state (the timer prunes it, never clears it): what the rebuild at start
+        # found for the organization, if anything.
+        current = state.read() or self._seed.org_state(org_id) or OrgState()
         alerts = self.attempt(event, self._rules.apply, current, event)
         if isinstance(alerts, DeadLetter):
             # The rules change the state in place: what they did before raising is not kept.
             yield beam.pvalue.TaggedOutput(DLQ, alerts)
             return
         state.write(current)
+        fresh = [a for a in alerts if not self._seed.raised(a.org_id, a.alert_id)]
+        if len(fresh) < len(alerts):
+            Metrics.counter("novelty", "already_raised").inc(len(alerts) - len(fresh))
+            alerts = fresh
         # Prune once the organization has been quiet for the memory; a later element moves
         # the timer forward, never back.
         due = float(timestamp.micros) / 1e6 + alert_rules.memory(self._reloader.watchlist.novelty)
@@ -167,19 +178,21 @@ class KeyMentionsByOrganization(beam.PTransform):
 class RaiseAlerts(beam.PTransform):
     """TaggedArticle -> Alert (streaming; state per organization; see module docstring).
     ``clock`` (picklable, returns an aware datetime) is when a mention arrives and when its
-    alerts are created; default the wall clock."""
+    alerts are created; default the wall clock. ``seed``: a :class:`transforms.rebuild.SeedBlob`
+    (the rebuild at start)."""
 
     def __init__(self, source: WatchlistSource, label: str | None = None,
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None, seed=None):
         super().__init__(label)
         self._source = source
         self._clock = clock
+        self._seed = seed
 
     def expand(self, tagged):
         events = tagged | "KeyMentionsByOrganization" >> KeyMentionsByOrganization()
         alerts = (
             events.articles
-            | "ApplyNoveltyRules" >> beam.ParDo(_ApplyNoveltyRulesFn(self._source, self._clock)).with_outputs(DLQ, main="alerts")
+            | "ApplyNoveltyRules" >> beam.ParDo(_ApplyNoveltyRulesFn(self._source, self._clock, self._seed)).with_outputs(DLQ, main="alerts")
         )
         dlq = (events.dlq, alerts.dlq) | "MergeDeadLetters" >> beam.Flatten()
         return RaisedAlerts(alerts.alerts, dlq)

@@ -330,7 +330,9 @@ def connect(sources_file: str, state_dir: str | None, once: bool, bootstrap_serv
 def pipeline(ctx: click.Context, watchlist_file: str, runner: str, bootstrap_servers: str) -> None:
     """Run the streaming pipeline (news.raw -> news.tagged, news.alerts, news.dlq).
 
-    Options it does not know are passed to Beam as pipeline options (--metrics_port,
+    At start, before the job is submitted, what dedupe and the novelty rules knew is rebuilt
+    from news.tagged and news.alerts (progress on stderr), so a restart forgets no story and
+    raises no alert twice. Options it does not know are passed to Beam as pipeline options (--metrics_port,
     --group_id, --repeat_window, ...: see docs/pipeline.md). PortableRunner submits to a job
     service you run (--job_endpoint HOST:PORT), typically with a Beam worker pool
     (--environment_type EXTERNAL --environment_config HOST:PORT): see docs/pipeline.md."""

@@ -1,0 +1,252 @@
+"""The state rebuild at start, as plain code: what news.tagged and news.alerts say the stateful
+steps knew, folded into a :class:`Seed` that the steps take into *empty* state.
+
+Prism keeps pipeline state in memory, so a restart would forget stories, novelty windows and
+surge baselines. Before the job is submitted, the launcher (:mod:`pipelines.rebuild`) reads the
+topics back over the pipeline's longest memory and feeds every tagged record, in the order it
+arrived, to :class:`SeedBuilder`, which applies the same rules the stream applies:
+
+* Dedupe's repeats (:func:`transforms.dedupe.judge_repeat`): per article id, the last version
+  that went out and when that is forgotten (``repeat_window`` after its newest arrival);
+* Dedupe's stories: per language, the :class:`transforms.dedupe.StoryEntry` of every article
+  (its story id as written, exact key and MinHash sketch recomputed from its text);
+* novelty (:func:`transforms.alert_rules.observe`, through the same
+  :func:`~transforms.alert_rules.watched_event`): per organization, the OrgState the mentions
+  build — stories, first and last seen, hour counts, the last surge. What the rules trigger
+  during the fold is dropped: those alerts were raised when the records were live.
+
+and collects, per organization, the ids of the alerts already on news.alerts.
+
+Guarantees:
+
+* The seed only fills **empty** state: a step folds a key's part of it the first time it
+  sees the key with nothing in state (on Flink with restored state, state is not empty and the
+  seed is not used). An alert whose id is on news.alerts is never raised again.
+* Records whose news.raw record was not committed (``pending``: read again after the restart)
+  are left out of the fold, so their replay is judged against the state before them, as the
+  first time, and raises what it raised then (under the same ids) or what it did not get to
+  raise before a crash.
+* The seed travels to the workers inside the pipeline (a compressed blob in the steps'
+  arguments, decoded once per worker process), so it works on any runner.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from newsradar.config.watchlist import Watchlist
+from newsradar.records import Alert, TaggedArticle
+
+from .alert_rules import MentionEvent, OrgState, events_of, observe, watched_event
+from .dedupe import NEW, UPDATE, DedupeSettings, StoryEntry, Version, exact_key, judge_repeat, sketch, version_of
+from .state_coders import StateFormatError, decode_org_state, encode_org_state
+
+_MICROS = 1_000_000
+SEED_FORMAT = 1
+
+
+@dataclass
+class Seed:
+    """What the rebuild found, by the keys of the stateful steps."""
+
+    # article id -> (last version that went out, when it is forgotten, micros)
+    repeats: dict[str, tuple[Version, int]] = field(default_factory=dict)
+    # language -> story entries, in arrival order
+    stories: dict[str, list[StoryEntry]] = field(default_factory=dict)
+    # organization id -> its novelty state
+    orgs: dict[str, OrgState] = field(default_factory=dict)
+    # organization id -> ids of the alerts about it already on news.alerts
+    alert_ids: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def repeat(self, article_id: str, ts_micros: int) -> tuple[Version, int] | None:
+        """The remembered version of ``article_id`` for an element at ``ts_micros``, unless
+        the stream would have forgotten it by then."""
+        found = self.repeats.get(article_id)
+        return found if found is not None and found[1] > ts_micros else None
+
+    def org_state(self, org_id: str) -> OrgState | None:
+        """A fresh copy of the organization's state (the rules change state in place)."""
+        state = self.orgs.get(org_id)
+        return None if state is None else decode_org_state(encode_org_state(state))
+
+    def raised(self, org_id: str | None, alert_id: str) -> bool:
+        return alert_id in self.alert_ids.get(org_id or "", ())
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "article ids": len(self.repeats),
+            "story entries": sum(len(v) for v in self.stories.values()),
+            "organizations": len(self.orgs),
+            "alert ids": sum(len(v) for v in self.alert_ids.values()),
+        }
+
+
+def pending_key(article_id: str, edited_at: str | None, fetched_at: str) -> tuple[str, str, str]:
+    """Identifies a version of an article across news.raw and news.tagged (the fields Normalize
+    leaves as they came), for leaving uncommitted records out of the fold."""
+    return (article_id, edited_at or "", fetched_at)
+
+
+class SeedBuilder:
+    """Folds history into a :class:`Seed`. Give it the tagged records in the order they arrived
+    (:meth:`add_tagged`) and the alerts on news.alerts (:meth:`add_alert`), then :meth:`seed`."""
+
+    def __init__(self, watchlist: Watchlist, settings: DedupeSettings | None = None,
+                 pending: Iterable[tuple[str, str, str]] = ()):
+        self._watchlist = watchlist
+        self._settings = settings or DedupeSettings()
+        self._repeat_window = int(self._settings.repeat_window_seconds * _MICROS)
+        self._pending = set(pending)
+        self._seed = Seed()
+        # Story entries still within reach, per language; sketched only at the end (the
+        # sketch is most of the fold's cost, and only the newest story window's worth stays).
+        self._stories: dict[str, dict[str, tuple[int, TaggedArticle]]] = {}
+        self._story_reach = int((self._settings.story_window_seconds + self._settings.prune_interval_seconds)
+                                * _MICROS)
+        self._alert_ids: dict[str, set[str]] = {}
+        self._newest = 0
+        self.folded = 0
+        self.left_pending = 0
+        self.alerts = 0
+
+    def add_tagged(self, tagged: TaggedArticle, arrived_micros: int) -> bool:
+        """Fold one tagged record; False when it was left out (its raw record is pending)."""
+        art = tagged.article
+        if pending_key(art.article_id, art.edited_at, art.fetched_at) in self._pending:
+            self.left_pending += 1
+            return False
+        self._newest = max(self._newest, arrived_micros)
+        fold_repeat(self._seed.repeats, tagged, arrived_micros, self._repeat_window)
+        fold_story(self._stories, tagged, arrived_micros, self._newest - self._story_reach)
+        for _org_id, event in events_of(tagged):
+            fold_mention(self._seed.orgs, event, self._watchlist)
+        self.folded += 1
+        return True
+
+    def add_alert(self, alert: Alert) -> None:
+        self._alert_ids.setdefault(alert.org_id or "", set()).add(alert.alert_id)
+        self.alerts += 1
+
+    def seed(self) -> Seed:
+        """The seed, without what the stream would already have forgotten at the newest arrival:
+        repeats past their window; story entries older than the story window plus the prune
+        interval (the stream's prune timer removes the rest as the watermark passes)."""
+        s = self._seed
+        horizon = self._newest - self._story_reach
+        return Seed(
+            repeats={k: v for k, v in s.repeats.items() if v[1] > self._newest},
+            stories={lang: kept for lang, entries in self._stories.items()
+                     if (kept := [story_entry(t, ts, self._settings) for ts, t in entries.values() if ts >= horizon])},
+            orgs=dict(s.orgs),
+            alert_ids={k: frozenset(v) for k, v in self._alert_ids.items()},
+        )
+
+
+def fold_repeat(repeats: dict[str, tuple[Version, int]], tagged: TaggedArticle, ts_micros: int,
+                window_micros: int) -> None:
+    """DropRepeats' rule for a record that went out: its version is remembered if the rule
+    would have let it pass (new, or a later edit), and the id is kept a window past its newest
+    arrival."""
+    article_id = tagged.article.article_id
+    incoming = version_of(tagged)
+    last, expires = repeats.get(article_id, (None, 0))
+    verdict = judge_repeat(last, incoming)
+    kept = incoming if verdict in (NEW, UPDATE) else last
+    repeats[article_id] = (kept, max(expires, ts_micros + window_micros))
+
+
+def fold_story(stories: dict[str, dict[str, tuple[int, TaggedArticle]]], tagged: TaggedArticle, ts_micros: int,
+               horizon_micros: int) -> None:
+    """GroupStories' memory of a record: the first record of an article id wins while it is
+    remembered, as in :meth:`transforms.dedupe.StoryIndex.add`. Records older than
+    ``horizon_micros`` at the front (arrival order) are forgotten as the stream's prune would."""
+    entries = stories.setdefault(tagged.lang, {})
+    while entries:
+        first = next(iter(entries))
+        if entries[first][0] >= horizon_micros:
+            break
+        del entries[first]
+    entries.setdefault(tagged.article.article_id, (ts_micros, tagged))
+
+
+def story_entry(tagged: TaggedArticle, ts_micros: int, settings: DedupeSettings) -> StoryEntry:
+    """The entry GroupStories keeps for a tagged record: its story as written on news.tagged;
+    the exact key and sketch recomputed from the text (pure functions of it)."""
+    return StoryEntry(tagged.article.article_id, tagged.story_id, tagged.duplicate_of or "", ts_micros,
+                      exact_key(tagged), sketch(tagged, settings))
+
+
+def fold_mention(orgs: dict[str, OrgState], event: MentionEvent, watchlist: Watchlist) -> None:
+    """The novelty rules over one mention, for their state only (the triggers were raised, or
+    withheld, when the record was live)."""
+    watched = watched_event(watchlist, event)
+    if watched is None:
+        return
+    org, event = watched
+    observe(orgs.setdefault(org.id, OrgState()), event, org, watchlist.novelty)
+
+
+# ---------------------------------------------------------------------------
+# transport to the workers
+
+
+def encode_seed(seed: Seed) -> bytes:
+    """A versioned, compressed encoding of plain values (no pickled classes)."""
+    body = {
+        "repeats": {k: [v.edited_at, v.fetched_at, v.digest, exp] for k, (v, exp) in seed.repeats.items()},
+        "stories": {lang: [[e.article_id, e.story_id, e.duplicate_of, e.ts_micros, e.exact,
+                            base64.b64encode(e.hashvalues).decode("ascii")] for e in entries]
+                    for lang, entries in seed.stories.items()},
+        "orgs": {k: base64.b64encode(encode_org_state(v)).decode("ascii") for k, v in seed.orgs.items()},
+        "alert_ids": {k: sorted(v) for k, v in seed.alert_ids.items()},
+    }
+    return bytes([SEED_FORMAT]) + zlib.compress(json.dumps(body, separators=(",", ":")).encode("utf-8"), 6)
+
+
+def decode_seed(blob: bytes) -> Seed:
+    if not blob or blob[0] != SEED_FORMAT:
+        raise StateFormatError(f"seed in format {blob[:1]!r}; this release reads {SEED_FORMAT}")
+    body = json.loads(zlib.decompress(blob[1:]).decode("utf-8"))
+    return Seed(
+        repeats={k: (Version(v[0], v[1], v[2]), int(v[3])) for k, v in body["repeats"].items()},
+        stories={lang: [StoryEntry(e[0], e[1], e[2], int(e[3]), e[4], base64.b64decode(e[5])) for e in entries]
+                 for lang, entries in body["stories"].items()},
+        orgs={k: decode_org_state(base64.b64decode(v)) for k, v in body["orgs"].items()},
+        alert_ids={k: frozenset(v) for k, v in body["alert_ids"].items()},
+    )
+
+
+EMPTY = Seed()
+_LOADED: dict[str, Seed] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SeedBlob:
+    """The seed as the stateful steps carry it: small to pickle, decoded once per process."""
+
+    blob: bytes
+    digest: str
+
+    @classmethod
+    def of(cls, seed: Seed) -> SeedBlob:
+        blob = encode_seed(seed)
+        return cls(blob, hashlib.sha256(blob).hexdigest()[:16])
+
+    def load(self) -> Seed:
+        with _LOCK:
+            found = _LOADED.get(self.digest)
+            if found is None:
+                found = _LOADED[self.digest] = decode_seed(self.blob)
+            return found
+
+
+def load(seed: SeedBlob | None) -> Seed:
+    """The seed a step was given, or the empty one."""
+    return EMPTY if seed is None else seed.load()
