@@ -35,7 +35,7 @@ import logging
 import multiprocessing
 import traceback
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 WORKERS = 2
 BATCH = 32  # records per task: large enough that pickling is a small share, small for flat memory
 IN_FLIGHT_PER_WORKER = 3
+SMALL_INPUT = 500  # records below which the stateless steps run in this process
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,14 @@ class _Prepared:
     tag_dead: tuple[DeadLetter, str] | None = None
 
 
+class _Logged(DeadLetters):
+    """Dead letters built and logged where the record failed (a worker), counted where the
+    outcome is taken (this process, :class:`_Rules`): a worker's registry is nobody's."""
+
+    def count(self) -> None:
+        return None
+
+
 class _Stateless:
     """One process's parse, normalize, tag and sketch, with the pipeline's dead letters."""
 
@@ -104,8 +113,8 @@ class _Stateless:
         self._settings = settings
         self._reloader = watchlist_reloader(source)
         self._detector = transforms.normalize.shared_detector()
-        self._parse = DeadLetters(parse.STEP, "ParseRaw")
-        self._normalize = DeadLetters(transforms.normalize.STEP, "Normalize")
+        self._parse = _Logged(parse.STEP, "ParseRaw")
+        self._normalize = _Logged(transforms.normalize.STEP, "Normalize")
         self._tagger: Tagger | None = None
         self._tagger_of = -1
 
@@ -119,8 +128,6 @@ class _Stateless:
 
     def _parsed(self, payload: bytes):
         result = parse.parse_article(payload)
-        if isinstance(result, DeadLetter):
-            self._parse.count()  # a record that is not one: ParseRaw's own dead letter
         return result
 
     def prepare(self, seq: int, payload: bytes, at: float) -> _Prepared:
@@ -181,7 +188,7 @@ class _Rules:
         self.stories: dict[str, StoryMemory] = {}
         self.orgs: dict[str, OrgState] = {}
         self.clock = ArrivalClock()
-        metrics = pipeline_metrics()
+        metrics = self._metrics = pipeline_metrics()
         self._rules = AlertRules(self._reloader.get, metrics=metrics, watched_since=self._reloader.watched_since)
         self._dedupe = DeadLetters(dedupe_mod.STEP, "Dedupe")
         self._tag = DeadLetters("tag", "tag")
@@ -190,7 +197,24 @@ class _Rules:
         self._same_id = metrics.duplicates.labels("same_id")
         self._near = metrics.duplicates.labels("near_duplicate")
 
+    def _counted(self, p: _Prepared) -> None:
+        """The Prometheus series the stateless steps count, counted here (see _Logged)."""
+        if p.dead is not None:
+            self._metrics.dlq.labels(p.dead.step).inc()
+            return
+        self._metrics.articles.labels(p.normalized.lang).inc()
+        for flag in p.normalized.article.flags or ():
+            if flag.endswith(parse.CLAMPED):
+                self._metrics.clamped_times.labels(field=flag.removesuffix(parse.CLAMPED)).inc()
+
+    def _tag_counted(self, tagged: TaggedArticle) -> None:
+        for topic in tagged.topics:
+            self._metrics.tags.labels(topic=topic.id).inc()
+        for org_id in {m.org_id for m in tagged.mentions}:
+            self._metrics.mentions.labels(org=org_id).inc()
+
     def apply(self, p: _Prepared) -> Outcome:
+        self._counted(p)
         if p.dead is not None:
             return Outcome(p.seq, dead=p.dead)
         normalized = p.normalized
@@ -219,6 +243,7 @@ class _Rules:
         topics, mentions, flags = p.tags
         article = deduped.article if flags == deduped.article.flags else replace(deduped.article, flags=flags)
         tagged = replace(deduped, article=article, topics=topics, mentions=mentions)
+        self._tag_counted(tagged)
         alerts, dead = self._alerts(p.seq, tagged)
         return Outcome(p.seq, tagged=tagged, dead=dead, alerts=tuple(alerts), forgotten=forgotten)
 
@@ -306,8 +331,17 @@ class BatchRun:
                     future.cancel()
 
 
+def workers_for(size: int | None) -> int:
+    """Worker processes for an input of ``size`` records (None: not known): none for a small
+    one, whose start-up (each worker loads the language models) would cost more than it saves."""
+    return 0 if size is not None and size < SMALL_INPUT else WORKERS
+
+
 def run_batch(records: Iterable[tuple[bytes, float]], watchlist: Watchlist | WatchlistSource,
-              dedupe: DedupeSettings | None = None, workers: int = WORKERS) -> Iterator[Outcome]:
+              dedupe: DedupeSettings | None = None, workers: int | None = None) -> Iterator[Outcome]:
     """The outcomes of ``records`` (news.raw records as bytes with their event time in unix
-    seconds, in input order), in input order. See the module docstring."""
+    seconds, in input order), in input order. See the module docstring. ``workers``: default
+    :func:`workers_for` the input's length when it has one."""
+    if workers is None:
+        workers = workers_for(len(records) if isinstance(records, Sized) else None)
     return iter(BatchRun(records, watchlist, dedupe, workers))

@@ -406,12 +406,12 @@ def run_bounded(payloads: Iterable[tuple[bytes, float]], watchlist: Watchlist | 
     :func:`run_ordered_beam` gives, in flat memory on both cores while it runs. For
     callers that want everything at once (tests, small replays); `newsradar tag` and
     `newsradar backtest` iterate :func:`pipelines.batch.run_batch` instead."""
-    from .batch import WORKERS, run_batch
+    from .batch import run_batch
 
     tagged: dict[int, TaggedArticle] = {}
     dead: dict[int, DeadLetter] = {}
     alerts: list[Alert] = []
-    for outcome in run_batch(payloads, watchlist, dedupe, WORKERS if workers is None else workers):
+    for outcome in run_batch(payloads, watchlist, dedupe, workers):
         if outcome.tagged is not None:
             tagged[outcome.seq] = outcome.tagged
         if outcome.dead is not None:

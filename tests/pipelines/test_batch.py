@@ -132,3 +132,19 @@ def test_state_stays_bounded_by_the_windows_not_the_input():
 def test_outcomes_come_in_input_order_one_per_input(inputs):
     seqs = [o.seq for o in BatchRun(inputs, WATCHLIST, SETTINGS, workers=2, batch_size=7, in_flight=2)]
     assert seqs == list(range(len(inputs)))
+
+
+def test_a_fault_in_a_worker_process_is_the_record_s_dead_letter(monkeypatch):
+    # The faults of tests/pipelines/test_dead_letters.py, injected before the workers fork.
+    from tests.pipelines import test_dead_letters as faults
+
+    faults.inject(monkeypatch)
+    result = run_bounded(faults.payloads(), faults.WATCHLIST, workers=2)
+    assert {i: faults.summary(d) for i, d in result.dead.items()} == {
+        1: ("normalize", "rss:test:101", "ValueError"),
+        3: ("dedupe", "rss:test:102", "ValueError"),
+        4: ("dedupe", "rss:test:103", "ValueError"),
+        5: ("parse", "not a record", "not JSON"),
+        7: ("tag", "rss:test:104", "ValueError"),
+        9: ("novelty.event", "rss:test:105", "ValueError"),
+    }
