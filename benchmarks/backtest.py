@@ -19,10 +19,11 @@ Measured, for each ``--articles`` size, in one run:
 
 The per-core ratio is (articles / CPU second of the batch tree) / (articles / CPU second of
 the bare chain). ``--profile N`` instead prints where the time goes in the batch path's steps,
-all in this process (cProfile, cumulative time of the steps' functions).
+all in this process (cProfile, cumulative time of the steps' functions); ``--stages N`` the CPU
+time of each step's plain function with plain timers (no profiler overhead).
 
     .venv/bin/python benchmarks/backtest.py [--articles 20000 200000] [--bare 3000]
-    .venv/bin/python benchmarks/backtest.py --profile 3000
+    .venv/bin/python benchmarks/backtest.py --profile 3000 | --stages 3000
 """
 
 from __future__ import annotations
@@ -113,10 +114,10 @@ class TreeMemory(threading.Thread):
         self.pid, self.every = pid, every
         self.peak_rss = self.peak_pss = 0
         self.peak_procs = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(self.every):
+        while not self._halt.wait(self.every):
             pids = _tree(self.pid)
             rss = sum(_kb(f"/proc/{p}/status", "VmRSS:") for p in pids)
             pss = sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
@@ -124,7 +125,7 @@ class TreeMemory(threading.Thread):
             self.peak_procs = max(self.peak_procs, len(pids))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 
@@ -252,8 +253,81 @@ def profile(path: Path, n: int) -> None:
     print(f"profile: {done} records in {total:.1f} s CPU ({done / total:.0f}/s) in one process, cProfile on")
     for label, keys in steps.items():
         ct = sum(by_name.get(key, 0.0) for key in keys)
-        print(f"  {label:<38} {ct:7.2f} s  {100 * ct / total:5.1f} %")
+        print(f"  {label:<38} {ct:7.2f} s  {100 * ct / stats.total_tt:5.1f} % of the profiled time")
     stats.sort_stats("cumulative").print_stats(25)
+
+
+def stages(path: Path, n: int) -> None:
+    """CPU time of each step's plain function over ``n`` records, in one process, with plain
+    timers (cProfile's per-call cost inflates call-heavy steps such as the sketch several-fold)."""
+    from newsradar.config import load_watchlist
+    from pipelines import tag
+    from transforms.alert_rules import AlertRules, ArrivalClock, OrgState, events_of
+    from transforms.dedupe import DedupeSettings, story_keys
+    from transforms.dedupe_rules import RepeatMemory, StoryMemory
+    from transforms.normalize import clean_article, detect_language, shared_detector
+    from transforms.parse import parse_article
+    from transforms.tagging import Tagger
+
+    watchlist = load_watchlist(REPO / "config" / "watchlist.yaml")
+    settings = DedupeSettings()
+    tagger, detector = Tagger(watchlist), shared_detector()
+    rules, clock, orgs = AlertRules(lambda: watchlist), ArrivalClock(), {}
+    repeats, stories = RepeatMemory(settings), {}
+    spent = dict.fromkeys(["read input (JSON, RawArticle, encode)", "parse (decode news.raw)", "normalize (clean text)",
+                           "language id (lingua)", "dedupe sketch (MinHash)", "dedupe rules", "tagging (Tagger.tag)",
+                           "novelty (events + rules)", "output JSON"], 0.0)
+    names = list(spent)
+
+    def timed(i, fn, *args):
+        t = time.process_time()
+        out = fn(*args)
+        spent[names[i]] += time.process_time() - t
+        return out
+
+    now = datetime.now(UTC)
+    done = 0
+    with open(path, "rb") as fh:
+        lines = [line.rstrip(b"\n") for _, line in zip(range(n), fh, strict=False)]
+    for raw_line in lines:
+        item = timed(0, lambda line: next(tag._jsonl_items([line], now)), raw_line)
+        if item.article is None:
+            continue
+        payload = timed(0, item.article.encode)
+        at = datetime.fromisoformat(item.article.published_at).timestamp()
+        raw = timed(1, parse_article, payload)
+        clean = timed(2, clean_article, raw)
+        lang = timed(3, detect_language, f"{clean.title}\n{clean.text}", clean.lang_hint, detector)
+        from newsradar.records import TaggedArticle
+
+        normalized = TaggedArticle(article=clean, lang=lang, story_id=clean.article_id)
+        keys = timed(4, story_keys, normalized, settings)
+        ts = int(at * 1e6)
+
+        def dedupe(normalized=normalized, ts=ts, keys=keys):
+            repeats.advance(ts)
+            passed, _ = repeats.judge(normalized, ts)
+            if passed is None:
+                return None
+            return stories.setdefault(passed.lang, StoryMemory(settings)).assign(passed, ts, keys)[0]
+
+        deduped = timed(5, dedupe)
+        if deduped is None:
+            continue
+        tagged = timed(6, tagger.tag, deduped)
+
+        def novelty(tagged=tagged, at=at):
+            clock.saw(at)
+            for org_id, event in events_of(tagged):
+                rules.apply(orgs.setdefault(org_id, OrgState()), event, clock.at(event.event_time))
+
+        timed(7, novelty)
+        timed(8, lambda t: json.dumps(tag.output_object(t), ensure_ascii=False), tagged)
+        done += 1
+    total = sum(spent.values())
+    print(f"stages: {done} articles of {len(lines)} lines, {total:.1f} s CPU in one process ({done / total:.0f}/s)")
+    for name, seconds in spent.items():
+        print(f"  {name:<40} {seconds:7.2f} s  {100 * seconds / total:5.1f} %  {1000 * seconds / max(done, 1):6.2f} ms/article")
 
 
 def main(argv=None) -> int:
@@ -263,29 +337,38 @@ def main(argv=None) -> int:
     parser.add_argument("--spacing", type=float, default=MONTH_SPACING, help="seconds between articles")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", type=int, default=0, help="profile the steps over N records instead")
+    parser.add_argument("--stages", type=int, default=0, help="CPU time per step over N records (plain timers)")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the input files, and reuse them if there")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="newsradar-bench-"))
-    if args.profile:
-        path = workdir / f"profile-{args.profile}.jsonl"
-        write_input(path, args.profile, args.seed, args.spacing)
-        profile(path, args.profile)
+    if args.profile or args.stages:
+        n = args.profile or args.stages
+        path = workdir / f"profile-{n}.jsonl"
+        if not (path.exists() and args.keep):
+            write_input(path, n, args.seed, args.spacing)
+        (profile if args.profile else stages)(path, n)
         return 0
     results = []
     for n in args.articles:
         path = workdir / f"input-{n}.jsonl"
         t = time.monotonic()
-        lines = write_input(path, n, args.seed, args.spacing)
+        if path.exists() and args.keep:  # the same seed and spacing: the same file
+            lines = sum(1 for _ in open(path, "rb"))
+        else:
+            lines = write_input(path, n, args.seed, args.spacing)
         print(f"{n:,} articles ({lines:,} lines, {path.stat().st_size / 2**20:.0f} MiB) written in "
               f"{time.monotonic() - t:.0f} s", flush=True)
         bare = bare_chain(path, args.bare)
+        print(f"bare chain: {bare:.0f} articles per CPU second", flush=True)
         batch = run_batch_child(path)
         row = {"articles": n, "lines": lines, **batch, "bare_per_cpu_s": bare,
                "batch_per_s": lines / batch["wall_s"], "batch_per_cpu_s": lines / batch["cpu_s"]}
         row["per_core_ratio"] = row["batch_per_cpu_s"] / bare
         results.append(row)
         print(json.dumps(row), flush=True)
-        path.unlink()
+        if not args.keep:
+            path.unlink()
     print(f"\ncores: {os.cpu_count()} (shared with other work: load average {os.getloadavg()[0]:.1f} at the end)")
     for r in results:
         print(f"  {r['articles']:>9,} articles: {r['batch_per_s']:6.0f} lines/s wall, "
