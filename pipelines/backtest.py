@@ -1,8 +1,9 @@
 """`newsradar backtest`: what a watchlist would have raised over a stretch of history.
 
 The history (files or a time range of news.raw, read by the command line layer into a
-:class:`History`) goes through :func:`pipelines.run.run_bounded` — ``build(ordered=True)``,
-the stream's steps in input order — once per watchlist. Guarantees:
+:class:`History`) goes through the bounded batch path (:mod:`pipelines.batch`: the stream's
+steps and rules, in input order) once per watchlist, read as a stream: files are read again
+for each run, and only the counts and the alerts are kept. Guarantees:
 
 * Nobody is notified: the ordered build never calls alert sinks, whatever the watchlist says.
 * The same history gives the same tags and alerts as `newsradar tag` on it (the same
@@ -15,17 +16,18 @@ the stream's steps in input order — once per watchlist. Guarantees:
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
 from newsradar.config import ConfigError, load_watchlist
-from newsradar.records import Alert, TaggedArticle
+from newsradar.progress import Progress
+from newsradar.records import Alert
 from transforms.reload import WatchlistSource
 
-from .tag import open_output, run_with_progress
+from .tag import PROGRESS_EVERY, open_output
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,11 @@ class HistoryRecord:
 
 @dataclass
 class History:
+    """``records``: a list, or a re-iterable reader that reads its files again on each pass
+    (appending to ``malformed`` on the first pass only) and knows ``len()`` after one."""
+
     description: str  # "tests/x.jsonl" or "news.raw from ... to ..."
-    records: list[HistoryRecord] = field(default_factory=list)
+    records: Iterable[HistoryRecord] = field(default_factory=list)
     malformed: list[tuple[str, str]] = field(default_factory=list)  # (where, what is wrong)
 
 
@@ -66,6 +71,7 @@ class Result:
     """What one watchlist raised over the history."""
 
     watchlist: str
+    records: int = 0  # records of the history this run saw
     articles: int = 0
     repeats: int = 0  # dropped by Dedupe as repeats of an earlier id, as in the stream
     dead: list[tuple[str, str]] = field(default_factory=list)  # (where, "step: error")
@@ -85,21 +91,37 @@ def day_of(at: float) -> str:
 
 def run(history: History, source: WatchlistSource, name: str, progress: TextIO | None = None,
         label: str = "") -> Result:
-    """The history through build() under one watchlist, summarized."""
-    payloads = [(r.payload, r.at) for r in history.records]
-    outputs = run_with_progress(payloads, source, progress, label=label)
-    return summarize(history, outputs.tagged, outputs.dead, outputs.alerts, name)
+    """The history through the batch path under one watchlist, summarized as it runs."""
+    from .batch import run_batch, workers_for
 
-
-def summarize(history: History, tagged: dict[int, TaggedArticle], dead: dict, alerts: list[Alert],
-              name: str) -> Result:
-    """Counts per day, organization and topic from one run's outputs (keyed by history index)."""
     result = Result(watchlist=name)
-    at_of_article: dict[str, float] = {}
-    for seq in sorted(tagged):
-        t, at = tagged[seq], history.records[seq].at
-        day = day_of(at)
-        at_of_article[t.article.article_id] = at
+    in_flight: deque[HistoryRecord] = deque()  # handed to the run, outcome not yet back
+
+    def payloads():
+        for record in history.records:
+            in_flight.append(record)
+            yield record.payload, record.at
+
+    records = history.records
+    total = len(records) if isinstance(records, list) else getattr(records, "size_hint", lambda: None)()
+    seen = 0
+    with Progress(f"backtest{label}", total=total, unit="records", stream=progress,
+                  tty=None if progress is not None else False,
+                  every=PROGRESS_EVERY if progress is not None else float("inf")) as shown:
+        for outcome in run_batch(payloads(), source, workers=workers_for(total)):
+            add(result, in_flight.popleft(), outcome)
+            seen += 1
+            shown.advance()
+    result.records = seen
+    return result
+
+
+def add(result: Result, record: HistoryRecord, outcome) -> None:
+    """One record's outcome (:class:`pipelines.batch.Outcome`) into the counts per day,
+    organization and topic."""
+    day = day_of(record.at)
+    if outcome.tagged is not None:
+        t = outcome.tagged
         result.articles += 1
         result.per_day[day].articles += 1
         result.per_day[day].mentions += len(t.mentions)
@@ -108,20 +130,17 @@ def summarize(history: History, tagged: dict[int, TaggedArticle], dead: dict, al
             result.per_org[org].mentions += n
         for topic in t.topics:
             result.per_topic[topic.id].articles += 1
-    for seq in sorted(dead):
-        result.dead.append((history.records[seq].where, f"{dead[seq].step}: {dead[seq].error}"))
-    result.repeats = len(history.records) - len(tagged) - len(dead)
-    for alert in alerts:
-        at = at_of_article.get(alert.article_id)
-        day = day_of(at) if at is not None else alert.created_at[:10]
-        dated = DatedAlert(alert, day)
-        result.alerts.append(dated)
+    elif outcome.dead is not None:
+        result.dead.append((record.where, f"{outcome.dead.step}: {outcome.dead.error}"))
+    else:
+        result.repeats += 1
+    for alert in outcome.alerts:  # raised by this record's article: its day
+        result.alerts.append(DatedAlert(alert, day))
         result.per_day[day].alerts += 1
         if alert.kind == "topic" and alert.topic_id:
             result.per_topic[alert.topic_id].alerts += 1
         elif alert.org_id:
             result.per_org[alert.org_id].alerts += 1
-    return result
 
 
 @dataclass(frozen=True)
@@ -155,7 +174,7 @@ def _change(new: int, old: int) -> str:
 
 
 def text_report(history: History, new: Result, current: Result | None = None, changes: Diff | None = None) -> str:
-    lines = [f"backtest: {len(history.records):,} records from {history.description}"]
+    lines = [f"backtest: {new.records:,} records from {history.description}"]
     if new.per_day:
         days = sorted(new.per_day)
         lines[0] += f", {days[0]} to {days[-1]}"

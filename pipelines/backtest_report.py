@@ -139,7 +139,7 @@ def render(history: History, new: Result, current: Result | None = None, changes
             charts.append(f'<div class="chart"><h3>{escape(title)}</h3>'
                           f'{bar_chart(title, days, new_days, old_days)}</div>')
     span = f"{days[0]} to {days[-1]}" if days else "no dated records"
-    summary = (f"<p>{len(history.records):,} records from {escape(history.description)}, {span}. "
+    summary = (f"<p>{new.records:,} records from {escape(history.description)}, {span}. "
                f"{escape(new.watchlist)}: {new.articles:,} articles tagged, {new.mentions:,} mentions, "
                f"{len(new.alerts):,} alerts; {new.repeats:,} repeats, {len(new.dead):,} dead-lettered, "
                f"{len(history.malformed):,} malformed input records.")

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -434,13 +434,32 @@ class BoundedOutputs:
     alerts: list[Alert]  # in input order
 
 
-def run_bounded(payloads: Sequence[tuple[bytes, float]], watchlist: Watchlist | WatchlistSource,
-                dedupe: DedupeSettings | None = None) -> BoundedOutputs:
-    """``build(ordered=True)`` over ``payloads``: news.raw records as bytes, each with its
-    event time (unix seconds), in input order; on the DirectRunner's in-process batch engine.
+def run_bounded(payloads: Iterable[tuple[bytes, float]], watchlist: Watchlist | WatchlistSource,
+                dedupe: DedupeSettings | None = None, workers: int | None = None) -> BoundedOutputs:
+    """The batch path (:mod:`pipelines.batch`) over ``payloads`` (news.raw records as bytes,
+    each with its event time in unix seconds, in input order), collected: what
+    :func:`run_ordered_beam` gives, in flat memory on both cores while it runs. For
+    callers that want everything at once (tests, small replays); `newsradar tag` and
+    `newsradar backtest` iterate :func:`pipelines.batch.run_batch` instead."""
+    from .batch import run_batch
 
-    Used by `newsradar tag` and for replays: the results are deterministic (see
-    :func:`pipelines.monitor.build`)."""
+    tagged: dict[int, TaggedArticle] = {}
+    dead: dict[int, DeadLetter] = {}
+    alerts: list[Alert] = []
+    for outcome in run_batch(payloads, watchlist, dedupe, workers):
+        if outcome.tagged is not None:
+            tagged[outcome.seq] = outcome.tagged
+        if outcome.dead is not None:
+            dead[outcome.seq] = outcome.dead
+        alerts.extend(outcome.alerts)
+    return BoundedOutputs(tagged, dead, alerts)
+
+
+def run_ordered_beam(payloads: Sequence[tuple[bytes, float]], watchlist: Watchlist | WatchlistSource,
+                     dedupe: DedupeSettings | None = None) -> BoundedOutputs:
+    """``build(ordered=True)`` over ``payloads`` on the DirectRunner's in-process batch engine:
+    the Beam form of the bounded path, which holds the whole input (its in-order steps group
+    it). The reference the batch path is tested against (tests/pipelines/test_batch.py)."""
     with tempfile.TemporaryDirectory(prefix="newsradar-bounded-") as workdir:
         # The input goes to the workers through a file, not beam.Create: Create embeds its
         # values in the pipeline graph, bz2-compressed, which took 15 s for six 4 MB records.

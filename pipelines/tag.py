@@ -3,10 +3,10 @@
 Input is JSONL (one object a line: :data:`INPUT_FIELDS`, of which only ``text`` is required;
 other fields are ignored and named once on stderr) or an RSS/Atom file (read by the RSS
 connector's own parse step). Each item becomes a news.raw record stamped with its
-``published_at``, and the records go through ``build(ordered=True)``
-(:func:`pipelines.run.run_bounded`): the streaming pipeline's steps under the same labels,
-with Dedupe and the novelty rules applied in input order, on the DirectRunner's batch
-engine. ``lang`` is the record's ``lang_hint``, as a feed's language is: it decides when the
+``published_at``, and the records go through the bounded batch path
+(:mod:`pipelines.batch`): the streaming pipeline's steps and rules, the stateless ones on two
+worker processes, Dedupe and the novelty rules in input order. The input is read as a
+stream and each line written when its turn comes, so memory does not grow with the input. ``lang`` is the record's ``lang_hint``, as a feed's language is: it decides when the
 text is not conclusive, a confident detection wins (what the stream would do).
 
 Guarantees: one JSON object per input item on stdout, in input order, with ``id``,
@@ -24,18 +24,21 @@ of the articles that raised them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 from newsradar.config import ConfigError
 from newsradar.identity import rss_article_id
-from newsradar.progress import Progress, Ticker
-from newsradar.records import DeadLetter, RawArticle, RecordError, TaggedArticle, format_time, json_problem, parse_time
+from newsradar.progress import Progress
+from newsradar.records import RawArticle, RecordError, TaggedArticle, format_time, json_problem, parse_time
 from transforms.reload import WatchlistSource
 
 DEFAULT_SOURCE = "file"
@@ -51,7 +54,8 @@ INPUT_FIELDS: dict[str, tuple[bool, str]] = {
     "edited_at": (False, "ISO 8601 time of the edit: a later edit of a known id replaces the earlier version"),
     "source_id": (False, f"the source it came from; default {DEFAULT_SOURCE!r}"),
 }
-MAX_INPUT_BYTES = 512 * 1024 * 1024
+MAX_INPUT_BYTES = 512 * 1024 * 1024  # a feed, which is parsed whole; JSONL is read line by line
+MAX_LINE_BYTES = 8 * 1024 * 1024  # a JSONL line (a news.raw record is at most 2 MiB)
 PROGRESS_EVERY = 10.0  # seconds between plain progress lines when stderr is not a terminal
 
 
@@ -76,21 +80,62 @@ def read_items(data: bytes, now: datetime, name: str = "<stdin>", progress: Text
     ``progress``: where to report lines read (newsradar.progress), if anywhere."""
     if _is_feed(data):
         return _feed_items(data, now, name)
-    items = []
-    seq = 0
     lines = data.split(b"\n")
     if lines and not lines[-1]:
         lines.pop()  # the newline ending the last line does not start another
     quiet = progress is None
     with Progress(f"reading {name}", total=len(lines), unit="lines", stream=progress,
                   tty=False if quiet else None, every=float("inf") if quiet else PROGRESS_EVERY) as shown:
-        for lineno, raw in enumerate(lines, start=1):
+        return list(_jsonl_items(lines, now, shown))
+
+
+def _jsonl_items(lines, now: datetime, shown: Progress | None = None):
+    """Items of JSONL lines (bytes, without their newline), in input order; blank lines skipped."""
+    seq = 0
+    for lineno, raw in enumerate(lines, start=1):
+        if shown is not None:
             shown.advance()
-            if not raw.strip():
-                continue
-            items.append(_jsonl_item(seq, lineno, raw, now))
-            seq += 1
-    return items
+        if not raw.strip():
+            continue
+        if len(raw) > MAX_LINE_BYTES:
+            yield Item(seq, lineno, error=f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB")
+        else:
+            yield _jsonl_item(seq, lineno, raw, now)
+        seq += 1
+
+
+def _lines_of(fh: BinaryIO):
+    """The lines of a binary stream without their newline; a line over the cap is read to its
+    end but kept only as far as the cap plus one byte (it becomes an error item)."""
+    while True:
+        line = fh.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := fh.readline(1024 * 1024)) and not rest.endswith(b"\n"):
+                pass
+        yield line.rstrip(b"\n").rstrip(b"\r") if line.endswith(b"\n") else line
+
+
+def stream_items(fh: BinaryIO, now: datetime, name: str) -> Iterator[Item]:
+    """Items of a binary stream, read as they are needed: a JSONL stream line by line; an
+    RSS/Atom feed (first byte ``<``) read whole, up to :data:`MAX_INPUT_BYTES`."""
+    head = fh.peek(64)[:64] if hasattr(fh, "peek") else b""
+    if _is_feed(head):
+        data = fh.read(MAX_INPUT_BYTES + 1)
+        if len(data) > MAX_INPUT_BYTES:
+            raise ConfigError(name, "", f"feed larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB; split it")
+        return iter(_feed_items(data, now, name))
+    return _jsonl_items(_lines_of(fh), now)
+
+
+def count_lines(path: str) -> int | None:
+    """Lines in a file (for a progress total), or None when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except OSError:
+        return None
 
 
 def _jsonl_item(seq: int, lineno: int, raw: bytes, now: datetime) -> Item:
@@ -159,61 +204,70 @@ def output_object(tagged: TaggedArticle, explain: bool = False) -> dict:
     }
 
 
-def run_items(items: list[Item], source: WatchlistSource, progress: TextIO | None = None):
-    """The readable items through build(); returns their outputs, by item seq."""
-    good = [it for it in items if it.article is not None]
-    payloads = [(it.article.encode(), parse_time(it.article.published_at).timestamp()) for it in good]
-    result = run_with_progress(payloads, source, progress)
-    tagged = {good[i].seq: t for i, t in result.tagged.items()}
-    dead = {good[i].seq: d for i, d in result.dead.items()}
-    return tagged, dead, result.alerts
+def run_items(items: Iterable[Item], source: WatchlistSource, size: int | None = None):
+    """(item, its Outcome or None for an item that could not be read) in input order, through
+    the batch path, as the items are read; plus the run (``BatchRun``), whose repeat memory
+    says which article ids Dedupe still remembers. ``size``: how many items, if known."""
+    from .batch import BatchRun, workers_for
+
+    queue: deque[Item] = deque()  # read, not yet handed back, in input order
+
+    def payloads():
+        for item in items:
+            queue.append(item)
+            if item.article is not None:
+                yield item.article.encode(), parse_time(item.article.published_at).timestamp()
+
+    batch = BatchRun(payloads(), source, workers=workers_for(size))
+
+    def pairs():
+        for outcome in batch:
+            while queue[0].article is None:
+                yield queue.popleft(), None
+            yield queue.popleft(), outcome
+        while queue:
+            yield queue.popleft(), None
+
+    return pairs(), batch
 
 
-def run_with_progress(payloads, source: WatchlistSource, progress: TextIO | None, label: str = ""):
-    """:func:`pipelines.run.run_bounded`, with the time it takes shown on ``progress``.
-
-    The batch is one Beam run that reports nothing until it ends, so what is shown is the
-    elapsed time, never a count or an ETA (see newsradar.progress)."""
-    from pipelines.run import run_bounded
-
-    what = f"pipeline over {len(payloads):,} articles{label} (one batch run)"
-    if progress is None:
-        return run_bounded(payloads, source)
-    with Ticker(Progress(what, stream=progress, every=PROGRESS_EVERY), interval=min(1.0, max(PROGRESS_EVERY, 0.05))):
-        return run_bounded(payloads, source)
-
-
-def output_lines(items: list[Item], tagged: dict[int, TaggedArticle],
-                 dead: dict[int, DeadLetter], explain: bool = False) -> list[tuple[Item, dict, str | None]]:
-    """(item, JSON object, error or None) per item, in input order. An item Dedupe dropped
-    as a repeat gets the output of its article id's version in force: the newest tagged one,
-    else (every version failed) the newest failure."""
-    lines = []
+def output_lines(pairs, remembered: Callable[[str], bool] = lambda _id: True,
+                 explain: bool = False) -> Iterator[tuple[Item, dict, str | None, object]]:
+    """(item, JSON object, error or None, outcome) per (item, outcome), in input order. An item Dedupe
+    dropped as a repeat gets the output of its article id's version in force: the newest
+    tagged one, else (every version failed) the newest failure. What is kept for that is
+    kept only while Dedupe remembers the id (``remembered``; forgotten ids come with each
+    outcome), so it is bounded as Dedupe's state is."""
     in_force: dict[str, tuple[int, dict]] = {}
     failed: dict[str, tuple[int, str]] = {}
-    for item in items:
-        if item.error is not None:
-            lines.append((item, {"line": item.line, "error": item.error}, item.error))
+    for item, outcome in pairs:
+        if outcome is None:
+            yield item, {"line": item.line, "error": item.error}, item.error, outcome
             continue
+        for gone in outcome.forgotten:
+            in_force.pop(gone, None)
+            failed.pop(gone, None)
         article_id = item.article.article_id
-        if item.seq in tagged:
-            obj = output_object(tagged[item.seq], explain)
-            in_force[article_id] = (item.line, obj)
-            lines.append((item, obj, None))
-        elif item.seq in dead:
-            error = f"{dead[item.seq].step}: {dead[item.seq].error}"
-            failed[article_id] = (item.line, error)
-            lines.append((item, {"line": item.line, "error": error}, error))
+        keep = remembered(article_id)
+        if outcome.tagged is not None:
+            obj = output_object(outcome.tagged, explain)
+            if keep:
+                in_force[article_id] = (item.line, obj)
+            yield item, obj, None, outcome
+        elif outcome.dead is not None:
+            error = f"{outcome.dead.step}: {outcome.dead.error}"
+            if keep:
+                failed[article_id] = (item.line, error)
+            yield item, {"line": item.line, "error": error}, error, outcome
         elif article_id in in_force:
             line, obj = in_force[article_id]
-            lines.append((item, {**obj, "repeat_of_line": line}, None))
+            yield item, {**obj, "repeat_of_line": line}, None, outcome
         elif article_id in failed:
             line, error = failed[article_id]
             error = f"repeat of line {line}, which failed: {error}"
-            lines.append((item, {"line": item.line, "error": error}, error))
+            yield item, {"line": item.line, "error": error}, error, outcome
         else:
             raise RuntimeError(f"line {item.line}: the pipeline returned neither an article nor a dead letter")
-    return lines
 
 
 def main(watchlist_file: str, input_file: str | None, alerts_file: str | None,
@@ -228,54 +282,70 @@ def main(watchlist_file: str, input_file: str | None, alerts_file: str | None,
     alerts_out = open_output(alerts_file, "--alerts", not_the=[p for p in (input_file, watchlist_file) if p])
     try:
         name = input_file or "<stdin>"
-        items = read_items(_read_input(input_file), now or datetime.now(UTC), name, progress=err)
-        return _tag(items, source, name, out, err, alerts_out, explain)
+        with _open_input(input_file) as fh:
+            items = stream_items(fh, now or datetime.now(UTC), name)
+            total = count_lines(input_file) if input_file else None
+            return _tag(items, source, name, out, err, alerts_out, explain, total)
     finally:
         if alerts_out is not None:
             alerts_out.close()
 
 
-def _read_input(input_file: str | None) -> bytes:
-    name = input_file or "<stdin>"
-    if input_file:
-        try:
-            with open(input_file, "rb") as fh:
-                data = fh.read(MAX_INPUT_BYTES + 1)
-        except OSError as exc:
-            raise ConfigError(input_file, "", f"cannot read: {exc.strerror or exc}") from None
-    else:
-        data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
-    if len(data) > MAX_INPUT_BYTES:
-        raise ConfigError(name, "", f"input larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB; split it")
-    return data
+def _open_input(input_file: str | None) -> BinaryIO:
+    if not input_file:
+        return contextlib.nullcontext(sys.stdin.buffer)
+    try:
+        return open(input_file, "rb")  # noqa: SIM115 -- closed by main()'s with
+    except OSError as exc:
+        raise ConfigError(input_file, "", f"cannot read: {exc.strerror or exc}") from None
 
 
-def _tag(items: list[Item], source: WatchlistSource, name: str, out: TextIO, err: TextIO,
-         alerts_out: TextIO | None, explain: bool = False) -> int:
-    ignored = sorted({field for item in items for field in item.ignored})
-    if ignored:
-        lines = sum(1 for item in items if item.ignored)
-        err.write(f"newsradar: note: {name}: fields ignored (not input fields of tag) on {lines} lines: "
-                  f"{', '.join(ignored)}\n")
-    tagged, dead, alerts = run_items(items, source, progress=err)
-    bad = 0
-    for item, obj, error in output_lines(items, tagged, dead, explain):
-        if error is not None:
-            bad += 1
-            err.write(f"newsradar: {name}:{item.line}: {error}\n")
-        out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+def _tag(items: Iterable[Item], source: WatchlistSource, name: str, out: TextIO, err: TextIO,
+         alerts_out: TextIO | None, explain: bool = False, total: int | None = None) -> int:
+    ignored: dict[str, int] = {}
+    ignoring = 0
+
+    def noted(items):
+        nonlocal ignoring
+        for item in items:
+            if item.ignored:
+                ignoring += 1
+                for field in item.ignored:
+                    ignored[field] = ignored.get(field, 0) + 1
+            yield item
+
+    pairs, run = run_items(noted(items), source, total)
+    bad = count = 0
+    with Progress(f"tagging {name}", total=total, unit="lines" if total else "items", stream=err,
+                  every=PROGRESS_EVERY) as shown:
+        for item, obj, error, outcome in output_lines(pairs, run.rules.repeats.__contains__, explain):
+            count += 1
+            shown.advance(item.line - shown.count if total else 1)
+            if error is not None:
+                bad += 1
+                err.write(f"newsradar: {name}:{item.line}: {error}\n")
+            out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            if alerts_out is not None and outcome is not None and outcome.alerts:
+                _write_alerts(alerts_out, outcome.alerts)
     out.flush()
     if alerts_out is not None:
-        try:
-            for alert in alerts:
-                alerts_out.write(alert.encode().decode("utf-8") + "\n")
-            alerts_out.flush()
-        except OSError as exc:  # a full disk, a vanished mount: the file was writable at the start
-            raise ConfigError(alerts_out.name, "", f"--alerts: cannot write: {exc.strerror or exc}") from None
+        _write_alerts(alerts_out, ())
+    if ignored:
+        err.write(f"newsradar: note: {name}: fields ignored (not input fields of tag) on {ignoring} lines: "
+                  f"{', '.join(sorted(ignored))}\n")
     if bad:
-        err.write(f"newsradar: {bad} of {len(items)} input items could not be read\n")
+        err.write(f"newsradar: {bad} of {count} input items could not be read\n")
         return 2
     return 0
+
+
+def _write_alerts(alerts_out: TextIO, alerts) -> None:
+    try:
+        for alert in alerts:
+            alerts_out.write(alert.encode().decode("utf-8") + "\n")
+        alerts_out.flush()
+    except OSError as exc:  # a full disk, a vanished mount: the file was writable at the start
+        raise ConfigError(alerts_out.name, "", f"--alerts: cannot write: {exc.strerror or exc}") from None
 
 
 def open_output(path: str | None, option: str, not_the: list[str]) -> TextIO | None:

@@ -314,6 +314,21 @@ class ReplayClock:
         return max(event_time, self._newest[i]) if i >= 0 else event_time
 
 
+class ArrivalClock:
+    """:class:`ReplayClock` for a replay read as a stream: told of each input's event time in
+    input order (:meth:`saw`), it gives the arrival time of the input seen last."""
+
+    def __init__(self):
+        self.newest = float("-inf")
+
+    def saw(self, event_time: float) -> None:
+        self.newest = max(self.newest, event_time)
+
+    def at(self, event_time: float) -> float:
+        """The arrival time of the input seen last, never before its own ``event_time``."""
+        return max(event_time, self.newest)
+
+
 def memory(novelty: Novelty) -> float:
     """How long after an organization's last event its state can be pruned to nothing."""
     return max(novelty.story_memory, novelty.surge.baseline + 2 * HOUR)

@@ -100,6 +100,19 @@ class DeadLetters:
         return dead_letter(record, exc, self.step)
 
 
+def attempt(letters: DeadLetters, record: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``; when it raises anything but an infrastructure error, the dead letter of
+    ``record`` (built, counted and logged by ``letters``) instead. The one place a record's
+    error becomes a dead letter, for the Beam steps (:meth:`RecordStep.attempt`) and the
+    batch path (:mod:`pipelines.batch`) alike."""
+    try:
+        return fn(*args)
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- any other error is the record's: dead-lettered, counted, logged
+        return letters.letter(record, exc)
+
+
 class RecordStep(beam.DoFn):
     """Base of the per-record steps (keyed or not).
 
@@ -122,12 +135,7 @@ class RecordStep(beam.DoFn):
     def attempt(self, record: Any, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)``; when it raises anything but an infrastructure error, the dead
         letter of ``record`` instead (check the result with ``isinstance(r, DeadLetter)``)."""
-        try:
-            return fn(*args)
-        except INFRASTRUCTURE_ERRORS:
-            raise
-        except Exception as exc:  # noqa: BLE001 -- any other error is the record's: dead-lettered, counted, logged
-            return self._dead.letter(record, exc)
+        return attempt(self._dead, record, fn, *args)
 
     def apply(self, record: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement apply() or process()")

@@ -239,9 +239,18 @@ def sketch(tagged: TaggedArticle, settings: DedupeSettings) -> bytes:
     tokens = words(f"{tagged.article.title} {tagged.article.text}")
     if len(tokens) < settings.min_tokens:
         return b""
-    m = MinHash(num_perm=settings.num_perm, seed=_SEED, scheme=_SCHEME)
+    m = MinHash(num_perm=settings.num_perm, seed=_SEED, scheme=_SCHEME, permutations=_permutations(settings.num_perm))
     m.update_batch(f"{a} {b}".encode() for a, b in zip(tokens, tokens[1:], strict=False))
     return m.hashvalues.astype(np.uint32).tobytes()
+
+
+@functools.cache
+def _permutations(num_perm: int):
+    """The permutations of the scheme and seed, made once: datasketch draws them again for
+    every MinHash (a third of a sketch's time), always the same for the same seed."""
+    from datasketch import MinHash
+
+    return MinHash(num_perm=num_perm, seed=_SEED, scheme=_SCHEME).permutations
 
 
 def _lean(hashvalues: bytes):
@@ -357,15 +366,22 @@ class StoryIndex:
         return StoryMatch(self.entries[candidate].story_id, candidate, similarity)
 
 
-def assign_story(index: StoryIndex, tagged: TaggedArticle, ts_micros: int, settings: DedupeSettings):
+def story_keys(tagged: TaggedArticle, settings: DedupeSettings) -> tuple[str, bytes]:
+    """What the story rule compares: the exact key and the sketch (the costly part, and
+    stateless: the batch path computes it in its worker processes)."""
+    return exact_key(tagged), sketch(tagged, settings)
+
+
+def assign_story(index: StoryIndex, tagged: TaggedArticle, ts_micros: int, settings: DedupeSettings,
+                 keys: tuple[str, bytes] | None = None):
     """Give ``tagged`` its story. Returns the article to emit and the entry to remember (None
-    when the article is already known, e.g. an edit, which keeps its story)."""
+    when the article is already known, e.g. an edit, which keeps its story). ``keys``: its
+    :func:`story_keys`, when computed already."""
     article_id = tagged.article.article_id
     known = index.entries.get(article_id)
     if known is not None:
         return replace(tagged, story_id=known.story_id, duplicate_of=known.duplicate_of or None), None
-    entry_exact = exact_key(tagged)
-    hashvalues = sketch(tagged, settings)
+    entry_exact, hashvalues = keys if keys is not None else story_keys(tagged, settings)
     found = index.match(article_id, entry_exact, hashvalues)
     story_id = found.story_id if found else article_id
     entry = StoryEntry(article_id, story_id, found.duplicate_of if found else "", ts_micros, entry_exact, hashvalues)
@@ -564,34 +580,38 @@ def _stamped(seq, value, ts_micros: int):
 
 
 class _FirstOfEachInOrder(_RepeatRuleFn):
-    """DropRepeats' rule over all versions of one id, in input order."""
+    """DropRepeats' rule over all versions of one id, in input order
+    (:class:`transforms.dedupe_rules.RepeatMemory`, one per id)."""
+
+    def __init__(self, settings: DedupeSettings):
+        super().__init__(settings)
+        self._settings = settings
 
     def process(self, element):
+        from .dedupe_rules import RepeatMemory
+
         _article_id, versions = element
-        last, expires = None, 0
+        memory = RepeatMemory(self._settings)
         for seq, ts, tagged in sorted(versions, key=lambda v: v[0]):
-            if last is not None and ts >= expires:
-                last = None  # the stream's timer would have forgotten the id by now
-            judged = self.attempt(tagged, self.judge, last, tagged)
+            memory.advance(ts)  # the stream's timer would have forgotten the id by now
+            judged = self.attempt(tagged, memory.judge, tagged, ts)
             if isinstance(judged, DeadLetter):
                 yield beam.pvalue.TaggedOutput(DLQ, _stamped(seq, judged, ts))
                 continue
-            incoming, verdict = judged
-            expires = max(ts + self._window, expires)
-            if verdict in (REPEAT, STALE):
+            passed, verdict = judged
+            if passed is None:
                 self._dropped.inc()
                 self._metric.inc()
                 continue
-            last = incoming
             if verdict == UPDATE:
                 self._updates.inc()
-                tagged = replace(tagged, is_update=True)
-            yield _stamped(seq, tagged, ts)
+            yield _stamped(seq, passed, ts)
 
 
 class _GroupStoriesInOrder(RecordStep):
     """GroupStories' rule over all articles of one language, in input order, with the
-    index pruned as the stream's timer would prune it (event time, at most every interval)."""
+    index pruned as the stream's timer would prune it
+    (:class:`transforms.dedupe_rules.StoryMemory`, one per language)."""
 
     STEP = STEP
     NAMESPACE = "Dedupe"
@@ -599,8 +619,6 @@ class _GroupStoriesInOrder(RecordStep):
     def __init__(self, settings: DedupeSettings):
         super().__init__()
         self._settings = settings
-        self._window = int(settings.story_window_seconds * _MICROS)
-        self._interval = int(settings.prune_interval_seconds * _MICROS)
         self._near = Metrics.counter("Dedupe", "near_duplicates")
 
     def setup(self):
@@ -608,29 +626,20 @@ class _GroupStoriesInOrder(RecordStep):
         self._metric = pipeline_metrics().duplicates.labels("near_duplicate")
 
     def process(self, element):
+        from .dedupe_rules import StoryMemory
+
         _lang, articles = element
-        index = StoryIndex(self._settings)
-        prune_at: int | None = None
-        now = None
+        memory = StoryMemory(self._settings)
         for seq, ts, tagged in sorted(articles, key=lambda a: a[0]):
-            now = ts if now is None else max(now, ts)
-            # The stream's prune timer fires again and again while the watermark is past it.
-            while prune_at is not None and now >= prune_at:
-                index.remove_older_than(prune_at - self._window)
-                oldest = min((e.ts_micros for e in index.entries.values()), default=None)
-                prune_at = None if oldest is None else max(oldest + self._window, prune_at + max(self._interval, 1))
-            assigned = self.attempt(tagged, assign_story, index, tagged, ts, self._settings)
+            memory.advance(ts)
+            assigned = self.attempt(tagged, memory.assign, tagged, ts)
             if isinstance(assigned, DeadLetter):
                 yield beam.pvalue.TaggedOutput(DLQ, _stamped(seq, assigned, ts))
                 continue
-            result, entry = assigned
-            if entry is not None:
-                index.add(entry)
-                if prune_at is None or ts + self._window < prune_at:
-                    prune_at = ts + self._window
-                if result.duplicate_of is not None:
-                    self._near.inc()
-                    self._metric.inc()
+            result, new = assigned
+            if new and result.duplicate_of is not None:
+                self._near.inc()
+                self._metric.inc()
             yield _stamped(seq, result, ts)
 
 

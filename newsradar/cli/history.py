@@ -32,7 +32,6 @@ from newsradar.progress import Progress
 from newsradar.records import format_time, parse_time
 from pipelines import tag
 from pipelines.backtest import History, HistoryRecord
-from pipelines.tag import MAX_INPUT_BYTES, read_items
 
 GZIP_MAGIC = b"\x1f\x8b"
 EXPORT_SOURCE = "telegram-export"
@@ -43,37 +42,112 @@ class HistoryError(Exception):
 
 
 def read_files(paths: list[str], now: datetime, progress: TextIO | None = None) -> History:
+    """A History whose records are read from ``paths`` on each pass (files are checked now:
+    one that cannot be read is a HistoryError before any work)."""
     history = History(description=", ".join(paths))
     for path in paths:
-        if _is_export(path):
-            _read_export(path, now, history, progress)
-            continue
-        data = _read_bytes(path)
-        for item in read_items(data, now, path, progress=progress):
-            where = f"{path}:{item.line}"
-            if item.article is None:
-                history.malformed.append((where, item.error))
-                continue
-            at = parse_time(item.article.published_at).timestamp()
-            history.records.append(HistoryRecord(item.article.encode(), at, where))
+        if not _is_export(path):
+            _open_data(path).close()
+    history.records = FileRecords(paths, now, history, progress)
     return history
 
 
-def _read_bytes(path: str) -> bytes:
+class FileRecords:
+    """The records of some files, read again on every pass (so memory does not grow with
+    the files); malformed items go to ``history.malformed`` on the first pass only."""
+
+    def __init__(self, paths: list[str], now: datetime, history: History, progress: TextIO | None):
+        self._paths, self._now, self._history, self._progress = paths, now, history, progress
+        self._count: int | None = None
+
+    def __len__(self) -> int:
+        if self._count is None:
+            for _ in self:
+                pass
+        return self._count
+
+    def size_hint(self) -> int | None:
+        """How many records, if known without reading them (after a pass; or the lines of
+        JSONL files, a bound): for the progress total and the choice of workers."""
+        if self._count is not None:
+            return self._count
+        if any(_is_export(p) for p in self._paths):
+            return None
+        counts = [tag.count_lines(p) for p in self._paths]
+        return None if None in counts else sum(counts)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self):
+        first = self._count is None
+        malformed = self._history.malformed if first else []
+        count = 0
+        for path in self._paths:
+            if _is_export(path):
+                records = _export_records(path, self._now, malformed, self._progress if first else None)
+            else:
+                records = _file_records(path, self._now, malformed)
+            for record in records:
+                count += 1
+                yield record
+        self._count = count
+
+
+def _file_records(path: str, now: datetime, malformed: list):
+    with _open_data(path) as fh:
+        for item in tag.stream_items(fh, now, path):
+            where = f"{path}:{item.line}"
+            if item.article is None:
+                malformed.append((where, item.error))
+                continue
+            at = parse_time(item.article.published_at).timestamp()
+            yield HistoryRecord(item.article.encode(), at, where)
+
+
+def _open_data(path: str):
+    """The file's bytes as a buffered stream, gunzipped when it starts with gzip's magic."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_INPUT_BYTES + 1)
+        fh = open(path, "rb")  # noqa: SIM115 -- returned to the caller, who closes it
     except OSError as exc:
         raise HistoryError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if data[:2] == GZIP_MAGIC:
+    if fh.peek(2)[:2] != GZIP_MAGIC:
+        return fh
+    gz = gzip.GzipFile(fileobj=fh)
+    try:
+        gz.peek(1)
+    except (OSError, EOFError, zlib.error) as exc:
+        fh.close()
+        raise HistoryError(f"{path}: not a readable gzip file: {exc}") from None
+    return _Gunzipped(gz, fh)
+
+
+class _Gunzipped(io.BufferedReader):
+    """A gzip stream that reports a broken file as a HistoryError, and closes its file."""
+
+    def __init__(self, gz: gzip.GzipFile, fh):
+        super().__init__(gz)
+        self._fh = fh
+        self._name = fh.name
+
+    def _checked(self, fn, *args):
         try:
-            with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
-                data = gz.read(MAX_INPUT_BYTES + 1)
+            return fn(*args)
         except (OSError, EOFError, zlib.error) as exc:
-            raise HistoryError(f"{path}: not a readable gzip file: {exc}") from None
-    if len(data) > MAX_INPUT_BYTES:
-        raise HistoryError(f"{path}: larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB (uncompressed); split it")
-    return data
+            raise HistoryError(f"{self._name}: not a readable gzip file: {exc}") from None
+
+    def readline(self, size=-1):
+        return self._checked(super().readline, size)
+
+    def read(self, size=-1):
+        return self._checked(super().read, size)
+
+    def peek(self, size=0):
+        return self._checked(super().peek, size)
+
+    def close(self):
+        super().close()
+        self._fh.close()
 
 
 def _is_export(path: str) -> bool:
@@ -89,7 +163,7 @@ def _is_export(path: str) -> bool:
     return head.lstrip(b"\xef\xbb\xbf").split(b"\n", 1)[0].strip() == b"{"
 
 
-def _read_export(path: str, now: datetime, history: History, progress: TextIO | None) -> None:
+def _export_records(path: str, now: datetime, malformed: list, progress: TextIO | None):
     import ijson
 
     from connectors.telegram.export import ExportError, ExportStream, map_message
@@ -108,10 +182,9 @@ def _read_export(path: str, now: datetime, history: History, progress: TextIO | 
                                fetched_at=now, tz=UTC)
             where = f"{path}: message {item.message_id}" if item.message_id is not None else f"{path}: a message"
             if item.record is not None:
-                history.records.append(HistoryRecord(item.record.encode(),
-                                                     parse_time(item.record.published_at).timestamp(), where))
+                yield HistoryRecord(item.record.encode(), parse_time(item.record.published_at).timestamp(), where)
             elif item.skip == "malformed":
-                history.malformed.append((where, item.detail or "malformed"))
+                malformed.append((where, item.detail or "malformed"))
             # service messages and media without text are not articles: not counted as malformed
     except OSError as exc:
         raise HistoryError(f"{path}: cannot read: {exc.strerror or exc}") from None

@@ -250,10 +250,10 @@ def test_progress_of_reading_and_of_the_batch_run_goes_to_stderr(monkeypatch):
     assert tag_main(WATCHLIST, str(TAG / "articles.jsonl"), None, out=out, err=err) == 0
     lines = err.getvalue().splitlines()
     name = str(TAG / "articles.jsonl")
-    assert f"newsradar: reading {name}: 5/5 lines (100%)" in "\n".join(lines)
-    assert any(line.startswith("newsradar: pipeline over 5 articles (one batch run): ") and "done in" in line
-               for line in lines), lines
-    assert not any("ETA" in line for line in lines if "pipeline over" in line)
+    # Lines are counted up front and tagged as a stream: a percentage, a rate and an ETA.
+    assert f"newsradar: tagging {name}: 5/5 lines (100%)" in "\n".join(lines)
+    assert any(line.startswith(f"newsradar: tagging {name}: ") and "ETA" in line for line in lines), lines
+    assert lines[-1].startswith(f"newsradar: tagging {name}: 5/5 lines (100%)") and "done in" in lines[-1]
     assert len(out.getvalue().splitlines()) == 5  # stdout is the output alone
 
 

@@ -1,0 +1,347 @@
+"""The bounded batch path: a replay of news.raw records read as a stream, through the
+pipeline's rules, with flat memory and both cores (`newsradar tag`, `newsradar backtest`).
+
+The steps and rules are :func:`pipelines.monitor.build`'s, in the same order; only the
+runner differs. Two worker processes do the stateless, costly part of every record —
+ParseRaw, Normalize (language id included), TagArticles, and the story keys of Dedupe (the
+MinHash sketch) — on batches of records, a bounded number of batches in flight. This process
+takes their results in input order and applies the stateful rules as a stream in that
+order would: :class:`transforms.dedupe_rules.RepeatMemory`,
+:class:`transforms.dedupe_rules.StoryMemory` (one per language) and the novelty rules
+(:class:`transforms.alert_rules.AlertRules` over one :class:`transforms.alert_rules.OrgState`
+per organization, arrivals on the replay clock :class:`transforms.alert_rules.ArrivalClock`).
+
+Guarantees:
+
+* One :class:`Outcome` per input, yielded in input order, as soon as the input's turn comes:
+  the caller never has to hold the whole input or output.
+* Memory is bounded by the stream's own bounds (repeat and story windows in event time, the
+  organizations' pruned states), plus the records in flight
+  (``(in_flight + 1) * batch_size``); it does not grow with the input.
+* Results are those of ``build(ordered=True)`` on the same input (tests/pipelines/test_batch.py):
+  the same tagged articles, story ids, repeats, dead letters (step, error, record) and alerts
+  (ids, in input order). One difference, where the in-order Beam fold is not the stream:
+  an id is forgotten when event time (the newest timestamp of the input so far) passes its
+  expiry, as the stream's timer does, so a version arriving more than ``repeat_window``
+  behind the newest record is judged anew.
+* A record's error is its dead letter (:func:`transforms.deadletters.attempt`); an
+  infrastructure error (disk, memory) in a worker fails the run.
+* Nothing is notified: alerts only come back to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import traceback
+from collections import deque
+from collections.abc import Iterable, Iterator, Sized
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from itertools import islice
+
+from apache_beam.utils.timestamp import Timestamp
+
+import transforms.normalize
+from newsradar.config import Watchlist
+from newsradar.metrics import pipeline_metrics
+from newsradar.records import Alert, DeadLetter, TaggedArticle
+from transforms import dedupe as dedupe_mod
+from transforms import parse
+from transforms.alert_rules import AlertRules, ArrivalClock, OrgState, event_time, events_of
+from transforms.deadletters import INFRASTRUCTURE_ERRORS, DeadLetters, attempt, dead_letter
+from transforms.dedupe import DedupeSettings, story_keys
+from transforms.dedupe_rules import RepeatMemory, StoryMemory
+from transforms.raise_alerts import EVENT_STEP
+from transforms.raise_alerts import STEP as NOVELTY_STEP
+from transforms.reload import WatchlistSource
+from transforms.tagging import Tagger, watchlist_reloader
+
+log = logging.getLogger(__name__)
+
+WORKERS = 2
+BATCH = 32  # records per task: large enough that pickling is a small share, small for flat memory
+IN_FLIGHT_PER_WORKER = 3
+SMALL_INPUT = 500  # records below which the stateless steps run in this process
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one input (``seq``: its position among the inputs)."""
+
+    seq: int
+    tagged: TaggedArticle | None = None
+    dead: DeadLetter | None = None  # the first dead letter of this input, if any
+    alerts: tuple[Alert, ...] = ()
+    repeat: bool = False  # dropped by Dedupe: a repeat (or an older version) of an id it remembers
+    # Ids the repeat rule forgot before this input: a caller that keeps something per id for
+    # the repeats (`newsradar tag`'s "version in force") can forget it too.
+    forgotten: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# the stateless part (worker processes)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A record after the stateless steps: a dead letter (parse, normalize), or the
+    normalized article, its story keys (None: computing them raised; Dedupe does it again
+    and dead-letters it) and its tags (or the tag step's dead letter and traceback)."""
+
+    seq: int
+    ts_micros: int
+    dead: DeadLetter | None = None
+    normalized: TaggedArticle | None = None
+    keys: tuple[str, bytes] | None = None
+    tags: tuple | None = None  # (topics, mentions, article flags)
+    tag_dead: tuple[DeadLetter, str] | None = None
+
+
+class _Logged(DeadLetters):
+    """Dead letters built and logged where the record failed (a worker), counted where the
+    outcome is taken (this process, :class:`_Rules`): a worker's registry is nobody's."""
+
+    def count(self) -> None:
+        return None
+
+
+class _Stateless:
+    """One process's parse, normalize, tag and sketch, with the pipeline's dead letters."""
+
+    def __init__(self, source: WatchlistSource, settings: DedupeSettings):
+        self._settings = settings
+        self._reloader = watchlist_reloader(source)
+        self._detector = transforms.normalize.shared_detector()
+        self._parse = _Logged(parse.STEP, "ParseRaw")
+        self._normalize = _Logged(transforms.normalize.STEP, "Normalize")
+        self._tagger: Tagger | None = None
+        self._tagger_of = -1
+
+    def _tagger_in_force(self) -> Tagger:
+        version = self._reloader.current()
+        if self._tagger is None or self._tagger_of != version.number:
+            pipelines = self._tagger.pipelines if self._tagger is not None else None
+            self._tagger, self._tagger_of = Tagger(version.watchlist, pipelines=pipelines), version.number
+        self._tagger = self._tagger.rebuilt_if_grown()
+        return self._tagger
+
+    def _parsed(self, payload: bytes):
+        result = parse.parse_article(payload)
+        return result
+
+    def prepare(self, seq: int, payload: bytes, at: float) -> _Prepared:
+        ts = Timestamp.of(at).micros
+        raw = attempt(self._parse, payload, self._parsed, payload)
+        if isinstance(raw, DeadLetter):
+            return _Prepared(seq, ts, dead=raw)
+        normalized = attempt(self._normalize, raw, _normalize, raw, self._detector)
+        if isinstance(normalized, DeadLetter):
+            return _Prepared(seq, ts, dead=normalized)
+        try:
+            keys = story_keys(normalized, self._settings)
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception:  # noqa: BLE001 -- Dedupe computes them again in order and dead-letters the record
+            keys = None
+        tagger = self._tagger_in_force()
+        try:
+            tagged = tagger.tag(normalized)
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the tag step's dead letter, used if Dedupe lets the record pass
+            letter = dead_letter(normalized, exc, "tag")
+            return _Prepared(seq, ts, normalized=normalized, keys=keys, tag_dead=(letter, traceback.format_exc()))
+        return _Prepared(seq, ts, normalized=normalized, keys=keys,
+                         tags=(tagged.topics, tagged.mentions, tagged.article.flags))
+
+
+def _normalize(raw, detector):
+    # Looked up at every call: the plain function of the Normalize step, whatever it is now.
+    return transforms.normalize.normalize(raw, detector)
+
+
+_WORKER: _Stateless | None = None
+
+
+def _start_worker(source: WatchlistSource, settings: DedupeSettings) -> None:
+    global _WORKER
+    _WORKER = _Stateless(source, settings)
+
+
+def _prepare_batch(batch: list[tuple[int, bytes, float]]) -> list[_Prepared]:
+    assert _WORKER is not None, "worker not started"
+    return [_WORKER.prepare(seq, payload, at) for seq, payload, at in batch]
+
+
+# ---------------------------------------------------------------------------
+# the stateful rules, in input order (this process)
+
+
+class _Rules:
+    """Dedupe and the novelty rules over prepared records, one at a time in input order."""
+
+    def __init__(self, source: WatchlistSource, settings: DedupeSettings):
+        self._settings = settings
+        self._reloader = watchlist_reloader(source)
+        self.repeats = RepeatMemory(settings)
+        self.stories: dict[str, StoryMemory] = {}
+        self.orgs: dict[str, OrgState] = {}
+        self.clock = ArrivalClock()
+        metrics = self._metrics = pipeline_metrics()
+        self._rules = AlertRules(self._reloader.get, metrics=metrics, watched_since=self._reloader.watched_since)
+        self._dedupe = DeadLetters(dedupe_mod.STEP, "Dedupe")
+        self._tag = DeadLetters("tag", "tag")
+        self._novelty = DeadLetters(NOVELTY_STEP, "novelty")
+        self._events = DeadLetters(EVENT_STEP, "novelty")
+        self._same_id = metrics.duplicates.labels("same_id")
+        self._near = metrics.duplicates.labels("near_duplicate")
+
+    def _counted(self, p: _Prepared) -> None:
+        """The Prometheus series the stateless steps count, counted here (see _Logged)."""
+        if p.dead is not None:
+            self._metrics.dlq.labels(p.dead.step).inc()
+            return
+        self._metrics.articles.labels(p.normalized.lang).inc()
+        for flag in p.normalized.article.flags or ():
+            if flag.endswith(parse.CLAMPED):
+                self._metrics.clamped_times.labels(field=flag.removesuffix(parse.CLAMPED)).inc()
+
+    def _tag_counted(self, tagged: TaggedArticle) -> None:
+        for topic in tagged.topics:
+            self._metrics.tags.labels(topic=topic.id).inc()
+        for org_id in {m.org_id for m in tagged.mentions}:
+            self._metrics.mentions.labels(org=org_id).inc()
+
+    def apply(self, p: _Prepared) -> Outcome:
+        self._counted(p)
+        if p.dead is not None:
+            return Outcome(p.seq, dead=p.dead)
+        normalized = p.normalized
+        forgotten = tuple(self.repeats.advance(p.ts_micros))
+        judged = attempt(self._dedupe, normalized, self.repeats.judge, normalized, p.ts_micros)
+        if isinstance(judged, DeadLetter):
+            return Outcome(p.seq, dead=judged, forgotten=forgotten)
+        passed, _verdict = judged
+        if passed is None:
+            self._same_id.inc()
+            return Outcome(p.seq, repeat=True, forgotten=forgotten)
+        memory = self.stories.get(passed.lang)
+        if memory is None:
+            memory = self.stories[passed.lang] = StoryMemory(self._settings)
+        assigned = attempt(self._dedupe, passed, memory.assign, passed, p.ts_micros, p.keys)
+        if isinstance(assigned, DeadLetter):
+            return Outcome(p.seq, dead=assigned, forgotten=forgotten)
+        deduped, new = assigned
+        if new and deduped.duplicate_of is not None:
+            self._near.inc()
+        if p.tag_dead is not None:
+            letter, trace = p.tag_dead
+            self._tag.count()
+            log.warning("tag: article %s sent to news.dlq\n%s", normalized.article.article_id, trace)
+            return Outcome(p.seq, dead=letter, forgotten=forgotten)
+        topics, mentions, flags = p.tags
+        article = deduped.article if flags == deduped.article.flags else replace(deduped.article, flags=flags)
+        tagged = replace(deduped, article=article, topics=topics, mentions=mentions)
+        self._tag_counted(tagged)
+        alerts, dead = self._alerts(p.seq, tagged)
+        return Outcome(p.seq, tagged=tagged, dead=dead, alerts=tuple(alerts), forgotten=forgotten)
+
+    def _alerts(self, seq: int, tagged: TaggedArticle) -> tuple[list[Alert], DeadLetter | None]:
+        try:
+            self.clock.saw(event_time(tagged.article.published_at, tagged.article.fetched_at))
+        except ValueError:
+            pass  # moves no clock; its mentions go to the dead letters just below
+        events = attempt(self._novelty, tagged, events_of, tagged, seq)
+        if isinstance(events, DeadLetter):
+            return [], events
+        alerts: list[Alert] = []
+        first_dead = None
+        for org_id, event in events:
+            state = self.orgs.get(org_id)
+            if state is None:
+                state = self.orgs[org_id] = OrgState()
+            raised = attempt(self._events, event, self._rules.apply, state, event, self.clock.at(event.event_time))
+            if isinstance(raised, DeadLetter):
+                first_dead = first_dead or raised
+                continue
+            alerts.extend(raised)
+        return alerts, first_dead
+
+    def state_sizes(self) -> dict[str, int]:
+        """How much each rule remembers now (entries), for tests and benchmarks."""
+        return {
+            "repeat_ids": len(self.repeats),
+            "story_entries": sum(len(m) for m in self.stories.values()),
+            "org_states": len(self.orgs),
+            "org_stories": sum(len(s.stories) + len(s.topic_stories) for s in self.orgs.values()),
+        }
+
+
+# ---------------------------------------------------------------------------
+# the run
+
+
+def _batches(records: Iterable[tuple[bytes, float]], size: int) -> Iterator[list[tuple[int, bytes, float]]]:
+    numbered = ((seq, payload, at) for seq, (payload, at) in enumerate(records))
+    while batch := list(islice(numbered, size)):
+        yield batch
+
+
+class BatchRun:
+    """One run of the batch path; iterate it for the outcomes. ``workers=0`` does the
+    stateless part in this process too (profiling, small inputs)."""
+
+    def __init__(self, records: Iterable[tuple[bytes, float]], watchlist: Watchlist | WatchlistSource,
+                 dedupe: DedupeSettings | None = None, workers: int = WORKERS, batch_size: int = BATCH,
+                 in_flight: int | None = None):
+        self._records = records
+        self._source = watchlist if isinstance(watchlist, WatchlistSource) else WatchlistSource.fixed(watchlist)
+        self._settings = dedupe or DedupeSettings()
+        self._workers = workers
+        self._batch = batch_size
+        self._in_flight = in_flight if in_flight is not None else max(1, workers) * IN_FLIGHT_PER_WORKER
+        self.rules = _Rules(self._source, self._settings)
+
+    def __iter__(self) -> Iterator[Outcome]:
+        batches = _batches(self._records, self._batch)
+        if self._workers <= 0:
+            worker = _Stateless(self._source, self._settings)
+            for batch in batches:
+                for seq, payload, at in batch:
+                    yield self.rules.apply(worker.prepare(seq, payload, at))
+            return
+        # fork: the workers start with this process's modules as they are (a test's injected
+        # fault included) and without pickling the watchlist.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(self._workers, mp_context=context, initializer=_start_worker,
+                                 initargs=(self._source, self._settings)) as pool:
+            pending: deque = deque()
+            try:
+                for batch in batches:
+                    pending.append(pool.submit(_prepare_batch, batch))
+                    while len(pending) >= self._in_flight:
+                        for prepared in pending.popleft().result():
+                            yield self.rules.apply(prepared)
+                while pending:
+                    for prepared in pending.popleft().result():
+                        yield self.rules.apply(prepared)
+            finally:
+                for future in pending:
+                    future.cancel()
+
+
+def workers_for(size: int | None) -> int:
+    """Worker processes for an input of ``size`` records (None: not known): none for a small
+    one, whose start-up (each worker loads the language models) would cost more than it saves."""
+    return 0 if size is not None and size < SMALL_INPUT else WORKERS
+
+
+def run_batch(records: Iterable[tuple[bytes, float]], watchlist: Watchlist | WatchlistSource,
+              dedupe: DedupeSettings | None = None, workers: int | None = None) -> Iterator[Outcome]:
+    """The outcomes of ``records`` (news.raw records as bytes with their event time in unix
+    seconds, in input order), in input order. See the module docstring. ``workers``: default
+    :func:`workers_for` the input's length when it has one."""
+    if workers is None:
+        workers = workers_for(len(records) if isinstance(records, Sized) else None)
+    return iter(BatchRun(records, watchlist, dedupe, workers))

@@ -1,0 +1,150 @@
+"""The bounded batch path (pipelines.batch) gives what build(ordered=True) gives, in flat memory."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from newsradar.config import load_watchlist
+from newsradar.records import RawArticle, format_time, parse_time
+from pipelines.batch import BatchRun
+from pipelines.run import run_bounded, run_ordered_beam
+from tests.conftest import FIXTURES
+from transforms.dedupe import DedupeSettings
+
+WATCHLIST = load_watchlist(FIXTURES / "pipeline" / "watchlist.yaml")
+# Short windows, so that a few hundred records span many of them and pruning is exercised.
+SETTINGS = DedupeSettings(repeat_window_seconds=12 * 3600.0, story_window_seconds=6 * 3600.0,
+                          prune_interval_seconds=3600.0)
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+STEP = timedelta(minutes=10)
+
+
+def _texts() -> list[tuple[str, str, str]]:
+    out = []
+    for name in ("stories.jsonl", "languages.jsonl"):
+        for line in (FIXTURES / "pipeline" / name).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                obj = json.loads(line)
+                out.append((obj.get("lang") or "en", obj.get("title") or "", obj["text"]))
+    return out
+
+
+def generated(n: int) -> list[tuple[bytes, float]]:
+    """``n`` inputs: rewritten and exact copies of the fixtures' stories (with and without a
+    watched organization), exact repeats of earlier records, edits, records a few hours late,
+    and malformed lines; event time advancing ten minutes a record."""
+    texts = _texts()
+    out: list[tuple[bytes, float]] = []
+    sent: list[RawArticle] = []
+    for i in range(n):
+        when = T0 + i * STEP
+        if i % 13 == 12:
+            out.append((b'{"v": 1, "kind": "raw", "not": "an article"' if i % 2 else b"\xff\xfe not utf-8", when.timestamp()))
+            continue
+        if i % 7 == 6 and sent:
+            again = sent[-5 if len(sent) >= 5 else 0]  # an exact repeat of an earlier record
+            out.append((again.encode(), when.timestamp()))
+            continue
+        if i % 11 == 10 and sent:
+            old = sent[-3 if len(sent) >= 3 else 0]  # an edit of an earlier record
+            edit = _edited(old, when)
+            out.append((edit.encode(), when.timestamp()))
+            continue
+        late = i % 17 == 16
+        at = when - timedelta(hours=3) if late else when
+        lang, title, text = texts[i % len(texts)]
+        if i % 3 == 0:
+            text = f"{text} Story number {i // 3 % 40}."  # a near copy of the same text seen before
+        if i % 5 == 0:
+            text = f"{text} The Council of Mothers and Wives commented on it."
+        article = RawArticle(article_id=f"rss:gen:{i}", source_id="gen", source_kind="rss",
+                             url=f"https://gen.example/{i}", title=title, text=text, published_at=format_time(at),
+                             fetched_at=format_time(when), lang_hint=lang)
+        sent.append(article)
+        out.append((article.encode(), at.timestamp()))
+    return out
+
+
+def _fields(article: RawArticle) -> dict:
+    return {name: getattr(article, name) for name in article.__slots__}
+
+
+def _edited(old: RawArticle, when: datetime) -> RawArticle:
+    fields = _fields(old)
+    fields.update(text=old.text + " Updated with a correction.", edited_at=format_time(when),
+                  fetched_at=format_time(max(when, parse_time(old.fetched_at))))
+    return RawArticle(**fields)
+
+
+def _alert(alert) -> tuple:
+    return (alert.alert_id, alert.kind, alert.article_id, alert.story_id, alert.why, alert.severity, alert.snippet)
+
+
+def _letter(letter) -> tuple:
+    return (letter.step, letter.error, letter.original, letter.encoding)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return generated(260)
+
+
+def test_the_batch_path_equals_the_ordered_beam_build(inputs):
+    reference = run_ordered_beam(inputs, WATCHLIST, SETTINGS)
+    batch = run_bounded(inputs, WATCHLIST, SETTINGS, workers=2)
+    # The input has what the comparison must cover: copies, repeats, edits, bad records, alerts.
+    assert sum(1 for t in reference.tagged.values() if t.duplicate_of) >= 10
+    assert sum(1 for t in reference.tagged.values() if t.is_update) >= 5
+    assert len(inputs) - len(reference.tagged) - len(reference.dead) >= 10  # repeats dropped
+    assert len(reference.dead) >= 10 and len(reference.alerts) >= 5
+    assert batch.tagged == reference.tagged
+    assert {i: _letter(d) for i, d in batch.dead.items()} == {i: _letter(d) for i, d in reference.dead.items()}
+    assert [_alert(a) for a in batch.alerts] == [_alert(a) for a in reference.alerts]
+
+
+def test_in_this_process_it_gives_the_same(inputs):
+    two = run_bounded(inputs, WATCHLIST, SETTINGS, workers=2)
+    none = run_bounded(inputs, WATCHLIST, SETTINGS, workers=0)
+    assert none.tagged == two.tagged and [_alert(a) for a in none.alerts] == [_alert(a) for a in two.alerts]
+
+
+def test_state_stays_bounded_by_the_windows_not_the_input():
+    inputs = generated(1200)  # 200 hours of records: over thirty story windows
+    run = BatchRun(inputs, WATCHLIST, SETTINGS, workers=0)
+    sizes = []
+    for outcome in run:
+        if outcome.seq % 50 == 49:
+            sizes.append(run.rules.state_sizes())
+    per_hour = 6  # records per hour of event time
+    # A story entry lives a window, plus up to the prune interval, plus the late records' hours.
+    story_bound = per_hour * (6 + 1 + 3) + per_hour
+    repeat_bound = per_hour * (12 + 3) + per_hour
+    assert max(s["story_entries"] for s in sizes) <= story_bound, sizes
+    assert max(s["repeat_ids"] for s in sizes) <= repeat_bound, sizes
+    # Each bound is a few percent of the input: what is remembered is the windows' worth.
+    assert story_bound + repeat_bound < len(inputs) / 5
+    assert sizes[-1]["org_states"] <= len(WATCHLIST.organizations)
+
+
+def test_outcomes_come_in_input_order_one_per_input(inputs):
+    seqs = [o.seq for o in BatchRun(inputs, WATCHLIST, SETTINGS, workers=2, batch_size=7, in_flight=2)]
+    assert seqs == list(range(len(inputs)))
+
+
+def test_a_fault_in_a_worker_process_is_the_record_s_dead_letter(monkeypatch):
+    # The faults of tests/pipelines/test_dead_letters.py, injected before the workers fork.
+    from tests.pipelines import test_dead_letters as faults
+
+    faults.inject(monkeypatch)
+    result = run_bounded(faults.payloads(), faults.WATCHLIST, workers=2)
+    assert {i: faults.summary(d) for i, d in result.dead.items()} == {
+        1: ("normalize", "rss:test:101", "ValueError"),
+        3: ("dedupe", "rss:test:102", "ValueError"),
+        4: ("dedupe", "rss:test:103", "ValueError"),
+        5: ("parse", "not a record", "not JSON"),
+        7: ("tag", "rss:test:104", "ValueError"),
+        9: ("novelty.event", "rss:test:105", "ValueError"),
+    }
