@@ -62,11 +62,14 @@ def _read(consumer, tp, start: int, end: int, timeout: float) -> Iterator:
         return
     consumer.assign([tp])
     consumer.seek(tp, start)
+    # A bound on waiting for the broker, not on the whole read: the fold consumes this lazily.
     deadline = time.monotonic() + timeout
     while consumer.position(tp) < end:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"could not read {tp.topic}/{tp.partition} to offset {end} within {timeout:.0f}s")
+            raise TimeoutError(f"no progress reading {tp.topic}/{tp.partition} towards offset {end} "
+                               f"for {timeout:.0f}s")
         for records in consumer.poll(timeout_ms=_POLL_MS).values():
+            deadline = time.monotonic() + timeout
             for record in records:
                 if record.offset >= end:
                     return
