@@ -189,6 +189,12 @@ def pipeline_overview() -> dict:
                   target("sum by (result) (increase(newsradar_connect_sources_reloads_total[$__range]))",
                          "sources {{result}}"),
               ], kind="stat", w=8),
+        panel(lay, "State rebuilt at start", "The last start's rebuild of pipeline state from news.tagged "
+              "and news.alerts: how long it took and how many records it read per topic (docs/pipeline.md, "
+              "State and restarts). A rebuild that grows with every deploy means the memory or the topics grew.", [
+                  target("max(newsradar_state_rebuild_seconds)", "seconds"),
+                  target("sum by (topic) (newsradar_state_rebuild_records)", "{{topic}} records"),
+              ], kind="stat", w=8),
         panel(lay, "Event times clamped", "Event times more than the allowed clock skew ahead of the "
               "pipeline's clock, moved back, over the time range, by field. Not 0: a producer's clock "
               "(a feed's dates, a connector host, a Kafka producer) is ahead.", [
