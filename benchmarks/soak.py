@@ -145,13 +145,17 @@ class Webhook:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 at = time.time()
                 try:
+                    # deliver posts one notification per story (issue 14): the full form lists
+                    # its alerts, an update's follow-up their ids. created_at is the story's
+                    # earliest alert's, so an update's latency is counted from the story's start.
                     doc = json.loads(body)
-                    entry = {"alert_id": doc["alert_id"], "kind": doc["kind"], "created_at": doc["created_at"],
-                             "received": at}
+                    parts = doc["alerts"] if "alerts" in doc else [{"alert_id": a} for a in doc["alert_ids"]]
+                    entries = [{"alert_id": p["alert_id"], "kind": p.get("kind"),
+                                "created_at": doc.get("created_at"), "received": at} for p in parts]
                 except (ValueError, KeyError, TypeError) as exc:
-                    entry = {"error": f"{type(exc).__name__}: {exc}", "received": at}
+                    entries = [{"error": f"{type(exc).__name__}: {exc}", "received": at}]
                 with lock:
-                    received.append(entry)
+                    received.extend(entries)
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -108,8 +108,9 @@ def summarize(*, world, days, t0, day_seconds, memory, lag, restarts, received, 
     from_raw: list[float] = []  # article on news.raw -> its alert at the webhook
     for r in got:
         if first_receipt[r["alert_id"]] == r["received"]:
-            latency_by_day.setdefault(_day_of(r["received"], t0, day_seconds, n), []).append(
-                r["received"] - _epoch(r["created_at"]))
+            if r["created_at"] is not None:  # an update's follow-up carries no created_at
+                latency_by_day.setdefault(_day_of(r["received"], t0, day_seconds, n), []).append(
+                    r["received"] - _epoch(r["created_at"]))
             article = stream_articles.get(r["alert_id"])
             if article in on_raw:
                 from_raw.append(r["received"] - on_raw[article])
