@@ -169,7 +169,11 @@ def test_up_demo_end_to_end(tmp_path):
         echo = next(t for t in tagged if t.article.url == f"{base}/articles/demo-echo-en-7")
         wire = next(t for t in tagged if t.article.url == f"{base}/articles/demo-wire-en-6")
         assert echo.story_id == wire.story_id
-        assert not [a for a in org_alert() if a.story_id == echo.story_id and a.article_id == echo.article.article_id]
+        # One new_mention for the story, whichever copy reached novelty first: the two feeds are
+        # polled apart and their records can share a bundle, where Beam keeps no order.
+        story_alerts = [a for a in org_alert() if a.story_id == echo.story_id]
+        assert len(story_alerts) == 1 and story_alerts[0].article_id in {echo.article.article_id,
+                                                                       wire.article.article_id}, story_alerts
 
         # 3. the metrics endpoints count what happened
         totals = scrape(f"http://127.0.0.1:{up.pipeline_port}/metrics")
