@@ -55,8 +55,9 @@ def test_without_a_total_no_eta_is_guessed():
 def test_the_ticker_reports_while_a_blocking_call_runs():
     out = io.StringIO()
     with Ticker(Progress("run", stream=out, every=0.01), interval=0.01):
-        import time
+        # the "blocking call": this thread waits until the ticker's thread has reported
+        from tests.conftest import wait_for
 
-        time.sleep(0.2)
+        wait_for(lambda: "elapsed" in out.getvalue(), 10, "the ticker's first line", interval=0.01)
     assert "newsradar: run: 0:00 elapsed" in out.getvalue()
     assert out.getvalue().splitlines()[-1].startswith("newsradar: run: 0:00 elapsed, done in")
