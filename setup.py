@@ -40,6 +40,12 @@ INSTALL_REQUIRES = [
     "selectolax>=0.3.21,<2",
     # streaming JSON for Telegram Desktop exports of any size
     "ijson>=3.2,<4",
+    # Russian named entities for `newsradar candidates` and news.candidates: slovnet's NER model
+    # and navec's embeddings, both read from the files natasha ships (nothing downloaded at run
+    # time); natasha's own morphology (pymorphy2) is never imported, it breaks on Python 3.11
+    "natasha>=1.6,<1.7",
+    "slovnet>=0.6,<0.7",
+    "navec>=0.10,<0.11",
 ]
 
 EXTRAS = {
@@ -57,6 +63,8 @@ EXTRAS = {
         "jsonschema>=4.23,<5",
         # the backtest report's screenshot from headless Chromium is read back (tests/pipelines/test_backtest_browser.py)
         "pillow>=10,<13",
+        # a real SMTP server on 127.0.0.1 for the email sink's tests (tests/newsradar/delivery/)
+        "aiosmtpd>=1.4.6,<2",
     ],
     "telegram": [
         "telethon>=1.36,<2",
