@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.broker import local_broker  # noqa: E402
 from newsradar.records import RawArticle, format_time, utc_now  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "pipeline" / "stories.jsonl"
@@ -207,20 +206,8 @@ def main() -> None:
     loop_rate = plain_loop(messages, opts.tagging)
     print(f"plain loop: {loop_rate:,.0f} records/s")
     with tempfile.TemporaryDirectory(prefix="nr-spine-") as tmp:
-        bootstrap = opts.bootstrap_servers
-        broker = None
-        if not bootstrap:
-            port = str(free_port())
-            broker = [sys.executable, "-m", "newsradar.cli", "kafka"], ["--port", port, "--data-dir", f"{tmp}/kafka"]
-            env = dict(os.environ, NEWSRADAR_HOME=f"{tmp}/home")
-            env.setdefault("NEWSRADAR_CACHE", str(Path.home() / ".newsradar" / "cache"))
-            subprocess.run(broker[0] + ["start"] + broker[1], check=True, capture_output=True, env=env)
-            bootstrap = f"localhost:{port}"
-        try:
+        with local_broker(Path(tmp), opts.bootstrap_servers) as bootstrap:
             prism = beam_on_prism(bootstrap, messages, f"b{uuid.uuid4().hex[:8]}.", opts.tagging)
-        finally:
-            if broker:
-                subprocess.run(broker[0] + ["stop"] + broker[1], capture_output=True, env=env)
     print(
         f"Prism + Kafka: {prism['steady']:,.0f} records/s steady (first output to last), "
         f"{prism['end_to_end']:,.0f} records/s end to end ({prism['wall']:.1f} s, first output after "

@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.broker import local_broker  # noqa: E402
 from benchmarks.pipeline_spine import WATCHLIST, free_port, generate  # noqa: E402
 
 PARTITIONS = 4
@@ -155,26 +156,13 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="nr-portable-") as tmp:
         tmp_path = Path(tmp)
-        bootstrap = opts.bootstrap_servers
-        broker = env = None
-        if not bootstrap:
-            port = str(free_port())
-            broker = [sys.executable, "-m", "newsradar.cli", "kafka"], ["--port", port, "--data-dir", f"{tmp}/kafka"]
-            env = dict(os.environ, NEWSRADAR_HOME=f"{tmp}/home")
-            env.setdefault("NEWSRADAR_CACHE", str(Path.home() / ".newsradar" / "cache"))
-            subprocess.run(broker[0] + ["start"] + broker[1], check=True, capture_output=True, env=env)
-            bootstrap = f"localhost:{port}"
-        try:
-            with PrismServer(prism_binary()) as server:
-                for workers in opts.workers:
-                    r = one_run(bootstrap, messages, workers, python, server.endpoint, tmp_path)
-                    results.append(r)
-                    print(f"{workers} worker(s) asked, {r['workers_started']} started: {r['steady']:,.0f} records/s "
-                          f"steady (first output to the last commit), {r['end_to_end']:,.0f} records/s end to end "
-                          f"(first output after {r['first_output_after']:.1f} s; {r['outputs']} outputs)", flush=True)
-        finally:
-            if broker:
-                subprocess.run(broker[0] + ["stop"] + broker[1], capture_output=True, env=env, check=False)
+        with local_broker(tmp_path, opts.bootstrap_servers) as bootstrap, PrismServer(prism_binary()) as server:
+            for workers in opts.workers:
+                r = one_run(bootstrap, messages, workers, python, server.endpoint, tmp_path)
+                results.append(r)
+                print(f"{workers} worker(s) asked, {r['workers_started']} started: {r['steady']:,.0f} records/s "
+                      f"steady (first output to the last commit), {r['end_to_end']:,.0f} records/s end to end "
+                      f"(first output after {r['first_output_after']:.1f} s; {r['outputs']} outputs)", flush=True)
     if len(results) >= 2 and results[0]["steady"] > 0:
         print(f"ratio steady {results[1]['workers_asked']} / {results[0]['workers_asked']} workers: "
               f"{results[1]['steady'] / results[0]['steady']:.2f}")

@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks.broker import local_broker  # noqa: E402
 
 HOSTS = 16
 ITEM_HTML = (
@@ -102,14 +103,6 @@ def serve(port: int, changed_every: int, items: int, ready) -> None:
 
 # ---------------------------------------------------------------------------
 # the connector side
-
-
-def start_broker(data_dir: Path) -> tuple[str, callable]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "newsradar.cli", "kafka"]
-    where = ["--port", str(port), "--data-dir", str(data_dir)]
-    subprocess.run([*cmd, "start", *where], check=True, capture_output=True, text=True, timeout=300)
-    return f"localhost:{port}", lambda: subprocess.run([*cmd, "stop", *where], capture_output=True, timeout=120)
 
 
 async def run_cycles(args, port: int, bootstrap: str, state_dir: Path) -> list:
@@ -189,24 +182,15 @@ def main() -> None:
     ready = ctx.Event()
     server = ctx.Process(target=serve, args=(port, round(1 / args.changed), args.items, ready), daemon=True)
     server.start()
-    stop_broker = None
     try:
         if not ready.wait(30):
             raise SystemExit("feed server did not start")
-        with tempfile.TemporaryDirectory(prefix="rss-bench-") as tmp:
-            bootstrap = args.bootstrap
-            if not bootstrap:
-                bootstrap, stop_broker = start_broker(Path(tmp) / "kafka")
+        with tempfile.TemporaryDirectory(prefix="rss-bench-") as tmp, local_broker(Path(tmp), args.bootstrap) as bootstrap:
             print(f"{args.feeds} feeds on {HOSTS} loopback hosts, {args.changed:.0%} changed with {args.items} new "
                   f"items, per-host {args.per_host}, concurrency {args.concurrency}, Kafka {bootstrap}, "
                   f"{os.cpu_count()} CPUs", flush=True)
             results = asyncio.run(run_cycles(args, port, bootstrap, Path(tmp) / "state"))
-            if stop_broker:
-                stop_broker()
-                stop_broker = None
     finally:
-        if stop_broker:
-            stop_broker()
         server.terminate()
         server.join(10)
     median, size = parse_cost(args.items)
