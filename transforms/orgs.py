@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from spacy.matcher import PhraseMatcher
@@ -112,6 +112,19 @@ def _alias_texts(org: Organization, lang: str) -> list[tuple[str, bool, int, str
                 bare = " ".join(alias.text.replace("’", "'").replace("'", " ").split())
                 out.append((bare, proper, alias.generic_level, alias_lang))
     return out
+
+
+def _words_around(doc: Doc, start: int, end: int, window: int) -> Iterator:
+    """Up to ``window`` words (punctuation and spaces not counted) on each side of a span."""
+    for positions in (range(start - 1, -1, -1), range(end, len(doc))):
+        taken = 0
+        for i in positions:
+            if taken == window:
+                break
+            token = doc[i]
+            if not (token.is_punct or token.is_space):
+                taken += 1
+                yield token
 
 
 class OrgMatcher:
@@ -336,11 +349,8 @@ class OrgMatcher:
         if org in full_orgs:
             return True
         for words, window in ((self._heads[org], HEAD_WINDOW), (self._context[org], CONTEXT_WINDOW)):
-            if words:
-                lo, hi = max(0, start - window), min(len(doc), end + window)
-                for i in itertools.chain(range(lo, start), range(end, hi)):
-                    if doc[i].lemma in words:
-                        return True
+            if words and any(t.lemma in words for t in _words_around(doc, start, end, window)):
+                return True
         context = self._context[org]
         return bool(context) and len(context & lemmas) >= ARTICLE_CONTEXT
 

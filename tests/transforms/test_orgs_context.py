@@ -112,6 +112,14 @@ def test_a_name_with_support_counts(tagger, text, lang, org):
     assert orgs(tagger, text, lang) == [org]
 
 
+def test_the_context_window_counts_words_not_punctuation(tagger):
+    # «повесткой» is the 7th word after the name but its 12th token: commas and dashes
+    # between them must not push a context word out of reach; the 9th word is out of reach.
+    assert orgs(tagger, "«Идите лесом», по словам юристов, — опять — помогают с повесткой.", "ru") == ["idite-lesom"]
+    assert orgs(tagger, "«Идите лесом», по словам юристов, опять и опять помогают всем, кто получил повестку.",
+                "ru") == []
+
+
 @pytest.mark.parametrize(
     "text, lang, surface",
     [
