@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .records import ALL_TOPICS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_RAW, TOPIC_TAGGED
+from .records import ALL_TOPICS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_NOVELTY, TOPIC_RAW, TOPIC_TAGGED
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +219,8 @@ DEFAULT_RETENTION = {
 }
 # Text compresses ~4x with zstd; alerts and raw articles are read back in bulk (rebuild, backtest).
 DEFAULT_COMPRESSION = {TOPIC_RAW: "zstd", TOPIC_ALERTS: "zstd"}
+# Kept by key, not by time: the newest record of each key stays for ever (one per organization).
+COMPACTED = frozenset({TOPIC_NOVELTY})
 
 
 @dataclass(frozen=True)
@@ -231,10 +233,13 @@ class TopicPolicy:
     min_insync_replicas: int | None = None
     retention_seconds: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RETENTION))
     compression: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_COMPRESSION))
+    compacted: frozenset[str] = COMPACTED
 
     def configs(self, topic: str) -> dict[str, str]:
         base = base_topic(topic)
         out = {"max.message.bytes": str(MAX_MESSAGE_BYTES)}
+        if base in self.compacted:
+            out["cleanup.policy"] = "compact"
         if base in self.retention_seconds:
             out["retention.ms"] = str(int(self.retention_seconds[base] * 1000))
         if base in self.compression:
@@ -242,6 +247,19 @@ class TopicPolicy:
         if self.min_insync_replicas is not None:
             out["min.insync.replicas"] = str(self.min_insync_replicas)
         return out
+
+
+# news.tagged and news.alerts created for a pipeline keep its memory plus this: the rebuild at
+# start reads that margin of news.tagged for first and last mentions (transforms/rebuild.py).
+TAGGED_MARGIN = 7 * DAY
+
+
+def pipeline_topic_policy(memory_seconds: float, **overrides) -> TopicPolicy:
+    """The policy topics are created with for a pipeline whose memory is ``memory_seconds``:
+    news.tagged and news.alerts keep that plus :data:`TAGGED_MARGIN`, at least their defaults."""
+    keep = {name: max(seconds, memory_seconds + TAGGED_MARGIN) if name in (TOPIC_TAGGED, TOPIC_ALERTS) else seconds
+            for name, seconds in DEFAULT_RETENTION.items()}
+    return TopicPolicy(retention_seconds=keep, **overrides)
 
 
 def base_topic(topic: str) -> str:
@@ -413,6 +431,28 @@ def read_topic(bootstrap_servers: str, topic: str, timeout: float = 30.0) -> lis
         consumer.close()
 
 
+class _GroupBusy(RuntimeError):
+    """The group coordinator answered with a retriable error for the group."""
+
+
+def _live_members(described, group: str) -> int:
+    """Live members of ``group`` in describe_groups' answer; a group error is raised
+    (:class:`_GroupBusy` when it is worth asking again), never read as "nobody"."""
+    info = described.get(group) if isinstance(described, dict) else None
+    if not info:
+        return 0
+    error = info.get("error")
+    if error and "GroupIdNotFound" in error:
+        return 0  # never used, or gone: nobody there
+    if error:
+        if any(word in error for word in ("CoordinatorLoadInProgress", "NotCoordinator", "CoordinatorNotAvailable")):
+            raise _GroupBusy(error)
+        raise RuntimeError(f"describing consumer group {group}: {error}")
+    if (info.get("group_state") or info.get("state")) in ("Dead", "Empty"):
+        return 0
+    return len(info.get("members") or ())
+
+
 class GroupClaimed(RuntimeError):
     """Another live process holds the claim on this consumer group."""
 
@@ -453,21 +493,15 @@ class GroupClaim:
         try:
             while True:
                 try:
-                    described = admin.describe_groups([self.group])
-                    break
-                except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError):
-                    # a new cluster creates its offsets topic on first use: retriable, within a bound
+                    return _live_members(admin.describe_groups([self.group]), self.group)
+                except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError, _GroupBusy):
+                    # a new cluster creates its offsets topic on first use, a coordinator moves:
+                    # retriable, within a bound
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.5)
         finally:
             admin.close()
-        info = described.get(self.group) if isinstance(described, dict) else None
-        if not info:
-            return 0
-        if info.get("state") in ("Dead", "Empty"):
-            return 0
-        return len(info.get("members") or ())
 
     def __enter__(self) -> GroupClaim:
         import threading
@@ -499,6 +533,14 @@ class GroupClaim:
                 raise GroupClaimed(f"could not join {self.group} within 30s")
             self._consumer.poll(timeout_ms=500)
             self._pause()
+        # Two pipelines that looked at the same moment both saw nobody: whichever looks last
+        # after joining sees the other and gives way (both may; never neither).
+        if (held := self.members()) > 1:
+            self._consumer.close()
+            self._consumer = None
+            raise GroupClaimed(
+                f"another pipeline joined consumer group {self.group.removesuffix('.claim')!r} at the same moment "
+                f"({held} members in {self.group}); start one at a time, or give each its own --group_id")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._keep, name="newsradar-claim", daemon=True)
         self._thread.start()

@@ -175,7 +175,8 @@ class PipelineMetrics:
         )
         self.rebuild_seconds = Gauge(
             "newsradar_state_rebuild_seconds",
-            "How long the state rebuild from news.tagged and news.alerts took at the last start.", registry=registry,
+            "How long the state rebuild from news.tagged, news.alerts and news.novelty took at the last start.",
+            registry=registry,
         )
         self.rebuild_records = Gauge(
             "newsradar_state_rebuild_records",
@@ -194,7 +195,7 @@ class PipelineMetrics:
             self.watchlist_reloads.labels(result=result)
         for name in CLAMPED_FIELDS:
             self.clamped_times.labels(field=name)
-        for name in ("news.tagged", "news.alerts"):
+        for name in ("news.tagged", "news.alerts", "news.novelty"):
             self.rebuild_records.labels(topic=name)
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,7 +55,10 @@ TOPIC_RAW = "news.raw"
 TOPIC_TAGGED = "news.tagged"
 TOPIC_ALERTS = "news.alerts"
 TOPIC_DLQ = "news.dlq"
-ALL_TOPICS = (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ)
+# Compacted: per organization, when it was first and last seen (the novelty state a restart
+# cannot read back from news.tagged once those mentions are past its retention).
+TOPIC_NOVELTY = "news.novelty"
+ALL_TOPICS = (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_NOVELTY)
 
 
 # A record larger than this is refused by decode; the pipeline sends it to the DLQ.
@@ -685,6 +689,57 @@ def decode_alert(payload: bytes | str | dict) -> Alert:
 
 
 # ---------------------------------------------------------------------------
+# news.novelty
+
+
+def _unix_seconds(data: dict, name: str, required: bool) -> float | None:
+    value = _check(data, name, (int, float), required)
+    if isinstance(value, bool) or (value is not None and not math.isfinite(value)):
+        raise RecordError(name, f"{name} must be a finite number of unix seconds, not {value!r}")
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class NoveltySummary(_Record):
+    """What must outlive news.tagged about one organization (topic ``news.novelty``, compacted,
+    key ``org_id``): the event times (unix seconds, as the novelty state keeps them) of its
+    first and last mention and of its last surge. A restart folds the newest of these into the
+    novelty state, so ``first_in_window`` after a silence longer than news.tagged's retention
+    still counts the silence from the last mention."""
+
+    KIND: ClassVar[str] = "novelty"
+
+    org_id: str
+    first_seen: float
+    last_seen: float
+    written_at: str
+    last_surge: float | None = None
+
+    def __post_init__(self) -> None:
+        _novelty_fields(self.to_dict())
+
+
+def _novelty_fields(data: dict) -> dict:
+    values = dict(
+        org_id=_check_nonempty(data, "org_id"),
+        first_seen=_unix_seconds(data, "first_seen", True),
+        last_seen=_unix_seconds(data, "last_seen", True),
+        written_at=_check_time(data, "written_at", True),
+        last_surge=_unix_seconds(data, "last_surge", False),
+    )
+    if values["first_seen"] > values["last_seen"]:
+        raise RecordError("first_seen", "first_seen is after last_seen")
+    return values
+
+
+def decode_novelty(payload: bytes | str | dict) -> NoveltySummary:
+    data = _load_object(payload)
+    if data.get("v", 1) not in READ_VERSIONS:
+        raise RecordError("v", f"unsupported schema version {data.get('v')!r}")
+    return _construct(NoveltySummary, _novelty_fields(data))
+
+
+# ---------------------------------------------------------------------------
 # news.dlq
 
 
@@ -768,9 +823,9 @@ def decode_dead_letter(payload: bytes | str | dict) -> DeadLetter:
 
 __all__ = [
     "ALL_TOPICS", "Alert", "DeadLetter", "Evidence", "MAX_CLOCK_SKEW", "MAX_DLQ_ORIGINAL_BYTES", "MAX_ERROR_CHARS",
-    "MAX_OUTPUT_RECORD_BYTES", "MAX_RECORD_BYTES", "Mention", "RawArticle",
-    "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_RAW", "TOPIC_TAGGED",
-    "TaggedArticle", "TopicTag", "decode_alert", "decode_dead_letter",
+    "MAX_OUTPUT_RECORD_BYTES", "MAX_RECORD_BYTES", "Mention", "NoveltySummary", "RawArticle",
+    "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_NOVELTY", "TOPIC_RAW", "TOPIC_TAGGED",
+    "TaggedArticle", "TopicTag", "decode_alert", "decode_dead_letter", "decode_novelty",
     "clamp_future", "decode_raw", "decode_tagged", "encode", "fit_to_size", "format_time", "has_surrogates",
     "json_problem", "parse_time", "replace_surrogates", "utc_now", "with_flag",
 ]

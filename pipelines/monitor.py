@@ -34,6 +34,8 @@ class Outputs:
     tagged: beam.PCollection  # TaggedArticle → news.tagged
     alerts: beam.PCollection  # Alert → news.alerts
     dlq: beam.PCollection  # DeadLetter → news.dlq
+    # NoveltySummary → news.novelty (streaming only; None in ordered mode)
+    summaries: beam.PCollection | None = None
 
 
 def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
@@ -46,6 +48,7 @@ def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
         ParseRaw ──(bad)──────────────────────────────────────────────► dlq
            └► Normalize ─► Dedupe ─► TagArticles ─► tagged         (each ─(failed on)─► dlq)
                                            └► RaiseAlerts ─► alerts   (─(failed on)─► dlq)
+                                                   └─(pruned)─► summaries
 
     Guarantees: every input element ends up in ``dlq`` (with the error and step, and the
     original bytes or, past ParseRaw, the article as a news.raw record) or, once per article
@@ -85,4 +88,4 @@ def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
     alerts = raised.alerts
     dead = [parsed.dlq, normalized.dlq, deduped.dlq, tagged.dlq, raised.dlq]
     dlq = dead | "MergeDeadLetters" >> beam.Flatten()
-    return Outputs(tagged=tagged.articles, alerts=alerts, dlq=dlq)
+    return Outputs(tagged=tagged.articles, alerts=alerts, dlq=dlq, summaries=raised.summaries)

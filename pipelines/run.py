@@ -49,20 +49,21 @@ from apache_beam.transforms.window import TimestampedValue
 from newsradar import paths
 from newsradar.config import Watchlist
 from newsradar.kafka import (
-    DAY,
-    DEFAULT_RETENTION,
+    TAGGED_MARGIN,
     GroupClaim,
     GroupClaimed,
-    TopicPolicy,
     broker_answers,
     check_retention,
     ensure_topics,
+    pipeline_topic_policy,
+    topic_retention,
 )
 from newsradar.metrics import pipeline_metrics, serve
 from newsradar.procs import die_with_parent, free_port, port_open
 from newsradar.records import (
     TOPIC_ALERTS,
     TOPIC_DLQ,
+    TOPIC_NOVELTY,
     TOPIC_RAW,
     TOPIC_TAGGED,
     Alert,
@@ -96,12 +97,7 @@ CLAIM_WAIT_SECONDS = 30.0
 
 def memory_seconds(watchlist: Watchlist, dedupe: DedupeSettings) -> float:
     """The longest the pipeline remembers: what news.tagged and news.alerts must keep."""
-    novelty = watchlist.novelty
-    return max(
-        novelty.story_memory, novelty.default_window, novelty.surge.baseline, novelty.surge.cooldown,
-        *(org.window(novelty) for org in watchlist.organizations),
-        dedupe.repeat_window_seconds, dedupe.story_window_seconds,
-    )
+    return max(watchlist.memory_seconds(), dedupe.repeat_window_seconds, dedupe.story_window_seconds)
 
 
 class PipelineError(RuntimeError):
@@ -131,8 +127,8 @@ def attach_kafka(
     progress: LocalProgress | None = None,
     seed: SeedBlob | None = None,
 ) -> monitor.Outputs:
-    """news.raw → build() → news.tagged, news.alerts, news.dlq, and the offset commit that
-    waits for all three writes. ``seed``: the state rebuilt at start (:mod:`pipelines.rebuild`)."""
+    """news.raw → build() → news.tagged, news.alerts, news.dlq, news.novelty, and the offset
+    commit that waits for all four writes. ``seed``: the state rebuilt at start (:mod:`pipelines.rebuild`)."""
     settings = read_settings(options, bootstrap_servers, bounded)
     read = pipeline | "ReadRaw" >> ReadFromKafka(topic(options, TOPIC_RAW), settings, progress)
     outputs = monitor.build(read.records, watchlist, dedupe=dedupe_settings(options), seed=seed)
@@ -144,6 +140,8 @@ def attach_kafka(
         tagged | "WriteTagged" >> WriteToKafka(topic(options, TOPIC_TAGGED), bootstrap_servers, dlq_topic=dlq),
         outputs.alerts | "WriteAlerts" >> WriteToKafka(topic(options, TOPIC_ALERTS), bootstrap_servers, dlq_topic=dlq),
         outputs.dlq | "WriteDeadLetters" >> WriteToKafka(dlq, bootstrap_servers),
+        outputs.summaries | "WriteNovelty" >> WriteToKafka(topic(options, TOPIC_NOVELTY), bootstrap_servers,
+                                                          dlq_topic=dlq),
     ]
     read.progress | "CommitOffsets" >> CommitOffsets(settings, written, progress)
     return outputs
@@ -275,15 +273,19 @@ def run_streaming(
             portable.job_endpoint = server.endpoint
         if not broker_answers(bootstrap_servers, timeout=10):
             raise PipelineError(f"no Kafka broker answers at {bootstrap_servers}")
-        topics = [topic(options, t) for t in (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ)]
+        topics = [topic(options, t) for t in (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_NOVELTY)]
         memory = memory_seconds(watchlist.initial, dedupe_settings(options))
         # Topics this pipeline creates keep at least its memory plus a week, whatever the watchlist says.
-        keep = {name: max(seconds, memory + 7 * DAY) if name in (TOPIC_TAGGED, TOPIC_ALERTS) else seconds
-                for name, seconds in DEFAULT_RETENTION.items()}
-        ensure_topics(bootstrap_servers, topics=topics, policy=TopicPolicy(retention_seconds=keep))
-        problems = check_retention(bootstrap_servers, {topic(options, t): memory for t in (TOPIC_TAGGED, TOPIC_ALERTS)})
+        ensure_topics(bootstrap_servers, topics=topics, policy=pipeline_topic_policy(memory))
+        kept_for = [topic(options, t) for t in (TOPIC_TAGGED, TOPIC_ALERTS)]
+        problems = check_retention(bootstrap_servers, {name: memory for name in kept_for})
         if problems:
             raise BadOptions("; ".join(problems))
+        # A watchlist edit taken while running must fit in what the topics keep, or the next
+        # start would refuse it: such a version is refused at reload (the old one stays).
+        kept = [k for k in topic_retention(bootstrap_servers, kept_for).values() if k is not None]
+        if kept:
+            watchlist = dataclasses.replace(watchlist, max_memory=min(kept))
         try:
             stack.enter_context(GroupClaim(bootstrap_servers, own.group_id, topic(options, TOPIC_DLQ),
                                            wait=CLAIM_WAIT_SECONDS))
@@ -299,11 +301,12 @@ def run_streaming(
             report = rebuild_state(
                 bootstrap_servers, raw_topic=topics[0], tagged_topic=topics[1], alerts_topic=topics[2],
                 group_id=own.group_id, watchlist=watchlist.initial, dedupe=dedupe_settings(options),
-                memory_seconds=memory, echo=_to_stderr)
+                memory_seconds=memory, novelty_topic=topics[4], lifetime_seconds=TAGGED_MARGIN, echo=_to_stderr)
             _to_stderr(f"pipeline: {report.summary()}")
             metrics.rebuild_seconds.set(report.seconds)
             metrics.rebuild_records.labels(topic=TOPIC_TAGGED).set(report.folded)
             metrics.rebuild_records.labels(topic=TOPIC_ALERTS).set(report.alerts)
+            metrics.rebuild_records.labels(topic=TOPIC_NOVELTY).set(report.summaries_read)
             seed = SeedBlob.of(report.seed)
         pipeline = beam.Pipeline(options=options)
         attach_kafka(pipeline, watchlist, bootstrap_servers, options, bounded=bounded, seed=seed)

@@ -474,6 +474,10 @@ class AlertRules:
         self._metrics = metrics
         self._count = count
 
+    def now(self) -> datetime:
+        """The rules' clock (aware)."""
+        return self._now()
+
     def apply(self, state: OrgState, event: MentionEvent, arrival: float | None = None) -> list[Alert]:
         """The alerts ``event`` raises; ``state`` is updated in place. ``arrival``: when the
         event arrived (unix seconds; default: now), for the backfill guard."""

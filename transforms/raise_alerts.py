@@ -18,12 +18,15 @@ Guarantees:
 * Both steps use the worker process's one watchlist reloader, the one tagging uses
   (:func:`transforms.tagging.watchlist_reloader`), so the two switch versions together.
 * After a restart (:mod:`transforms.rebuild`): an organization seen for the first time with
-  nothing in state starts from the state rebuilt from news.tagged, and an alert whose id is
-  already on news.alerts is not raised again (counted as ``already_raised``).
+  nothing in state starts from the state rebuilt from news.tagged and news.novelty, and an
+  alert whose id is already on news.alerts is not raised again (counted as ``already_raised``).
+  When the prune timer reduces an organization's state to its first and last mention, those
+  go to ``summaries`` (news.novelty), which outlive news.tagged.
 * Backfill guard (:func:`transforms.alert_rules.is_backfill`): a mention older than
   ``novelty.max_alert_age`` when it arrives updates state and raises nothing. On the stream a
   mention arrives when the rules see it (``clock``, the wall clock unless a test injects
-  one); in an ordered replay, at the newest event time of the input up to it
+  one), so no alert is raised longer than the age after its event, whatever delayed it; in an
+  ordered replay, at the newest event time of the input up to it
   (:class:`transforms.alert_rules.ReplayClock`), because a replay takes seconds for what a
   stream saw over months.
 """
@@ -63,13 +66,20 @@ STEP = "novelty"
 EVENT_STEP = "novelty.event"
 
 
+# The side output of the organizations' summaries (news.novelty).
+SUMMARIES = "summaries"
+
+
 class RaisedAlerts(NamedTuple):
     """What RaiseAlerts produces: the alerts, and the dead letters of what its code failed on
     (step ``novelty``: an article whose mentions could not be read, kept as its news.raw record;
-    step ``novelty.event``: a mention event the rules raised on, kept as JSON)."""
+    step ``novelty.event``: a mention event the rules raised on, kept as JSON). The streaming
+    step also gives ``summaries``: a :class:`newsradar.records.NoveltySummary` of each
+    organization whose state it prunes (None from the in-order step)."""
 
     alerts: beam.PCollection
     dlq: beam.PCollection
+    summaries: beam.PCollection | None = None
 
 
 class _EventsOf(RecordStep):
@@ -153,16 +163,21 @@ class _ApplyNoveltyRulesFn(_AlertRulesFn):
         yield from alerts
 
     @on_timer(GC)
-    def expire(self, fired=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(STATE),
+    def expire(self, key=beam.DoFn.KeyParam, fired=beam.DoFn.TimestampParam, state=beam.DoFn.StateParam(STATE),
                gc_at=beam.DoFn.StateParam(GC_AT)):
         current = state.read()
         if current is None:
             return
         alert_rules.prune(current, float(fired.micros) / 1e6, self._reloader.watchlist.novelty)
         _count("states_pruned")
-        # What stays is two timestamps: enough for first_in_window after a long silence.
+        # What stays is two timestamps: enough for first_in_window after a long silence. They
+        # go to news.novelty too: the mentions behind them leave news.tagged's retention, and
+        # a restart must still know them (transforms.rebuild).
         state.write(current)
         gc_at.clear()
+        summary = rebuild.summary_of(key, current, self._rules.now())
+        if summary is not None:
+            yield beam.pvalue.TaggedOutput(SUMMARIES, summary)
 
 
 class KeyMentionsByOrganization(beam.PTransform):
@@ -192,10 +207,11 @@ class RaiseAlerts(beam.PTransform):
         events = tagged | "KeyMentionsByOrganization" >> KeyMentionsByOrganization()
         alerts = (
             events.articles
-            | "ApplyNoveltyRules" >> beam.ParDo(_ApplyNoveltyRulesFn(self._source, self._clock, self._seed)).with_outputs(DLQ, main="alerts")
+            | "ApplyNoveltyRules" >> beam.ParDo(_ApplyNoveltyRulesFn(self._source, self._clock, self._seed)).with_outputs(
+                DLQ, SUMMARIES, main="alerts")
         )
         dlq = (events.dlq, alerts.dlq) | "MergeDeadLetters" >> beam.Flatten()
-        return RaisedAlerts(alerts.alerts, dlq)
+        return RaisedAlerts(alerts.alerts, dlq, alerts[SUMMARIES])
 
 
 class _ApplyNoveltyRulesInOrderFn(_AlertRulesFn):

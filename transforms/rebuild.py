@@ -17,6 +17,14 @@ arrived, to :class:`SeedBuilder`, which applies the same rules the stream applie
 
 and collects, per organization, the ids of the alerts already on news.alerts.
 
+What is older than the memory goes into the seed only as each organization's *lifetime*
+fields (first and last mention, last surge): ``first_in_window`` after a silence longer than
+the memory needs the last mention before it. They come from the tagged records read before the
+memory's start (:meth:`SeedBuilder.add_lifetime`) and from news.novelty
+(:meth:`SeedBuilder.add_summary`), the compacted topic the stream's prune timer writes when it
+reduces an organization to those fields and the launcher writes after each rebuild
+(:meth:`SeedBuilder.summaries`), so they outlive news.tagged's retention.
+
 Guarantees:
 
 * The seed only fills **empty** state: a step folds a key's part of it the first time it
@@ -33,15 +41,17 @@ Guarantees:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import threading
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from newsradar.config.watchlist import Watchlist
-from newsradar.records import Alert, TaggedArticle
+from newsradar.records import Alert, NoveltySummary, TaggedArticle, format_time
 
 from .alert_rules import MentionEvent, OrgState, events_of, observe, watched_event
 from .dedupe import NEW, UPDATE, DedupeSettings, StoryEntry, Version, exact_key, judge_repeat, sketch, version_of
@@ -110,10 +120,14 @@ class SeedBuilder:
         self._story_reach = int((self._settings.story_window_seconds + self._settings.prune_interval_seconds)
                                 * _MICROS)
         self._alert_ids: dict[str, set[str]] = {}
+        # organization id -> [first seen, last seen, last surge] from before the memory
+        self._lifetime: dict[str, list[float | None]] = {}
         self._newest = 0
         self.folded = 0
         self.left_pending = 0
         self.alerts = 0
+        self.lifetime_read = 0
+        self.summaries_read = 0
 
     def add_tagged(self, tagged: TaggedArticle, arrived_micros: int) -> bool:
         """Fold one tagged record; False when it was left out (its raw record is pending)."""
@@ -125,9 +139,34 @@ class SeedBuilder:
         fold_repeat(self._seed.repeats, tagged, arrived_micros, self._repeat_window)
         fold_story(self._stories, tagged, arrived_micros, self._newest - self._story_reach)
         for _org_id, event in events_of(tagged):
-            fold_mention(self._seed.orgs, event, self._watchlist)
+            fold_mention(self._seed.orgs, event, self._watchlist, self._lifetime)
         self.folded += 1
         return True
+
+    def add_lifetime(self, tagged: TaggedArticle) -> bool:
+        """A tagged record from before the memory: only when its organizations were seen."""
+        art = tagged.article
+        if pending_key(art.article_id, art.edited_at, art.fetched_at) in self._pending:
+            self.left_pending += 1
+            return False
+        for _org_id, event in events_of(tagged):
+            watched = watched_event(self._watchlist, event)
+            if watched is not None:
+                self._widen(watched[0].id, event.event_time, event.event_time, None)
+        self.lifetime_read += 1
+        return True
+
+    def add_summary(self, summary: NoveltySummary) -> None:
+        """A record of news.novelty (any of an organization's: they are merged)."""
+        self._widen(summary.org_id, summary.first_seen, summary.last_seen, summary.last_surge)
+        self.summaries_read += 1
+
+    def _widen(self, org_id: str, first: float, last: float, surge: float | None) -> None:
+        known = self._lifetime.setdefault(org_id, [first, last, surge])
+        known[0] = min(known[0], first)
+        known[1] = max(known[1], last)
+        if surge is not None:
+            known[2] = surge if known[2] is None else max(known[2], surge)
 
     def add_alert(self, alert: Alert) -> None:
         self._alert_ids.setdefault(alert.org_id or "", set()).add(alert.alert_id)
@@ -143,9 +182,51 @@ class SeedBuilder:
             repeats={k: v for k, v in s.repeats.items() if v[1] > self._newest},
             stories={lang: kept for lang, entries in self._stories.items()
                      if (kept := [story_entry(t, ts, self._settings) for ts, t in entries.values() if ts >= horizon])},
-            orgs=dict(s.orgs),
+            orgs=with_lifetime(s.orgs, self._lifetime),
             alert_ids={k: frozenset(v) for k, v in self._alert_ids.items()},
         )
+
+    def summaries(self, seed: Seed, known: dict[str, NoveltySummary], now: datetime) -> list[NoveltySummary]:
+        """What news.novelty should hold after this rebuild and does not: a summary of every
+        organization in ``seed`` whose lifetime fields differ from ``known`` (the newest
+        record per organization on the topic). Written by the launcher, so that an
+        organization the restarted job never sees again is still known at the next restart."""
+        out = []
+        for org_id, state in sorted(seed.orgs.items()):
+            summary = summary_of(org_id, state, now)
+            old = known.get(org_id)
+            if summary is not None and (old is None or (old.first_seen, old.last_seen, old.last_surge)
+                                        != (summary.first_seen, summary.last_seen, summary.last_surge)):
+                out.append(summary)
+        return out
+
+
+def with_lifetime(orgs: dict[str, OrgState], lifetime: dict[str, list[float | None]]) -> dict[str, OrgState]:
+    """The folded states with what is known from before the memory: the first mention is the
+    earliest of all, the last (and the last surge) the latest; an organization only known
+    from before gets a state of those fields alone (what the stream's prune leaves)."""
+    out = dict(orgs)
+    for org_id, (first, last, surge) in lifetime.items():
+        state = out.get(org_id)
+        if state is None:
+            out[org_id] = OrgState(last_seen=last, first_seen=first, last_surge=surge)
+            continue
+        out[org_id] = dataclasses.replace(
+            state,
+            first_seen=first if state.first_seen is None else min(state.first_seen, first),
+            last_seen=last if state.last_seen is None else max(state.last_seen, last),
+            last_surge=surge if state.last_surge is None else (state.last_surge if surge is None
+                                                                 else max(state.last_surge, surge)),
+        )
+    return out
+
+
+def summary_of(org_id: str, state: OrgState, now: datetime) -> NoveltySummary | None:
+    """The news.novelty record of an organization's state (None before its first mention)."""
+    if state.last_seen is None or state.first_seen is None:
+        return None
+    return NoveltySummary(org_id=org_id, first_seen=state.first_seen, last_seen=state.last_seen,
+                          written_at=format_time(now), last_surge=state.last_surge)
 
 
 def fold_repeat(repeats: dict[str, tuple[Version, int]], tagged: TaggedArticle, ts_micros: int,
@@ -182,14 +263,21 @@ def story_entry(tagged: TaggedArticle, ts_micros: int, settings: DedupeSettings)
                       exact_key(tagged), sketch(tagged, settings))
 
 
-def fold_mention(orgs: dict[str, OrgState], event: MentionEvent, watchlist: Watchlist) -> None:
+def fold_mention(orgs: dict[str, OrgState], event: MentionEvent, watchlist: Watchlist,
+                 lifetime: dict[str, list[float | None]] | None = None) -> None:
     """The novelty rules over one mention, for their state only (the triggers were raised, or
-    withheld, when the record was live)."""
+    withheld, when the record was live). An organization's first folded mention starts from
+    its ``lifetime`` fields (what the stream's state held from before the memory), so the
+    surge baseline and cooldown see what the stream saw."""
     watched = watched_event(watchlist, event)
     if watched is None:
         return
     org, event = watched
-    observe(orgs.setdefault(org.id, OrgState()), event, org, watchlist.novelty)
+    state = orgs.get(org.id)
+    if state is None:
+        first, last, surge = (lifetime or {}).get(org.id, (None, None, None))
+        state = orgs[org.id] = OrgState(last_seen=last, first_seen=first, last_surge=surge)
+    observe(state, event, org, watchlist.novelty)
 
 
 # ---------------------------------------------------------------------------

@@ -209,7 +209,8 @@ def advance_since(before: Watchlist | None, after: Watchlist, since: dict[str, f
 class WatchlistSource:
     """Where a pipeline's watchlist comes from: ``initial`` (validated at launch), the file to
     poll for new versions (``None``: fixed, as in tests and `newsradar tag`) and ``store``,
-    the directory of the last-good store (``None``: none). ``initial_hash`` is the SHA-256 of
+    the directory of the last-good store (``None``: none); ``max_memory``, the bound on a new
+    version's memory (see the field). ``initial_hash`` is the SHA-256 of
     the bytes ``initial`` was loaded from (``None``: unknown, so a Reloader takes whatever
     valid version the file holds when it starts). ``load_timeout`` bounds one load of the
     file by a Reloader (seconds of wall time)."""
@@ -220,6 +221,9 @@ class WatchlistSource:
     initial_hash: str | None = None
     store: str | None = field(default=None)
     load_timeout: float = DEFAULT_LOAD_TIMEOUT
+    # The longest memory (Watchlist.memory_seconds) a new version may have: what the topics
+    # the state is rebuilt from keep (None: no bound). A longer one is refused at reload.
+    max_memory: float | None = None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, poll_interval: float = DEFAULT_POLL_INTERVAL, *,

@@ -230,16 +230,32 @@ def watchlist_reloader(source: WatchlistSource, on_result: Callable[[str, str], 
     run different versions; a version whose inline examples fail is refused for both.
     Made on first use with ``on_result`` (default: :func:`reload_counter`) and ``clock``.
     A fixed source (no file) gets a Reloader of its own: it never changes."""
+    check = require_examples_pass if source.max_memory is None else _within(source.max_memory)
     if source.path is None:
-        return Reloader(source, compile=_same, check=require_examples_pass, on_result=on_result, clock=clock)
-    key = (source.path, source.initial_hash, source.poll_interval, source.store)
+        return Reloader(source, compile=_same, check=check, on_result=on_result, clock=clock)
+    key = (source.path, source.initial_hash, source.poll_interval, source.store, source.max_memory)
     with _SHARED_LOCK:
         reloader = _SHARED.get(key)
         if reloader is None:
-            reloader = Reloader(source, compile=_same, check=require_examples_pass,
+            reloader = Reloader(source, compile=_same, check=check,
                                 on_result=on_result or reload_counter(), clock=clock)
             _SHARED[key] = reloader
         return reloader
+
+
+def _within(max_memory: float):
+    """The reload check of a pipeline whose topics keep ``max_memory`` seconds: the inline
+    examples pass, and the version's memory fits in what the state is rebuilt from."""
+
+    def check(watchlist: Watchlist, tagger: Tagger | None = None) -> None:
+        memory = watchlist.memory_seconds()
+        if memory > max_memory:
+            raise RejectedVersion(
+                f"its novelty memory is {memory / 86400:g}d but news.tagged and news.alerts keep "
+                f"{max_memory / 86400:g}d, so the next start could not rebuild it: raise their retention.ms first")
+        require_examples_pass(watchlist, tagger)
+
+    return check
 
 
 def _same(watchlist: Watchlist) -> Watchlist:

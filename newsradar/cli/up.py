@@ -32,8 +32,10 @@ from pathlib import Path
 import yaml
 
 from newsradar import paths
-from newsradar.kafka import broker_answers, ensure_topics, missing_topics
+from newsradar.config import ConfigError, load_watchlist
+from newsradar.kafka import TopicPolicy, broker_answers, ensure_topics, missing_topics, pipeline_topic_policy
 from newsradar.procs import die_with_parent, signal_group
+from newsradar.records import ALL_TOPICS
 
 from . import broker as broker_mod
 from .broker import Broker, tail
@@ -149,9 +151,9 @@ class Stack:
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._start_kafka()
-        sources_file = self._start_demo() if self.opts.demo else self.opts.sources_file
         watchlist_file = self.opts.watchlist_file or str(paths.REPO_ROOT / "config" / "watchlist.yaml")
+        self._start_kafka(watchlist_file)
+        sources_file = self._start_demo() if self.opts.demo else self.opts.sources_file
         if not sources_file:
             raise PartFailed("no sources: give --sources FILE or --demo")
         self._start_connectors(sources_file)
@@ -160,7 +162,7 @@ class Stack:
         if self.opts.demo:
             self._start_demo_clock()
 
-    def _start_kafka(self) -> None:
+    def _start_kafka(self, watchlist_file: str) -> None:
         if self.opts.bootstrap_servers:
             self.bootstrap = self.opts.bootstrap_servers
             if not broker_answers(self.bootstrap, timeout=10):
@@ -174,14 +176,25 @@ class Stack:
                     f"`newsradar kafka topics --bootstrap-servers {self.bootstrap} --partitions N --replication-factor R`"
                 )
             self.say(f"kafka        {self.bootstrap} (existing cluster)")
-            self.say("topics       news.raw news.tagged news.alerts news.dlq (exist)")
+            self.say(f"topics       {' '.join(ALL_TOPICS)} (exist)")
             return
         self.broker = Broker(data_dir=paths.kafka_data_dir(), port=self.opts.kafka_port)
         self.started_broker = broker_mod.start(self.broker, progress=lambda m: None, die_with_parent=True)
         self.bootstrap = self.broker.bootstrap
         self.say(f"kafka        {self.bootstrap}   data {self.broker.data_dir}   log {self.broker.log_path}")
-        created = ensure_topics(self.bootstrap)
-        self.say("topics       news.raw news.tagged news.alerts news.dlq" + (f" (created {len(created)})" if created else ""))
+        created = ensure_topics(self.bootstrap, policy=self._topic_policy(watchlist_file))
+        self.say(f"topics       {' '.join(ALL_TOPICS)}" + (f" (created {len(created)})" if created else ""))
+
+    def _topic_policy(self, watchlist_file: str) -> TopicPolicy:
+        """Topics created here keep what the pipeline will need for this watchlist (it refuses
+        to start on topics that keep less than its memory)."""
+        try:
+            memory = load_watchlist(watchlist_file).memory_seconds()
+        except ConfigError as exc:
+            # The pipeline says what is wrong with the file and exits 2; topics get the defaults.
+            self.say(f"topics       default retention (the watchlist does not load: {exc})")
+            return TopicPolicy()
+        return pipeline_topic_policy(memory)
 
     def _start_demo(self) -> str:
         port_file = self.home / "demo" / "server.port"

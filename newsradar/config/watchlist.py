@@ -344,6 +344,14 @@ class Watchlist(_Frozen):
                 return topic
         raise KeyError(topic_id)
 
+    def memory_seconds(self) -> float:
+        """The longest the novelty rules look back with this watchlist (story memory, windows,
+        surge baseline and cooldown): what news.tagged and news.alerts must keep for the state
+        rebuilt at start (the pipeline adds Dedupe's windows: ``pipelines.run.memory_seconds``)."""
+        n = self.novelty
+        return max(n.story_memory, n.default_window, n.surge.baseline, n.surge.cooldown,
+                   *(org.window(n) for org in self.organizations))
+
 
 def load_watchlist(path: str | os.PathLike) -> Watchlist:
     """Load and validate a watchlist file. Raises :class:`ConfigError` naming file and path."""

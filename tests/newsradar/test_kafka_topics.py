@@ -81,3 +81,43 @@ def test_a_second_pipeline_on_the_group_is_refused_and_a_killed_ones_claim_waite
     # a clean exit leaves the group at once
     with nk.GroupClaim(kafka.bootstrap, group, topic, wait=0.5):
         pass
+
+
+def test_two_pipelines_that_looked_at_the_same_moment_do_not_both_run(kafka, topic_prefix, monkeypatch):
+    topic = f"{topic_prefix}news.dlq"
+    nk.ensure_topics(kafka.bootstrap, topics=[topic])
+    group = f"{topic_prefix}group"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, kafka.bootstrap, group, topic],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert holder.stdout.readline().strip() == "claimed"
+        # This one looked before the holder had joined (it saw nobody), then joined too.
+        real = nk.GroupClaim.members
+        looks = []
+
+        def first_look_saw_nobody(self, timeout=30.0):
+            looks.append(1)
+            return 0 if len(looks) == 1 else real(self, timeout)
+
+        monkeypatch.setattr(nk.GroupClaim, "members", first_look_saw_nobody)
+        with pytest.raises(nk.GroupClaimed, match="at the same moment"):
+            with nk.GroupClaim(kafka.bootstrap, group, topic, wait=2.0):
+                pass
+        assert len(looks) == 2
+        assert holder.poll() is None  # the one that was there keeps running
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_a_group_error_is_not_read_as_nobody_there():
+    busy = {"g": {"error": "[Error 14] CoordinatorLoadInProgressError: ", "group_state": "", "members": []}}
+    with pytest.raises(nk._GroupBusy):
+        nk._live_members(busy, "g")
+    denied = {"g": {"error": "[Error 30] GroupAuthorizationFailedError: ", "members": []}}
+    with pytest.raises(RuntimeError, match="GroupAuthorizationFailed"):
+        nk._live_members(denied, "g")
+    assert nk._live_members({"g": {"error": None, "group_state": "Empty", "members": [{"member_id": "x"}]}}, "g") == 0
+    assert nk._live_members({"g": {"error": "[Error 69] GroupIdNotFoundError: Group g not found.", "members": []}},
+                            "g") == 0
+    assert nk._live_members({"g": {"error": None, "group_state": "Stable", "members": [{}, {}]}}, "g") == 2

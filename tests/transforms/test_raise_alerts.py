@@ -100,6 +100,24 @@ def test_stream_state_expires_on_the_timer():
         assert_that(alerts, equal_to([("new_mention", same), ("new_mention", same)]))
 
 
+def test_the_prune_timer_writes_the_organizations_summary_for_news_novelty():
+    memory = alert_rules.memory(WATCHLIST.novelty)
+    stream = (
+        BeamTestStream()
+        .add_elements([TimestampedValue(tagged("a1", "s1", T0), T0)])
+        .add_elements([TimestampedValue(tagged("a2", "s2", T0 + DAY), T0 + DAY)])
+        .advance_watermark_to(T0 + DAY + memory - 60)  # not quiet for the memory yet: nothing
+        .advance_watermark_to(T0 + DAY + memory + 10)
+        .advance_watermark_to_infinity()
+    )
+    with beam.Pipeline(options=streaming_options()) as p:
+        raised = p | stream | raise_alerts()
+        summaries = raised.summaries | beam.Map(lambda s: (s.org_id, s.first_seen, s.last_seen, s.last_surge,
+                                                           s.written_at))
+        # Once, when the timer pruned the state (moved forward by a2), with its two timestamps.
+        assert_that(summaries, equal_to([("cmw", T0, T0 + DAY, None, format_time(At(SIMULATED_END)()))]))
+
+
 def test_stream_without_expiry_remembers_the_story():
     stream = (
         BeamTestStream()

@@ -5,16 +5,17 @@ fail)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 
-from newsradar.records import Mention, RawArticle, TaggedArticle, TopicTag, format_time
+from newsradar.records import Mention, NoveltySummary, RawArticle, TaggedArticle, TopicTag, decode_novelty, format_time
 from tests.transforms.test_alert_rules import WATCHLIST
 from transforms.alert_rules import AlertRules, OrgState, events_of
 from transforms.dedupe import REPEAT, DedupeSettings, StoryIndex, assign_story, judge_repeat, version_of
 from transforms.nlp import analysis_text
-from transforms.rebuild import SeedBlob, SeedBuilder, decode_seed, encode_seed, pending_key
+from transforms.rebuild import SeedBlob, SeedBuilder, decode_seed, encode_seed, pending_key, summary_of
 
 DAY = 86400.0
 HOUR = 3600.0
@@ -176,3 +177,78 @@ def test_the_seed_blob_decodes_once_per_process_and_round_trips():
 
 def vars_of(state: OrgState):
     return (state.last_seen, state.first_seen, state.last_surge, state.stories, state.topic_stories, state.hours)
+
+
+# ---------------------------------------------------------------------------
+# older than the memory: first and last mentions (news.novelty, the week before the memory)
+
+def _kinds_after_silence(seed_state):
+    """What a mention 15 days after the last one raises, from ``seed_state`` (an OrgState or None)."""
+    late = tagged(900, T0 + 15 * DAY, "s-late")
+    return [a.kind for a in live([late], state_of=lambda _org: seed_state)]
+
+
+def test_a_silence_longer_than_the_memory_is_still_known_from_news_novelty():
+    # The reference: mention at T0, another 15 days later: first_in_window.
+    reference = live([tagged(1, T0, "s1"), tagged(900, T0 + 15 * DAY, "s-late")])
+    assert [a.kind for a in reference] == ["new_mention", "new_mention", "first_in_window"]
+    # A restart at T0 + 15 d reads news.tagged over the 14-day memory: T0's record is not in it.
+    builder = SeedBuilder(WATCHLIST, SETTINGS)
+    cold = builder.seed().orgs.get("cmw")
+    assert _kinds_after_silence(cold) == ["new_mention"]  # the control: the silence is forgotten
+    # The summary the prune timer wrote to news.novelty brings it back.
+    state = OrgState()
+    live_rules = AlertRules(lambda: WATCHLIST, now=lambda: datetime.fromtimestamp(T0, UTC))
+    for _org, event in events_of(tagged(1, T0, "s1")):
+        live_rules.apply(state, event, arrival=event.event_time)
+    builder.add_summary(summary_of("cmw", state, datetime.fromtimestamp(T0 + 14 * DAY, UTC)))
+    seeded = builder.seed().orgs["cmw"]
+    assert (seeded.first_seen, seeded.last_seen, seeded.stories) == (T0, T0, {})
+    assert _kinds_after_silence(seeded) == ["new_mention", "first_in_window"]
+
+
+def test_a_tagged_record_from_before_the_memory_gives_first_and_last_mention_only():
+    builder = SeedBuilder(WATCHLIST, SETTINGS)
+    assert builder.add_lifetime(tagged(1, T0, "s1", topics=(TopicTag("protest", 2.0),)))
+    state = builder.seed().orgs["cmw"]
+    # No story, topic or hour: those belong to the memory; the silence is known.
+    assert (state.first_seen, state.last_seen, state.stories, state.topic_stories, state.hours) == (T0, T0, {}, {}, {})
+    assert _kinds_after_silence(state) == ["new_mention", "first_in_window"]
+    # A pending record (read again by the job) is left out here too.
+    pending = tagged(2, T0 + DAY, "s2")
+    art = pending.article
+    left = SeedBuilder(WATCHLIST, SETTINGS, [pending_key(art.article_id, art.edited_at, art.fetched_at)])
+    assert not left.add_lifetime(pending) and "cmw" not in left.seed().orgs
+
+
+def test_lifetime_fields_merge_by_min_and_max_whatever_the_order():
+    a = NoveltySummary("cmw", T0, T0 + DAY, format_time(datetime.fromtimestamp(T0 + 20 * DAY, UTC)))
+    b = NoveltySummary("cmw", T0 - DAY, T0 + 2 * DAY, format_time(datetime.fromtimestamp(T0 + 20 * DAY, UTC)),
+                       last_surge=T0 + HOUR)
+    states = []
+    for order in ((a, b), (b, a)):
+        builder = SeedBuilder(WATCHLIST, SETTINGS)
+        for s in order:
+            builder.add_summary(s)
+        builder.add_tagged(tagged(5, T0 + 16 * DAY, "s5"), int((T0 + 16 * DAY) * 1_000_000))
+        states.append(builder.seed().orgs["cmw"])
+    assert states[0] == states[1]
+    assert (states[0].first_seen, states[0].last_seen, states[0].last_surge) == (T0 - DAY, T0 + 16 * DAY, T0 + HOUR)
+    assert set(states[0].stories) == {"s5"}
+
+
+def test_the_launcher_writes_the_summaries_news_novelty_lacks():
+    builder = SeedBuilder(WATCHLIST, SETTINGS)
+    builder.add_tagged(tagged(1, T0, "s1"), int(T0 * 1_000_000))
+    builder.add_tagged(tagged(2, T0 + HOUR, "s2", org="ur"), int((T0 + HOUR) * 1_000_000))
+    seed = builder.seed()
+    at = datetime.fromtimestamp(T0 + DAY, UTC)
+    written = builder.summaries(seed, {}, at)
+    assert [(s.org_id, s.first_seen, s.last_seen) for s in written] == [("cmw", T0, T0), ("ur", T0 + HOUR, T0 + HOUR)]
+    # What the topic already has is not written again; a change is.
+    known = {s.org_id: s for s in written}
+    assert builder.summaries(seed, known, at) == []
+    known["ur"] = dataclasses.replace(known["ur"], last_seen=T0 + 2 * HOUR)
+    assert [s.org_id for s in builder.summaries(seed, known, at)] == ["ur"]
+    # Every summary round-trips through its record.
+    assert all(decode_novelty(s.encode()) == s for s in written)

@@ -479,3 +479,25 @@ def test_a_worker_whose_first_load_of_the_file_hangs_runs_the_last_good_version(
         assert results == [("failed", results[0][1])] and "did not finish within 0.3s" in results[0][1]
     finally:
         release.set()
+
+
+def test_a_version_whose_memory_the_topics_cannot_hold_is_refused_while_running(tmp_path, monkeypatch):
+    # The topics keep 21 days: a new organization with a 30-day window would make the next
+    # start refuse (its state could not be rebuilt), so the running pipeline refuses it now.
+    monkeypatch.setattr(tagging, "_SHARED", {})
+    path = tmp_path / "watchlist.yaml"
+    path.write_text(GOOD, encoding="utf-8")
+    source = dataclasses.replace(WatchlistSource.from_file(path, poll_interval=30), max_memory=21 * 86400.0)
+    clock = Clock()
+    results = []
+    reloader = tagging.watchlist_reloader(source, on_result=lambda r, d: results.append((r, d)), clock=clock)
+    longer = POETS.replace("    name: Union of Poets", "    name: Union of Poets\n    novelty_window: 30d")
+    assert longer != POETS
+    path.write_text(longer, encoding="utf-8")
+    clock.t += 31
+    assert [o.id for o in reloader.get().organizations] == ["cmw"]
+    assert results[-1][0] == "failed" and "novelty memory is 30d" in results[-1][1] and "keep 21d" in results[-1][1]
+    # Within the bound the same edit is taken.
+    path.write_text(longer.replace("novelty_window: 30d", "novelty_window: 20d"), encoding="utf-8")
+    clock.t += 31
+    assert [o.id for o in reloader.get().organizations] == ["poets", "cmw"]

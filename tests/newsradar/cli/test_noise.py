@@ -115,6 +115,19 @@ def test_kafka_topics_says_when_existing_topics_have_another_layout(kafka):
     for topic in ALL_TOPICS:
         assert (f"{topic}: exists with {counts[topic]} partitions, not {asked} and replication factor 1, not 3 "
                 "(an existing topic is not changed)") in result.stdout.splitlines(), result.stdout
-    assert "4 existing topics do not have the layout asked for" in result.stderr
+    assert f"{len(ALL_TOPICS)} existing topics do not have the layout asked for" in result.stderr
     same = _run("kafka", "topics", "--bootstrap-servers", kafka.bootstrap)
     assert same.returncode == 0 and "not" not in same.stdout, same.stdout
+
+
+def test_kafka_topics_takes_retention_per_topic_and_refuses_what_it_cannot_set():
+    from click.testing import CliRunner
+
+    from newsradar.cli.commands import _retention_option, main
+
+    assert _retention_option(None, None, ("news.tagged=45d", "news.raw=12h")) == {"news.tagged": 45 * 86400.0,
+                                                                                 "news.raw": 12 * 3600.0}
+    for bad, why in (("news.tagged", "want TOPIC=DURATION"), ("news.tagged=soon", "a duration like"),
+                     ("news.novelty=3d", "compacted"), ("other=3d", "want TOPIC=DURATION")):
+        result = CliRunner().invoke(main, ["kafka", "topics", "--bootstrap-servers", "127.0.0.1:1", "--retention", bad])
+        assert result.exit_code == 2 and why in result.output, (bad, result.output)
