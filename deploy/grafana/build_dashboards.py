@@ -189,8 +189,8 @@ def pipeline_overview() -> dict:
                   target("sum by (result) (increase(newsradar_connect_sources_reloads_total[$__range]))",
                          "sources {{result}}"),
               ], kind="stat", w=8),
-        panel(lay, "State rebuilt at start", "The last start's rebuild of pipeline state from news.tagged "
-              "and news.alerts: how long it took and how many records it read per topic (docs/pipeline.md, "
+        panel(lay, "State rebuilt at start", "The last start's rebuild of pipeline state from news.tagged, "
+              "news.alerts and news.novelty: how long it took and how many records it read per topic (docs/pipeline.md, "
               "State and restarts). A rebuild that grows with every deploy means the memory or the topics grew.", [
                   target("max(newsradar_state_rebuild_seconds)", "seconds"),
                   target("sum by (topic) (newsradar_state_rebuild_records)", "{{topic}} records"),
