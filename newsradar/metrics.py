@@ -198,7 +198,7 @@ class PipelineMetrics:
             self.rebuild_records.labels(topic=name)
 
 
-SINK_KINDS = ("webhook", "alertmanager", "file", "slack", "telegram")
+SINK_KINDS = ("webhook", "alertmanager", "file", "slack", "telegram", "email")
 # ok: delivered; retried: an attempt failed and the alert waits for the next; failed: refused
 # for good (a 4xx), to news.dlq; expired: still failing at the maximum age, to news.dlq.
 SINK_OUTCOMES = ("ok", "retried", "failed", "expired")

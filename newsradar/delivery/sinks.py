@@ -1,5 +1,7 @@
 """The alert sinks: a signed JSON webhook, the Alertmanager v2 API, a JSONL file, a
-Slack-compatible incoming webhook, a Telegram bot's sendMessage. Plain asyncio code without Beam; ``newsradar deliver`` (:mod:`newsradar.delivery.service`) runs them.
+Slack-compatible incoming webhook, a Telegram bot's sendMessage, and e-mail over SMTP
+(:mod:`newsradar.delivery.smtp`). Plain asyncio code without Beam; ``newsradar deliver``
+(:mod:`newsradar.delivery.service`) runs them.
 What they send is a :class:`~newsradar.delivery.notification.Notification`: the alerts of
 one story, grouped.
 
@@ -18,9 +20,9 @@ retries itself; the service decides when to try again. Guarantees of each send:
   says ``allow_private_networks: true``.
 * A sink that cannot work as configured (e.g. its secret is not in the environment) raises
   :class:`SinkConfigError` when it is built: :func:`check_sinks` stops the launch.
-* Secrets (the webhook's HMAC key, a Slack webhook URL, a Telegram bot token) come only from
-  an environment variable or a file the watchlist names (:func:`read_secret`), and never
-  appear in a log line, an error, a dead letter or the ledger: the sinks that carry one in
+* Secrets (the webhook's HMAC key, a Slack webhook URL, a Telegram bot token, an SMTP
+  password) come only from an environment variable or a file the watchlist names
+  (:func:`read_secret`), and never appear in a log line, an error, a dead letter or the ledger: the sinks that carry one in
   their URL name themselves without it (``key``) and scrub it from every error.
 * Routing: each sink has a :class:`~newsradar.config.watchlist.Route`; :func:`routed` says
   whether a notification goes to it.
@@ -52,7 +54,15 @@ import aiohttp
 from newsradar import paths
 from newsradar.config import ConfigError, Watchlist
 from newsradar.config.loader import load_yaml
-from newsradar.config.watchlist import AlertmanagerSink, FileSink, Route, SlackSink, TelegramSink, WebhookSink
+from newsradar.config.watchlist import (
+    AlertmanagerSink,
+    EmailSink,
+    FileSink,
+    Route,
+    SlackSink,
+    TelegramSink,
+    WebhookSink,
+)
 from newsradar.httpclient import guarded_session, parse_retry_after
 from newsradar.metrics import SINK_KINDS  # noqa: F401 - re-exported: the sink kinds are metric labels too
 from newsradar.netguard import AddressPolicy, ForbiddenAddress
@@ -538,6 +548,10 @@ def build_sink(cfg, allow_private_networks: bool = False):
         return Slack(cfg, allow_private_networks)
     if isinstance(cfg, TelegramSink):
         return Telegram(cfg, allow_private_networks)
+    if isinstance(cfg, EmailSink):
+        from .smtp import Email  # it builds on this module's helpers
+
+        return Email(cfg, allow_private_networks)
     raise SinkConfigError(f"unknown sink {type(cfg).__name__}")
 
 
