@@ -45,7 +45,7 @@ def deliver(watchlist_file: str, bootstrap_servers: str, topic_prefix: str, grou
             max_age: float, group_window: float | None, max_pending: int, metrics_port: int, metrics_host: str,
             allow_private_networks: bool) -> None:
     """Deliver the alerts on news.alerts to the watchlist's sinks (webhook, Alertmanager, file,
-    Slack-compatible incoming webhook, Telegram bot).
+    Slack-compatible incoming webhook, Telegram bot, e-mail over SMTP).
 
     The alerts of one story read within --group-window become one notification (later ones an
     update that follows it). A consumer group of its own; a ledger in $NEWSRADAR_HOME/deliver/ledger.sqlite of what each
