@@ -185,6 +185,15 @@ class Route(_Frozen):
     topics: tuple[Slug, ...] = ()
 
 
+class Digest(_Frozen):
+    """A sink's digest: the notifications whose new (routed) alerts are all at or below
+    ``max_severity`` are held and sent together, one message every ``every`` (periods aligned
+    on the clock: every 15m is :00, :15, :30, :45 UTC); the others go at once, as without it."""
+
+    every: Annotated[Duration, Field(ge=1, le=86400)]
+    max_severity: Severity = "info"
+
+
 def _one_of(env_value, file_value, env: str, file: str, required: bool):
     """A secret by reference only: the name of an environment variable or the path of a file
     (relative to $NEWSRADAR_HOME), never the value; ``newsradar deliver`` reads it at start.
@@ -212,6 +221,7 @@ class WebhookSink(_Frozen):
     concurrency: int = Field(default=4, ge=1, le=64)
     rate_limit: float | None = Field(default=None, gt=0)
     route: Route = Route()
+    digest: Digest | None = None
 
     @field_validator("secret_file", mode="after")
     @classmethod
@@ -250,6 +260,7 @@ class SlackSink(_Frozen):
     # Slack allows about one message per second per webhook.
     rate_limit: float | None = Field(default=1.0, gt=0)
     route: Route = Route()
+    digest: Digest | None = None
 
     @field_validator("url_file", mode="after")
     @classmethod
@@ -277,6 +288,7 @@ class TelegramSink(_Frozen):
     # Telegram allows about one message per second to one chat (20 a minute to a group).
     rate_limit: float | None = Field(default=1.0, gt=0)
     route: Route = Route()
+    digest: Digest | None = None
 
     @field_validator("token_file", mode="after")
     @classmethod
@@ -316,6 +328,7 @@ class EmailSink(_Frozen):
     concurrency: int = Field(default=2, ge=1, le=16)
     rate_limit: float | None = Field(default=None, gt=0)
     route: Route = Route()
+    digest: Digest | None = None
 
     @field_validator("password_file", mode="after")
     @classmethod
@@ -445,7 +458,7 @@ def _check_references(doc: Document, wl: Watchlist) -> None:
 
 
 __all__ = [
-    "Acronym", "Alerts", "Alias", "AlertmanagerSink", "ConfigError", "Country", "EmailSink", "Example", "FileSink",
+    "Acronym", "Alerts", "Alias", "AlertmanagerSink", "ConfigError", "Country", "Digest", "EmailSink", "Example", "FileSink",
     "LANGS", "Novelty", "Organization", "Route", "SlackSink", "Surge", "TelegramSink", "Term", "Topic", "Watchlist", "WebhookSink",
     "load_watchlist",
 ]

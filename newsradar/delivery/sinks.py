@@ -63,12 +63,14 @@ from newsradar.config.watchlist import (
     TelegramSink,
     WebhookSink,
 )
+from newsradar.config.watchlist import Digest as DigestConfig
 from newsradar.httpclient import guarded_session, parse_retry_after
 from newsradar.metrics import SINK_KINDS  # noqa: F401 - re-exported: the sink kinds are metric labels too
 from newsradar.netguard import AddressPolicy, ForbiddenAddress
 from newsradar.records import parse_time
 from newsradar.vocab import SEVERITIES
 
+from .digest import Digest, digest_lines, digest_title
 from .notification import Notification, Part
 
 SIGNATURE_HEADER = "X-Newsradar-Signature"
@@ -146,10 +148,11 @@ def routed(route: Route, n: Notification) -> bool:
     return any(passes(route, p) for p in n.alerts)
 
 
-def full_form(route: Route, n: Notification) -> bool:
+def full_form(route: Route, n: Notification, digest=None) -> bool:
     """Whether a channel without edits gets the whole notification rather than the short
-    follow-up: for update 1, and for every update to a routed sink (it may not have had update 1)."""
-    return n.update == 1 or route != Route()
+    follow-up: for update 1, and for every update to a routed sink or one with a digest (it
+    may not have had update 1, or had it only as a line of a digest)."""
+    return n.update == 1 or route != Route() or digest is not None
 
 
 class Retryable(Exception):
@@ -200,10 +203,11 @@ class _HttpSink:
     _secret_text: str | None = None
 
     def __init__(self, url: str, timeout: float, concurrency: int, rate_limit: float | None, allow_private: bool,
-                 route: Route = Route(), key: str | None = None):
+                 route: Route = Route(), key: str | None = None, digest: DigestConfig | None = None):
         self.url = url
         self.key = key or f"{self.kind} {url}"
         self.route = route
+        self.digest = digest
         self.timeout = timeout
         self.concurrency = concurrency
         self.rate_limit = rate_limit
@@ -263,16 +267,18 @@ class Webhook(_HttpSink):
 
     def __init__(self, cfg: WebhookSink, allow_private: bool = False, clock: Callable[[], float] = time.time):
         super().__init__(cfg.url, cfg.timeout, cfg.concurrency, cfg.rate_limit,
-                         allow_private or cfg.allow_private_networks, cfg.route)
+                         allow_private or cfg.allow_private_networks, cfg.route, digest=cfg.digest)
         secret = read_secret(cfg, "secret_env", "secret_file")
         self.secret = secret.encode() if secret is not None else None
         self._clock = clock
 
-    async def send(self, notifications: Sequence[Notification]) -> None:
+    async def send(self, notifications: Sequence[Notification | Digest]) -> None:
         (n,) = notifications
-        body = webhook_body(n, full_form(self.route, n))
+        if isinstance(n, Digest):
+            body, ident = n.encode(), n.digest_id
+        else:
+            body, ident = webhook_body(n, full_form(self.route, n, self.digest)), n.notification_id
         timestamp = int(self._clock())
-        ident = n.notification_id
         headers = {"Content-Type": "application/json", ID_HEADER: ident, TIMESTAMP_HEADER: str(timestamp),
                    "Idempotency-Key": ident}
         if self.secret is not None:
@@ -333,6 +339,7 @@ class JsonlFile:
     # One writer: lines are appended in order, and an fsync per batch is the cost.
     concurrency = 1
     rate_limit = None
+    digest = None  # every notification is a line
 
     def __init__(self, cfg: FileSink, journal=None):
         self.route = cfg.route
@@ -467,6 +474,47 @@ def telegram_html(n: Notification, full: bool, cap: int = TELEGRAM_TEXT_CAP) -> 
             return text[:cap]  # only a head longer than the cap is left: cut it (tags may break: rare)
 
 
+def slack_digest_text(d: Digest) -> str:
+    """A digest in Slack mrkdwn: the title, then a line per notification."""
+    def esc(text: str) -> str:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    lines = [f"*{esc(digest_title(d))}*"]
+    for x in digest_lines(d):
+        line = f"• [{x['severity']}] {esc(x['head'])}"
+        if x["subjects"]:
+            line += f" ({esc(x['subjects'])})"
+        if x["url"].startswith(("http://", "https://")):
+            line += f" <{x['url'].replace('|', '%7C').replace('>', '%3E')}|open>"
+        lines.append(line)
+    lines.append(f"_{esc(d.digest_id)}_")
+    return "\n".join(lines)
+
+
+def telegram_digest_html(d: Digest, cap: int = TELEGRAM_TEXT_CAP) -> str:
+    """A digest in Telegram HTML, under ``cap`` characters: the lines that do not fit are
+    counted at the end ("… and 12 more")."""
+    def esc(text: str) -> str:
+        return html.escape(text, quote=False)
+
+    head, tail = f"<b>{esc(digest_title(d))}</b>", f"<code>{esc(d.digest_id)}</code>"
+    lines = []
+    for x in digest_lines(d):
+        line = f"• [{x['severity']}] {esc(x['head'])}"
+        if x["subjects"]:
+            line += f" ({esc(x['subjects'])})"
+        if x["url"].startswith(("http://", "https://")):
+            line += f' <a href="{html.escape(x["url"], quote=True)}">open</a>'
+        lines.append(line)
+    kept = list(lines)
+    while True:
+        more = len(lines) - len(kept)
+        text = "\n".join([head, *kept, *([f"… and {more} more"] if more else []), tail])
+        if len(text) <= cap or not kept:
+            return text[:cap]
+        kept.pop()
+
+
 class Slack(_HttpSink):
     """An incoming webhook of Slack, Mattermost or Rocket.Chat: ``{"text": ...}`` per
     notification; an update is a short follow-up message (incoming webhooks cannot edit)."""
@@ -482,13 +530,14 @@ class Slack(_HttpSink):
         # The URL is the secret: the sink is named by a digest of it, never by the URL.
         digest = hashlib.sha256(url.encode()).hexdigest()[:12]
         super().__init__(url, cfg.timeout, cfg.concurrency, cfg.rate_limit,
-                         allow_private or cfg.allow_private_networks, cfg.route, key=f"slack {digest}")
+                         allow_private or cfg.allow_private_networks, cfg.route, key=f"slack {digest}",
+                         digest=cfg.digest)
         self._secret_text = url
 
     async def send(self, notifications: Sequence[Notification]) -> None:
         (n,) = notifications
-        body = json.dumps({"text": slack_text(n, full_form(self.route, n)), "unfurl_links": False},
-                          ensure_ascii=False).encode()
+        text = slack_digest_text(n) if isinstance(n, Digest) else slack_text(n, full_form(self.route, n, self.digest))
+        body = json.dumps({"text": text, "unfurl_links": False}, ensure_ascii=False).encode()
         await self._post(self.url, body, {"Content-Type": "application/json"})
 
 
@@ -505,13 +554,15 @@ class Telegram(_HttpSink):
         base = cfg.api_url.rstrip("/")
         super().__init__(f"{base}/bot{token}/sendMessage", cfg.timeout, cfg.concurrency, cfg.rate_limit,
                          allow_private or cfg.allow_private_networks, cfg.route,
-                         key=f"telegram {cfg.chat_id} {base}")
+                         key=f"telegram {cfg.chat_id} {base}", digest=cfg.digest)
         self.chat_id = cfg.chat_id
         self._secret_text = token
 
     async def send(self, notifications: Sequence[Notification]) -> None:
         (n,) = notifications
-        body = json.dumps({"chat_id": self.chat_id, "text": telegram_html(n, full_form(self.route, n)),
+        text = telegram_digest_html(n) if isinstance(n, Digest) else telegram_html(n, full_form(self.route, n,
+                                                                                                  self.digest))
+        body = json.dumps({"chat_id": self.chat_id, "text": text,
                            "parse_mode": "HTML", "disable_web_page_preview": True}, ensure_ascii=False).encode()
         status, retry_after, answer = await self._exchange(self.url, body, {"Content-Type": "application/json"})
         try:

@@ -39,6 +39,7 @@ from newsradar import paths
 from newsradar.config.watchlist import EmailSink
 from newsradar.netguard import AddressPolicy, ForbiddenAddress, check_peer
 
+from .digest import Digest, digest_lines, digest_title
 from .notification import Notification
 from .sinks import ID_HEADER, Permanent, Retryable, SinkConfigError, chat_lines, full_form, read_secret
 
@@ -114,6 +115,37 @@ def build_message(n: Notification, sender: str, recipients: Sequence[str], prefi
     return msg
 
 
+def build_digest_message(d: Digest, sender: str, recipients: Sequence[str], prefix: str, now: float) -> EmailMessage:
+    """A digest as one message: a line per notification in both parts."""
+    def esc(text: str) -> str:
+        return html.escape(text, quote=False)
+
+    plain = [digest_title(d), ""]
+    rows = []
+    for x in digest_lines(d):
+        plain.append(f"- [{x['severity']}] {x['head']}" + (f" ({x['subjects']})" if x["subjects"] else ""))
+        if x["url"]:
+            plain.append(f"  {x['url']}")
+        head = esc(x["head"])
+        if x["url"].startswith(("http://", "https://")):
+            head = f'<a href="{html.escape(x["url"], quote=True)}">{head}</a>'
+        rows.append(f"<li>[{esc(x['severity'])}] {head}" + (f" ({esc(x['subjects'])})" if x["subjects"] else "")
+                    + "</li>")
+    plain += ["", f"digest {d.digest_id}"]
+    msg = EmailMessage()
+    msg["Subject"] = " ".join(x for x in (prefix, digest_title(d)) if x)
+    msg["From"] = sender
+    msg["To"] = ", ".join(recipients)
+    msg["Date"] = formatdate(now, usegmt=True)
+    msg["Message-ID"] = message_id(d.digest_id, sender.rpartition("@")[2])
+    msg[ID_HEADER] = d.digest_id
+    msg.set_content("\n".join(plain) + "\n")
+    msg.add_alternative(f"<!DOCTYPE html>\n<html><body>\n<p><b>{esc(digest_title(d))}</b></p>\n<ul>"
+                        + "".join(rows) + f"</ul>\n<p><small><code>{esc(d.digest_id)}</code></small></p>\n"
+                        "</body></html>\n", subtype="html")
+    return msg
+
+
 class Email:
     """One SMTP session per notification: connect, (STARTTLS), (AUTH), MAIL, RCPT, DATA, QUIT."""
 
@@ -122,6 +154,7 @@ class Email:
 
     def __init__(self, cfg: EmailSink, allow_private: bool = False, clock: Callable[[], float] = time.time):
         self.route = cfg.route
+        self.digest = cfg.digest
         self.host, self.port, self.tls = cfg.host, cfg.port, cfg.tls
         self.sender, self.recipients = cfg.from_address, tuple(cfg.to)
         self.prefix = cfg.subject_prefix
@@ -148,9 +181,13 @@ class Email:
     def _scrub(self, text: str) -> str:
         return text.replace(self._password, "<secret>") if self._password else text
 
-    async def send(self, notifications: Sequence[Notification]) -> None:
+    async def send(self, notifications: Sequence[Notification | Digest]) -> None:
         (n,) = notifications
-        msg = build_message(n, self.sender, self.recipients, self.prefix, full_form(self.route, n), self._clock())
+        if isinstance(n, Digest):
+            msg = build_digest_message(n, self.sender, self.recipients, self.prefix, self._clock())
+        else:
+            msg = build_message(n, self.sender, self.recipients, self.prefix, full_form(self.route, n, self.digest),
+                                self._clock())
         await asyncio.to_thread(self._deliver, msg)
 
     def _check_addresses(self) -> None:
