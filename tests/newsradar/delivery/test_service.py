@@ -4,7 +4,8 @@ channel, and a later alert of its story an update; SIGKILLed three times mid-str
 restarted, every notification still arrives, nothing goes to the DLQ, repeats are bounded by
 what was in flight, and nothing is regrouped; a dead sink does not hold up a healthy one; a
 new group starts at the last hour; an alert a sink never took goes to news.dlq with the
-reason, and `newsradar dlq replay` brings it back to be delivered."""
+reason, and `newsradar dlq replay` brings it back to be delivered; a sink's digest holds its
+quiet notifications across a SIGKILL and sends them once, as one message."""
 
 from __future__ import annotations
 
@@ -191,3 +192,47 @@ def test_what_a_sink_never_took_goes_to_the_dlq_and_replay_delivers_it(kafka, to
         assert len(read_topic(kafka.bootstrap, topics + "news.dlq")) == len(alerts) + 1  # none dead-lettered again
     finally:
         deliver.stop()
+
+
+def test_a_digest_holds_quiet_notifications_across_a_kill_and_sends_them_once(kafka, topics, tmp_path):
+    every = 10
+    quiet = [make_alert(n, severity="info") for n in range(1, 6)]
+    loud = make_alert(6, severity="warning")
+    with Receiver() as rx:
+        sinks = [hook(rx.url, digest={"every": f"{every}s", "max_severity": "info"})]
+        deliver = Deliver(tmp_path, kafka.bootstrap, topics, write_watchlist(tmp_path / "w.yaml", sinks),
+                          "--group-window", "0s").start()
+        try:
+            wait_for(lambda: deliver.check() or "deliver: reading" in deliver.log_path.read_text(), 60,
+                     "deliver to start reading")
+            # just after a period began, so the kill below comes before it ends
+            wait_for(lambda: 0.2 < time.time() % every < 1.0, every + 1, "the start of a period")
+            produce(kafka.bootstrap, topics + "news.alerts", [*quiet, loud])
+
+            def held():
+                deliver.check()
+                return (deliver.metric("newsradar_alert_sink_digest_held", sink="webhook") == len(quiet)
+                        and loud.alert_id in rx.alerts)
+
+            wait_for(held, 30, "the warning sent at once and the five quiet alerts held")
+            assert time.time() % every < every - 1, "too slow to kill before the period ended"
+            assert set(rx.alerts) == {loud.alert_id}, "nothing quiet before the end of the period"
+            deliver.kill()
+            deliver.start()
+
+            def digested():
+                deliver.check()
+                return all(a.alert_id in rx.alerts for a in quiet)
+
+            wait_for(digested, 60, "the digest after the restart")
+            # stopped before counting: whatever it would still send is sent or given up
+            assert deliver.stop() == 0
+            assert "everything read was delivered or dead-lettered, and committed" in deliver.log_path.read_text()
+            digests = [i for i in set(rx.ok) if i.startswith("digest:")]
+            assert len(digests) == 1 and rx.ok.count(digests[0]) == 1, rx.ok
+            note = rx.notes[digests[0]]
+            assert note["count"] == len(quiet) and sorted(carried(note)) == sorted(a.alert_id for a in quiet)
+            assert all(valid for _id, valid in rx.attempts)
+            assert read_topic(kafka.bootstrap, topics + "news.dlq") == []
+        finally:
+            deliver.stop()
