@@ -234,7 +234,8 @@ class SinkWorker:
         self._slots = asyncio.Semaphore(self.sink.concurrency)
         task = asyncio.get_running_loop().create_task(self._run(), name=f"deliver-{self.sink.kind}")
         self._keep(task)
-        if self._digest is not None:
+        # a digest the sink held before a restart is sent even if the watchlist no longer asks for one
+        if self._digest is not None or await asyncio.to_thread(self._ledger.held_alerts, self.sink.key):
             self._keep(asyncio.get_running_loop().create_task(self._digests(), name=f"digest-{self.sink.kind}"))
 
     async def _run(self) -> None:
@@ -392,16 +393,19 @@ class SinkWorker:
         self._held = await self._until_done(lambda: self._ledger.held_alerts(self.sink.key), "read the ledger")
 
     async def _digests(self) -> None:
-        """At the end of every period: seal what the sink held, send the sealed digests."""
-        every = self.sink.digest.every
+        """At the end of every period: seal what the sink held, send the sealed digests. A sink
+        whose digest was taken out of the watchlist sends what it still holds at once, once."""
+        every = self._digest.every if self._digest is not None else None
         self._held = await self._until_done(lambda: self._ledger.held_alerts(self.sink.key), "read the ledger")
         while True:
-            until = period_start(self._clock(), every)
+            until = period_start(self._clock(), every) if every else self._clock() + 1.0
             await self._until_done(lambda u=until: self._ledger.seal_digests(self.sink.key, u, self._digest_id,
                                                                               DIGEST_MAX), "write the ledger")
             for sealed in await self._until_done(lambda: self._ledger.sealed_digests(self.sink.key),
                                                  "read the ledger"):
                 await self._send_digest(sealed)
+            if every is None:
+                return
             now = self._clock()
             await self._sleep(max(0.0, period_end(now, every) - now))
 

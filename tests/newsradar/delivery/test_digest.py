@@ -335,3 +335,28 @@ def test_digest_config_errors_name_the_field(tmp_path, sink, field, words):
     with pytest.raises(ConfigError) as err:
         load_watchlist(path)
     assert (err.value.line, err.value.path) == (3, field) and words in str(err.value), str(err.value)
+
+
+def test_what_a_sink_held_is_sent_after_its_digest_is_taken_out_of_the_watchlist(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+
+    async def go():
+        t = SteppedTime(T0 + 60)
+        p1 = Process(DigestSink(), path, t)
+        await p1.worker.start()
+        p1.submit([info_job(n, t.now) for n in (1, 2)])
+        await until(lambda: p1.progress.pending() == 0, "the two held")
+        await p1.stop()
+        sink = DigestSink()
+        sink.digest = None  # the restart's watchlist has no digest for the sink
+        p2 = Process(sink, path, t)
+        await p2.worker.start()
+        await until(lambda: sink.digests, "what was held, sent at once")
+        await until(lambda: p2.value("newsradar_alert_digests_total", sink="webhook", outcome="ok") == 1, "counted")
+        p2.submit([info_job(3, t.now)])
+        await until(lambda: sink.sent, "a new quiet notification sent on its own")
+        await p2.stop()
+        return sink
+
+    sink = asyncio.run(go())
+    assert [len(d.notifications) for d in sink.digests] == [2] and len(sink.sent) == 1
