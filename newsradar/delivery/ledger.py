@@ -18,6 +18,8 @@ Guarantees:
   again belongs to the notification it was grouped into, and that notification is sent again
   as it was (same id, same body), never regrouped under another id. The story's last
   notification is what the next update builds on.
+* Telegram: the message id of each story's message per sink (:meth:`remember_message`),
+  written after Telegram acknowledged the message, so a later update edits it.
 * The file sink's writes: where in the file each notification's line starts, written before
   the line (:meth:`intend_write`), so a line written just before a kill is found on the resend
   and not written twice.
@@ -110,6 +112,11 @@ class Ledger:
             "offset INTEGER NOT NULL, at REAL NOT NULL, PRIMARY KEY (path, notification_id))"
         )
         self._db.execute(
+            "CREATE TABLE IF NOT EXISTS story_messages (sink TEXT NOT NULL, story_id TEXT NOT NULL, "
+            "message_id INTEGER NOT NULL, notification_id TEXT NOT NULL, at REAL NOT NULL, "
+            "PRIMARY KEY (sink, story_id))"
+        )
+        self._db.execute(
             "CREATE TABLE IF NOT EXISTS digest_entries (sink TEXT NOT NULL, notification_id TEXT NOT NULL, "
             "body TEXT NOT NULL, alerts TEXT NOT NULL, n_alerts INTEGER NOT NULL, at REAL NOT NULL, digest_id TEXT, "
             "PRIMARY KEY (sink, notification_id))"
@@ -194,6 +201,22 @@ class Ledger:
         with self._lock:
             row = self._db.execute("SELECT offset FROM file_writes WHERE path = ? AND notification_id = ?",
                                    (path, notification_id)).fetchone()
+        return row[0] if row else None
+
+    # -- the message of each story in a chat that can edit (Telegram) ------------------------
+
+    def remember_message(self, sink: str, story_id: str, message_id: int, notification_id: str,
+                         at: float | None = None) -> None:
+        """The chat message that shows the story on ``sink`` (its later updates edit it)."""
+        at = time.time() if at is None else at
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO story_messages VALUES (?, ?, ?, ?, ?)",
+                             (sink, story_id, message_id, notification_id, at))
+
+    def story_message(self, sink: str, story_id: str) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT message_id FROM story_messages WHERE sink = ? AND story_id = ?",
+                                   (sink, story_id)).fetchone()
         return row[0] if row else None
 
     # -- digests ---------------------------------------------------------------------------
@@ -294,7 +317,7 @@ class Ledger:
         cutoff = now - self.ttl
         with self._lock:
             count = sum(self._db.execute(f"DELETE FROM {table} WHERE at < ?", (cutoff,)).rowcount
-                        for table in ("outcomes", "notifications", "members", "file_writes"))
+                        for table in ("outcomes", "notifications", "members", "file_writes", "story_messages"))
             count += self._db.execute(
                 "DELETE FROM digest_entries WHERE digest_id IN "
                 "(SELECT digest_id FROM digests WHERE state != ? AND at < ?)", (SEALED, cutoff)).rowcount

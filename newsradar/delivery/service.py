@@ -50,7 +50,7 @@ from .grouping import Group, Grouper
 from .ledger import DEAD_LETTERED, DELIVERED, HeldAlert, Ledger, SealedDigest
 from .notification import Notification, build
 from .progress import Progress
-from .sinks import JsonlFile, Permanent, Retryable, routed
+from .sinks import Permanent, Retryable, routed
 
 log = logging.getLogger(__name__)
 
@@ -583,8 +583,9 @@ class Deliverer:
         self.decode_errors = 0
         self._read_again_seen = 0
         for sink in self.sinks:
-            if isinstance(sink, JsonlFile):
-                sink.journal = self.ledger  # exactly once across restarts (JsonlFile)
+            if hasattr(sink, "journal"):
+                # the file sink: exactly once across restarts; Telegram: the message each story edits
+                sink.journal = self.ledger
 
     def _consumer(self, **extra):
         from newsradar.kafka import make_consumer

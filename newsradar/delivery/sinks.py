@@ -1,6 +1,6 @@
 """The alert sinks: a signed JSON webhook, the Alertmanager v2 API, a JSONL file, a
-Slack-compatible incoming webhook, a Telegram bot's sendMessage, and e-mail over SMTP
-(:mod:`newsradar.delivery.smtp`). Plain asyncio code without Beam; ``newsradar deliver``
+Slack-compatible incoming webhook, a Telegram bot (:mod:`newsradar.delivery.telegram`), and
+e-mail over SMTP (:mod:`newsradar.delivery.smtp`). Plain asyncio code without Beam; ``newsradar deliver``
 (:mod:`newsradar.delivery.service`) runs them.
 What they send is a :class:`~newsradar.delivery.notification.Notification`: the alerts of
 one story, grouped.
@@ -40,7 +40,6 @@ import asyncio
 import fcntl
 import hashlib
 import hmac
-import html
 import json
 import os
 import time
@@ -88,8 +87,6 @@ FILE_SEEN_IDS = 100_000
 FILE_LINE_CAP = 4 * 1024 * 1024
 _RESPONSE_READ_CAP = 64 * 1024
 SECRET_FILE_CAP = 64 * 1024
-# Telegram refuses a message longer than this (characters after entities are parsed).
-TELEGRAM_TEXT_CAP = 4096
 
 
 class SinkConfigError(ValueError):
@@ -440,40 +437,6 @@ def slack_text(n: Notification, full: bool) -> str:
     return "\n".join(lines)
 
 
-def telegram_html(n: Notification, full: bool, cap: int = TELEGRAM_TEXT_CAP) -> str:
-    """Telegram HTML (parse_mode=HTML): text escaped, under ``cap`` characters (why-sentences
-    dropped from the end, then the snippet cut, when it would be longer)."""
-    def esc(text: str) -> str:
-        return html.escape(text, quote=False)
-
-    c = chat_lines(n, full)
-    why = list(c["why"])
-    snippet = c["snippet"]
-    while True:
-        lines = [f"<b>[{c['severity']}] {esc(c['head'])}</b>"]
-        if c["orgs"]:
-            lines.append(f"Organizations: {esc(c['orgs'])}")
-        if c["topics"]:
-            lines.append(f"Topics: {esc(c['topics'])}")
-        lines.extend(f"• {esc(w)}" for w in why)
-        if snippet:
-            lines.append(f"<i>{esc(snippet)}</i>")
-        if c["url"].startswith(("http://", "https://")):
-            lines.append(f'<a href="{html.escape(c["url"], quote=True)}">Open the article</a>')
-        lines.append(f"<code>{esc(c['id'])}</code>")
-        text = "\n".join(lines)
-        # Telegram counts the characters left after the tags are parsed; the tagged text is
-        # longer, so fitting it fits the message.
-        if len(text) <= cap:
-            return text
-        if len(why) > 1:
-            why.pop()
-        elif snippet:
-            snippet = snippet[: max(0, len(snippet) - (len(text) - cap) - 1)].rstrip() + "…" if len(snippet) > 1 else ""
-        else:
-            return text[:cap]  # only a head longer than the cap is left: cut it (tags may break: rare)
-
-
 def slack_digest_text(d: Digest) -> str:
     """A digest in Slack mrkdwn: the title, then a line per notification."""
     def esc(text: str) -> str:
@@ -489,30 +452,6 @@ def slack_digest_text(d: Digest) -> str:
         lines.append(line)
     lines.append(f"_{esc(d.digest_id)}_")
     return "\n".join(lines)
-
-
-def telegram_digest_html(d: Digest, cap: int = TELEGRAM_TEXT_CAP) -> str:
-    """A digest in Telegram HTML, under ``cap`` characters: the lines that do not fit are
-    counted at the end ("… and 12 more")."""
-    def esc(text: str) -> str:
-        return html.escape(text, quote=False)
-
-    head, tail = f"<b>{esc(digest_title(d))}</b>", f"<code>{esc(d.digest_id)}</code>"
-    lines = []
-    for x in digest_lines(d):
-        line = f"• [{x['severity']}] {esc(x['head'])}"
-        if x["subjects"]:
-            line += f" ({esc(x['subjects'])})"
-        if x["url"].startswith(("http://", "https://")):
-            line += f' <a href="{html.escape(x["url"], quote=True)}">open</a>'
-        lines.append(line)
-    kept = list(lines)
-    while True:
-        more = len(lines) - len(kept)
-        text = "\n".join([head, *kept, *([f"… and {more} more"] if more else []), tail])
-        if len(text) <= cap or not kept:
-            return text[:cap]
-        kept.pop()
 
 
 class Slack(_HttpSink):
@@ -541,53 +480,6 @@ class Slack(_HttpSink):
         await self._post(self.url, body, {"Content-Type": "application/json"})
 
 
-class Telegram(_HttpSink):
-    """A bot's ``sendMessage`` to one chat, HTML formatted; an update is a short follow-up
-    message. Errors are read from the Bot API's answer (``ok``, ``error_code``,
-    ``parameters.retry_after`` on 429, which is honoured)."""
-
-    kind = "telegram"
-    batched = False
-
-    def __init__(self, cfg: TelegramSink, allow_private: bool = False):
-        token = read_secret(cfg, "token_env", "token_file")
-        base = cfg.api_url.rstrip("/")
-        super().__init__(f"{base}/bot{token}/sendMessage", cfg.timeout, cfg.concurrency, cfg.rate_limit,
-                         allow_private or cfg.allow_private_networks, cfg.route,
-                         key=f"telegram {cfg.chat_id} {base}", digest=cfg.digest)
-        self.chat_id = cfg.chat_id
-        self._secret_text = token
-
-    async def send(self, notifications: Sequence[Notification]) -> None:
-        (n,) = notifications
-        text = telegram_digest_html(n) if isinstance(n, Digest) else telegram_html(n, full_form(self.route, n,
-                                                                                                  self.digest))
-        body = json.dumps({"chat_id": self.chat_id, "text": text,
-                           "parse_mode": "HTML", "disable_web_page_preview": True}, ensure_ascii=False).encode()
-        status, retry_after, answer = await self._exchange(self.url, body, {"Content-Type": "application/json"})
-        try:
-            reply = json.loads(answer)
-        except ValueError:
-            reply = {}
-        if not isinstance(reply, dict):
-            reply = {}
-        if 200 <= status < 300 and reply.get("ok") is True:
-            return
-        code = reply.get("error_code") if isinstance(reply.get("error_code"), int) else status
-        text = self._scrub(str(reply.get("description") or f"HTTP {status}"))[:300]
-        params = reply.get("parameters") if isinstance(reply.get("parameters"), dict) else {}
-        wait = params.get("retry_after")
-        if code == 429 or status == 429:
-            raise Retryable(f"Telegram {code}: {text}",
-                            float(wait) if isinstance(wait, int | float) else parse_retry_after(retry_after))
-        if code >= 500 or status >= 500 or status == 408:
-            raise Retryable(f"Telegram {code}: {text}")
-        if 200 <= status < 300:
-            # 200 without ok: not the Bot API answering (a proxy, a captive portal): try later
-            raise Retryable(f"Telegram: HTTP {status} without ok in the answer")
-        raise Permanent(f"Telegram {code}: {text}")
-
-
 def build_sink(cfg, allow_private_networks: bool = False):
     if isinstance(cfg, WebhookSink):
         return Webhook(cfg, allow_private_networks)
@@ -598,6 +490,8 @@ def build_sink(cfg, allow_private_networks: bool = False):
     if isinstance(cfg, SlackSink):
         return Slack(cfg, allow_private_networks)
     if isinstance(cfg, TelegramSink):
+        from .telegram import Telegram  # it builds on this module's helpers
+
         return Telegram(cfg, allow_private_networks)
     if isinstance(cfg, EmailSink):
         from .smtp import Email  # it builds on this module's helpers

@@ -23,8 +23,9 @@ from newsradar.delivery.ledger import DEAD_LETTERED, DELIVERED, HELD, Ledger
 from newsradar.delivery.notification import build
 from newsradar.delivery.progress import Progress
 from newsradar.delivery.service import Job, Settings, SinkWorker
-from newsradar.delivery.sinks import Permanent, slack_digest_text, telegram_digest_html, webhook_body
+from newsradar.delivery.sinks import Permanent, slack_digest_text, webhook_body
 from newsradar.delivery.smtp import build_digest_message
+from newsradar.delivery.telegram import telegram_digest_html
 from newsradar.metrics import DeliveryMetrics
 from newsradar.records import decode_alert
 from tests.newsradar.delivery.chatservers import telegram_text
