@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import ssl
 import logging
+import ssl
 import threading
 from dataclasses import dataclass
 from email import message_from_bytes, policy
