@@ -416,8 +416,8 @@ class SinkWorker:
         kind = self.sink.kind
         d = make_digest(sealed.digest_id, sealed.since, sealed.until, sealed.notifications)
         count = len(sealed.alerts)
-        oldest = min((a.written for a in sealed.alerts), default=sealed.since)
-        outcome, error, attempt = await self._retry(lambda: self.sink.send([d]), lambda: oldest, lambda: count)
+        # its age counts from the end of its period: the wait before it is the digest's point
+        outcome, error, attempt = await self._retry(lambda: self.sink.send([d]), lambda: sealed.until, lambda: count)
         items = [(a.alert_id, a.source) for a in sealed.alerts]
         if outcome == "ok":
             await self._until_done(lambda: self._ledger.finish_digest(self.sink.key, d.digest_id, DELIVERED, items),

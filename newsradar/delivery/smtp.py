@@ -11,7 +11,8 @@ Guarantees of each send (the contract of :mod:`newsradar.delivery.sinks`):
   among what the server offers.
 * The message is ``multipart/alternative``: a plain-text part, then an HTML part (escaped).
   ``Message-ID`` is derived from the notification id and ``X-Newsradar-Notification-Id``
-  carries it, so a repeat after a kill is the same message (the same id and body); an update
+  carries it, so a repeat after a kill is the same message (the same Message-ID and text; the
+  ``Date`` header is the attempt's); an update
   has ``In-Reply-To``/``References`` of update 1's Message-ID, so mail clients thread it.
 * Raises :class:`~newsradar.delivery.sinks.Permanent` for a refused login (535), a 5xx answer,
   a server without STARTTLS or AUTH, and a refused address (internal, after DNS, unless
