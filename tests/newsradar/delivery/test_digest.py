@@ -23,7 +23,7 @@ from newsradar.delivery.ledger import DEAD_LETTERED, DELIVERED, HELD, Ledger
 from newsradar.delivery.notification import build
 from newsradar.delivery.progress import Progress
 from newsradar.delivery.service import Job, Settings, SinkWorker
-from newsradar.delivery.sinks import Permanent, slack_digest_text, webhook_body
+from newsradar.delivery.sinks import Permanent, Retryable, slack_digest_text, webhook_body
 from newsradar.delivery.smtp import build_digest_message
 from newsradar.delivery.telegram import telegram_digest_html
 from newsradar.metrics import DeliveryMetrics
@@ -271,6 +271,31 @@ def test_a_digest_that_cannot_be_delivered_dead_letters_every_alert_it_held(tmp_
     assert all(d.step == "alerts.webhook" and d.error == "HTTP 410" for d in letters)
     assert sorted(decode_alert(d.original_bytes()).alert_id for d in letters) == sorted(j.alert.alert_id for j in jobs)
     assert {decode_alert(d.original_bytes()) for d in letters} == {j.alert for j in jobs}
+
+
+def test_a_digest_is_retried_until_the_maximum_age_counted_from_the_end_of_its_period(tmp_path):
+    async def go():
+        t = SteppedTime(T0 + 60)
+        # held 840 s before the period ends: older than the maximum age when the digest is first sent
+        p = Process(DigestSink(errors=[Retryable("HTTP 503")] * 100), tmp_path / "ledger.sqlite", t, max_age=600.0)
+        await p.worker.start()
+        jobs = [info_job(n, t.now) for n in (1, 2)]
+        p.submit(jobs)
+        await until(lambda: p.progress.pending() == 0, "the two held")
+        await t.move(T1 + 1)
+        await until(lambda: len(p.sink.digests) == 1, "the first attempt")
+        await t.move(T1 + 1000)  # past the backoff, and past the maximum age
+        await until(lambda: len(p.letters.sent) == 2, "two dead letters at the maximum age")
+        await until(lambda: p.value("newsradar_alert_digests_total", sink="webhook", outcome="expired") == 1,
+                    "the expired digest counted")
+        assert p.value("newsradar_alert_sink_deliveries_total", sink="webhook", outcome="retried") == 2
+        letters = p.letters.sent
+        await p.stop()
+        return letters
+
+    letters = asyncio.run(go())
+    assert all("gave up after 2 attempt(s)" in d.error and "max age 600s" in d.error and "HTTP 503" in d.error
+               for d in letters), [d.error for d in letters]
 
 
 def test_more_than_a_digest_holds_are_parts_of_the_same_period(tmp_path):
