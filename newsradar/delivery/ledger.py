@@ -235,15 +235,20 @@ class Ledger:
     def hold(self, sink: str, n: Notification, alerts: Iterable[HeldAlert], at: float | None = None) -> None:
         """``n`` waits for the sink's digest: the notification, its alerts' records, and the
         outcome ``held`` of every alert it carries, in one transaction. Holding it again (its
-        alerts read again after a kill) changes nothing."""
+        alerts read again after a kill) changes nothing, unless the digest it was in was given
+        up (its dead letters replayed): then it waits for the next digest."""
         at = time.time() if at is None else at
         alerts = list(alerts)
         where = {a.alert_id: a.source for a in alerts}
         entry = json.dumps([[a.alert_id, a.source, a.raw, a.written] for a in alerts], ensure_ascii=False)
 
         def work():
-            self._db.execute("INSERT OR IGNORE INTO digest_entries VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                             (sink, n.notification_id, n.encode().decode(), entry, len(n.alert_ids), at))
+            row = (sink, n.notification_id, n.encode().decode(), entry, len(n.alert_ids), at)
+            self._db.execute("INSERT OR IGNORE INTO digest_entries VALUES (?, ?, ?, ?, ?, ?, NULL)", row)
+            self._db.execute(
+                "UPDATE digest_entries SET alerts = ?, at = ?, digest_id = NULL WHERE sink = ? AND notification_id = ? "
+                "AND digest_id IN (SELECT digest_id FROM digests WHERE state = ?)",
+                (entry, at, sink, n.notification_id, DEAD_LETTERED))
             self._db.executemany("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?)",
                                  [(sink, a, HELD, where.get(a, ""), at) for a in n.alert_ids])
 

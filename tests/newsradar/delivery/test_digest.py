@@ -386,3 +386,24 @@ def test_what_a_sink_held_is_sent_after_its_digest_is_taken_out_of_the_watchlist
 
     sink = asyncio.run(go())
     assert [len(d.notifications) for d in sink.digests] == [2] and len(sink.sent) == 1
+
+
+def test_a_replayed_alert_of_a_given_up_digest_waits_for_the_next_one(tmp_path):
+    ledger = Ledger(tmp_path / "l.sqlite")
+    n = build([make_alert(1, severity="info")])
+    (alert_id,) = n.alert_ids
+    ledger.hold("s", n, [], at=T0 + 1)
+    ledger.seal_digests("s", T1, lambda until, part: digest_id("s", until, part), max_per=10)
+    (first,) = ledger.sealed_digests("s")
+    ledger.finish_digest("s", first.digest_id, DEAD_LETTERED, [(alert_id, "news.alerts/0/1")])
+    assert ledger.held_alerts("s") == 0 and not ledger.done("s", alert_id, "news.alerts/0/9")
+    # `newsradar dlq replay` wrote it again (news.alerts/0/9): held again, in the next period's digest
+    ledger.hold("s", n, [], at=T1 + 5)
+    assert ledger.held_alerts("s") == 1
+    assert ledger.seal_digests("s", T1 + EVERY, lambda until, part: digest_id("s", until, part), max_per=10) == 1
+    (second,) = ledger.sealed_digests("s")
+    assert second.digest_id != first.digest_id and second.notifications == (n,)
+    # a notification held again while its digest is sealed (a kill before the send) stays in that digest
+    ledger.hold("s", n, [], at=T1 + EVERY + 5)
+    assert [d.digest_id for d in ledger.sealed_digests("s")] == [second.digest_id]
+    ledger.close()
