@@ -323,7 +323,7 @@ class EmailSink(_Frozen):
     # The subject is "<subject_prefix> [SEVERITY] <title>" ("Update 2: <title>" for an update).
     subject_prefix: str = Field(default="[newsradar]", max_length=100, pattern=r"^[^\r\n]*$")
     allow_private_networks: bool = False
-    # Per message (connect, TLS, login and send); a failure is retried with backoff by `newsradar deliver`.
+    # Each network step of the SMTP session (smtplib's socket timeout); a failure is retried by `newsradar deliver`.
     timeout: Duration = 30.0
     concurrency: int = Field(default=2, ge=1, le=16)
     rate_limit: float | None = Field(default=None, gt=0)
