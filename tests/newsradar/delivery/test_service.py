@@ -5,7 +5,8 @@ restarted, every notification still arrives, nothing goes to the DLQ, repeats ar
 what was in flight, and nothing is regrouped; a dead sink does not hold up a healthy one; a
 new group starts at the last hour; an alert a sink never took goes to news.dlq with the
 reason, and `newsradar dlq replay` brings it back to be delivered; a sink's digest holds its
-quiet notifications across a SIGKILL and sends them once, as one message."""
+quiet notifications across a SIGKILL and sends them once, as one message; e-mail over STARTTLS
+and Telegram, whose later update edits the story's message."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from newsradar.delivery import DEFAULT_GROUP_WINDOW
 from newsradar.kafka import ensure_topics, make_producer, read_topic
 from newsradar.records import decode_dead_letter
 from tests.conftest import free_port, newsradar_cmd, wait_for
+from tests.newsradar.delivery.chatservers import TelegramApi
 from tests.newsradar.delivery.conftest import list_alerts
 from tests.newsradar.delivery.fault import (
     CONCURRENCY,
@@ -31,6 +33,7 @@ from tests.newsradar.delivery.fault import (
     produce,
     write_watchlist,
 )
+from tests.newsradar.delivery.mailserver import MailServer
 from tests.newsradar.delivery.receiver import THREE_ORGS, Receiver, carried, make_alert, three_org_article
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -246,3 +249,36 @@ def test_a_digest_holds_quiet_notifications_across_a_kill_and_sends_them_once(ka
             assert read_topic(kafka.bootstrap, topics + "news.dlq") == []
         finally:
             deliver.stop()
+
+
+def test_email_and_telegram_through_deliver_the_update_edits_the_telegram_message(kafka, topics, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("NEWSRADAR_TEST_SMTP_PASSWORD", "smtp-pass")
+    monkeypatch.setenv("NEWSRADAR_TEST_TG_TOKEN", "77:tg-token")
+    chat = "-1001234567890"
+    with MailServer(tmp_path, users={"newsradar": "smtp-pass"}) as mail, TelegramApi("77:tg-token") as tg:
+        sinks = [{"kind": "email", "host": "127.0.0.1", "port": mail.port, "ca_file": str(mail.cert),
+                  "username": "newsradar", "password_env": "NEWSRADAR_TEST_SMTP_PASSWORD",
+                  "from": "alerts@newsradar.example", "to": ["desk@newsroom.example"], "allow_private_networks": True},
+                 {"kind": "telegram", "chat_id": chat, "token_env": "NEWSRADAR_TEST_TG_TOKEN", "api_url": tg.url,
+                  "allow_private_networks": True, "rate_limit": 50}]
+        deliver = Deliver(tmp_path, kafka.bootstrap, topics, write_watchlist(tmp_path / "w.yaml", sinks),
+                          "--group-window", "1s").start()
+        try:
+            wait_for(lambda: deliver.check() or "deliver: reading" in deliver.log_path.read_text(), 60,
+                     "deliver to start reading")
+            produce(kafka.bootstrap, topics + "news.alerts", three_org_article())
+            wait_for(lambda: deliver.check() or (len(mail.messages) == 1 and len(tg.messages) == 1), 60,
+                     "the notification by e-mail and on Telegram")
+            produce(kafka.bootstrap, topics + "news.alerts", [make_alert(1, org="memorial-hrc")])
+            wait_for(lambda: deliver.check() or (len(mail.messages) == 2 and len(tg.edits) == 1), 60,
+                     "the update: a threaded e-mail, an edit of the Telegram message")
+            assert deliver.stop() == 0
+        finally:
+            deliver.stop()
+    first, update = (m.message for m in mail.messages)
+    assert [p.get_content_type() for p in first.iter_parts()] == ["text/plain", "text/html"]
+    assert update["In-Reply-To"] == first["Message-ID"] and "memorial-hrc" in update.get_body(("plain",)).get_content()
+    assert len(tg.messages) == 1 and tg.edits[0]["message_id"] == 1
+    assert "memorial-hrc" in tg.chat[1]["text"] and all(o in tg.chat[1]["text"] for o in THREE_ORGS)
+    assert read_topic(kafka.bootstrap, topics + "news.dlq") == []
