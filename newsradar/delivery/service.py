@@ -418,7 +418,9 @@ class SinkWorker:
         count = len(sealed.alerts)
         # its age counts from the end of its period: the wait before it is the digest's point
         outcome, error, attempt = await self._retry(lambda: self.sink.send([d]), lambda: sealed.until, lambda: count)
-        items = [(a.alert_id, a.source) for a in sealed.alerts]
+        # every alert of its notifications leaves ``held`` (its position where the record is known)
+        where = {a.alert_id: a.source for a in sealed.alerts}
+        items = [(a, where.get(a, "")) for n in sealed.notifications for a in n.alert_ids]
         if outcome == "ok":
             await self._until_done(lambda: self._ledger.finish_digest(self.sink.key, d.digest_id, DELIVERED, items),
                                    "write the ledger")
