@@ -6,8 +6,10 @@ alert -> delivered p95 per sink type.
    times mid-stream and restarted (tests/newsradar/delivery/fault.py, the same run the suite
    makes with fewer alerts: it checks every guarantee and stops at the first broken one).
 2. **Throughput**: the same alerts, already on news.alerts, to one sink at a time (a webhook
-   receiver answering at once, the real Alertmanager, a file), ``--group-window 0s`` so the
-   window does not count: notifications/s from the first acknowledged to the last.
+   receiver answering at once, the real Alertmanager, a file, an SMTP server (aiosmtpd,
+   STARTTLS and AUTH, one session per message), the Telegram Bot API stand-in with the sink's
+   rate limit lifted), ``--group-window 0s`` so the window does not count: notifications/s from
+   the first acknowledged to the last. ``--kinds`` picks the sinks.
 3. **Latency**: a steady stream (``--rate`` alerts/s for ``--seconds``) to all three sinks at
    once and, next to them, a dead webhook (accepts connections, never answers), the default
    grouping window (5 s): alert -> delivered, from the producer's acknowledgement to the
@@ -15,6 +17,7 @@ alert -> delivered p95 per sink type.
    0.1 s), p50 and p95 per healthy sink.
 
     .venv/bin/python benchmarks/delivery.py [--alerts 1000] [--rate 20] [--seconds 20] [--bootstrap-servers H:P]
+        [--kinds webhook,alertmanager,file,email,telegram] [--skip-fault] [--skip-throughput] [--skip-latency]
 
 Without --bootstrap-servers a broker is started with `newsradar kafka start` in a temporary
 directory and stopped at the end. Needs prometheus-alertmanager (`make deps`).
@@ -40,6 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from newsradar.kafka import ensure_topics  # noqa: E402
 from tests.conftest import free_port, wait_for  # noqa: E402
+from tests.newsradar.delivery.chatservers import TelegramApi  # noqa: E402
 from tests.newsradar.delivery.fault import (  # noqa: E402
     Deliver,
     fault_run,
@@ -49,7 +53,12 @@ from tests.newsradar.delivery.fault import (  # noqa: E402
     stories,
     write_watchlist,
 )
+from tests.newsradar.delivery.mailserver import MailServer  # noqa: E402
 from tests.newsradar.delivery.receiver import Receiver  # noqa: E402
+
+KINDS = ("webhook", "alertmanager", "file", "email", "telegram")
+SMTP_USER, SMTP_PASSWORD, SMTP_PASSWORD_ENV = "bench", "bench-password", "NEWSRADAR_BENCH_SMTP_PASSWORD"
+TG_TOKEN, TG_TOKEN_ENV, TG_CHAT = "4242:bench-token", "NEWSRADAR_BENCH_TG_TOKEN", "-1001234567890"
 
 
 def topics(bootstrap: str) -> str:
@@ -118,12 +127,20 @@ def throughput_of(bootstrap: str, run_dir: Path, batch, kind: str, am_url: str) 
     produce(bootstrap, prefix + "news.alerts", batch)
     wanted = {a.story_id for a in batch}
     path = run_dir / "n.jsonl"
-    with Receiver() as rx:
+    os.environ[SMTP_PASSWORD_ENV], os.environ[TG_TOKEN_ENV] = SMTP_PASSWORD, TG_TOKEN
+    with Receiver() as rx, MailServer(run_dir, users={SMTP_USER: SMTP_PASSWORD}) as mail, \
+            TelegramApi(TG_TOKEN, chats=(TG_CHAT,)) as tg:
         sink = {"webhook": hook(rx.url, concurrency=8),
                 "alertmanager": {"kind": "alertmanager", "url": am_url, "allow_private_networks": True},
-                "file": {"kind": "file", "path": str(path)}}[kind]
+                "file": {"kind": "file", "path": str(path)},
+                "email": {"kind": "email", "host": "127.0.0.1", "port": mail.port, "ca_file": str(mail.cert),
+                          "username": SMTP_USER, "password_env": SMTP_PASSWORD_ENV, "from": "bench@example.org",
+                          "to": ["desk@example.org"], "allow_private_networks": True, "concurrency": 4},
+                "telegram": {"kind": "telegram", "chat_id": TG_CHAT, "token_env": TG_TOKEN_ENV, "api_url": tg.url,
+                             "allow_private_networks": True, "concurrency": 4, "rate_limit": 10_000}}[kind]
         counts = {"webhook": lambda: len(set(rx.ok)), "file": lambda: len(file_notes(path)),
-                  "alertmanager": lambda: len(wanted & set(am_stories(am_url)))}
+                  "alertmanager": lambda: len(wanted & set(am_stories(am_url))),
+                  "email": lambda: len(mail.messages), "telegram": lambda: len(tg.messages)}
         count = counts[kind]
         deliver = Deliver(run_dir, bootstrap, prefix, write_watchlist(run_dir / "w.yaml", [sink]),
                           "--group-window", "0s").start()
@@ -137,10 +154,10 @@ def throughput_of(bootstrap: str, run_dir: Path, batch, kind: str, am_url: str) 
             deliver.stop()
 
 
-def throughput(bootstrap: str, tmp: Path, alerts: int, am_url: str) -> None:
+def throughput(bootstrap: str, tmp: Path, alerts: int, am_url: str, kinds=KINDS) -> None:
     batch = stories(alerts)
     n = len({a.story_id for a in batch})
-    for kind in ("webhook", "alertmanager", "file"):
+    for kind in kinds:
         elapsed = throughput_of(bootstrap, tmp / f"tp-{kind}", batch, kind, am_url)
         print(f"throughput {kind}: {n} notifications ({alerts} alerts), "
               f"{(n - 1) / elapsed:,.0f} notifications/s from the first to the last ({elapsed:.2f} s)", flush=True)
@@ -202,7 +219,12 @@ def main() -> None:
     parser.add_argument("--bootstrap-servers")
     parser.add_argument("--skip-fault", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="the sinks of the throughput run, comma-separated")
     opts = parser.parse_args()
+    kinds = [k for k in opts.kinds.split(",") if k]
+    if set(kinds) - set(KINDS):
+        parser.error(f"unknown --kinds {sorted(set(kinds) - set(KINDS))}; known: {', '.join(KINDS)}")
     with tempfile.TemporaryDirectory(prefix="nr-deliver-") as tmp_name:
         tmp = Path(tmp_name)
         os.environ["NEWSRADAR_HOME"] = str(tmp / "home")  # deliver's ledger, for every run below
@@ -227,9 +249,10 @@ def main() -> None:
                       f"(in flight at the receiver at the kills: {run.in_flight_at_kills}), "
                       f"{run.file_lines} file lines (each notification once)", flush=True)
             if not opts.skip_throughput:
-                throughput(bootstrap, tmp, opts.alerts, am_url)
-            os.environ["NEWSRADAR_HOME"] = str(tmp / "home-latency")
-            latency(bootstrap, tmp, opts.rate, opts.seconds, am_url)
+                throughput(bootstrap, tmp, opts.alerts, am_url, kinds)
+            if not opts.skip_latency:
+                os.environ["NEWSRADAR_HOME"] = str(tmp / "home-latency")
+                latency(bootstrap, tmp, opts.rate, opts.seconds, am_url)
         finally:
             am.terminate()
             am.wait(10)

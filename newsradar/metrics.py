@@ -199,7 +199,7 @@ class PipelineMetrics:
             self.rebuild_records.labels(topic=name)
 
 
-SINK_KINDS = ("webhook", "alertmanager", "file", "slack", "telegram")
+SINK_KINDS = ("webhook", "alertmanager", "file", "slack", "telegram", "email")
 # ok: delivered; retried: an attempt failed and the alert waits for the next; failed: refused
 # for good (a 4xx), to news.dlq; expired: still failing at the maximum age, to news.dlq.
 SINK_OUTCOMES = ("ok", "retried", "failed", "expired")
@@ -236,12 +236,22 @@ class DeliveryMetrics:
             "Age of the oldest alert the sink has not finished (0 when none), since it was written to news.alerts.",
             ["sink"], registry=registry,
         )
+        self.digests = Counter(
+            "newsradar_alert_digests", "Digest messages (a sink's held low-severity notifications, sent together) "
+            "by sink kind and outcome.", ["sink", "outcome"], registry=registry,
+        )
+        self.digest_held = Gauge(
+            "newsradar_alert_sink_digest_held",
+            "Alerts the sink holds in the ledger for its next digest (their offsets are committed).",
+            ["sink"], registry=registry,
+        )
         for sink in SINK_KINDS:
             for outcome in SINK_OUTCOMES:
                 self.sink_deliveries.labels(sink=sink, outcome=outcome)
                 if outcome != "retried":
                     self.notifications.labels(sink=sink, outcome=outcome)
-            for metric in (self.delivery_latency, self.pending, self.retrying, self.oldest_pending):
+                    self.digests.labels(sink=sink, outcome=outcome)
+            for metric in (self.delivery_latency, self.pending, self.retrying, self.oldest_pending, self.digest_held):
                 metric.labels(sink=sink)
 
 

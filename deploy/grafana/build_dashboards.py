@@ -205,7 +205,7 @@ def pipeline_overview() -> dict:
         ], kind="stat", w=8),
         row(lay, "Alert delivery (newsradar deliver)"),
         panel(lay, "Alert deliveries to sinks", "Deliveries of alerts to the watchlist's sinks (webhook, "
-              "Alertmanager, file) per hour, by sink and outcome: ok, retried (an attempt failed, tried "
+              "Alertmanager, file, Slack, Telegram, e-mail) per hour, by sink and outcome: ok, retried (an attempt failed, tried "
               "again), failed (refused for good) and expired (still failing at --max-age); the last two "
               "go to news.dlq. Also the notifications (the alerts of one story, grouped) per hour.", [
                   target(f"sum by (sink, outcome) (rate(newsradar_alert_sink_deliveries_total[{RATE}])) * 3600",
@@ -227,6 +227,13 @@ def pipeline_overview() -> dict:
               "news.alerts. The alert NewsradarAlertSinkFailing fires above 10 minutes.", [
                   target("max by (sink) (newsradar_alert_sink_oldest_pending_seconds)", "{{sink}}"),
               ], unit="s", w=12),
+        panel(lay, "Digests", "Per sink with a digest: the alerts it holds in the ledger for its next digest "
+              "(quiet notifications sent together every period), and digest messages per hour by outcome "
+              "(ok, failed, expired; the alerts of a failed one go to news.dlq).", [
+                  target("sum by (sink) (newsradar_alert_sink_digest_held)", "{{sink}} held"),
+                  target(f"sum by (sink, outcome) (rate(newsradar_alert_digests_total[{RATE}])) * 3600",
+                         "{{sink}} digests {{outcome}}", ref="B"),
+              ], unit="short", w=12),
     ]
     return dashboard(
         "newsradar-pipeline", "newsradar / Pipeline overview",

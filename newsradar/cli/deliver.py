@@ -45,10 +45,12 @@ def deliver(watchlist_file: str, bootstrap_servers: str, topic_prefix: str, grou
             max_age: float, group_window: float | None, max_pending: int, metrics_port: int, metrics_host: str,
             allow_private_networks: bool) -> None:
     """Deliver the alerts on news.alerts to the watchlist's sinks (webhook, Alertmanager, file,
-    Slack-compatible incoming webhook, Telegram bot).
+    Slack-compatible incoming webhook, Telegram bot, e-mail over SMTP).
 
     The alerts of one story read within --group-window become one notification (later ones an
-    update that follows it). A consumer group of its own; a ledger in $NEWSRADAR_HOME/deliver/ledger.sqlite of what each
+    update that follows it, or an edit of the story's Telegram message). A sink with a digest
+    (digest: {every: 15m, max_severity: info}) holds its quiet notifications and sends them as one
+    message once a period. A consumer group of its own; a ledger in $NEWSRADAR_HOME/deliver/ledger.sqlite of what each
     sink took; retries until --max-age, then news.dlq (step alerts.<sink kind>, `newsradar dlq
     replay` sends them back). Secrets only by reference (an environment variable or a file the
     sink names). Stops cleanly on Ctrl-C or SIGTERM. Exit 2 for a bad watchlist or sink (file,

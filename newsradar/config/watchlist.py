@@ -185,6 +185,15 @@ class Route(_Frozen):
     topics: tuple[Slug, ...] = ()
 
 
+class Digest(_Frozen):
+    """A sink's digest: the notifications whose new (routed) alerts are all at or below
+    ``max_severity`` are held and sent together, one message every ``every`` (periods aligned
+    on the clock: every 15m is :00, :15, :30, :45 UTC); the others go at once, as without it."""
+
+    every: Annotated[Duration, Field(ge=1, le=86400)]
+    max_severity: Severity = "info"
+
+
 def _one_of(env_value, file_value, env: str, file: str, required: bool):
     """A secret by reference only: the name of an environment variable or the path of a file
     (relative to $NEWSRADAR_HOME), never the value; ``newsradar deliver`` reads it at start.
@@ -212,6 +221,7 @@ class WebhookSink(_Frozen):
     concurrency: int = Field(default=4, ge=1, le=64)
     rate_limit: float | None = Field(default=None, gt=0)
     route: Route = Route()
+    digest: Digest | None = None
 
     @field_validator("secret_file", mode="after")
     @classmethod
@@ -250,6 +260,7 @@ class SlackSink(_Frozen):
     # Slack allows about one message per second per webhook.
     rate_limit: float | None = Field(default=1.0, gt=0)
     route: Route = Route()
+    digest: Digest | None = None
 
     @field_validator("url_file", mode="after")
     @classmethod
@@ -277,6 +288,7 @@ class TelegramSink(_Frozen):
     # Telegram allows about one message per second to one chat (20 a minute to a group).
     rate_limit: float | None = Field(default=1.0, gt=0)
     route: Route = Route()
+    digest: Digest | None = None
 
     @field_validator("token_file", mode="after")
     @classmethod
@@ -284,7 +296,57 @@ class TelegramSink(_Frozen):
         return _one_of(info.data.get("token_env"), value, "token_env", "token_file", required=True)
 
 
-Sink = Annotated[WebhookSink | AlertmanagerSink | FileSink | SlackSink | TelegramSink, Field(discriminator="kind")]
+# A mail server's name or an IP literal; checked again after DNS by the sink.
+Host = Annotated[str, pattern(r"^([A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}|[0-9A-Fa-f:.]+)$",
+                              "a host name or an IP address")]
+# A bare address (user@domain), no display name: what goes on the envelope too.
+MailAddress = Annotated[str, pattern(r"^[^@\s<>,;\"()\[\]]+@[A-Za-z0-9.-]+$", "an e-mail address user@domain")]
+
+
+class EmailSink(_Frozen):
+    """E-mail over SMTP: STARTTLS (or implicit TLS) and AUTH with the password by reference;
+    one message per notification with a plain and an HTML part."""
+
+    kind: Literal["email"]
+    host: Host
+    # 587 is the submission port (STARTTLS); 465 for tls: implicit.
+    port: int = Field(default=587, ge=1, le=65535)
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    # A CA bundle (PEM) that signed the server's certificate, when it is not a public CA
+    # (relative to $NEWSRADAR_HOME); the system's CAs otherwise. The host name is always checked.
+    ca_file: Text | None = None
+    username: Text | None = None
+    password_env: EnvName | None = None
+    password_file: SecretFile = None
+    from_address: Annotated[MailAddress, Field(alias="from")]
+    to: Annotated[tuple[MailAddress, ...], Field(min_length=1, max_length=100)]
+    # The subject is "<subject_prefix> [SEVERITY] <title>" ("Update 2: <title>" for an update).
+    subject_prefix: str = Field(default="[newsradar]", max_length=100, pattern=r"^[^\r\n]*$")
+    allow_private_networks: bool = False
+    # Each network step of the SMTP session (smtplib's socket timeout); a failure is retried by `newsradar deliver`.
+    timeout: Duration = 30.0
+    concurrency: int = Field(default=2, ge=1, le=16)
+    rate_limit: float | None = Field(default=None, gt=0)
+    route: Route = Route()
+    digest: Digest | None = None
+
+    @field_validator("password_file", mode="after")
+    @classmethod
+    def _secret(cls, value, info):
+        _one_of(info.data.get("password_env"), value, "password_env", "password_file", required=False)
+        has_password = info.data.get("password_env") is not None or value is not None
+        if has_password and info.data.get("username") is None:
+            raise ValueError("a password without a username: give username too")
+        if info.data.get("username") is not None and not has_password:
+            raise ValueError("expected password_env (an environment variable) or password_file (a file) "
+                             "with the password for username")
+        if has_password and info.data.get("tls") == "none":
+            raise ValueError("tls: none would send the password in clear text: use starttls or implicit")
+        return value
+
+
+Sink = Annotated[WebhookSink | AlertmanagerSink | FileSink | SlackSink | TelegramSink | EmailSink,
+                 Field(discriminator="kind")]
 
 
 class Surge(_Frozen):
@@ -404,7 +466,7 @@ def _check_references(doc: Document, wl: Watchlist) -> None:
 
 
 __all__ = [
-    "Acronym", "Alerts", "Alias", "AlertmanagerSink", "ConfigError", "Country", "Example", "FileSink", "LANGS", "Novelty",
-    "Organization", "Route", "SlackSink", "Surge", "TelegramSink", "Term", "Topic", "Watchlist", "WebhookSink",
+    "Acronym", "Alerts", "Alias", "AlertmanagerSink", "ConfigError", "Country", "Digest", "EmailSink", "Example", "FileSink",
+    "LANGS", "Novelty", "Organization", "Route", "SlackSink", "Surge", "TelegramSink", "Term", "Topic", "Watchlist", "WebhookSink",
     "load_watchlist",
 ]

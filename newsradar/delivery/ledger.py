@@ -18,19 +18,29 @@ Guarantees:
   again belongs to the notification it was grouped into, and that notification is sent again
   as it was (same id, same body), never regrouped under another id. The story's last
   notification is what the next update builds on.
+* Telegram: the message id of each story's message per sink (:meth:`remember_message`),
+  written after Telegram acknowledged the message, so a later update edits it.
 * The file sink's writes: where in the file each notification's line starts, written before
   the line (:meth:`intend_write`), so a line written just before a kill is found on the resend
   and not written twice.
+* Digests (:mod:`.digest`): a notification a sink holds for its digest is written with its
+  alerts (their records, to dead-letter them if the digest is never delivered) and the alerts'
+  outcome ``held``, in one transaction, before their offsets may be committed; a held alert is
+  done for that sink like a delivered one. A digest is sealed (its id and the notifications it
+  holds fixed) before it is sent, so a digest sent again after a kill is the same message; it
+  is finished (its alerts ``delivered`` or ``dead_lettered``) after the sink acknowledged it.
 * Bounded: rows older than ``ttl`` (news.alerts' retention by default) are deleted by
-  :meth:`prune`.
+  :meth:`prune`; held and sealed digests are kept until they are finished.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from newsradar import paths
@@ -41,7 +51,29 @@ from .notification import Notification
 
 DELIVERED = "delivered"
 DEAD_LETTERED = "dead_lettered"
+# In a notification the sink holds for its digest (not sent yet, but the ledger has it).
+HELD = "held"
+SEALED = "sealed"
 DEFAULT_TTL = DEFAULT_RETENTION[TOPIC_ALERTS]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldAlert:
+    """An alert of a held notification: its record, to dead-letter it if the digest fails."""
+
+    alert_id: str
+    source: str
+    raw: str
+    written: float
+
+
+@dataclass(frozen=True, slots=True)
+class SealedDigest:
+    digest_id: str
+    since: float
+    until: float
+    notifications: tuple[Notification, ...]
+    alerts: tuple[HeldAlert, ...]
 
 
 def default_path() -> Path:
@@ -79,6 +111,21 @@ class Ledger:
             "CREATE TABLE IF NOT EXISTS file_writes (path TEXT NOT NULL, notification_id TEXT NOT NULL, "
             "offset INTEGER NOT NULL, at REAL NOT NULL, PRIMARY KEY (path, notification_id))"
         )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS story_messages (sink TEXT NOT NULL, story_id TEXT NOT NULL, "
+            "message_id INTEGER NOT NULL, notification_id TEXT NOT NULL, at REAL NOT NULL, "
+            "PRIMARY KEY (sink, story_id))"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS digest_entries (sink TEXT NOT NULL, notification_id TEXT NOT NULL, "
+            "body TEXT NOT NULL, alerts TEXT NOT NULL, n_alerts INTEGER NOT NULL, at REAL NOT NULL, digest_id TEXT, "
+            "PRIMARY KEY (sink, notification_id))"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS digest_entries_digest ON digest_entries (digest_id)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS digests (digest_id TEXT PRIMARY KEY, sink TEXT NOT NULL, since REAL NOT NULL, "
+            "until REAL NOT NULL, state TEXT NOT NULL, at REAL NOT NULL)"
+        )
 
     def done(self, sink: str, alert_id: str, position: str) -> bool:
         """True when ``sink`` needs nothing more for this alert read at ``position``."""
@@ -88,7 +135,7 @@ class Ledger:
         if row is None:
             return False
         outcome, where = row
-        return outcome == DELIVERED or where == position
+        return outcome in (DELIVERED, HELD) or where == position
 
     def record(self, sink: str, outcome: str, items: Iterable[tuple[str, str]], at: float | None = None) -> None:
         """``items``: (alert_id, position) pairs, written in one transaction."""
@@ -156,13 +203,131 @@ class Ledger:
                                    (path, notification_id)).fetchone()
         return row[0] if row else None
 
+    # -- the message of each story in a chat that can edit (Telegram) ------------------------
+
+    def remember_message(self, sink: str, story_id: str, message_id: int, notification_id: str,
+                         at: float | None = None) -> None:
+        """The chat message that shows the story on ``sink`` (its later updates edit it)."""
+        at = time.time() if at is None else at
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO story_messages VALUES (?, ?, ?, ?, ?)",
+                             (sink, story_id, message_id, notification_id, at))
+
+    def story_message(self, sink: str, story_id: str) -> int | None:
+        with self._lock:
+            row = self._db.execute("SELECT message_id FROM story_messages WHERE sink = ? AND story_id = ?",
+                                   (sink, story_id)).fetchone()
+        return row[0] if row else None
+
+    # -- digests ---------------------------------------------------------------------------
+
+    def _transaction(self, work: Callable[[], object]):
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                result = work()
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+    def hold(self, sink: str, n: Notification, alerts: Iterable[HeldAlert], at: float | None = None) -> None:
+        """``n`` waits for the sink's digest: the notification, its alerts' records, and the
+        outcome ``held`` of every alert it carries, in one transaction. Holding it again (its
+        alerts read again after a kill) changes nothing, unless the digest it was in was given
+        up (its dead letters replayed): then it waits for the next digest."""
+        at = time.time() if at is None else at
+        alerts = list(alerts)
+        where = {a.alert_id: a.source for a in alerts}
+        entry = json.dumps([[a.alert_id, a.source, a.raw, a.written] for a in alerts], ensure_ascii=False)
+
+        def work():
+            row = (sink, n.notification_id, n.encode().decode(), entry, len(n.alert_ids), at)
+            self._db.execute("INSERT OR IGNORE INTO digest_entries VALUES (?, ?, ?, ?, ?, ?, NULL)", row)
+            self._db.execute(
+                "UPDATE digest_entries SET alerts = ?, at = ?, digest_id = NULL WHERE sink = ? AND notification_id = ? "
+                "AND digest_id IN (SELECT digest_id FROM digests WHERE state = ?)",
+                (entry, at, sink, n.notification_id, DEAD_LETTERED))
+            self._db.executemany("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?)",
+                                 [(sink, a, HELD, where.get(a, ""), at) for a in n.alert_ids])
+
+        self._transaction(work)
+
+    def seal_digests(self, sink: str, until: float, make_id: Callable[[float, int], str], max_per: int,
+                     at: float | None = None) -> int:
+        """Fix the digests of the notifications the sink held before ``until`` (at most
+        ``max_per`` each, in the order they were held; ``make_id(until, part)`` names them).
+        A digest id already used (the clock went back) is not used again: its notifications
+        wait for the next period. Returns how many digests were sealed."""
+        at = time.time() if at is None else at
+
+        def work():
+            rows = self._db.execute(
+                "SELECT notification_id, at FROM digest_entries WHERE sink = ? AND digest_id IS NULL AND at < ? "
+                "ORDER BY at, notification_id", (sink, until)).fetchall()
+            sealed = 0
+            for part, i in enumerate(range(0, len(rows), max_per), start=1):
+                chunk = rows[i:i + max_per]
+                ident = make_id(until, part)
+                inserted = self._db.execute("INSERT OR IGNORE INTO digests VALUES (?, ?, ?, ?, ?, ?)",
+                                            (ident, sink, chunk[0][1], until, SEALED, at)).rowcount
+                if not inserted:
+                    continue
+                self._db.executemany("UPDATE digest_entries SET digest_id = ? WHERE sink = ? AND notification_id = ?",
+                                     [(ident, sink, nid) for nid, _at in chunk])
+                sealed += 1
+            return sealed
+
+        return self._transaction(work)
+
+    def sealed_digests(self, sink: str) -> list[SealedDigest]:
+        """The sink's digests sealed and not finished, oldest first, each as it was sealed."""
+        with self._lock:
+            digests = self._db.execute("SELECT digest_id, since, until FROM digests WHERE sink = ? AND state = ? "
+                                       "ORDER BY until, digest_id", (sink, SEALED)).fetchall()
+            out = []
+            for ident, since, until in digests:
+                rows = self._db.execute("SELECT body, alerts FROM digest_entries WHERE digest_id = ? AND sink = ? "
+                                        "ORDER BY at, notification_id", (ident, sink)).fetchall()
+                notes = tuple(Notification.decode(body) for body, _a in rows)
+                alerts = tuple(HeldAlert(*a) for _b, held in rows for a in json.loads(held))
+                out.append(SealedDigest(ident, since, until, notes, alerts))
+        return out
+
+    def finish_digest(self, sink: str, digest_id: str, outcome: str, items: Iterable[tuple[str, str]],
+                      at: float | None = None) -> None:
+        """The digest was delivered (or its alerts dead-lettered): ``outcome`` for each
+        (alert_id, position) of ``items`` and the digest finished, in one transaction."""
+        at = time.time() if at is None else at
+        rows = [(sink, alert_id, outcome, position, at) for alert_id, position in items]
+
+        def work():
+            self._db.execute("UPDATE digests SET state = ?, at = ? WHERE digest_id = ?", (outcome, at, digest_id))
+            self._db.executemany("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?)", rows)
+
+        self._transaction(work)
+
+    def held_alerts(self, sink: str) -> int:
+        """Alerts in notifications the sink holds for a digest not yet finished."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(e.n_alerts), 0) FROM digest_entries e LEFT JOIN digests d USING (digest_id) "
+                "WHERE e.sink = ? AND (e.digest_id IS NULL OR d.state = ?)", (sink, SEALED)).fetchone()
+        return int(row[0])
+
     def prune(self, now: float | None = None) -> int:
-        """Delete rows older than the ttl; returns how many."""
+        """Delete rows older than the ttl (digests only once finished); returns how many."""
         now = time.time() if now is None else now
         cutoff = now - self.ttl
         with self._lock:
-            return sum(self._db.execute(f"DELETE FROM {table} WHERE at < ?", (cutoff,)).rowcount
-                       for table in ("outcomes", "notifications", "members", "file_writes"))
+            count = sum(self._db.execute(f"DELETE FROM {table} WHERE at < ?", (cutoff,)).rowcount
+                        for table in ("outcomes", "notifications", "members", "file_writes", "story_messages"))
+            count += self._db.execute(
+                "DELETE FROM digest_entries WHERE digest_id IN "
+                "(SELECT digest_id FROM digests WHERE state != ? AND at < ?)", (SEALED, cutoff)).rowcount
+            count += self._db.execute("DELETE FROM digests WHERE state != ? AND at < ?", (SEALED, cutoff)).rowcount
+            return count
 
     def close(self) -> None:
         with self._lock:

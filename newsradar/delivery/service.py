@@ -38,18 +38,19 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from newsradar.metrics import DeliveryMetrics
 from newsradar.records import TOPIC_ALERTS, TOPIC_DLQ, Alert, DeadLetter, RecordError, decode_alert, parse_time
 
 from . import DEFAULT_GROUP, DEFAULT_GROUP_WINDOW
+from .digest import DIGEST_MAX, digest_id, held_back, make_digest, period_end, period_start
 from .grouping import Group, Grouper
-from .ledger import DEAD_LETTERED, DELIVERED, Ledger
+from .ledger import DEAD_LETTERED, DELIVERED, HeldAlert, Ledger, SealedDigest
 from .notification import Notification, build
 from .progress import Progress
-from .sinks import JsonlFile, Permanent, Retryable, routed
+from .sinks import Permanent, Retryable, routed
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,11 @@ class SinkWorker:
         self._retrying = 0
         self._tasks: set[asyncio.Task] = set()
         self.error: BaseException | None = None
+        # the sink's digest (None: every notification is sent at once), and the alerts it holds
+        self._digest = getattr(sink, "digest", None)
+        self._held = 0
         metrics.oldest_pending.labels(sink=sink.kind).set_function(self.oldest_age)
+        metrics.digest_held.labels(sink=sink.kind).set_function(lambda: self._held)
 
     # -- called from the consumer thread ----------------------------------------------------
 
@@ -229,6 +234,9 @@ class SinkWorker:
         self._slots = asyncio.Semaphore(self.sink.concurrency)
         task = asyncio.get_running_loop().create_task(self._run(), name=f"deliver-{self.sink.kind}")
         self._keep(task)
+        # a digest the sink held before a restart is sent even if the watchlist no longer asks for one
+        if self._digest is not None or await asyncio.to_thread(self._ledger.held_alerts, self.sink.key):
+            self._keep(asyncio.get_running_loop().create_task(self._digests(), name=f"digest-{self.sink.kind}"))
 
     async def _run(self) -> None:
         while True:
@@ -266,7 +274,10 @@ class SinkWorker:
             for d in batch:
                 if d.after is not None and id(d.after) not in mine:
                     await asyncio.shield(d.after)
-            await self._attempt(batch)
+            if all(held_back(self._digest, self.sink.route, d.notification) for d in batch):
+                await self._hold(batch)
+            else:
+                await self._attempt(batch)
         finally:
             for d in batch:
                 if not d.finished.done():
@@ -275,37 +286,52 @@ class SinkWorker:
                 if self._tails.get(story) is d.finished:
                     del self._tails[story]
 
-    async def _attempt(self, batch: list[Delivery]) -> None:
+    async def _retry(self, send: Callable[[], Awaitable[None]], oldest: Callable[[], float],
+                     waiting: Callable[[], int]) -> tuple[str, str, int]:
+        """Send until it succeeds, is refused, or the oldest alert in it passes the maximum
+        age: (outcome, error, failed attempts). ``waiting``: the alerts it carries (metrics)."""
         kind = self.sink.kind
         attempt = 0
-        error = ""
-        outcome = "ok"
         while True:
             await self._pace()
             try:
-                await self.sink.send([d.notification for d in batch])
-                break
+                await send()
+                return "ok", "", attempt
             except Permanent as exc:
-                error, outcome = str(exc), "failed"
-                break
+                return "failed", str(exc), attempt
             except Retryable as exc:
                 attempt += 1
                 delay = backoff_delay(attempt, exc.retry_after, self._settings.backoff_base,
                                       self._settings.backoff_cap, self._jitter)
-                with self._lock:
-                    oldest = min(j.written for d in batch for j in d.jobs)
-                    waiting = sum(len(d.jobs) for d in batch)
-                if self._clock() + delay - oldest > self._settings.max_age:
-                    error = (f"gave up after {attempt} attempt(s) over {self._clock() - oldest:.0f}s "
-                             f"(max age {self._settings.max_age:.0f}s): {exc}")
-                    outcome = "expired"
-                    break
+                first, count = oldest(), waiting()
+                if self._clock() + delay - first > self._settings.max_age:
+                    return "expired", (f"gave up after {attempt} attempt(s) over {self._clock() - first:.0f}s "
+                                       f"(max age {self._settings.max_age:.0f}s): {exc}"), attempt
                 if attempt == 1:
-                    self._retrying += waiting
+                    self._retrying += count
                     self._metrics.retrying.labels(sink=kind).set(self._retrying)
-                self._metrics.sink_deliveries.labels(sink=kind, outcome="retried").inc(waiting)
+                self._metrics.sink_deliveries.labels(sink=kind, outcome="retried").inc(count)
                 log.debug("alert sink %s: attempt %d failed (%s); next in %.1fs", kind, attempt, exc, delay)
                 await self._sleep(delay)
+
+    def _retried(self, attempt: int, count: int) -> None:
+        if attempt:
+            self._retrying = max(0, self._retrying - count)
+            self._metrics.retrying.labels(sink=self.sink.kind).set(self._retrying)
+
+    async def _attempt(self, batch: list[Delivery]) -> None:
+        kind = self.sink.kind
+
+        def oldest() -> float:
+            with self._lock:
+                return min(j.written for d in batch for j in d.jobs)
+
+        def waiting() -> int:
+            with self._lock:
+                return sum(len(d.jobs) for d in batch)
+
+        outcome, error, attempt = await self._retry(lambda: self.sink.send([d.notification for d in batch]),
+                                                    oldest, waiting)
         if outcome == "ok":
             # Every alert of the notification is delivered, read again or not: written (and
             # the deliveries sealed) under the lock, so a job joining meanwhile is covered.
@@ -334,18 +360,86 @@ class SinkWorker:
             await self._until_done(lambda: self._ledger.record(self.sink.key, DEAD_LETTERED, items),
                                    "write the ledger")
         now = self._clock()
+        self._finish_jobs(jobs)
+        if outcome == "ok":
+            for j in jobs:
+                self._metrics.delivery_latency.labels(sink=kind).observe(max(0.0, now - _created(j)))
+        self._retried(attempt, len(jobs))
+        self._metrics.sink_deliveries.labels(sink=kind, outcome=outcome).inc(len(jobs))
+        self._metrics.notifications.labels(sink=kind, outcome=outcome).inc(len(batch))
+
+    def _finish_jobs(self, jobs: list[Job]) -> None:
         for j in jobs:
             self._progress.finish(j.partition, j.offset, j.token)
             with self._lock:
                 self._open.pop((j.partition, j.offset), None)
-            if outcome == "ok":
-                self._metrics.delivery_latency.labels(sink=kind).observe(max(0.0, now - _created(j)))
-        if attempt:
-            self._retrying = max(0, self._retrying - len(jobs))
-            self._metrics.retrying.labels(sink=kind).set(self._retrying)
-        self._metrics.pending.labels(sink=kind).dec(len(jobs))
-        self._metrics.sink_deliveries.labels(sink=kind, outcome=outcome).inc(len(jobs))
-        self._metrics.notifications.labels(sink=kind, outcome=outcome).inc(len(batch))
+        self._metrics.pending.labels(sink=self.sink.kind).dec(len(jobs))
+
+    # -- digests ----------------------------------------------------------------------------
+
+    async def _hold(self, batch: list[Delivery]) -> None:
+        """The notification waits for the digest: in the ledger with its alerts' records, and
+        its alerts finished for this sink (their offsets may be committed: the ledger has them)."""
+        with self._lock:
+            jobs = [j for d in batch for j in d.jobs]
+            self._seal(batch)
+        held = [HeldAlert(j.alert.alert_id, j.source, j.raw.decode("utf-8"), j.written) for j in jobs]
+        now = self._clock()
+        for d in batch:
+            mine = [h for h in held if h.alert_id in set(d.notification.alert_ids)]
+            await self._until_done(lambda n=d.notification, m=mine: self._ledger.hold(self.sink.key, n, m, at=now),
+                                   "write the ledger")
+        self._finish_jobs(jobs)
+        self._held = await self._until_done(lambda: self._ledger.held_alerts(self.sink.key), "read the ledger")
+
+    async def _digests(self) -> None:
+        """At the end of every period: seal what the sink held, send the sealed digests. A sink
+        whose digest was taken out of the watchlist sends what it still holds at once, once."""
+        every = self._digest.every if self._digest is not None else None
+        self._held = await self._until_done(lambda: self._ledger.held_alerts(self.sink.key), "read the ledger")
+        while True:
+            until = period_start(self._clock(), every) if every else self._clock() + 1.0
+            await self._until_done(lambda u=until: self._ledger.seal_digests(self.sink.key, u, self._digest_id,
+                                                                              DIGEST_MAX), "write the ledger")
+            for sealed in await self._until_done(lambda: self._ledger.sealed_digests(self.sink.key),
+                                                 "read the ledger"):
+                await self._send_digest(sealed)
+            if every is None:
+                return
+            now = self._clock()
+            await self._sleep(max(0.0, period_end(now, every) - now))
+
+    def _digest_id(self, until: float, part: int) -> str:
+        return digest_id(self.sink.key, until, part)
+
+    async def _send_digest(self, sealed: SealedDigest) -> None:
+        kind = self.sink.kind
+        d = make_digest(sealed.digest_id, sealed.since, sealed.until, sealed.notifications)
+        count = len(sealed.alerts)
+        # its age counts from the end of its period: the wait before it is the digest's point
+        outcome, error, attempt = await self._retry(lambda: self.sink.send([d]), lambda: sealed.until, lambda: count)
+        # every alert of its notifications leaves ``held`` (its position where the record is known)
+        where = {a.alert_id: a.source for a in sealed.alerts}
+        items = [(a, where.get(a, "")) for n in sealed.notifications for a in n.alert_ids]
+        if outcome == "ok":
+            await self._until_done(lambda: self._ledger.finish_digest(self.sink.key, d.digest_id, DELIVERED, items),
+                                   "write the ledger")
+            now = self._clock()
+            for a in sealed.alerts:
+                self._metrics.delivery_latency.labels(sink=kind).observe(max(0.0, now - _held_created(a)))
+        else:
+            log.warning("alert sink %s: digest %s, %d alert(s) to %s: %s", kind, d.digest_id, count,
+                        self._dlq.topic, error)
+            letters = [DeadLetter.wrap(a.raw.encode("utf-8"), error=error, step=f"alerts.{kind}", source=a.source)
+                       for a in sealed.alerts]
+            await self._until_done(lambda: self._dlq.send(letters), "write dead letters")
+            await self._until_done(lambda: self._ledger.finish_digest(self.sink.key, d.digest_id, DEAD_LETTERED,
+                                                                      items), "write the ledger")
+        self._held = await self._until_done(lambda: self._ledger.held_alerts(self.sink.key), "read the ledger")
+        self._retried(attempt, count)
+        self._metrics.sink_deliveries.labels(sink=kind, outcome=outcome).inc(count)
+        self._metrics.notifications.labels(sink=kind, outcome=outcome).inc(len(sealed.notifications))
+        self._metrics.digests.labels(sink=kind, outcome=outcome).inc()
 
     def _seal(self, batch: list[Delivery]) -> None:
         for d in batch:
@@ -380,6 +474,13 @@ def _created(job: Job) -> float:
         return parse_time(job.alert.created_at).timestamp()
     except ValueError:
         return job.written
+
+
+def _held_created(a: HeldAlert) -> float:
+    try:
+        return parse_time(decode_alert(a.raw).created_at).timestamp()
+    except (RecordError, ValueError):
+        return a.written
 
 
 class DeliveryLoop:
@@ -484,8 +585,9 @@ class Deliverer:
         self.decode_errors = 0
         self._read_again_seen = 0
         for sink in self.sinks:
-            if isinstance(sink, JsonlFile):
-                sink.journal = self.ledger  # exactly once across restarts (JsonlFile)
+            if hasattr(sink, "journal"):
+                # the file sink: exactly once across restarts; Telegram: the message each story edits
+                sink.journal = self.ledger
 
     def _consumer(self, **extra):
         from newsradar.kafka import make_consumer

@@ -1,5 +1,7 @@
 """The alert sinks: a signed JSON webhook, the Alertmanager v2 API, a JSONL file, a
-Slack-compatible incoming webhook, a Telegram bot's sendMessage. Plain asyncio code without Beam; ``newsradar deliver`` (:mod:`newsradar.delivery.service`) runs them.
+Slack-compatible incoming webhook, a Telegram bot (:mod:`newsradar.delivery.telegram`), and
+e-mail over SMTP (:mod:`newsradar.delivery.smtp`). Plain asyncio code without Beam; ``newsradar deliver``
+(:mod:`newsradar.delivery.service`) runs them.
 What they send is a :class:`~newsradar.delivery.notification.Notification`: the alerts of
 one story, grouped.
 
@@ -18,9 +20,9 @@ retries itself; the service decides when to try again. Guarantees of each send:
   says ``allow_private_networks: true``.
 * A sink that cannot work as configured (e.g. its secret is not in the environment) raises
   :class:`SinkConfigError` when it is built: :func:`check_sinks` stops the launch.
-* Secrets (the webhook's HMAC key, a Slack webhook URL, a Telegram bot token) come only from
-  an environment variable or a file the watchlist names (:func:`read_secret`), and never
-  appear in a log line, an error, a dead letter or the ledger: the sinks that carry one in
+* Secrets (the webhook's HMAC key, a Slack webhook URL, a Telegram bot token, an SMTP
+  password) come only from an environment variable or a file the watchlist names
+  (:func:`read_secret`), and never appear in a log line, an error, a dead letter or the ledger: the sinks that carry one in
   their URL name themselves without it (``key``) and scrub it from every error.
 * Routing: each sink has a :class:`~newsradar.config.watchlist.Route`; :func:`routed` says
   whether a notification goes to it.
@@ -38,7 +40,6 @@ import asyncio
 import fcntl
 import hashlib
 import hmac
-import html
 import json
 import os
 import time
@@ -52,13 +53,23 @@ import aiohttp
 from newsradar import paths
 from newsradar.config import ConfigError, Watchlist
 from newsradar.config.loader import load_yaml
-from newsradar.config.watchlist import AlertmanagerSink, FileSink, Route, SlackSink, TelegramSink, WebhookSink
+from newsradar.config.watchlist import (
+    AlertmanagerSink,
+    EmailSink,
+    FileSink,
+    Route,
+    SlackSink,
+    TelegramSink,
+    WebhookSink,
+)
+from newsradar.config.watchlist import Digest as DigestConfig
 from newsradar.httpclient import guarded_session, parse_retry_after
 from newsradar.metrics import SINK_KINDS  # noqa: F401 - re-exported: the sink kinds are metric labels too
 from newsradar.netguard import AddressPolicy, ForbiddenAddress
 from newsradar.records import parse_time
 from newsradar.vocab import SEVERITIES
 
+from .digest import Digest, digest_lines, digest_title
 from .notification import Notification, Part
 
 SIGNATURE_HEADER = "X-Newsradar-Signature"
@@ -76,8 +87,6 @@ FILE_SEEN_IDS = 100_000
 FILE_LINE_CAP = 4 * 1024 * 1024
 _RESPONSE_READ_CAP = 64 * 1024
 SECRET_FILE_CAP = 64 * 1024
-# Telegram refuses a message longer than this (characters after entities are parsed).
-TELEGRAM_TEXT_CAP = 4096
 
 
 class SinkConfigError(ValueError):
@@ -136,10 +145,11 @@ def routed(route: Route, n: Notification) -> bool:
     return any(passes(route, p) for p in n.alerts)
 
 
-def full_form(route: Route, n: Notification) -> bool:
+def full_form(route: Route, n: Notification, digest=None) -> bool:
     """Whether a channel without edits gets the whole notification rather than the short
-    follow-up: for update 1, and for every update to a routed sink (it may not have had update 1)."""
-    return n.update == 1 or route != Route()
+    follow-up: for update 1, and for every update to a routed sink or one with a digest (it
+    may not have had update 1, or had it only as a line of a digest)."""
+    return n.update == 1 or route != Route() or digest is not None
 
 
 class Retryable(Exception):
@@ -190,10 +200,11 @@ class _HttpSink:
     _secret_text: str | None = None
 
     def __init__(self, url: str, timeout: float, concurrency: int, rate_limit: float | None, allow_private: bool,
-                 route: Route = Route(), key: str | None = None):
+                 route: Route = Route(), key: str | None = None, digest: DigestConfig | None = None):
         self.url = url
         self.key = key or f"{self.kind} {url}"
         self.route = route
+        self.digest = digest
         self.timeout = timeout
         self.concurrency = concurrency
         self.rate_limit = rate_limit
@@ -253,16 +264,18 @@ class Webhook(_HttpSink):
 
     def __init__(self, cfg: WebhookSink, allow_private: bool = False, clock: Callable[[], float] = time.time):
         super().__init__(cfg.url, cfg.timeout, cfg.concurrency, cfg.rate_limit,
-                         allow_private or cfg.allow_private_networks, cfg.route)
+                         allow_private or cfg.allow_private_networks, cfg.route, digest=cfg.digest)
         secret = read_secret(cfg, "secret_env", "secret_file")
         self.secret = secret.encode() if secret is not None else None
         self._clock = clock
 
-    async def send(self, notifications: Sequence[Notification]) -> None:
+    async def send(self, notifications: Sequence[Notification | Digest]) -> None:
         (n,) = notifications
-        body = webhook_body(n, full_form(self.route, n))
+        if isinstance(n, Digest):
+            body, ident = n.encode(), n.digest_id
+        else:
+            body, ident = webhook_body(n, full_form(self.route, n, self.digest)), n.notification_id
         timestamp = int(self._clock())
-        ident = n.notification_id
         headers = {"Content-Type": "application/json", ID_HEADER: ident, TIMESTAMP_HEADER: str(timestamp),
                    "Idempotency-Key": ident}
         if self.secret is not None:
@@ -323,6 +336,7 @@ class JsonlFile:
     # One writer: lines are appended in order, and an fsync per batch is the cost.
     concurrency = 1
     rate_limit = None
+    digest = None  # every notification is a line
 
     def __init__(self, cfg: FileSink, journal=None):
         self.route = cfg.route
@@ -423,38 +437,21 @@ def slack_text(n: Notification, full: bool) -> str:
     return "\n".join(lines)
 
 
-def telegram_html(n: Notification, full: bool, cap: int = TELEGRAM_TEXT_CAP) -> str:
-    """Telegram HTML (parse_mode=HTML): text escaped, under ``cap`` characters (why-sentences
-    dropped from the end, then the snippet cut, when it would be longer)."""
+def slack_digest_text(d: Digest) -> str:
+    """A digest in Slack mrkdwn: the title, then a line per notification."""
     def esc(text: str) -> str:
-        return html.escape(text, quote=False)
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
-    c = chat_lines(n, full)
-    why = list(c["why"])
-    snippet = c["snippet"]
-    while True:
-        lines = [f"<b>[{c['severity']}] {esc(c['head'])}</b>"]
-        if c["orgs"]:
-            lines.append(f"Organizations: {esc(c['orgs'])}")
-        if c["topics"]:
-            lines.append(f"Topics: {esc(c['topics'])}")
-        lines.extend(f"• {esc(w)}" for w in why)
-        if snippet:
-            lines.append(f"<i>{esc(snippet)}</i>")
-        if c["url"].startswith(("http://", "https://")):
-            lines.append(f'<a href="{html.escape(c["url"], quote=True)}">Open the article</a>')
-        lines.append(f"<code>{esc(c['id'])}</code>")
-        text = "\n".join(lines)
-        # Telegram counts the characters left after the tags are parsed; the tagged text is
-        # longer, so fitting it fits the message.
-        if len(text) <= cap:
-            return text
-        if len(why) > 1:
-            why.pop()
-        elif snippet:
-            snippet = snippet[: max(0, len(snippet) - (len(text) - cap) - 1)].rstrip() + "…" if len(snippet) > 1 else ""
-        else:
-            return text[:cap]  # only a head longer than the cap is left: cut it (tags may break: rare)
+    lines = [f"*{esc(digest_title(d))}*"]
+    for x in digest_lines(d):
+        line = f"• [{x['severity']}] {esc(x['head'])}"
+        if x["subjects"]:
+            line += f" ({esc(x['subjects'])})"
+        if x["url"].startswith(("http://", "https://")):
+            line += f" <{x['url'].replace('|', '%7C').replace('>', '%3E')}|open>"
+        lines.append(line)
+    lines.append(f"_{esc(d.digest_id)}_")
+    return "\n".join(lines)
 
 
 class Slack(_HttpSink):
@@ -472,59 +469,15 @@ class Slack(_HttpSink):
         # The URL is the secret: the sink is named by a digest of it, never by the URL.
         digest = hashlib.sha256(url.encode()).hexdigest()[:12]
         super().__init__(url, cfg.timeout, cfg.concurrency, cfg.rate_limit,
-                         allow_private or cfg.allow_private_networks, cfg.route, key=f"slack {digest}")
+                         allow_private or cfg.allow_private_networks, cfg.route, key=f"slack {digest}",
+                         digest=cfg.digest)
         self._secret_text = url
 
     async def send(self, notifications: Sequence[Notification]) -> None:
         (n,) = notifications
-        body = json.dumps({"text": slack_text(n, full_form(self.route, n)), "unfurl_links": False},
-                          ensure_ascii=False).encode()
+        text = slack_digest_text(n) if isinstance(n, Digest) else slack_text(n, full_form(self.route, n, self.digest))
+        body = json.dumps({"text": text, "unfurl_links": False}, ensure_ascii=False).encode()
         await self._post(self.url, body, {"Content-Type": "application/json"})
-
-
-class Telegram(_HttpSink):
-    """A bot's ``sendMessage`` to one chat, HTML formatted; an update is a short follow-up
-    message. Errors are read from the Bot API's answer (``ok``, ``error_code``,
-    ``parameters.retry_after`` on 429, which is honoured)."""
-
-    kind = "telegram"
-    batched = False
-
-    def __init__(self, cfg: TelegramSink, allow_private: bool = False):
-        token = read_secret(cfg, "token_env", "token_file")
-        base = cfg.api_url.rstrip("/")
-        super().__init__(f"{base}/bot{token}/sendMessage", cfg.timeout, cfg.concurrency, cfg.rate_limit,
-                         allow_private or cfg.allow_private_networks, cfg.route,
-                         key=f"telegram {cfg.chat_id} {base}")
-        self.chat_id = cfg.chat_id
-        self._secret_text = token
-
-    async def send(self, notifications: Sequence[Notification]) -> None:
-        (n,) = notifications
-        body = json.dumps({"chat_id": self.chat_id, "text": telegram_html(n, full_form(self.route, n)),
-                           "parse_mode": "HTML", "disable_web_page_preview": True}, ensure_ascii=False).encode()
-        status, retry_after, answer = await self._exchange(self.url, body, {"Content-Type": "application/json"})
-        try:
-            reply = json.loads(answer)
-        except ValueError:
-            reply = {}
-        if not isinstance(reply, dict):
-            reply = {}
-        if 200 <= status < 300 and reply.get("ok") is True:
-            return
-        code = reply.get("error_code") if isinstance(reply.get("error_code"), int) else status
-        text = self._scrub(str(reply.get("description") or f"HTTP {status}"))[:300]
-        params = reply.get("parameters") if isinstance(reply.get("parameters"), dict) else {}
-        wait = params.get("retry_after")
-        if code == 429 or status == 429:
-            raise Retryable(f"Telegram {code}: {text}",
-                            float(wait) if isinstance(wait, int | float) else parse_retry_after(retry_after))
-        if code >= 500 or status >= 500 or status == 408:
-            raise Retryable(f"Telegram {code}: {text}")
-        if 200 <= status < 300:
-            # 200 without ok: not the Bot API answering (a proxy, a captive portal): try later
-            raise Retryable(f"Telegram: HTTP {status} without ok in the answer")
-        raise Permanent(f"Telegram {code}: {text}")
 
 
 def build_sink(cfg, allow_private_networks: bool = False):
@@ -537,7 +490,13 @@ def build_sink(cfg, allow_private_networks: bool = False):
     if isinstance(cfg, SlackSink):
         return Slack(cfg, allow_private_networks)
     if isinstance(cfg, TelegramSink):
+        from .telegram import Telegram  # it builds on this module's helpers
+
         return Telegram(cfg, allow_private_networks)
+    if isinstance(cfg, EmailSink):
+        from .smtp import Email  # it builds on this module's helpers
+
+        return Email(cfg, allow_private_networks)
     raise SinkConfigError(f"unknown sink {type(cfg).__name__}")
 
 

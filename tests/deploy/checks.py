@@ -246,6 +246,34 @@ def reference_problems(docs: list[dict]) -> list[str]:
 # --- newsradar command lines -----------------------------------------------------------------
 
 
+def sink_secret_problems(watchlist, spec: dict, container: dict, home: str = "/var/lib/newsradar") -> list[str]:
+    """Whether the deliver container can read every secret the watchlist's sinks refer to: a
+    ``*_file`` under a mount of a Secret volume (an absolute path; a relative one would be on
+    the state volume), a ``*_env`` set by the container's ``env`` or sourced from a Secret
+    (``envFrom: secretRef``)."""
+    secret_volumes = {v["name"] for v in spec.get("volumes", []) if "secret" in v}
+    secret_dirs = [m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", [])
+                   if m["name"] in secret_volumes]
+    env_names = {e["name"] for e in container.get("env", [])}
+    env_from_secret = any("secretRef" in source for source in container.get("envFrom", []))
+    problems = []
+    for i, sink in enumerate(watchlist.alerts.sinks):
+        for field in type(sink).model_fields:
+            value = getattr(sink, field)
+            if value is None or not field.endswith(("_env", "_file")) or field == "ca_file":
+                continue
+            where = f"alerts.sinks[{i}].{field}"
+            if field.endswith("_file"):
+                if not value.startswith("/"):
+                    problems.append(f"{where}: {value!r} is relative to NEWSRADAR_HOME ({home}), the state volume, "
+                                    "not a mounted Secret")
+                elif not any(value.startswith(d) for d in secret_dirs):
+                    problems.append(f"{where}: {value} is under no mounted Secret ({', '.join(secret_dirs) or 'none'})")
+            elif value not in env_names and not env_from_secret:
+                problems.append(f"{where}: nothing sets the environment variable {value}")
+    return problems
+
+
 def newsradar_args(container: dict, compose: bool = False) -> list[str] | None:
     """The newsradar command line a Kubernetes container (``command`` + ``args``) or a compose
     service (``entrypoint`` + ``command``) runs; the image's entrypoint is ``newsradar``.

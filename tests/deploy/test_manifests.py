@@ -10,6 +10,7 @@ import importlib.util
 import pytest
 import yaml
 
+from newsradar.config import load_watchlist
 from newsradar.kafka import SECURITY_ENV_PREFIX
 from tests.deploy.checks import (
     CRD_DIR,
@@ -26,6 +27,7 @@ from tests.deploy.checks import (
     newsradar_args,
     pod_specs,
     reference_problems,
+    sink_secret_problems,
 )
 
 DOCS = k8s_documents()
@@ -224,3 +226,42 @@ def test_the_launchers_beam_options_are_the_tested_portable_ones():
         passed = options.get_all_options(retain_unknown_options=True)
         assert passed.get("checkpointing_interval") in (60000, "60000"), where
         assert passed.get("parallelism") in (2, 4), where
+
+
+def _deliver_pod() -> tuple[dict, dict]:
+    spec = _doc("Deployment", "newsradar-deliver")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    return spec, container
+
+
+def test_deliver_reads_the_sinks_secrets_from_a_secret_as_files_and_environment(tmp_path, monkeypatch):
+    spec, container = _deliver_pod()
+    (volume,) = [v for v in spec["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "newsradar-deliver-secrets" and volume["secret"]["optional"] is True
+    assert volume["secret"]["defaultMode"] == 0o440, "secrets readable by the pod's group only"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["readOnly"] is True
+    assert {"secretRef": {"name": "newsradar-deliver-secrets", "optional": True}} in container["envFrom"]
+    # the shipped watchlist (the ConfigMap's), and one whose sinks use every kind of reference
+    monkeypatch.setenv("NEWSRADAR_HOME", str(tmp_path))
+    assert sink_secret_problems(load_watchlist(REPO / "config" / "watchlist.yaml"), spec, container) == []
+    secrets = mount["mountPath"]
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        "alerts:\n  sinks:\n"
+        f"    - {{kind: telegram, chat_id: '-100', token_file: {secrets}/telegram.token}}\n"
+        "    - {kind: email, host: smtp.example.org, username: u, password_env: NEWSRADAR_SMTP_PASSWORD,"
+        " from: a@example.org, to: [d@example.org]}\n"
+        f"    - {{kind: webhook, url: 'https://h.example/x', secret_file: {secrets}/hook.secret}}\n")
+    wl = load_watchlist(path)
+    assert sink_secret_problems(wl, spec, container) == []
+    # the checks can fail: a file outside the mount, a relative one, an environment nobody sets
+    path.write_text(
+        "alerts:\n  sinks:\n"
+        "    - {kind: telegram, chat_id: '-100', token_file: /run/secrets/telegram.token}\n"
+        "    - {kind: slack, url_file: secrets/slack.url}\n")
+    problems = sink_secret_problems(load_watchlist(path), spec, container)
+    assert len(problems) == 2 and "alerts.sinks[0].token_file" in problems[0] and "relative" in problems[1]
+    bare = {**container, "envFrom": [e for e in container["envFrom"] if "secretRef" not in e]}
+    assert sink_secret_problems(wl, spec, bare) == [
+        "alerts.sinks[1].password_env: nothing sets the environment variable NEWSRADAR_SMTP_PASSWORD"]

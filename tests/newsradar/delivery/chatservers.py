@@ -1,10 +1,12 @@
 """Stand-ins on 127.0.0.1 for the chat services, following their documented contracts:
 
-* the Telegram Bot API's ``POST /bot<token>/sendMessage`` (JSON body; answers
-  ``{"ok": true, "result": {...}}``, or ``{"ok": false, "error_code", "description"}`` with
-  the same HTTP status, ``parameters.retry_after`` on 429; 401 for a wrong token, 400 for an
-  unknown chat, a text over 4096 characters, or HTML that does not parse with the tags
-  Telegram allows);
+* the Telegram Bot API's ``POST /bot<token>/sendMessage`` and ``/editMessageText`` (JSON body;
+  answers ``{"ok": true, "result": <Message>}``, or ``{"ok": false, "error_code",
+  "description"}`` with the same HTTP status, ``parameters.retry_after`` on 429; 401 for a wrong
+  token, 400 for an unknown chat, a text over 4096 characters, or HTML that does not parse with
+  the tags Telegram allows; an edit: 400 ``message to edit not found`` for a message id the
+  chat does not have (deleted), ``message can't be edited``, ``message is not modified`` when
+  the text is the one the message has);
 * a Slack incoming webhook (``POST`` of ``{"text": ...}`` to the secret path; ``ok``, 429
   with ``Retry-After``, 404 ``no_service`` for another path, 400 ``invalid_payload``).
 """
@@ -78,14 +80,18 @@ def _answer(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: 
 
 
 class TelegramApi(_Server):
-    """``too_many``: how many sendMessage calls answer 429 first (with ``retry_after``)."""
+    """``too_many``: how many calls answer 429 first (with ``retry_after``); ``frozen``: message
+    ids an edit of answers "message can't be edited"; :meth:`delete` removes a message."""
 
     def __init__(self, token: str, chats=("-1001234567890",), too_many: int = 0, retry_after: int = 2):
         self.token = token
         self.chats = set(chats)
         self.too_many = too_many
         self.retry_after = retry_after
-        self.messages: list[dict] = []  # every message accepted
+        self.messages: list[dict] = []  # every message accepted by sendMessage, as sent
+        self.chat: dict[int, dict] = {}  # message_id -> the message as the chat shows it now
+        self.edits: list[dict] = []  # every edit accepted
+        self.frozen: set[int] = set()
         self.calls: list[tuple[str, int]] = []  # (path with the token hidden, status)
         self.lock = threading.Lock()
         api = self
@@ -111,8 +117,11 @@ class TelegramApi(_Server):
                 reply["parameters"] = params
             return code, reply
 
-        if path != f"/bot{self.token}/sendMessage":
-            return fail(401, "Unauthorized") if path.endswith("/sendMessage") else fail(404, "Not Found")
+        method = path.rsplit("/", 1)[-1]
+        if method not in ("sendMessage", "editMessageText"):
+            return fail(404, "Not Found")
+        if path != f"/bot{self.token}/{method}":
+            return fail(401, "Unauthorized")
         if not content_type.startswith("application/json"):
             return fail(400, "Bad Request: message text is empty")
         try:
@@ -136,10 +145,37 @@ class TelegramApi(_Server):
             return fail(400, "Bad Request: message text is empty")
         if len(shown) > 4096:
             return fail(400, "Bad Request: message is too long")
+        if method == "editMessageText":
+            return self._edit(msg, shown, fail)
         with self.lock:
             self.messages.append({**msg, "shown": shown})
             message_id = len(self.messages)
-        return 200, {"ok": True, "result": {"message_id": message_id, "chat": {"id": msg["chat_id"]}, "text": shown}}
+            self.chat[message_id] = {"message_id": message_id, "chat": {"id": msg["chat_id"]}, "text": shown,
+                                     "html": text}
+            result = dict(self.chat[message_id])
+        result.pop("html")
+        return 200, {"ok": True, "result": result}
+
+    def _edit(self, msg: dict, shown: str, fail) -> tuple[int, dict]:
+        message_id = msg.get("message_id")
+        with self.lock:
+            current = self.chat.get(message_id) if isinstance(message_id, int) else None
+            if current is None:
+                return fail(400, "Bad Request: message to edit not found")
+            if message_id in self.frozen:
+                return fail(400, "Bad Request: message can't be edited")
+            if current["html"] == msg["text"]:
+                return fail(400, "Bad Request: message is not modified: specified new message content and "
+                                 "reply markup are exactly the same as a current content and reply markup of the "
+                                 "message")
+            current.update(text=shown, html=msg["text"], edit_date=len(self.edits) + 1)
+            self.edits.append({**msg, "shown": shown})
+            result = {k: v for k, v in current.items() if k != "html"}
+        return 200, {"ok": True, "result": result}
+
+    def delete(self, message_id: int) -> None:
+        with self.lock:
+            del self.chat[message_id]
 
 
 class SlackHook(_Server):

@@ -46,7 +46,9 @@ def three_org_article(n: int = 1) -> list[Alert]:
 
 
 def carried(note: dict) -> list[str]:
-    """The alert ids a webhook notification carries (a first one, or a follow-up)."""
+    """The alert ids a webhook notification carries (a first one, a follow-up, or a digest of several)."""
+    if "notifications" in note:
+        return [a for n in note["notifications"] for a in carried(n)]
     if "alert_ids" in note:
         return list(note["alert_ids"])
     return [a["alert_id"] for a in note["alerts"]]

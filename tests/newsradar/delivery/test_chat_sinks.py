@@ -1,5 +1,7 @@
 """The Slack-compatible incoming-webhook and Telegram Bot API sinks against stand-ins on
-127.0.0.1 that follow the documented contracts (tests/newsradar/delivery/chatservers.py);
+127.0.0.1 that follow the documented contracts (tests/newsradar/delivery/chatservers.py),
+Telegram's later updates editing the story's message (editMessageText) or falling back to a
+follow-up;
 secrets only by reference (an environment variable or a file), never in an error or a key;
 config errors naming file, line and field (exit 2 from `newsradar deliver`); routing per sink."""
 
@@ -13,18 +15,18 @@ import pytest
 
 from newsradar.config import ConfigError, load_watchlist
 from newsradar.config.watchlist import Route, SlackSink, TelegramSink, WebhookSink
+from newsradar.delivery.ledger import Ledger
 from newsradar.delivery.notification import build
 from newsradar.delivery.sinks import (
     Permanent,
     Retryable,
     Slack,
-    Telegram,
     Webhook,
     build_sinks,
     passes,
     routed,
-    telegram_html,
 )
+from newsradar.delivery.telegram import Telegram, telegram_html
 from tests.conftest import free_port, newsradar_cmd
 from tests.newsradar.delivery.chatservers import SlackHook, TelegramApi, telegram_text
 from tests.newsradar.delivery.receiver import SECRET, Receiver, make_alert, three_org_article
@@ -109,7 +111,7 @@ def test_telegram_errors_and_key_never_show_the_token(monkeypatch):
     assert CHAT in sink.key
 
 
-def test_a_telegram_update_is_a_short_follow_up(monkeypatch):
+def test_without_the_ledger_a_telegram_update_is_a_short_follow_up(monkeypatch):
     first = build([make_alert(1)])
     update = build([make_alert(1, org="memorial", why="Memorial joins the story.")], first)
     with TelegramApi(TOKEN) as api:
@@ -117,6 +119,71 @@ def test_a_telegram_update_is_a_short_follow_up(monkeypatch):
     follow = api.messages[1]["shown"]
     assert follow.startswith("[WARNING] Update 2: Title 1") and "Memorial joins the story." in follow
     assert first.why[0] not in follow and "Organizations: memorial\n" in follow
+    assert api.edits == []
+
+
+def story_updates():
+    first = build([make_alert(1)])
+    second = build([make_alert(1, org="memorial", why="Memorial joins the story.")], first)
+    third = build([make_alert(1, org="ovd-info", why="OVD-Info joins the story.")], second)
+    return first, second, third
+
+
+def test_a_later_update_edits_the_storys_message(monkeypatch, tmp_path):
+    first, second, third = story_updates()
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    with TelegramApi(TOKEN) as api:
+        sink = telegram(api.url, monkeypatch)
+        sink.journal = ledger
+        assert send(sink, [first, second]) is None
+        assert ledger.story_message(sink.key, "story-1") == 1
+        # sent again (a kill before the ledger had it): the same edit, "not modified", a success
+        assert send(sink, [second]) is None
+        assert send(sink, [third]) is None
+    assert len(api.messages) == 1, "one message per story in the chat"
+    assert [e["message_id"] for e in api.edits] == [1, 1] and all(e["chat_id"] == CHAT for e in api.edits)
+    shown = api.chat[1]["text"]
+    assert shown.startswith("[WARNING] Update 3: Title 1") and "Organizations: cmw, memorial, ovd-info" in shown
+    assert all(w in shown for w in third.why) and third.snippet in shown, "the edit shows the whole story"
+    assert [status for path, status in api.calls if path.endswith("editMessageText")] == [200, 400, 200]
+    ledger.close()
+
+
+@pytest.mark.parametrize("gone", ["deleted", "frozen"])
+def test_an_edit_refused_falls_back_to_a_follow_up_which_the_next_update_edits(monkeypatch, tmp_path, gone):
+    first, second, third = story_updates()
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    with TelegramApi(TOKEN) as api:
+        sink = telegram(api.url, monkeypatch)
+        sink.journal = ledger
+        assert send(sink, [first]) is None
+        if gone == "deleted":
+            api.delete(1)  # "message to edit not found"
+        else:
+            api.frozen.add(1)  # "message can't be edited"
+        assert send(sink, [second]) is None
+        assert len(api.messages) == 2 and api.edits == []
+        assert api.messages[1]["shown"].startswith("[WARNING] Update 2: Title 1")
+        assert ledger.story_message(sink.key, "story-1") == 2
+        assert send(sink, [third]) is None
+    assert [e["message_id"] for e in api.edits] == [2] and len(api.messages) == 2
+    assert "OVD-Info joins the story." in api.chat[2]["text"]
+    ledger.close()
+
+
+def test_an_edit_answered_429_is_retried_after_retry_after(monkeypatch, tmp_path):
+    first, second, _third = story_updates()
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    with TelegramApi(TOKEN, retry_after=7) as api:
+        sink = telegram(api.url, monkeypatch)
+        sink.journal = ledger
+        assert send(sink, [first]) is None
+        api.too_many = 1
+        error = send(sink, [second])
+        assert isinstance(error, Retryable) and error.retry_after == 7.0 and TOKEN not in str(error)
+        assert send(sink, [second]) is None
+    assert len(api.messages) == 1 and [e["message_id"] for e in api.edits] == [1]
+    ledger.close()
 
 
 # ---------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """One notification per story, without Kafka: what a notification holds (the three-organization
 article), its id and updates, the grouping window, and the restart of a grouping: the same
 alerts read again by a new process after a kill are the same notification, under the same
-id, sent once, never regrouped."""
+id, sent once, never regrouped; and records of the previous and the current schema version,
+written as docs/design.md documents them, read and grouped alike."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from newsradar.delivery.notification import Notification, build
 from newsradar.delivery.service import Deliverer, DeliveryLoop, Settings, SinkWorker
 from newsradar.identity import notification_id
 from newsradar.metrics import DeliveryMetrics
+from newsradar.records import SCHEMA_VERSION
 from tests.newsradar.delivery.receiver import THREE_ORGS as ORGS
 from tests.newsradar.delivery.receiver import make_alert, three_org_article
 
@@ -165,3 +168,67 @@ def test_after_a_kill_the_alerts_read_again_are_the_same_notification_sent_once(
     # a third process finds every alert delivered and sends nothing
     third, _ = process(ledger, records, hang=False)
     assert third.sent == []
+
+
+# ---------------------------------------------------------------------------
+# record versions: news.alerts records as docs/design.md ("news.alerts: Alert") documents them,
+# written out by hand, not by this build's encoder
+
+
+def documented_alert(version: int, org: str, kind: str = "new_mention", topic: str | None = None) -> bytes:
+    record = {
+        "v": version, "alert_id": f"{kind}:{topic or org}:0f1e2d3c4b5a69788796", "kind": kind,
+        "severity": "critical" if topic else "warning", "article_id": "rss:a7c1e0b5f2d94c3e8a10",
+        "story_id": "rss:a7c1e0b5f2d94c3e8a10", "url": "https://example.org/news/protest",
+        "title": "Protest in Moscow", "snippet": f"… {org} reported detentions …",
+        "why": f"{org} is mentioned in a new story.", "created_at": "2026-12-07T01:10:00.250Z", "org_id": org,
+    }
+    if topic:
+        record["topic_id"] = topic
+    return json.dumps(record, ensure_ascii=False).encode()
+
+
+class Kept:
+    topic = "news.dlq"
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, letters):
+        self.sent.extend(letters)
+
+
+def test_deliver_reads_the_previous_and_the_current_record_version(tmp_path):
+    # schema version 1 (what the pipeline writes an alert as) and 2 (the current version, which
+    # a newer writer may use): one story, so one notification
+    assert (SCHEMA_VERSION - 1, SCHEMA_VERSION) == (1, 2), \
+        "a new schema version: write the records of the previous and the current one here, as documented"
+    records = [Rec("news.alerts", 0, 0, documented_alert(1, "cmw"), int(time.time() * 1000)),
+               Rec("news.alerts", 1, 0, documented_alert(2, "ovd-info", kind="topic", topic="protest"),
+                   int(time.time() * 1000))]
+    sink, d = process(Ledger(tmp_path / "ledger.sqlite"), records, hang=False)
+    assert d.decode_errors == 0
+    (n,) = sink.sent
+    assert set(n.alert_ids) == {json.loads(r.value)["alert_id"] for r in records}
+    assert n.organizations == ("cmw", "ovd-info") and n.topics == ("protest",) and n.severity == "critical"
+    assert n.story_id == "rss:a7c1e0b5f2d94c3e8a10" and n.title == "Protest in Moscow"
+    assert d.progress.pending() == 0 and d.progress.committable() == {0: 1, 1: 1}
+
+
+def test_a_record_of_a_version_deliver_does_not_read_is_a_dead_letter_with_the_reason(tmp_path):
+    settings = Settings(bootstrap_servers="unused:9092")
+    sink, letters = Sink(hang=False), Kept()
+    d = Deliverer(settings, [sink], ledger=Ledger(tmp_path / "l.sqlite"), metrics=DeliveryMetrics(CollectorRegistry()),
+                  echo=lambda _m: None)
+    worker = SinkWorker(sink, d.ledger, d.progress, letters, d.metrics, settings)
+    loop = DeliveryLoop([worker])
+    loop.start()
+    try:
+        d._take(Rec("news.alerts", 0, 7, documented_alert(3, "cmw"), int(time.time() * 1000)), [worker], loop.loop,
+                letters)
+    finally:
+        loop.stop()
+    (letter,) = letters.sent
+    assert letter.step == "alerts.decode" and letter.source == "news.alerts/0/7"
+    assert "unsupported schema version 3" in letter.error and d.decode_errors == 1
+    assert d.progress.committable() == {0: 8} and sink.sent == []

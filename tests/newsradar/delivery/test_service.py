@@ -4,7 +4,9 @@ channel, and a later alert of its story an update; SIGKILLed three times mid-str
 restarted, every notification still arrives, nothing goes to the DLQ, repeats are bounded by
 what was in flight, and nothing is regrouped; a dead sink does not hold up a healthy one; a
 new group starts at the last hour; an alert a sink never took goes to news.dlq with the
-reason, and `newsradar dlq replay` brings it back to be delivered."""
+reason, and `newsradar dlq replay` brings it back to be delivered; a sink's digest holds its
+quiet notifications across a SIGKILL and sends them once, as one message; e-mail over STARTTLS
+and Telegram, whose later update edits the story's message."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from newsradar.delivery import DEFAULT_GROUP_WINDOW
 from newsradar.kafka import ensure_topics, make_producer, read_topic
 from newsradar.records import decode_dead_letter
 from tests.conftest import free_port, newsradar_cmd, wait_for
+from tests.newsradar.delivery.chatservers import TelegramApi
 from tests.newsradar.delivery.conftest import list_alerts
 from tests.newsradar.delivery.fault import (
     CONCURRENCY,
@@ -30,6 +33,7 @@ from tests.newsradar.delivery.fault import (
     produce,
     write_watchlist,
 )
+from tests.newsradar.delivery.mailserver import MailServer
 from tests.newsradar.delivery.receiver import THREE_ORGS, Receiver, carried, make_alert, three_org_article
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -67,7 +71,17 @@ def test_the_three_organization_article_is_one_notification_per_channel(kafka, t
                 return len(set(rx.ok)) == count and len(file_notes(out)) == count and story_alerts()
 
             wait_for(lambda: everywhere(1), 60, "the notification at the webhook, in the file and in Alertmanager")
-            time.sleep(2.5)  # a second notification would come within the window
+
+            def accounted(sink: str) -> bool:
+                return (deliver.metric("newsradar_alert_sink_deliveries_total", sink=sink, outcome="ok") == len(alerts)
+                        and deliver.metric("newsradar_alert_sink_pending", sink=sink) == 0)
+
+            # no waiting out the window for a second notification that should not come: once every
+            # sink has delivered all six alerts, nothing is left to make one, so the count is final
+            wait_for(lambda: deliver.check() or all(accounted(k) for k in ("webhook", "file", "alertmanager")), 30,
+                     "every sink to account for the six alerts")
+            for kind in ("webhook", "file", "alertmanager"):
+                assert deliver.metric("newsradar_alert_notifications_total", sink=kind, outcome="ok") == 1, kind
             (nid,) = set(rx.ok)
             note = rx.notes[nid]
             assert sorted(carried(note)) == sorted(a.alert_id for a in alerts)
@@ -191,3 +205,80 @@ def test_what_a_sink_never_took_goes_to_the_dlq_and_replay_delivers_it(kafka, to
         assert len(read_topic(kafka.bootstrap, topics + "news.dlq")) == len(alerts) + 1  # none dead-lettered again
     finally:
         deliver.stop()
+
+
+def test_a_digest_holds_quiet_notifications_across_a_kill_and_sends_them_once(kafka, topics, tmp_path):
+    every = 10
+    quiet = [make_alert(n, severity="info") for n in range(1, 6)]
+    loud = make_alert(6, severity="warning")
+    with Receiver() as rx:
+        sinks = [hook(rx.url, digest={"every": f"{every}s", "max_severity": "info"})]
+        deliver = Deliver(tmp_path, kafka.bootstrap, topics, write_watchlist(tmp_path / "w.yaml", sinks),
+                          "--group-window", "0s").start()
+        try:
+            wait_for(lambda: deliver.check() or "deliver: reading" in deliver.log_path.read_text(), 60,
+                     "deliver to start reading")
+            # just after a period began, so the kill below comes before it ends
+            wait_for(lambda: 0.2 < time.time() % every < 1.0, every + 1, "the start of a period")
+            produce(kafka.bootstrap, topics + "news.alerts", [*quiet, loud])
+
+            def held():
+                deliver.check()
+                return (deliver.metric("newsradar_alert_sink_digest_held", sink="webhook") == len(quiet)
+                        and loud.alert_id in rx.alerts)
+
+            wait_for(held, 30, "the warning sent at once and the five quiet alerts held")
+            assert time.time() % every < every - 1, "too slow to kill before the period ended"
+            assert set(rx.alerts) == {loud.alert_id}, "nothing quiet before the end of the period"
+            deliver.kill()
+            deliver.start()
+
+            def digested():
+                deliver.check()
+                return all(a.alert_id in rx.alerts for a in quiet)
+
+            wait_for(digested, 60, "the digest after the restart")
+            # stopped before counting: whatever it would still send is sent or given up
+            assert deliver.stop() == 0
+            assert "everything read was delivered or dead-lettered, and committed" in deliver.log_path.read_text()
+            digests = [i for i in set(rx.ok) if i.startswith("digest:")]
+            assert len(digests) == 1 and rx.ok.count(digests[0]) == 1, rx.ok
+            note = rx.notes[digests[0]]
+            assert note["count"] == len(quiet) and sorted(carried(note)) == sorted(a.alert_id for a in quiet)
+            assert all(valid for _id, valid in rx.attempts)
+            assert read_topic(kafka.bootstrap, topics + "news.dlq") == []
+        finally:
+            deliver.stop()
+
+
+def test_email_and_telegram_through_deliver_the_update_edits_the_telegram_message(kafka, topics, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("NEWSRADAR_TEST_SMTP_PASSWORD", "smtp-pass")
+    monkeypatch.setenv("NEWSRADAR_TEST_TG_TOKEN", "77:tg-token")
+    chat = "-1001234567890"
+    with MailServer(tmp_path, users={"newsradar": "smtp-pass"}) as mail, TelegramApi("77:tg-token") as tg:
+        sinks = [{"kind": "email", "host": "127.0.0.1", "port": mail.port, "ca_file": str(mail.cert),
+                  "username": "newsradar", "password_env": "NEWSRADAR_TEST_SMTP_PASSWORD",
+                  "from": "alerts@newsradar.example", "to": ["desk@newsroom.example"], "allow_private_networks": True},
+                 {"kind": "telegram", "chat_id": chat, "token_env": "NEWSRADAR_TEST_TG_TOKEN", "api_url": tg.url,
+                  "allow_private_networks": True, "rate_limit": 50}]
+        deliver = Deliver(tmp_path, kafka.bootstrap, topics, write_watchlist(tmp_path / "w.yaml", sinks),
+                          "--group-window", "1s").start()
+        try:
+            wait_for(lambda: deliver.check() or "deliver: reading" in deliver.log_path.read_text(), 60,
+                     "deliver to start reading")
+            produce(kafka.bootstrap, topics + "news.alerts", three_org_article())
+            wait_for(lambda: deliver.check() or (len(mail.messages) == 1 and len(tg.messages) == 1), 60,
+                     "the notification by e-mail and on Telegram")
+            produce(kafka.bootstrap, topics + "news.alerts", [make_alert(1, org="memorial-hrc")])
+            wait_for(lambda: deliver.check() or (len(mail.messages) == 2 and len(tg.edits) == 1), 60,
+                     "the update: a threaded e-mail, an edit of the Telegram message")
+            assert deliver.stop() == 0
+        finally:
+            deliver.stop()
+    first, update = (m.message for m in mail.messages)
+    assert [p.get_content_type() for p in first.iter_parts()] == ["text/plain", "text/html"]
+    assert update["In-Reply-To"] == first["Message-ID"] and "memorial-hrc" in update.get_body(("plain",)).get_content()
+    assert len(tg.messages) == 1 and tg.edits[0]["message_id"] == 1
+    assert "memorial-hrc" in tg.chat[1]["text"] and all(o in tg.chat[1]["text"] for o in THREE_ORGS)
+    assert read_topic(kafka.bootstrap, topics + "news.dlq") == []
