@@ -65,6 +65,8 @@ EXTRAS = {
         "pillow>=10,<13",
         # a real SMTP server on 127.0.0.1 for the email sink's tests (tests/newsradar/delivery/)
         "aiosmtpd>=1.4.6,<2",
+        # the self-signed certificate of that server's STARTTLS (apache-beam installs it too)
+        "cryptography>=42",
     ],
     "telegram": [
         "telethon>=1.36,<2",
