@@ -96,7 +96,7 @@ class Found:
     start: int  # offsets into the analyzed text (as mentions' are)
     end: int
     via: str  # quotes, head or ner
-    head: str | None = None  # the organization word right before a quoted name ("движение")
+    head: str | None = None  # the organization word right before a quoted name, in its dictionary form
 
 
 class Finder:
@@ -190,7 +190,7 @@ class Finder:
             before = _word_before(doc, i)
             if before is not None and doc[before].lemma_ in others:
                 continue
-            head = doc[before].text if before is not None and doc[before].lemma_ in heads else None
+            head = self._normal(doc[before].text, lang) if before is not None and doc[before].lemma_ in heads else None
             if j - i - 1 == 1 and head is None:
                 continue
             yield i + 1, j, "quotes", head
@@ -260,6 +260,13 @@ class Finder:
         if morph is None or not is_cyrillic(word) or not word.isalpha():
             return False
         return any("gent" in parse.tag for parse in morph.parse(word.lower())[:3])
+
+    def _normal(self, word: str, lang: str) -> str:
+        """A word's dictionary form ("движения" -> "движение"), for the stub's ``heads``."""
+        morph = self.pipelines.morph(lang)
+        if morph is None or not is_cyrillic(word):
+            return fold(word)
+        return morph.parse(word.lower())[0].normal_form
 
     def _is_adjective(self, word: str, lang: str) -> bool:
         morph = self.pipelines.morph(lang)
