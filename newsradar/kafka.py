@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .records import ALL_TOPICS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_RAW, TOPIC_TAGGED
+from .records import ALL_TOPICS, TOPIC_ALERTS, TOPIC_CANDIDATES, TOPIC_DLQ, TOPIC_RAW, TOPIC_TAGGED
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,8 @@ DEFAULT_RETENTION = {
     TOPIC_TAGGED: 21 * DAY,
     TOPIC_ALERTS: 30 * DAY,
     TOPIC_DLQ: 30 * DAY,
+    # a day's ranking per record: a quarter of history to compare days against
+    TOPIC_CANDIDATES: 90 * DAY,
 }
 # Text compresses ~4x with zstd; alerts and raw articles are read back in bulk (rebuild, backtest).
 DEFAULT_COMPRESSION = {TOPIC_RAW: "zstd", TOPIC_ALERTS: "zstd"}

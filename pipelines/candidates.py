@@ -24,7 +24,7 @@ from typing import TextIO
 from newsradar.config import load_watchlist
 from newsradar.progress import Progress
 from newsradar.records import RecordError, TaggedArticle, decode_tagged
-from transforms.candidates import Candidate, Finder, add_article, rank, stub, stub_yaml
+from transforms.candidates import Finder, Ranked, add_article, rank, stub, stub_yaml
 
 from .backtest import History
 from .tag import PROGRESS_EVERY
@@ -72,7 +72,7 @@ def tagged_from_topic(history: History) -> Iterator[TaggedArticle]:
 
 
 def find(articles: Iterable[TaggedArticle], finder: Finder, run: Run, progress: TextIO | None = None,
-         min_stories: int = 2, limit: int | None = 30) -> list[Candidate]:
+         min_stories: int = 2, limit: int | None = 30) -> list[Ranked]:
     tallies: dict = {}
     started = time.perf_counter()
     with Progress("candidates", unit="articles", stream=progress, tty=None if progress is not None else False,
@@ -89,14 +89,14 @@ def find(articles: Iterable[TaggedArticle], finder: Finder, run: Run, progress: 
     return rank(tallies.values(), min_stories=min_stories, limit=limit)
 
 
-def line(i: int, c: Candidate) -> str:
+def line(i: int, c: Ranked) -> str:
     forms = ", ".join(c.forms[:6]) + (f", … ({len(c.forms)} forms)" if len(c.forms) > 6 else "")
     return (f"{i:>3}. {c.name}  [{c.lang}]  stories {c.stories}  articles {c.articles}  "
             f"topic share {c.topic_share:.2f}  topics {','.join(c.topics)}  found by {','.join(c.found_by)}  "
             f"forms: {forms}")
 
 
-def as_json(c: Candidate, taken: list[str]) -> str:
+def as_json(c: Ranked, taken: list[str]) -> str:
     out = asdict(c)
     out["examples"] = [asdict(e) for e in c.examples]
     out["stub"] = stub(c, taken)

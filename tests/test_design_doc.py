@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DESIGN = ROOT / "docs" / "design.md"
 
 RECORDS = [records.RawArticle, records.TaggedArticle, records.TopicTag, records.Evidence, records.Mention,
-           records.Alert, records.DeadLetter]
+           records.Alert, records.DeadLetter, records.Candidate, records.CandidateExample]
 
 
 def sections(text: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ Guarantees:
   or is exactly one of its generic aliases, is dropped.
 * Inflected forms are one candidate: names are grouped by their match keys (the lemmas the
   tagger compares aliases in), so «Совета семей запасников» and «Совет семей запасников» count
-  together, and every form seen is kept (:attr:`Candidate.forms`, the stub's aliases).
+  together, and every form seen is kept (:attr:`Ranked.forms`, the stub's aliases).
 * Stop-names are dropped: a name whose words are all organization words and places (the
   countries' cues of the watchlist and :data:`STOP_WORDS`: "the Ministry", "Совет Европы",
   "Министерство России").
@@ -406,7 +406,7 @@ def add_article(tallies: dict, finder: Finder, tagged: TaggedArticle) -> None:
 
 
 @dataclass(frozen=True)
-class Candidate:
+class Ranked:
     key: str
     lang: str
     name: str
@@ -421,7 +421,7 @@ class Candidate:
     score: float
 
 
-def rank(tallies: Iterable[Tally], min_stories: int = 1, limit: int | None = None) -> list[Candidate]:
+def rank(tallies: Iterable[Tally], min_stories: int = 1, limit: int | None = None) -> list[Ranked]:
     """Candidates seen with a watched topic in at least ``min_stories`` stories, best first:
     by distinct stories times topic share, then stories, then name."""
     chosen = [t for t in tallies if t.topic_articles and len(t.stories) >= min_stories]
@@ -429,7 +429,7 @@ def rank(tallies: Iterable[Tally], min_stories: int = 1, limit: int | None = Non
     out = []
     for t in chosen[:limit]:
         forms = tuple(f for f, _ in sorted(t.forms.items(), key=lambda kv: (-kv[1], kv[0])))
-        out.append(Candidate(
+        out.append(Ranked(
             key=t.key, lang=t.lang, name=_display_name(forms, t.key), forms=forms, stories=len(t.stories),
             articles=t.articles, topic_share=round(t.topic_share, 3),
             topics=tuple(k for k, _ in sorted(t.topics.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -452,7 +452,7 @@ def _display_name(forms: tuple[str, ...], key: str) -> str:
 # the watchlist stub
 
 
-def stub(candidate: Candidate, taken: Iterable[str] = ()) -> dict:
+def stub(candidate: Ranked, taken: Iterable[str] = ()) -> dict:
     """A watchlist ``organizations:`` entry for the candidate: an id not in ``taken``, its
     name, its forms as aliases; a name found in quotes after an organization word gets
     ``case: proper`` and those words as ``heads`` (so the film of the same name stays out)."""
@@ -469,7 +469,7 @@ def stub(candidate: Candidate, taken: Iterable[str] = ()) -> dict:
     return entry
 
 
-def stub_yaml(candidate: Candidate, taken: Iterable[str] = ()) -> str:
+def stub_yaml(candidate: Ranked, taken: Iterable[str] = ()) -> str:
     """:func:`stub` as YAML, a list item to paste under ``organizations:``."""
     text = yaml.safe_dump([stub(candidate, taken)], allow_unicode=True, sort_keys=False, default_flow_style=None,
                           width=120)
