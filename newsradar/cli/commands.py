@@ -380,10 +380,12 @@ def tag(watchlist_file: str, alerts_file: str | None, explain: bool, input_file:
 @click.option("--topic-prefix", default="", help="Prefix of the topic names (as the pipeline's --topic_prefix).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False),
               help="Also write a self-contained HTML report (charts, new and lost alerts); opens offline.")
+@click.option("--feedback", "feedback_file", type=click.Path(dir_okay=False),
+              help="Analysts' verdicts (`newsradar feedback`): precision per organization alias and topic term.")
 @handles_errors
 def backtest(watchlist_file: str, against_file: str | None, input_files: tuple[str, ...], topic: str | None,
              since: str | None, until: str | None, bootstrap_servers: str, topic_prefix: str,
-             report_file: str | None) -> None:
+             report_file: str | None, feedback_file: str | None) -> None:
     """What a watchlist would have raised over past news, notifying nobody.
 
     Runs the pipeline's steps (as `tag` does) over files or a time range of a topic, and prints
@@ -419,7 +421,7 @@ def backtest(watchlist_file: str, against_file: str | None, input_files: tuple[s
 
     try:
         code = backtest_main(read, watchlist_file, against_file, report_file, out=sys.stdout, err=sys.stderr,
-                             progress=sys.stderr, input_files=input_files)
+                             progress=sys.stderr, input_files=input_files, feedback_file=feedback_file)
     except HistoryError as exc:
         _fail(f"backtest: {exc}", EXIT_BAD_INPUT)
     except (TimeoutError, KafkaError) as exc:
@@ -559,9 +561,11 @@ def sources_check(file: str, allow_private_networks: bool, no_resolve: bool) -> 
 def _register_groups() -> None:
     from .deliver import deliver
     from .dlq import dlq
+    from .feedback import feedback
 
     main.add_command(deliver)
     main.add_command(dlq)
+    main.add_command(feedback)
 
 
 _register_groups()
