@@ -39,7 +39,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import yaml
+from spacy.attrs import LEMMA, ORTH
 from spacy.tokens import Doc
 
 from newsradar.config.watchlist import Watchlist
@@ -122,6 +124,18 @@ class Finder:
                     (words.update(keys) if len(keys) == 1 else phrases.add(" ".join(keys)))
             self._stop_words[lang], self._stop_phrases[lang] = frozenset(words), frozenset(phrases)
         self._genitive = functools.lru_cache(maxsize=100_000)(self._is_genitive)
+        strings = {lang: p.nlp[lang].vocab.strings for lang in p.langs}
+        self._head_hashes = {lang: np.array(sorted(strings[lang].add(k) for k in self._heads[lang]), dtype=np.uint64)
+                             for lang in p.langs}
+        # Where a name can start, as one regex over the text (a superset, for Latin and Cyrillic
+        # capitals): an opening quote before a capital, or a capital and the first three letters
+        # of an organization word ("Сою" for every form of "Союз").
+        self._might_hold_a_name = {
+            lang: re.compile("|".join([r"[«„“\"]\s*[A-ZА-ЯЁІЇЄҐ]", *sorted(
+                {re.escape(w[:3].capitalize()) for w in HEADS.get(lang, ())})]))
+            for lang in p.langs}
+        first = p.langs[0]
+        self._quote_hashes = np.array(sorted(strings[first].add(q) for q in _QUOTES_OPEN), dtype=np.uint64)
 
     def _keys_of(self, words: Iterable[str], lang: str) -> frozenset[str]:
         out: set[str] = set()
@@ -144,11 +158,18 @@ class Finder:
         raw = tagged.article
         full = analysis_text(raw.title, raw.text)[:max_chars]
         lang = self.pipeline_lang(tagged.lang, full)
+        use_ner = self.ner and lang == "ru" and bool(tagged.topics)
+        if not use_ner and not self._might_hold_a_name[lang].search(full):
+            return lang, []  # no capitalised word after a quote or like an organization word: nothing to tokenize
         doc = self.pipelines(blank_long_words(full), lang)
         spans: list[tuple[int, int, str, str | None]] = []  # token start, end, via, head
-        spans.extend(self._quoted(doc, lang))
-        spans.extend(self._headed(doc, lang))
-        if self.ner and lang == "ru" and tagged.topics:
+        # Only tokens at an opening quote or an organization word start a name: find those
+        # in the Doc's arrays, and make Token objects only around them (most of the cost).
+        lemmas, orths = doc.to_array(LEMMA), doc.to_array(ORTH)
+        heads_at = np.flatnonzero(np.isin(lemmas, self._head_hashes[lang])).tolist()
+        spans.extend(self._quoted(doc, lang, np.flatnonzero(np.isin(orths, self._quote_hashes)).tolist()))
+        spans.extend(self._headed(doc, lang, heads_at))
+        if use_ner:
             spans.extend(self._entities(doc, full))
         if not spans:
             return lang, []
@@ -171,10 +192,11 @@ class Finder:
         found.sort(key=lambda f: f.start)
         return lang, found
 
-    def _quoted(self, doc: Doc, lang: str):
+    def _quoted(self, doc: Doc, lang: str, positions: list[int]):
         heads, others = self._heads[lang], self._other_heads[lang]
         n = len(doc)
-        for i, token in enumerate(doc):
+        for i in positions:
+            token = doc[i]
             if token.text not in _QUOTES_OPEN or (token.text == '"' and token.whitespace_):
                 continue
             j = i + 1
@@ -195,11 +217,11 @@ class Finder:
                 continue
             yield i + 1, j, "quotes", head
 
-    def _headed(self, doc: Doc, lang: str):
-        heads = self._heads[lang]
+    def _headed(self, doc: Doc, lang: str, positions: list[int]):
         n = len(doc)
-        for i, token in enumerate(doc):
-            if token.lemma_ not in heads or not token.text[:1].isupper():
+        for i in positions:
+            token = doc[i]
+            if not token.text[:1].isupper():
                 continue
             if lang == "en":
                 start, end = i, i + 1
