@@ -34,6 +34,7 @@ import yaml
 from newsradar import paths
 from newsradar.kafka import broker_answers, ensure_topics, missing_topics
 from newsradar.procs import die_with_parent, signal_group
+from newsradar.records import ALL_TOPICS
 
 from . import broker as broker_mod
 from .broker import Broker, tail
@@ -174,14 +175,14 @@ class Stack:
                     f"`newsradar kafka topics --bootstrap-servers {self.bootstrap} --partitions N --replication-factor R`"
                 )
             self.say(f"kafka        {self.bootstrap} (existing cluster)")
-            self.say("topics       news.raw news.tagged news.alerts news.dlq (exist)")
+            self.say(f"topics       {' '.join(ALL_TOPICS)} (exist)")
             return
         self.broker = Broker(data_dir=paths.kafka_data_dir(), port=self.opts.kafka_port)
         self.started_broker = broker_mod.start(self.broker, progress=lambda m: None, die_with_parent=True)
         self.bootstrap = self.broker.bootstrap
         self.say(f"kafka        {self.bootstrap}   data {self.broker.data_dir}   log {self.broker.log_path}")
         created = ensure_topics(self.bootstrap)
-        self.say("topics       news.raw news.tagged news.alerts news.dlq" + (f" (created {len(created)})" if created else ""))
+        self.say(f"topics       {' '.join(ALL_TOPICS)}" + (f" (created {len(created)})" if created else ""))
 
     def _start_demo(self) -> str:
         port_file = self.home / "demo" / "server.port"
