@@ -390,7 +390,9 @@ class Tally:
         self.forms.update(other.forms)
         self.heads.update(other.heads)
         self.found_by.update(other.found_by)
-        self.stories |= set(list(other.stories)[: max(0, MAX_STORIES - len(self.stories))])
+        room = MAX_STORIES - len(self.stories)
+        new = other.stories - self.stories
+        self.stories |= new if len(new) <= room else set(sorted(new)[:max(0, room)])
         self.articles += other.articles
         self.topic_articles += other.topic_articles
         self.topics.update(other.topics)
@@ -416,6 +418,10 @@ def tally(articles: Iterable[TaggedArticle], finder: Finder, tallies: dict | Non
 
 
 def add_article(tallies: dict, finder: Finder, tagged: TaggedArticle) -> None:
+    """One article's names into ``tallies``. A later version of an article (``is_update``)
+    adds nothing: the article was counted at its first version."""
+    if tagged.is_update:
+        return
     lang, found = finder.find(tagged)
     by_key: dict[str, list[Found]] = {}
     for f in found:

@@ -149,3 +149,12 @@ def test_ner_only_on_russian_articles_with_a_topic(tagger):
     assert without.find(topical)[1] == []
     plain = tagged(tagger, 2, "ru", "Встреча", "Представители Северного штаба резервистов встретились с журналистами.")
     assert not plain.topics and with_ner.find(plain)[1] == []
+
+
+def test_a_later_version_of_an_article_is_not_counted_again(tagger, finder):
+    import dataclasses
+
+    first = tagged(tagger, 1, *STORIES[0])
+    edit = dataclasses.replace(tagged(tagger, 1, *STORIES[1]), is_update=True)
+    voice = next(c for c in rank(tally([first, edit], finder).values()) if c.name == "Голос запаса")
+    assert voice.articles == 1 and voice.forms == ("Голос запаса",)
