@@ -61,3 +61,29 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         errors = [line for line in proc.stderr.splitlines() if line.startswith("newsradar:")]
         assert len(errors) == 1 and errors[0].startswith(starts), (args, proc.stderr)
+
+
+def test_every_input_format_backtest_reads(tmp_path):
+    """RSS/Atom, gzipped JSONL and a Telegram Desktop export, through the same readers as backtest."""
+    import gzip
+    import io
+    from datetime import UTC, datetime
+
+    from newsradar.cli.history import read_files
+    from pipelines.candidates import main
+    from tests.conftest import FIXTURES
+
+    stories = write_stories(tmp_path / "stories.jsonl")
+    packed = tmp_path / "stories.jsonl.gz"
+    packed.write_bytes(gzip.compress(open(stories, "rb").read()))
+    export = str(FIXTURES / "telegram" / "export" / "result.json")
+    feed = str(FIXTURES / "tag" / "feed.xml")
+    now = datetime(2026, 5, 10, tzinfo=UTC)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(lambda: read_files([str(packed), export, feed], now), WATCHLIST, from_topic=False, out=out, err=err,
+                ner=False, as_lines="json")
+    assert code == 0, err.getvalue()
+    assert [json.loads(line)["name"] for line in out.getvalue().splitlines()][:2] == ["Голос запаса",
+                                                                                      "Совет семей запасников"]
+    articles = int(err.getvalue().split("candidates: ")[1].split(" from ")[1].split(" articles")[0].replace(",", ""))
+    assert articles > len(STORIES), err.getvalue()  # the export's and the feed's articles were read too
