@@ -14,7 +14,11 @@ share of the items it counted on that are labeled with the topic, *recall* the s
 topic's labeled items (of that language) it counted on. A term with low precision is what
 pulls wrong articles in; one with high recall is what the topic rests on.
 
+With ``--feedback FILE`` (the analysts' verdicts, `newsradar feedback`), also the precision
+per organization alias and per topic term on the alerts they judged (newsradar/feedback.py).
+
     .venv/bin/python benchmarks/quality.py [--watchlist config/watchlist.yaml] [--json] [--errors] [--terms]
+        [--feedback config/feedback.jsonl]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from newsradar import feedback  # noqa: E402
 from newsradar.config import load_watchlist  # noqa: E402
 from transforms.nlp import analysis_text  # noqa: E402
 from transforms.tagging import Tagger  # noqa: E402
@@ -212,13 +217,38 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--errors", action="store_true", help="list every false positive and negative")
     parser.add_argument("--terms", action="store_true", help="precision and recall of every topic term, per language")
+    parser.add_argument("--feedback", type=Path, help="analysts' verdicts (newsradar feedback): precision per "
+                                                       "organization alias and per topic term")
     args = parser.parse_args(argv)
+    verdicts = None
+    if args.feedback is not None:
+        try:
+            verdicts = feedback.load(args.feedback)
+        except feedback.FeedbackError as exc:
+            print(f"quality: {exc}", file=sys.stderr)
+            return 2
     report = evaluate(args.watchlist)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        out = report.as_dict()
+        if verdicts is not None:
+            out["feedback"] = feedback_dict(verdicts)
+        print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
         print_report(report, errors=args.errors, terms=args.terms)
+        if verdicts is not None:
+            print()
+            print("\n".join(feedback.report_lines(verdicts)))
     return 0
+
+
+def feedback_dict(verdicts: list) -> dict:
+    aliases: dict[str, dict] = {}
+    for (org, alias), p in feedback.by_alias(verdicts).items():
+        aliases.setdefault(org, {})[alias] = p.as_dict()
+    terms: dict[str, dict] = {}
+    for (topic, term), p in feedback.by_term(verdicts).items():
+        terms.setdefault(topic, {})[term] = p.as_dict()
+    return {"alerts": len(feedback.latest(verdicts)), "aliases": aliases, "terms": terms}
 
 
 if __name__ == "__main__":

@@ -106,4 +106,12 @@ def notification_id(story_id: str, update: int) -> str:
     return f"story:{_digest('notification', story_id, size=20)}:{update}"
 
 
-__all__ = ["TRACKING_PARAMS", "alert_id", "canonical_url", "notification_id", "rss_article_id", "telegram_article_id"]
+def candidate_id(day: str, lang: str, key: str) -> str:
+    """``<day>:<lang>:<digest(lang, key)>``: one unwatched name (its match keys) on one UTC
+    day; the same name on the same day always gets the same id (a re-emitted day replaces
+    its records by key)."""
+    return f"{day}:{lang}:{_digest('candidate', lang, key)}"
+
+
+__all__ = ["TRACKING_PARAMS", "alert_id", "candidate_id", "canonical_url", "notification_id", "rss_article_id",
+           "telegram_article_id"]

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from .records import ALL_TOPICS, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_NOVELTY, TOPIC_RAW, TOPIC_TAGGED
+from .records import ALL_TOPICS, TOPIC_ALERTS, TOPIC_CANDIDATES, TOPIC_DLQ, TOPIC_NOVELTY, TOPIC_RAW, TOPIC_TAGGED
 
 log = logging.getLogger(__name__)
 
@@ -209,13 +209,15 @@ DAY = 86400.0
 
 # How long each topic keeps records, by base name (a topic prefix does not change it). The
 # pipeline rebuilds its memory from news.tagged and news.alerts at start and backtests read
-# news.raw by time, so these must cover the longest memory: docs/design.md, "Retention".
+# news.raw by time, so these must cover the longest memory: docs/design.md, "Topics".
 DEFAULT_RETENTION = {
     TOPIC_RAW: 30 * DAY,
     # the watchlist's default story memory (14d) plus a week's margin
     TOPIC_TAGGED: 21 * DAY,
     TOPIC_ALERTS: 30 * DAY,
     TOPIC_DLQ: 30 * DAY,
+    # a day's ranking per record: a quarter of history to compare days against
+    TOPIC_CANDIDATES: 90 * DAY,
 }
 # Text compresses ~4x with zstd; alerts and raw articles are read back in bulk (rebuild, backtest).
 DEFAULT_COMPRESSION = {TOPIC_RAW: "zstd", TOPIC_ALERTS: "zstd"}

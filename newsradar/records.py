@@ -1,9 +1,10 @@
-"""The four record kinds that travel on Kafka, and the identities they carry.
+"""The record kinds that travel on Kafka, and the identities they carry.
 
 Every record is a JSON object in UTF-8 with a schema version field ``"v"``
 (docs/design.md, "Records on Kafka"). Connectors build :class:`RawArticle`; the pipeline
-reads it back, adds analysis (:class:`TaggedArticle`), raises :class:`Alert` and sends
-anything it cannot read to the dead-letter topic as :class:`DeadLetter`.
+reads it back, adds analysis (:class:`TaggedArticle`), raises :class:`Alert`, ranks the
+names nobody watches yet once a day (:class:`Candidate`) and sends anything it cannot read
+to the dead-letter topic as :class:`DeadLetter`.
 
 Guarantees:
 
@@ -25,6 +26,7 @@ Guarantees:
   oldest version that can carry it, so a reader one version behind keeps reading everything
   that does not use what is new. Version 2 added the mention match kind ``contextual`` and
   the mention field ``resolved_by``; only a news.tagged record that holds one is written as 2.
+  news.candidates records (issue 16) are new: every one is written as 1.
 * ``encode(decode_x(b))`` is stable: keys are sorted and optional fields that are unset are
   left out, so the same record always has the same bytes.
 * Article ids, alert ids and canonical URLs are pure functions in :mod:`newsradar.identity`,
@@ -58,7 +60,8 @@ TOPIC_DLQ = "news.dlq"
 # Compacted: per organization, when it was first and last seen (the novelty state a restart
 # cannot read back from news.tagged once those mentions are past its retention).
 TOPIC_NOVELTY = "news.novelty"
-ALL_TOPICS = (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_NOVELTY)
+TOPIC_CANDIDATES = "news.candidates"
+ALL_TOPICS = (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_NOVELTY, TOPIC_CANDIDATES)
 
 
 # A record larger than this is refused by decode; the pipeline sends it to the DLQ.
@@ -740,6 +743,76 @@ def decode_novelty(payload: bytes | str | dict) -> NoveltySummary:
 
 
 # ---------------------------------------------------------------------------
+# news.candidates
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateExample:
+    article_id: str
+    url: str
+    snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate(_Record):
+    """An organization-like name nobody watches that kept appearing with the watched topics
+    on one UTC day (topic ``news.candidates``; :mod:`transforms.rank_candidates`)."""
+
+    KIND: ClassVar[str] = "candidate"
+
+    candidate_id: str
+    day: str
+    rank: int
+    name: str
+    lang: str
+    key: str
+    forms: tuple[str, ...]
+    stories: int
+    articles: int
+    topic_share: float
+    score: float
+    topics: tuple[str, ...] = ()
+    found_by: tuple[str, ...] = ()
+    heads: tuple[str, ...] = ()
+    examples: tuple[CandidateExample, ...] = ()
+
+
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _strings(data: dict, name: str, required: bool = False) -> tuple[str, ...]:
+    items = _check(data, name, list, required) or []
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise RecordError(f"{name}[{i}]", "expected str")
+    return tuple(items)
+
+
+def decode_candidate(payload: bytes | str | dict) -> Candidate:
+    data = _load_object(payload, MAX_OUTPUT_RECORD_BYTES)
+    day = _check_nonempty(data, "day")
+    if not _DAY.match(day):
+        raise RecordError("day", f"expected a UTC day YYYY-MM-DD, got {day!r}")
+    examples = []
+    for i, item in enumerate(_check(data, "examples", list, False) or []):
+        p = f"examples[{i}]."
+        if not isinstance(item, dict):
+            raise RecordError(f"examples[{i}]", "expected an object")
+        examples.append(CandidateExample(_check_nonempty(item, "article_id", p), _check(item, "url", str, True, p),
+                                         _check(item, "snippet", str, True, p)))
+    return Candidate(
+        candidate_id=_check_id(data, "candidate_id"), day=day, rank=_check(data, "rank", int, True),
+        name=_check_nonempty(data, "name"), lang=_check_nonempty(data, "lang"), key=_check_nonempty(data, "key"),
+        forms=_strings(data, "forms", True), stories=_check(data, "stories", int, True),
+        articles=_check(data, "articles", int, True),
+        topic_share=float(_check(data, "topic_share", (int, float), True)),
+        score=float(_check(data, "score", (int, float), True)),
+        topics=_strings(data, "topics"), found_by=_strings(data, "found_by"), heads=_strings(data, "heads"),
+        examples=tuple(examples),
+    )
+
+
+# ---------------------------------------------------------------------------
 # news.dlq
 
 
@@ -826,6 +899,13 @@ __all__ = [
     "MAX_OUTPUT_RECORD_BYTES", "MAX_RECORD_BYTES", "Mention", "NoveltySummary", "RawArticle",
     "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_NOVELTY", "TOPIC_RAW", "TOPIC_TAGGED",
     "TaggedArticle", "TopicTag", "decode_alert", "decode_dead_letter", "decode_novelty",
+
+
+# ---------------------------------------------------------------------------
+    "ALL_TOPICS", "Alert", "Candidate", "CandidateExample", "DeadLetter", "Evidence", "MAX_CLOCK_SKEW", "MAX_DLQ_ORIGINAL_BYTES", "MAX_ERROR_CHARS",
+    "MAX_OUTPUT_RECORD_BYTES", "MAX_RECORD_BYTES", "Mention", "RawArticle",
+    "RecordError", "SCHEMA_VERSION", "TOPIC_ALERTS", "TOPIC_DLQ", "TOPIC_RAW", "TOPIC_TAGGED",
+    "TOPIC_CANDIDATES", "TaggedArticle", "TopicTag", "decode_alert", "decode_candidate", "decode_dead_letter",
     "clamp_future", "decode_raw", "decode_tagged", "encode", "fit_to_size", "format_time", "has_surrogates",
     "json_problem", "parse_time", "replace_surrogates", "utc_now", "with_flag",
 ]

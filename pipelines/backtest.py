@@ -244,9 +244,21 @@ def problems_report(history: History, results: list[Result], limit: int = 20) ->
 # the command
 
 
+def feedback_report(verdicts: list, result: Result) -> list[str]:
+    """The analysts' verdicts (:mod:`newsradar.feedback`): precision per organization alias and
+    per topic term, and how many of this run's alerts they judged."""
+    from newsradar import feedback
+
+    judged = {v.alert_id: v.verdict for v in feedback.latest(verdicts)}
+    mine = [a.alert.alert_id for a in result.alerts if a.alert.alert_id in judged]
+    tp = sum(judged[a] == "tp" for a in mine)
+    return [*feedback.report_lines(verdicts), "",
+            f"{result.watchlist} raised {len(mine)} of the judged alerts ({tp} true, {len(mine) - tp} false positives)"]
+
+
 def main(read_history: Callable[[], History], watchlist_file: str, against_file: str | None,
          report_file: str | None, out: TextIO, err: TextIO, progress: TextIO | None = None,
-         input_files: tuple[str, ...] = ()) -> int:
+         input_files: tuple[str, ...] = (), feedback_file: str | None = None) -> int:
     """Check the watchlists and the report file, read the history, run, print the text report
     on ``out`` and problems on ``err``, write the HTML report. Returns the exit code: 0
     (malformed and dead-lettered records are reported, not fatal)."""
@@ -254,6 +266,14 @@ def main(read_history: Callable[[], History], watchlist_file: str, against_file:
     from .tag import quiet_libraries
 
     quiet_libraries()
+    verdicts = None
+    if feedback_file is not None:
+        from newsradar import feedback
+
+        try:
+            verdicts = feedback.load(feedback_file)
+        except feedback.FeedbackError as exc:
+            raise ConfigError("--feedback", "", str(exc)) from None
     runs = [(watchlist_file, WatchlistSource.fixed(load_watchlist(watchlist_file)))]
     if against_file:
         runs.append((against_file, WatchlistSource.fixed(load_watchlist(against_file))))
@@ -268,12 +288,14 @@ def main(read_history: Callable[[], History], watchlist_file: str, against_file:
         new, current = results[0], (results[1] if len(results) > 1 else None)
         changes = diff(new, current) if current is not None else None
         out.write(text_report(history, new, current, changes))
+        if verdicts is not None:
+            out.write("\n" + "\n".join(feedback_report(verdicts, new)) + "\n")
         out.flush()
         for line in problems_report(history, results):
             err.write(line + "\n")
         if report is not None:
             try:
-                report.write(render(history, new, current, changes))
+                report.write(render(history, new, current, changes, verdicts=verdicts))
                 report.flush()
             except OSError as exc:
                 raise ConfigError(report.name, "", f"--report: cannot write: {exc.strerror or exc}") from None

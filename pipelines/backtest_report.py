@@ -118,7 +118,26 @@ def _alert_list(title: str, alerts: list[DatedAlert], dropped: bool = False) -> 
     return f"<h2>{escape(title)} ({len(alerts)})</h2>{body}{more}"
 
 
-def render(history: History, new: Result, current: Result | None = None, changes: Diff | None = None) -> str:
+def _feedback_section(verdicts: list, new: Result) -> str:
+    from newsradar import feedback
+
+    parts = ["<h2>Analyst feedback</h2>"]
+    judged = {v.alert_id: v.verdict for v in feedback.latest(verdicts)}
+    mine = [a.alert.alert_id for a in new.alerts if a.alert.alert_id in judged]
+    tp = sum(judged[a] == "tp" for a in mine)
+    parts.append(f"<p>{len(judged)} alerts judged; {escape(new.watchlist)} raised {len(mine)} of them "
+                 f"({tp} true, {len(mine) - tp} false positives).</p>")
+    for title, table in (("organization", feedback.by_alias(verdicts)), ("topic", feedback.by_term(verdicts))):
+        what = "alias" if title == "organization" else "term"
+        rows = "".join(f"<tr><td>{escape(subject)}</td><td>{escape(name)}</td><td>{p.tp}</td><td>{p.fp}</td>"
+                       f"<td>{p.precision:.2f}</td></tr>" for (subject, name), p in table.items())
+        parts.append(f"<table><tr><th>{title}</th><th>{what}</th><th>tp</th><th>fp</th><th>precision</th></tr>"
+                     f"{rows}</table>" if rows else f"<p>No {title} alerts judged.</p>")
+    return "".join(parts)
+
+
+def render(history: History, new: Result, current: Result | None = None, changes: Diff | None = None,
+           verdicts: list | None = None) -> str:
     results = [new] + ([current] if current is not None else [])
     days = _days(results)
     legend = ""
@@ -154,6 +173,8 @@ def render(history: History, new: Result, current: Result | None = None, changes
         "<h2>Per topic</h2>",
         _counts_table("topic", new.per_topic, current.per_topic if current else None),
     ]
+    if verdicts is not None:
+        sections.append(_feedback_section(verdicts, new))
     if changes is not None:
         sections.append(_alert_list(f"New alerts (raised only by {new.watchlist})", changes.added))
         sections.append(_alert_list(f"Lost alerts (raised only by {current.watchlist})", changes.dropped, dropped=True))

@@ -22,6 +22,7 @@ from transforms.dedupe import Dedupe, DedupeInOrder, DedupeSettings
 from transforms.normalize import Normalize
 from transforms.parse import ParseRaw
 from transforms.raise_alerts import RaiseAlerts, RaiseAlertsInOrder
+from transforms.rank_candidates import RankCandidates
 from transforms.reload import WatchlistSource
 from transforms.tagging import TagArticles
 
@@ -36,6 +37,7 @@ class Outputs:
     dlq: beam.PCollection  # DeadLetter → news.dlq
     # NoveltySummary → news.novelty (streaming only; None in ordered mode)
     summaries: beam.PCollection | None = None
+    candidates: beam.PCollection | None = None  # Candidate → news.candidates, once a day (streaming only)
 
 
 def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
@@ -47,8 +49,9 @@ def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
 
         ParseRaw ──(bad)──────────────────────────────────────────────► dlq
            └► Normalize ─► Dedupe ─► TagArticles ─► tagged         (each ─(failed on)─► dlq)
-                                           └► RaiseAlerts ─► alerts   (─(failed on)─► dlq)
-                                                   └─(pruned)─► summaries
+                                           ├► RaiseAlerts ─► alerts   (─(failed on)─► dlq)
+                                           │       └─(pruned)─► summaries
+                                           └► RankCandidates ─► candidates, per UTC day (not ordered)
 
     Guarantees: every input element ends up in ``dlq`` (with the error and step, and the
     original bytes or, past ParseRaw, the article as a news.raw record) or, once per article
@@ -87,5 +90,10 @@ def build(articles: beam.PCollection, watchlist: Watchlist | WatchlistSource, *,
     raised = tagged.articles | "RaiseAlerts" >> (RaiseAlertsInOrder(source) if ordered else RaiseAlerts(source, seed=seed))
     alerts = raised.alerts
     dead = [parsed.dlq, normalized.dlq, deduped.dlq, tagged.dlq, raised.dlq]
+    candidates = None
+    if not ordered:
+        # Names nobody watches yet, ranked once a day (issue 16): cheap, no NER; docs/tagging.md.
+        candidates, candidates_dlq = tagged.articles | "RankCandidates" >> RankCandidates(source)
+        dead.append(candidates_dlq)
     dlq = dead | "MergeDeadLetters" >> beam.Flatten()
-    return Outputs(tagged=tagged.articles, alerts=alerts, dlq=dlq, summaries=raised.summaries)
+    return Outputs(tagged=tagged.articles, alerts=alerts, dlq=dlq, summaries=raised.summaries, candidates=candidates)

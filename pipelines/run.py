@@ -62,6 +62,7 @@ from newsradar.metrics import pipeline_metrics, serve
 from newsradar.procs import die_with_parent, free_port, port_open
 from newsradar.records import (
     TOPIC_ALERTS,
+    TOPIC_CANDIDATES,
     TOPIC_DLQ,
     TOPIC_NOVELTY,
     TOPIC_RAW,
@@ -143,6 +144,9 @@ def attach_kafka(
         outputs.summaries | "WriteNovelty" >> WriteToKafka(topic(options, TOPIC_NOVELTY), bootstrap_servers,
                                                           dlq_topic=dlq),
     ]
+    # Not in the commit's wait: a day's ranking is written when the day ends (transforms/rank_candidates.py).
+    outputs.candidates | "WriteCandidates" >> WriteToKafka(topic(options, TOPIC_CANDIDATES), bootstrap_servers,
+                                                           dlq_topic=dlq)
     read.progress | "CommitOffsets" >> CommitOffsets(settings, written, progress)
     return outputs
 
@@ -273,7 +277,8 @@ def run_streaming(
             portable.job_endpoint = server.endpoint
         if not broker_answers(bootstrap_servers, timeout=10):
             raise PipelineError(f"no Kafka broker answers at {bootstrap_servers}")
-        topics = [topic(options, t) for t in (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_NOVELTY)]
+        topics = [topic(options, t) for t in (TOPIC_RAW, TOPIC_TAGGED, TOPIC_ALERTS, TOPIC_DLQ, TOPIC_NOVELTY,
+                                              TOPIC_CANDIDATES)]
         memory = memory_seconds(watchlist.initial, dedupe_settings(options))
         # Topics this pipeline creates keep at least its memory plus a week, whatever the watchlist says.
         ensure_topics(bootstrap_servers, topics=topics, policy=pipeline_topic_policy(memory))

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DESIGN = ROOT / "docs" / "design.md"
 
 RECORDS = [records.RawArticle, records.TaggedArticle, records.TopicTag, records.Evidence, records.Mention,
-           records.Alert, records.DeadLetter, records.NoveltySummary]
+           records.Alert, records.DeadLetter, records.NoveltySummary, records.Candidate, records.CandidateExample]
 
 
 def sections(text: str) -> dict[str, str]:

@@ -326,6 +326,18 @@ class OrgMatcher:
             )
         return mentions
 
+    def names_in(self, doc: Doc) -> list[tuple[str, int, int, int]]:
+        """Every alias and acronym pattern found in ``doc``, before any support or context
+        rule: (org id, start token, end token, generic level). What the candidates finder
+        (:mod:`transforms.candidates`) asks to tell a watched name, in any of its forms,
+        from a new one."""
+        out = []
+        for matcher in (self._names, self._acronyms):
+            for match_id, start, end in matcher(doc):
+                label = self._labels[match_id]
+                out.append((self.orgs[label.org].id, start, end, label.generic))
+        return out
+
     def _name_like(self, doc: Doc, cand: _Candidate, full_orgs: set[int], lemmas: frozenset[int]) -> bool:
         """A name that is also an ordinary word counts when it is written as a name and
         something supports it. Written as a name: in quotation marks, or with a capital

@@ -274,7 +274,7 @@ def _retention_option(_ctx, _param, values: tuple[str, ...]) -> dict[str, float]
 @click.option("--min-insync-replicas", type=click.IntRange(1, 16), default=None,
               help="min.insync.replicas of the topics (default: the cluster's).")
 @click.option("--retention", "retention", multiple=True, metavar="TOPIC=DURATION", callback=_retention_option,
-              help="retention.ms of a topic created, e.g. news.tagged=45d (repeatable; default: 30d, news.tagged 21d; "
+              help="retention.ms of a topic created, e.g. news.tagged=45d (repeatable; default: 30d, news.tagged 21d, news.candidates 90d; "
                    "news.novelty is compacted). A pipeline refuses news.tagged or news.alerts keeping less than its memory.")
 @handles_errors
 def kafka_topics(bootstrap_servers: str, partitions: int | None, replication_factor: int | None,
@@ -404,10 +404,12 @@ def tag(watchlist_file: str, alerts_file: str | None, explain: bool, input_file:
 @click.option("--topic-prefix", default="", help="Prefix of the topic names (as the pipeline's --topic_prefix).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False),
               help="Also write a self-contained HTML report (charts, new and lost alerts); opens offline.")
+@click.option("--feedback", "feedback_file", type=click.Path(dir_okay=False),
+              help="Analysts' verdicts (`newsradar feedback`): precision per organization alias and topic term.")
 @handles_errors
 def backtest(watchlist_file: str, against_file: str | None, input_files: tuple[str, ...], topic: str | None,
              since: str | None, until: str | None, bootstrap_servers: str, topic_prefix: str,
-             report_file: str | None) -> None:
+             report_file: str | None, feedback_file: str | None) -> None:
     """What a watchlist would have raised over past news, notifying nobody.
 
     Runs the pipeline's steps (as `tag` does) over files or a time range of a topic, and prints
@@ -443,11 +445,75 @@ def backtest(watchlist_file: str, against_file: str | None, input_files: tuple[s
 
     try:
         code = backtest_main(read, watchlist_file, against_file, report_file, out=sys.stdout, err=sys.stderr,
-                             progress=sys.stderr, input_files=input_files)
+                             progress=sys.stderr, input_files=input_files, feedback_file=feedback_file)
     except HistoryError as exc:
         _fail(f"backtest: {exc}", EXIT_BAD_INPUT)
     except (TimeoutError, KafkaError) as exc:
         _fail(f"backtest: {exc}", EXIT_FAILURE)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--watchlist", "watchlist_file", required=True, type=click.Path(dir_okay=False),
+              help="The watchlist in use: its names are not candidates.")
+@click.option("--input", "input_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Articles from a file, every one whatever its date: JSONL (.gz too), RSS/Atom, or a Telegram "
+                   "Desktop export (result.json); tagged first, as `tag` does. Repeatable.")
+@click.option("--since", help="Or: news.tagged from Kafka, from this long ago (7d, 12h) or this ISO 8601 time to now.")
+@click.option("--bootstrap-servers", default="localhost:9092", show_default=True, help="With --since.")
+@click.option("--topic-prefix", default="", help="With --since: prefix of the topic names (as the pipeline's --topic_prefix).")
+@click.option("--min-stories", type=click.IntRange(1), default=2, show_default=True,
+              help="List a name seen with a watched topic in at least this many distinct stories.")
+@click.option("--limit", type=click.IntRange(1), default=30, show_default=True, help="At most this many candidates.")
+@click.option("--ner/--no-ner", default=True, show_default=True,
+              help="Also take slovnet's Russian ORG entities, on Russian articles with a watched topic (slower).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per candidate and line, with its watchlist stub.")
+@click.option("--examples", is_flag=True, help="Under each candidate, the snippets of up to 3 articles with a topic.")
+@click.option("--stub", "stubs", is_flag=True, help="After the list, a watchlist stub per candidate, ready to paste.")
+@handles_errors
+def candidates(watchlist_file: str, input_files: tuple[str, ...], since: str | None, bootstrap_servers: str,
+               topic_prefix: str, min_stories: int, limit: int, ner: bool, as_json: bool, examples: bool,
+               stubs: bool) -> None:
+    """Organizations nobody is watching yet: names that keep appearing with the watched topics.
+
+    Names in quotes, capitalised names headed by an organization word (Council, Movement,
+    совет, движение, рада, рух, ...) and Russian ORG entities (slovnet), minus every name of
+    the watchlist in any form; inflected forms counted as one. One candidate per line, best
+    first: by distinct stories times topic share (the share of its articles that carry a
+    watched topic). docs/tagging.md, "Candidates". Exit 2: a bad watchlist, an unreadable
+    file, a bad --since, or --since before news.tagged's earliest record."""
+    from datetime import UTC, datetime
+
+    from kafka.errors import KafkaError
+
+    from newsradar.records import TOPIC_TAGGED
+    from pipelines.candidates import main as candidates_main
+
+    from .history import HistoryError, parse_when, read_files, read_topic
+
+    if bool(input_files) == bool(since):
+        _fail("candidates: give the articles as --input FILE (one or more) or as --since WHEN (news.tagged)",
+              EXIT_BAD_INPUT)
+    now = datetime.now(UTC)
+
+    def read():
+        if input_files:
+            return read_files(list(input_files), now, progress=sys.stderr)
+        from newsradar.kafka import broker_answers
+
+        start = parse_when(since, now, "--since")
+        if not broker_answers(bootstrap_servers, timeout=10):
+            _fail(f"candidates: no Kafka broker answers at {bootstrap_servers}", EXIT_FAILURE)
+        return read_topic(bootstrap_servers, topic_prefix + TOPIC_TAGGED, start, now, progress=sys.stderr)
+
+    try:
+        code = candidates_main(read, watchlist_file, from_topic=not input_files, out=sys.stdout, err=sys.stderr,
+                               progress=sys.stderr, min_stories=min_stories, limit=limit, ner=ner,
+                               as_lines="json" if as_json else "text", examples=examples, stubs=stubs)
+    except HistoryError as exc:
+        _fail(f"candidates: {exc}", EXIT_BAD_INPUT)
+    except (TimeoutError, KafkaError) as exc:
+        _fail(f"candidates: {exc}", EXIT_FAILURE)
     sys.exit(code)
 
 
@@ -519,9 +585,11 @@ def sources_check(file: str, allow_private_networks: bool, no_resolve: bool) -> 
 def _register_groups() -> None:
     from .deliver import deliver
     from .dlq import dlq
+    from .feedback import feedback
 
     main.add_command(deliver)
     main.add_command(dlq)
+    main.add_command(feedback)
 
 
 _register_groups()

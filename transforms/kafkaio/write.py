@@ -13,7 +13,7 @@ from apache_beam.metrics import Metrics
 
 from newsradar.kafka import make_producer
 from newsradar.metrics import pipeline_metrics
-from newsradar.records import MAX_OUTPUT_RECORD_BYTES, Alert, DeadLetter, NoveltySummary, TaggedArticle
+from newsradar.records import MAX_OUTPUT_RECORD_BYTES, Alert, Candidate, DeadLetter, NoveltySummary, TaggedArticle
 
 STEP = "write"
 
@@ -32,6 +32,8 @@ def message_for(record) -> tuple[bytes | None, bytes]:
     if isinstance(record, NoveltySummary):
         # Compacted by this key: the newest summary of an organization is the one kept.
         return record.org_id.encode("utf-8"), record.encode()
+    if isinstance(record, Candidate):
+        return record.candidate_id.encode("utf-8"), record.encode()
     if isinstance(record, DeadLetter):
         return (record.source.encode("utf-8") if record.source else None), record.encode()
     raise TypeError(f"no Kafka encoding for {type(record).__name__}")
