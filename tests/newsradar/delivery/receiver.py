@@ -5,6 +5,7 @@ notifications it took carry."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -117,3 +118,21 @@ class Receiver:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def send_each(sink, notes):
+    """Send ``notes`` one call each through ``sink``, then close it; None, or the Retryable or
+    Permanent the sink raised."""
+    from newsradar.delivery.sinks import Permanent, Retryable
+
+    async def go():
+        try:
+            for n in notes:
+                await sink.send([n])
+        except (Retryable, Permanent) as exc:
+            return exc
+        finally:
+            await sink.close()
+        return None
+
+    return asyncio.run(go())

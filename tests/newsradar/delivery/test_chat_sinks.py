@@ -7,7 +7,6 @@ config errors naming file, line and field (exit 2 from `newsradar deliver`); rou
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 
@@ -30,24 +29,11 @@ from newsradar.delivery.telegram import Telegram, telegram_html
 from tests.conftest import free_port, newsradar_cmd
 from tests.newsradar.delivery.chatservers import SlackHook, TelegramApi, telegram_text
 from tests.newsradar.delivery.receiver import SECRET, Receiver, make_alert, three_org_article
+from tests.newsradar.delivery.receiver import send_each as send
 from tests.newsradar.delivery.test_worker import FakeTime, job, run_worker
 
 TOKEN = "123456:AAE-secret-bot-token_xyz"
 CHAT = "-1001234567890"
-
-
-def send(sink, notes):
-    async def go():
-        try:
-            for n in notes:
-                await sink.send([n])
-        except (Retryable, Permanent) as exc:
-            return exc
-        finally:
-            await sink.close()
-        return None
-
-    return asyncio.run(go())
 
 
 def telegram(api_url, monkeypatch, token=TOKEN, chat=CHAT, **extra):

@@ -6,7 +6,6 @@ the worker; the password only by reference; config errors naming file, line and 
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 
@@ -20,6 +19,7 @@ from newsradar.delivery.smtp import Email, message_id
 from tests.conftest import newsradar_cmd
 from tests.newsradar.delivery.mailserver import MailServer
 from tests.newsradar.delivery.receiver import make_alert, three_org_article
+from tests.newsradar.delivery.receiver import send_each as send
 from tests.newsradar.delivery.test_worker import FakeTime, job, run_worker, value
 
 USER, PASSWORD = "newsradar", "p4ss-w0rd-for-tests"
@@ -34,20 +34,6 @@ def email(server: MailServer, monkeypatch, password=PASSWORD, ca=True, **extra) 
     if ca:
         cfg["ca_file"] = str(server.cert)
     return Email(EmailSink.model_validate(cfg))
-
-
-def send(sink, notes):
-    async def go():
-        try:
-            for n in notes:
-                await sink.send([n])
-        except (Retryable, Permanent) as exc:
-            return exc
-        finally:
-            await sink.close()
-        return None
-
-    return asyncio.run(go())
 
 
 @pytest.mark.parametrize("mechanism", ["LOGIN", "PLAIN"])
