@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -57,7 +58,9 @@ with GroupClaim(sys.argv[1], sys.argv[2], sys.argv[3], session_timeout_ms=6000):
 """
 
 
-def test_a_second_pipeline_on_the_group_is_refused_and_a_killed_ones_claim_waited_out(kafka, topic_prefix):
+@contextlib.contextmanager
+def claim_held(kafka, topic_prefix):
+    """(topic, group, the process holding the group's claim in a subprocess)."""
     topic = f"{topic_prefix}news.dlq"
     nk.ensure_topics(kafka.bootstrap, topics=[topic])
     group = f"{topic_prefix}group"
@@ -65,6 +68,14 @@ def test_a_second_pipeline_on_the_group_is_refused_and_a_killed_ones_claim_waite
                               stdout=subprocess.PIPE, text=True, env={**os.environ})
     try:
         assert holder.stdout.readline().strip() == "claimed"
+        yield topic, group, holder
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_a_second_pipeline_on_the_group_is_refused_and_a_killed_ones_claim_waited_out(kafka, topic_prefix):
+    with claim_held(kafka, topic_prefix) as (topic, group, holder):
         with pytest.raises(nk.GroupClaimed, match="another pipeline is running"):
             with nk.GroupClaim(kafka.bootstrap, group, topic, wait=2.0):
                 pass
@@ -75,22 +86,13 @@ def test_a_second_pipeline_on_the_group_is_refused_and_a_killed_ones_claim_waite
         with nk.GroupClaim(kafka.bootstrap, group, topic, wait=30.0):
             waited = time.monotonic() - started
         assert waited < 30.0
-    finally:
-        holder.kill()
-        holder.wait(10)
     # a clean exit leaves the group at once
     with nk.GroupClaim(kafka.bootstrap, group, topic, wait=0.5):
         pass
 
 
 def test_two_pipelines_that_looked_at_the_same_moment_do_not_both_run(kafka, topic_prefix, monkeypatch):
-    topic = f"{topic_prefix}news.dlq"
-    nk.ensure_topics(kafka.bootstrap, topics=[topic])
-    group = f"{topic_prefix}group"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, kafka.bootstrap, group, topic],
-                              stdout=subprocess.PIPE, text=True, env={**os.environ})
-    try:
-        assert holder.stdout.readline().strip() == "claimed"
+    with claim_held(kafka, topic_prefix) as (topic, group, holder):
         # This one looked before the holder had joined (it saw nobody), then joined too.
         real = nk.GroupClaim.members
         looks = []
@@ -105,9 +107,6 @@ def test_two_pipelines_that_looked_at_the_same_moment_do_not_both_run(kafka, top
                 pass
         assert len(looks) == 2
         assert holder.poll() is None  # the one that was there keeps running
-    finally:
-        holder.kill()
-        holder.wait(10)
 
 
 def test_a_group_error_is_not_read_as_nobody_there():
