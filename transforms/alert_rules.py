@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from newsradar.config.watchlist import Novelty, Organization, Watchlist
+from newsradar.config.watchlist import SURGE_STATE_MARGIN, Novelty, Organization, Watchlist
 from newsradar.identity import alert_id
 from newsradar.records import Alert, TaggedArticle, format_time, parse_time
 from newsradar.vocab import SEVERITIES
@@ -331,7 +331,7 @@ class ArrivalClock:
 
 def memory(novelty: Novelty) -> float:
     """How long after an organization's last event its state can be pruned to nothing."""
-    return max(novelty.story_memory, novelty.surge.baseline + 2 * HOUR)
+    return max(novelty.story_memory, novelty.surge.baseline + SURGE_STATE_MARGIN)
 
 
 # ---------------------------------------------------------------------------

@@ -362,6 +362,11 @@ class Surge(_Frozen):
     cooldown: Duration = 6 * 3600.0
 
 
+# Surge hour counts are kept this long past the baseline (late mentions still count in their
+# hour; transforms.alert_rules.prune).
+SURGE_STATE_MARGIN = 2 * 3600.0
+
+
 class Novelty(_Frozen):
     default_window: Duration = 7 * 86400.0
     # How long a story is remembered per organization, so its late copies raise nothing.
@@ -411,7 +416,7 @@ class Watchlist(_Frozen):
         surge baseline and cooldown): what news.tagged and news.alerts must keep for the state
         rebuilt at start (the pipeline adds Dedupe's windows: ``pipelines.run.memory_seconds``)."""
         n = self.novelty
-        return max(n.story_memory, n.default_window, n.surge.baseline, n.surge.cooldown,
+        return max(n.story_memory, n.default_window, n.surge.baseline + SURGE_STATE_MARGIN, n.surge.cooldown,
                    *(org.window(n) for org in self.organizations))
 
 
