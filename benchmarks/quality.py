@@ -4,9 +4,11 @@ precision) per watched organization, by split and language, and per topic term.
 The set is ``tests/fixtures/eval/{en,ru,uk}.jsonl``: short articles and posts written for
 this project, each labeled with the topics it is about and the watched organizations it
 names, with hard negatives (a retailer "mobilizing" staff, a protest song, page layout
-"верстка", the phrase "единая Россия", a memorial to the fallen). Items are in two splits:
+"верстка", the phrase "единая Россия", a memorial to the fallen). Items are in splits:
 ``dev`` was used while tuning the shipped watchlist; ``holdout`` was written at the same
-time and never used for tuning, so its figures are the honest ones.
+time and never used for tuning, so its figures are the honest ones. Any further split is
+reported the same way, and ``--split NAME`` measures one split alone (all, per language,
+its errors).
 
 Per term (``--terms``), for every topic term that counted towards its topic's score on at
 least one item, whether or not the topic reached its threshold there: *precision* is the
@@ -18,7 +20,7 @@ With ``--feedback FILE`` (the analysts' verdicts, `newsradar feedback`), also th
 per organization alias and per topic term on the alerts they judged (newsradar/feedback.py).
 
     .venv/bin/python benchmarks/quality.py [--watchlist config/watchlist.yaml] [--json] [--errors] [--terms]
-        [--feedback config/feedback.jsonl]
+        [--split fresh] [--feedback config/feedback.jsonl]
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ def _score(table: dict[str, Counts], gold: Iterable[str], found: Iterable[str], 
 
 def evaluate(watchlist_path: Path = REPO / "config" / "watchlist.yaml", items: list[Item] | None = None,
              tagger: Tagger | None = None) -> Report:
-    """Tag every item and count, per scope ("all", "dev", "holdout", "en", "ru", "uk")."""
+    """Tag every item and count, per scope ("all", each split: "dev", "holdout", …, "en", "ru", "uk")."""
     items = items if items is not None else load_items()
     tagger = tagger or Tagger(load_watchlist(watchlist_path))
     topic_ids = [t.id for t in tagger.watchlist.topics]
@@ -185,7 +187,8 @@ def evaluate(watchlist_path: Path = REPO / "config" / "watchlist.yaml", items: l
 
 def print_report(report: Report, errors: bool = False, out=sys.stdout, terms: bool = False) -> None:
     out.write(f"{report.items} labeled items\n\n")
-    scopes = ["all", "dev", "holdout", "en", "ru", "uk"]
+    splits = sorted(s for s in report.topics if s not in ("all", "en", "ru", "uk"))
+    scopes = ["all", *splits, "en", "ru", "uk"]
     out.write("topic          scope     precision  recall  support\n")
     for topic in report.topics["all"]:
         for scope in scopes:
@@ -217,6 +220,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--errors", action="store_true", help="list every false positive and negative")
     parser.add_argument("--terms", action="store_true", help="precision and recall of every topic term, per language")
+    parser.add_argument("--split", help="measure only the items of this split (e.g. fresh): all, en, ru, uk "
+                                        "and --errors are then that split's")
     parser.add_argument("--feedback", type=Path, help="analysts' verdicts (newsradar feedback): precision per "
                                                        "organization alias and per topic term")
     args = parser.parse_args(argv)
@@ -227,7 +232,13 @@ def main(argv=None) -> int:
         except feedback.FeedbackError as exc:
             print(f"quality: {exc}", file=sys.stderr)
             return 2
-    report = evaluate(args.watchlist)
+    items = load_items()
+    if args.split is not None:
+        items = [i for i in items if i.split == args.split]
+        if not items:
+            print(f"quality: no items in split {args.split!r}", file=sys.stderr)
+            return 2
+    report = evaluate(args.watchlist, items)
     if args.json:
         out = report.as_dict()
         if verdicts is not None:

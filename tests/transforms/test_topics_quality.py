@@ -6,9 +6,13 @@ They are set per topic on all items, on the holdout split (never tuned on; its f
 ones to trust) and per language, and per organization.
 """
 
+import io
+import json
+from dataclasses import replace
+
 import pytest
 
-from benchmarks.quality import evaluate, load_items
+from benchmarks.quality import evaluate, load_items, main, print_report
 
 # (topic, scope) -> (precision floor, recall floor); measured values in docs/benchmarks.md
 TOPIC_FLOORS = {
@@ -72,3 +76,20 @@ def test_per_term_figures_name_the_terms_a_topic_rests_on(report):
         assert c.on_labeled + c.on_other > 0
         assert 0.0 <= c.precision <= 1.0 and 0.0 <= c.recall <= 1.0
     assert set(report.as_dict()["terms"]) == {"mobilization", "protest"}
+
+
+def test_every_split_is_reported_and_one_split_can_be_measured_alone(capsys):
+    items = load_items()
+    # A split of any name gets its own rows, between "all" and the languages.
+    renamed = ([i for i in items if i.split == "dev"][:10]
+               + [replace(i, split="fresh") for i in items if i.split == "holdout"][:10])
+    out = io.StringIO()
+    print_report(evaluate(items=renamed), out=out)
+    scopes = [line.split()[1] for line in out.getvalue().splitlines() if line.startswith("mobilization ")]
+    assert scopes[:3] == ["all", "dev", "fresh"] and set(scopes[3:]) <= {"en", "ru", "uk"}
+    # --split: every figure (and the item count) is that split's alone.
+    assert main(["--split", "holdout", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["items"] == sum(1 for i in items if i.split == "holdout")
+    assert set(shown["topics"]) == {"all", "holdout", "en", "ru", "uk"}
+    assert main(["--split", "no-such-split"]) == 2
