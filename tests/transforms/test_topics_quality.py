@@ -3,7 +3,11 @@
 The floors sit a little under what the shipped watchlist measures (docs/benchmarks.md), so
 a change that makes tagging clearly worse fails here, while one relabeled item does not.
 They are set per topic on all items, on the holdout split (never tuned on; its floors are the
-ones to trust) and per language, and per organization.
+ones to trust) and per language, and per organization. "All items" means the dev and holdout
+splits: the ``fresh`` split (45 items written and measured before any tuning, 2026-12-07) is
+reported on its own in docs/benchmarks.md and has no floors yet — its topic recall (0.65
+mobilization, 0.75 protest) is below the issue's target, and floors there would only record
+that. Tuning on it makes it a dev split.
 """
 
 import io
@@ -34,9 +38,16 @@ ORG_PRECISION_FLOOR = 0.95  # micro-averaged over organizations
 ORG_MICRO_RECALL_FLOOR = 0.95
 
 
+FLOORED_SPLITS = ("dev", "holdout")
+
+
 @pytest.fixture(scope="module")
 def report():
-    return evaluate()
+    return evaluate(items=[i for i in load_items() if i.split in FLOORED_SPLITS])
+
+
+def test_every_item_is_in_a_floored_split_or_the_fresh_one():
+    assert {i.split for i in load_items()} == {*FLOORED_SPLITS, "fresh"}
 
 
 def test_the_set_is_large_and_mixed():
