@@ -239,3 +239,22 @@ def test_a_report_that_would_overwrite_an_input_is_refused_before_the_work(tmp_p
 def test_input_and_topic_are_exclusive():
     result = run("--watchlist", WATCHLIST, "--input", ARTICLES, "--topic", "news.raw", "--since", "1d")
     assert result.returncode == 2 and "--input FILE" in result.stderr
+
+
+def test_a_topic_history_is_put_in_time_order_on_disk_and_read_again_on_every_pass():
+    from newsradar.cli.history import SortedRecords
+
+    records = SortedRecords("news.raw")
+    arrivals = [(3000, 0, 5, b"c"), (1000, 1, 2, b"a"), (2000, 0, 4, b"b2"), (2000, 0, 3, b"b1"), (1000, 0, 9, b"a0")]
+    for ts, partition, offset, value in arrivals:
+        records.add(ts, partition, offset, value)
+    history = records.done()
+    try:
+        expected = [b"a0", b"a", b"b1", b"b2", b"c"]
+        for _ in range(2):  # a second watchlist's run reads them again, in the same order
+            got = list(history)
+            assert [r.payload for r in got] == expected
+        assert [r.where for r in got][:2] == ["news.raw/0:9", "news.raw/1:2"]
+        assert got[0].at == 1.0 and len(history) == 5 and history.size_hint() == 5
+    finally:
+        history.close()
