@@ -119,12 +119,16 @@ class TreeMemory(threading.Thread):
         self.pid, self.every = pid, every
         self.peak_rss = self.peak_pss = 0
         self.peak_procs = 0
+        self.peak_rss_of: dict[int, int] = {}  # pid → its own peak RSS (KB)
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.wait(self.every):
             pids = _tree(self.pid)
-            rss = sum(_kb(f"/proc/{p}/status", "VmRSS:") for p in pids)
+            each = {p: _kb(f"/proc/{p}/status", "VmRSS:") for p in pids}
+            for p, kb in each.items():
+                self.peak_rss_of[p] = max(self.peak_rss_of.get(p, 0), kb)
+            rss = sum(each.values())
             pss = sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
             self.peak_procs = max(self.peak_procs, len(pids))
@@ -154,7 +158,10 @@ def run_batch_child(path: Path) -> dict:
     if proc.returncode not in (0, 2):  # 2: the malformed lines, reported
         raise RuntimeError(f"newsradar tag exited {proc.returncode}: {tail}")
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": memory.peak_rss / 1024,
-            "peak_pss_mb": memory.peak_pss / 1024, "processes": memory.peak_procs, "stderr_tail": tail}
+            "peak_pss_mb": memory.peak_pss / 1024, "processes": memory.peak_procs,
+            "peak_rss_parent_mb": memory.peak_rss_of.get(proc.pid, 0) / 1024,
+            "peak_rss_workers_mb": sorted(kb / 1024 for p, kb in memory.peak_rss_of.items() if p != proc.pid),
+            "stderr_tail": tail}
 
 
 # ---------------------------------------------------------------------------
