@@ -31,7 +31,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
 import traceback
@@ -127,16 +126,6 @@ class _Stateless:
         self._tagger = self._tagger.rebuilt_if_grown()
         return self._tagger
 
-    def warm(self) -> None:
-        """Load what the steps load on first use (the tagger's language pipelines, lingua's
-        models of both scripts): done once in this process before the workers fork, each of
-        them starts with it instead of loading its own (seconds of CPU each, and the pages
-        stay shared)."""
-        self._tagger_in_force()
-        for sample in ("The ministry said on Monday that the talks would go on.",
-                       "Министерство в понедельник заявило, что переговоры продолжатся."):
-            transforms.normalize.detect_language(sample, None, self._detector)
-
     def _parsed(self, payload: bytes):
         result = parse.parse_article(payload)
         return result
@@ -175,9 +164,9 @@ def _normalize(raw, detector):
 _WORKER: _Stateless | None = None
 
 
-def _start_worker(worker: _Stateless) -> None:
+def _start_worker(source: WatchlistSource, settings: DedupeSettings) -> None:
     global _WORKER
-    _WORKER = worker
+    _WORKER = _Stateless(source, settings)
 
 
 def _prepare_batch(batch: list[tuple[int, bytes, float]]) -> list[_Prepared]:
@@ -315,29 +304,18 @@ class BatchRun:
         self.rules = _Rules(self._source, self._settings)
 
     def __iter__(self) -> Iterator[Outcome]:
+        batches = _batches(self._records, self._batch)
         if self._workers <= 0:
             worker = _Stateless(self._source, self._settings)
-            for batch in _batches(self._records, self._batch):
+            for batch in batches:
                 for seq, payload, at in batch:
                     yield self.rules.apply(worker.prepare(seq, payload, at))
             return
         # fork: the workers start with this process's modules as they are (a test's injected
-        # fault included), and with the stateless steps built and their models loaded here,
-        # once (initargs are not pickled under fork). gc.freeze: the collector of a worker
-        # does not write to the inherited objects, whose pages then stay shared.
-        worker = _Stateless(self._source, self._settings)
-        worker.warm()
+        # fault included) and without pickling the watchlist.
         context = multiprocessing.get_context("fork")
-        gc.freeze()
-        try:
-            yield from self._run_pool(context, worker)
-        finally:
-            gc.unfreeze()
-
-    def _run_pool(self, context, worker: _Stateless) -> Iterator[Outcome]:
-        batches = _batches(self._records, self._batch)
         with ProcessPoolExecutor(self._workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(worker,)) as pool:
+                                 initargs=(self._source, self._settings)) as pool:
             pending: deque = deque()
             try:
                 for batch in batches:
@@ -355,8 +333,7 @@ class BatchRun:
 
 def workers_for(size: int | None) -> int:
     """Worker processes for an input of ``size`` records (None: not known): none for a small
-    one, whose start-up (forking, the pool's queues, each worker's first batches with cold
-    caches) would cost more than it saves."""
+    one, whose start-up (each worker loads the language models) would cost more than it saves."""
     return 0 if size is not None and size < SMALL_INPUT else WORKERS
 
 
