@@ -228,6 +228,7 @@ def read_topic(bootstrap_servers: str, topic: str, since: datetime, until: datet
     consumer = make_consumer(bootstrap_servers, enable_auto_commit=False,
                              client_id="newsradar-backtest", max_partition_fetch_bytes=8 * 1024 * 1024,
                              fetch_max_bytes=16 * 1024 * 1024)
+    got: SortedRecords | None = None
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not parts:
@@ -240,7 +241,7 @@ def read_topic(bootstrap_servers: str, topic: str, since: datetime, until: datet
         for tp in parts:
             consumer.seek(tp, starts[tp])
         total = sum(max(stops[tp] - starts[tp], 0) for tp in parts)
-        got = SortedRecords(topic)
+        got = SortedRecords(topic)  # closed below if the read fails
         with Progress(f"reading {topic}", total=total, unit="records", stream=progress,
                       every=tag.PROGRESS_EVERY if progress is not None else float("inf"),
                       tty=None if progress is not None else False) as shown:
@@ -259,7 +260,8 @@ def read_topic(bootstrap_servers: str, topic: str, since: datetime, until: datet
                         elif rec.value is None:
                             history.malformed.append((f"{topic}/{rec.partition}:{rec.offset}", "a record without a value"))
     except BaseException:
-        got.close()
+        if got is not None:
+            got.close()
         raise
     finally:
         consumer.close()
