@@ -33,7 +33,7 @@ INSTALL_REQUIRES = [
     "click>=8.1.7,<9",
     "rich>=13.7,<16",
     # near-duplicate sketches (MinHash + LSH)
-    "datasketch>=1.6,<3",
+    "datasketch>=2.0,<3",
     # language identification with bundled models (no downloads at run time)
     "lingua-language-detector>=2.0.2,<3",
     # fast, forgiving HTML parsing (html -> text, t.me/s pages)

@@ -13,17 +13,22 @@ Measured, for each ``--articles`` size, in one run:
   process: wall time, CPU time of the whole process tree (the command and its workers), and
   peak memory of the tree (sum of RSS, and sum of PSS, which counts shared pages once),
   sampled every 0.2 s from /proc;
-* ``bare``   the bare chain in this process over the first ``--bare`` articles of the same
-  input: ``Tagger.tag`` and the novelty functions (``events_of``, ``AlertRules.apply``) in a
-  plain loop (CPU time), as in benchmarks/tagging.py.
+* ``bare``   the bare chain in this process over the same input's articles (all of them, or
+  the first ``--bare``), before the batch run: ``Tagger.tag`` and the novelty functions
+  (``events_of``, ``AlertRules.apply``) in a plain loop (CPU time), as in benchmarks/tagging.py.
 
 The per-core ratio is (articles / CPU second of the batch tree) / (articles / CPU second of
-the bare chain). ``--profile N`` instead prints where the time goes in the batch path's steps,
-all in this process (cProfile, cumulative time of the steps' functions); ``--stages N`` the CPU
-time of each step's plain function with plain timers (no profiler overhead).
+the bare chain), articles being the input's lines less the malformed ones: the CPU seconds of
+the tree are those of every core it used, so this is articles/s per core used. The batch
+figure includes the command's start-up (imports, models), the bare one does not. Other work
+on the machine slows both; the load average is recorded at each phase. ``--profile N``
+instead prints where the time goes in the batch path's steps, all in this process (cProfile,
+cumulative time of the steps' functions); ``--stages N`` the CPU time of each step's plain
+function with plain timers (no profiler overhead); ``--profile-split N`` cProfile (CPU time)
+in the parent and in each worker of a real two-worker run.
 
-    .venv/bin/python benchmarks/backtest.py [--articles 20000 200000] [--bare 3000]
-    .venv/bin/python benchmarks/backtest.py --profile 3000 | --stages 3000
+    .venv/bin/python benchmarks/backtest.py [--articles 20000 200000] [--bare N]
+    .venv/bin/python benchmarks/backtest.py --profile 3000 | --stages 3000 | --profile-split 5000
 """
 
 from __future__ import annotations
@@ -114,12 +119,16 @@ class TreeMemory(threading.Thread):
         self.pid, self.every = pid, every
         self.peak_rss = self.peak_pss = 0
         self.peak_procs = 0
+        self.peak_rss_of: dict[int, int] = {}  # pid → its own peak RSS (KB)
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.wait(self.every):
             pids = _tree(self.pid)
-            rss = sum(_kb(f"/proc/{p}/status", "VmRSS:") for p in pids)
+            each = {p: _kb(f"/proc/{p}/status", "VmRSS:") for p in pids}
+            for p, kb in each.items():
+                self.peak_rss_of[p] = max(self.peak_rss_of.get(p, 0), kb)
+            rss = sum(each.values())
             pss = sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
             self.peak_procs = max(self.peak_procs, len(pids))
@@ -149,7 +158,10 @@ def run_batch_child(path: Path) -> dict:
     if proc.returncode not in (0, 2):  # 2: the malformed lines, reported
         raise RuntimeError(f"newsradar tag exited {proc.returncode}: {tail}")
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": memory.peak_rss / 1024,
-            "peak_pss_mb": memory.peak_pss / 1024, "processes": memory.peak_procs, "stderr_tail": tail}
+            "peak_pss_mb": memory.peak_pss / 1024, "processes": memory.peak_procs,
+            "peak_rss_parent_mb": memory.peak_rss_of.get(proc.pid, 0) / 1024,
+            "peak_rss_workers_mb": sorted(kb / 1024 for p, kb in memory.peak_rss_of.items() if p != proc.pid),
+            "stderr_tail": tail}
 
 
 # ---------------------------------------------------------------------------
@@ -157,9 +169,11 @@ def run_batch_child(path: Path) -> dict:
 
 
 def _tagged_inputs(path: Path, n: int):
+    """The input's articles as the bare chain takes them (the first ``n``; 0: all), read as
+    a stream."""
     from newsradar.records import RawArticle, TaggedArticle
 
-    out = []
+    done = 0
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             try:
@@ -169,34 +183,38 @@ def _tagged_inputs(path: Path, n: int):
             raw = RawArticle(article_id=obj["id"], source_id="bench", source_kind="rss", url=obj["url"],
                              title=obj["title"], text=obj["text"], published_at=obj["published_at"],
                              fetched_at=obj["published_at"])
-            out.append(TaggedArticle(article=raw, lang=obj["lang"], story_id=raw.article_id))
-            if len(out) >= n:
-                break
-    return out
+            yield TaggedArticle(article=raw, lang=obj["lang"], story_id=raw.article_id)
+            done += 1
+            if done == n:
+                return
 
 
-def bare_chain(path: Path, n: int, warm: int = 300) -> float:
-    """Articles per CPU second of Tagger.tag + events_of + AlertRules.apply in a plain loop."""
+def bare_chain(path: Path, n: int, warm: int = 300) -> tuple[float, int]:
+    """(articles per CPU second, articles) of Tagger.tag + events_of + AlertRules.apply in a
+    plain loop over the input's articles (the first ``n``; 0: all of them, as the batch path
+    gets them). The first ``warm`` articles are not timed (caches warm, as in a running worker);
+    building the Tagger is not timed either, while the batch path's CPU time includes its
+    start-up: the comparison leans against the batch path."""
     from newsradar.config import load_watchlist
     from transforms.alert_rules import AlertRules, OrgState, events_of
     from transforms.tagging import Tagger
 
     watchlist = load_watchlist(REPO / "config" / "watchlist.yaml")
-    articles = _tagged_inputs(path, n + warm)
     tagger = Tagger(watchlist)
     rules = AlertRules(lambda: watchlist)
     states: dict[str, OrgState] = {}
-
-    def loop(items):
-        for article in items:
-            out = tagger.tag(article)
-            for org_id, event in events_of(out):
-                rules.apply(states.setdefault(org_id, OrgState()), event)
-
-    loop(articles[:warm])  # caches warm, as in a running worker
-    t = time.process_time()
-    loop(articles[warm:])
-    return (len(articles) - warm) / (time.process_time() - t)
+    articles = _tagged_inputs(path, n)
+    timed = 0
+    spent = 0.0
+    for i, article in enumerate(articles):
+        t = time.process_time()
+        out = tagger.tag(article)
+        for org_id, event in events_of(out):
+            rules.apply(states.setdefault(org_id, OrgState()), event)
+        if i >= warm:
+            spent += time.process_time() - t
+            timed += 1
+    return timed / spent, timed
 
 
 # ---------------------------------------------------------------------------
@@ -330,24 +348,78 @@ def stages(path: Path, n: int) -> None:
         print(f"  {name:<40} {seconds:7.2f} s  {100 * seconds / total:5.1f} %  {1000 * seconds / max(done, 1):6.2f} ms/article")
 
 
+def profile_split(path: Path, n: int, workdir: Path) -> None:
+    """The batch path as it runs (two forked workers), with cProfile in each worker and in
+    this process (the parent: reading, the stateful rules, the output): where each process's
+    time goes, by function (tottime, CPU time), and the processes' CPU seconds."""
+    import cProfile
+    import multiprocessing.util
+    import pstats
+
+    from newsradar.config import load_watchlist
+    from pipelines import batch, tag
+    from transforms.reload import WatchlistSource
+
+    watchlist = load_watchlist(REPO / "config" / "watchlist.yaml")
+    start = batch._start_worker
+
+    def profiled_start(*args):
+        profiler = cProfile.Profile(time.process_time)
+        t = time.process_time()
+
+        def dump():
+            profiler.disable()
+            profiler.dump_stats(workdir / f"worker-{os.getpid()}.prof")
+            print(f"worker {os.getpid()}: {time.process_time() - t:.1f} s CPU from its start", flush=True)
+
+        profiler.enable()
+        start(*args)
+        multiprocessing.util.Finalize(None, dump, exitpriority=10)
+
+    batch._start_worker = profiled_start
+    now = datetime.now(UTC)
+    for old in workdir.glob("worker-*.prof"):
+        old.unlink()
+    out = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 -- for the run only
+    profiler = cProfile.Profile(time.process_time)
+    t = time.process_time()
+    profiler.enable()
+    with open(path, "rb") as fh:
+        items = tag.stream_items(fh, now, str(path))
+        pairs, run = tag.run_items(items, WatchlistSource.fixed(watchlist), n)
+        for _item, text, _error, _outcome in tag.output_lines(pairs, run.rules.repeats.__contains__):
+            out.write(text + "\n")
+    profiler.disable()
+    print(f"parent: {time.process_time() - t:.1f} s CPU (its threads included)")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
+    for prof in sorted(workdir.glob("worker-*.prof")):
+        print(f"--- {prof.name}")
+        pstats.Stats(str(prof)).sort_stats("tottime").print_stats(18)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, nargs="+", default=[20_000, 200_000])
-    parser.add_argument("--bare", type=int, default=3_000, help="articles of the bare chain")
+    parser.add_argument("--bare", type=int, default=0, help="articles of the bare chain (default 0: all of the input)")
     parser.add_argument("--spacing", type=float, default=MONTH_SPACING, help="seconds between articles")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", type=int, default=0, help="profile the steps over N records instead")
     parser.add_argument("--stages", type=int, default=0, help="CPU time per step over N records (plain timers)")
+    parser.add_argument("--profile-split", type=int, default=0,
+                        help="profile the parent and each of the two workers over N records")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the input files, and reuse them if there")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="newsradar-bench-"))
-    if args.profile or args.stages:
-        n = args.profile or args.stages
+    if args.profile or args.stages or args.profile_split:
+        n = args.profile or args.stages or args.profile_split
         path = workdir / f"profile-{n}.jsonl"
         if not (path.exists() and args.keep):
             write_input(path, n, args.seed, args.spacing)
-        (profile if args.profile else stages)(path, n)
+        if args.profile_split:
+            profile_split(path, n, workdir)
+        else:
+            (profile if args.profile else stages)(path, n)
         return 0
     results = []
     for n in args.articles:
@@ -359,11 +431,15 @@ def main(argv=None) -> int:
             lines = write_input(path, n, args.seed, args.spacing)
         print(f"{n:,} articles ({lines:,} lines, {path.stat().st_size / 2**20:.0f} MiB) written in "
               f"{time.monotonic() - t:.0f} s", flush=True)
-        bare = bare_chain(path, args.bare)
-        print(f"bare chain: {bare:.0f} articles per CPU second", flush=True)
+        load_before = os.getloadavg()[0]
+        bare, bare_n = bare_chain(path, args.bare)
+        print(f"bare chain: {bare:.0f} articles per CPU second over {bare_n:,} articles "
+              f"(load average {load_before:.1f} at its start)", flush=True)
+        load_batch = os.getloadavg()[0]
         batch = run_batch_child(path)
-        row = {"articles": n, "lines": lines, **batch, "bare_per_cpu_s": bare,
-               "batch_per_s": lines / batch["wall_s"], "batch_per_cpu_s": lines / batch["cpu_s"]}
+        row = {"articles": n, "lines": lines, **batch, "bare_per_cpu_s": bare, "bare_articles": bare_n,
+               "load_at_bare": load_before, "load_at_batch": load_batch, "load_after": os.getloadavg()[0],
+               "batch_per_s": lines / batch["wall_s"], "batch_per_cpu_s": (lines - n // 500) / batch["cpu_s"]}
         row["per_core_ratio"] = row["batch_per_cpu_s"] / bare
         results.append(row)
         print(json.dumps(row), flush=True)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -304,22 +305,32 @@ class _Record:
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {"v": self.version()}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
+        for name in _field_names(type(self)):
+            value = getattr(self, name)
             if value is None:
                 continue
-            out[f.name] = _plain(value)
+            out[name] = _plain(value)
         return out
 
     def encode(self) -> bytes:
         return _dump(self.to_dict())
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+_SCALARS = (str, int, float, bool)
+
+
 def _plain(value: Any) -> Any:
+    if isinstance(value, _SCALARS):  # the common case, before the costlier checks
+        return value
     if dataclasses.is_dataclass(value):
         # Unset optional fields of nested items are left out, as at the top level.
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if getattr(value, f.name) is not None}
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))
+                if getattr(value, name) is not None}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value

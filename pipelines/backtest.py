@@ -66,6 +66,72 @@ class DatedAlert:
         return self.alert.topic_id if self.alert.kind == "topic" and self.alert.topic_id else self.alert.org_id or ""
 
 
+class AlertLog:
+    """The alerts of one run, in the order they were raised, on disk: a temporary SQLite
+    file (removed when the log is garbage or the process exits), so a month of alerts
+    under two watchlists (``--against``) is not held in memory. Iterating reads them back
+    one at a time; :meth:`per_day` and :meth:`top` are answered by queries."""
+
+    def __init__(self):
+        import sqlite3
+        import tempfile
+
+        self._dir = tempfile.TemporaryDirectory(prefix="newsradar-alerts-")
+        self._db = sqlite3.connect(f"{self._dir.name}/alerts.sqlite")
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE alerts (seq INTEGER PRIMARY KEY, alert_id TEXT, day TEXT, subject TEXT,"
+                         " urgency INTEGER, blob BLOB)")
+        self._count = 0
+
+    def append(self, dated: DatedAlert) -> None:
+        import pickle
+
+        self._db.execute("INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?)",
+                         (self._count, dated.alert.alert_id, dated.day, dated.subject,
+                          _urgency(dated.alert.severity), pickle.dumps(dated, protocol=5)))
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def _rows(self, sql: str, args=()):
+        import pickle
+
+        for (blob,) in self._db.execute(sql, args):
+            yield pickle.loads(blob)
+
+    def __iter__(self):
+        return self._rows("SELECT blob FROM alerts ORDER BY seq")
+
+    def ids(self) -> set[str]:
+        return {alert_id for (alert_id,) in self._db.execute("SELECT alert_id FROM alerts")}
+
+    def days(self) -> set[str]:
+        return {day for (day,) in self._db.execute("SELECT DISTINCT day FROM alerts")}
+
+    def per_day(self, subject: str | None = None) -> dict[str, int]:
+        """Alerts per UTC day, of one subject (organization or topic) or of all."""
+        if subject is None:
+            rows = self._db.execute("SELECT day, COUNT(*) FROM alerts GROUP BY day")
+        else:
+            rows = self._db.execute("SELECT day, COUNT(*) FROM alerts WHERE subject = ? GROUP BY day", (subject,))
+        return dict(rows)
+
+    def top(self, limit: int) -> list[DatedAlert]:
+        """Most urgent first, then by day, then in the order raised."""
+        return list(self._rows("SELECT blob FROM alerts ORDER BY urgency DESC, day, seq LIMIT ?", (limit,)))
+
+
+def _urgency(severity: str) -> int:
+    from newsradar.vocab import SEVERITIES
+
+    return SEVERITIES.index(severity)
+
+
 @dataclass
 class Result:
     """What one watchlist raised over the history."""
@@ -78,7 +144,7 @@ class Result:
     per_day: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
     per_org: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
     per_topic: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
-    alerts: list[DatedAlert] = field(default_factory=list)
+    alerts: AlertLog = field(default_factory=AlertLog)
 
     @property
     def mentions(self) -> int:
@@ -145,15 +211,20 @@ def add(result: Result, record: HistoryRecord, outcome) -> None:
 
 @dataclass(frozen=True)
 class Diff:
-    added: list[DatedAlert]  # raised by the new watchlist only
-    dropped: list[DatedAlert]  # raised by the current watchlist only
+    added: AlertLog  # raised by the new watchlist only
+    dropped: AlertLog  # raised by the current watchlist only
 
 
 def diff(new: Result, current: Result) -> Diff:
-    new_ids = {a.alert.alert_id for a in new.alerts}
-    current_ids = {a.alert.alert_id for a in current.alerts}
-    return Diff(added=[a for a in new.alerts if a.alert.alert_id not in current_ids],
-                dropped=[a for a in current.alerts if a.alert.alert_id not in new_ids])
+    """The alerts only one version raised, in the order raised (on disk as the runs' are;
+    what is held is the two sets of alert ids)."""
+    added, dropped = AlertLog(), AlertLog()
+    for log, other, out in ((new.alerts, current.alerts, added), (current.alerts, new.alerts, dropped)):
+        other_ids = other.ids()
+        for a in log:
+            if a.alert.alert_id not in other_ids:
+                out.append(a)
+    return Diff(added=added, dropped=dropped)
 
 
 # ---------------------------------------------------------------------------

@@ -14,9 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from html import escape
 
-from newsradar.vocab import SEVERITIES
-
-from .backtest import DatedAlert, Diff, History, Result
+from .backtest import AlertLog, DatedAlert, Diff, History, Result
 
 # The browser itself refuses anything the document would load or run (and says so on its
 # console): what a later change might add by mistake cannot reach out.
@@ -36,7 +34,7 @@ td:first-child,th:first-child{text-align:left}
 
 
 def _days(results: list[Result]) -> list[str]:
-    seen = sorted({d for r in results for d in r.per_day} | {a.day for r in results for a in r.alerts})
+    seen = sorted({d for r in results for d in r.per_day} | {d for r in results for d in r.alerts.days()})
     if not seen:
         return []
     first, last = (datetime.strptime(d, "%Y-%m-%d").replace(tzinfo=UTC) for d in (seen[0], seen[-1]))
@@ -44,11 +42,7 @@ def _days(results: list[Result]) -> list[str]:
 
 
 def _per_day(result: Result, subject: str | None) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for a in result.alerts:
-        if subject is None or a.subject == subject:
-            counts[a.day] = counts.get(a.day, 0) + 1
-    return counts
+    return result.alerts.per_day(subject)
 
 
 def bar_chart(title: str, days: list[str], new: dict[str, int], current: dict[str, int] | None) -> str:
@@ -105,13 +99,13 @@ def _alert_block(a: DatedAlert, dropped: bool = False) -> str:
             f'<div class="why">{escape(al.why)}</div></div>')
 
 
-def top(alerts: list[DatedAlert]) -> list[DatedAlert]:
-    """Most urgent first, then by day (the order of the report's lists)."""
-    return sorted(alerts, key=lambda a: (-SEVERITIES.index(a.alert.severity), a.day))
+def top(alerts: AlertLog, limit: int = MAX_LISTED) -> list[DatedAlert]:
+    """Most urgent first, then by day (the order of the report's lists), at most ``limit``."""
+    return alerts.top(limit)
 
 
-def _alert_list(title: str, alerts: list[DatedAlert], dropped: bool = False) -> str:
-    shown = top(alerts)[:MAX_LISTED]
+def _alert_list(title: str, alerts: AlertLog, dropped: bool = False) -> str:
+    shown = top(alerts)
     more = (f"<p>… and {len(alerts) - len(shown)} more (all are in the text report).</p>"
             if len(alerts) > len(shown) else "")
     body = "".join(_alert_block(a, dropped) for a in shown) or "<p>none</p>"

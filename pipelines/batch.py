@@ -17,7 +17,10 @@ Guarantees:
   the caller never has to hold the whole input or output.
 * Memory is bounded by the stream's own bounds (repeat and story windows in event time, the
   organizations' pruned states), plus the records in flight
-  (``(in_flight + 1) * batch_size``); it does not grow with the input.
+  (``(in_flight + 1) * batch_size``); it does not grow with the input as such. The workers'
+  tagger caches (lemma forms, spaCy's strings) grow with the vocabulary seen, up to their caps
+  (:mod:`transforms.nlp`), which is what still grows between 20k and 200k articles
+  (docs/benchmarks.md).
 * Results are those of ``build(ordered=True)`` on the same input (tests/pipelines/test_batch.py):
   the same tagged articles, story ids, repeats, dead letters (step, error, record) and alerts
   (ids, in input order). One difference, where the in-order Beam fold is not the stream:

@@ -232,17 +232,18 @@ def run_items(items: Iterable[Item], source: WatchlistSource, size: int | None =
 
 
 def output_lines(pairs, remembered: Callable[[str], bool] = lambda _id: True,
-                 explain: bool = False) -> Iterator[tuple[Item, dict, str | None, object]]:
-    """(item, JSON object, error or None, outcome) per (item, outcome), in input order. An item Dedupe
-    dropped as a repeat gets the output of its article id's version in force: the newest
-    tagged one, else (every version failed) the newest failure. What is kept for that is
+                 explain: bool = False) -> Iterator[tuple[Item, str, str | None, object]]:
+    """(item, its output line as JSON text, error or None, outcome) per (item, outcome), in
+    input order. An item Dedupe dropped as a repeat gets the output of its article id's
+    version in force: the newest tagged one, else (every version failed) the newest failure.
+    What is kept for that (the line's JSON text, not the object: a third of the memory) is
     kept only while Dedupe remembers the id (``remembered``; forgotten ids come with each
     outcome), so it is bounded as Dedupe's state is."""
-    in_force: dict[str, tuple[int, dict]] = {}
+    in_force: dict[str, tuple[int, str]] = {}
     failed: dict[str, tuple[int, str]] = {}
     for item, outcome in pairs:
         if outcome is None:
-            yield item, {"line": item.line, "error": item.error}, item.error, outcome
+            yield item, _json({"line": item.line, "error": item.error}), item.error, outcome
             continue
         for gone in outcome.forgotten:
             in_force.pop(gone, None)
@@ -250,24 +251,28 @@ def output_lines(pairs, remembered: Callable[[str], bool] = lambda _id: True,
         article_id = item.article.article_id
         keep = remembered(article_id)
         if outcome.tagged is not None:
-            obj = output_object(outcome.tagged, explain)
+            text = _json(output_object(outcome.tagged, explain))
             if keep:
-                in_force[article_id] = (item.line, obj)
-            yield item, obj, None, outcome
+                in_force[article_id] = (item.line, text)
+            yield item, text, None, outcome
         elif outcome.dead is not None:
             error = f"{outcome.dead.step}: {outcome.dead.error}"
             if keep:
                 failed[article_id] = (item.line, error)
-            yield item, {"line": item.line, "error": error}, error, outcome
+            yield item, _json({"line": item.line, "error": error}), error, outcome
         elif article_id in in_force:
-            line, obj = in_force[article_id]
-            yield item, {**obj, "repeat_of_line": line}, None, outcome
+            line, text = in_force[article_id]
+            yield item, _json({**json.loads(text), "repeat_of_line": line}), None, outcome
         elif article_id in failed:
             line, error = failed[article_id]
             error = f"repeat of line {line}, which failed: {error}"
-            yield item, {"line": item.line, "error": error}, error, outcome
+            yield item, _json({"line": item.line, "error": error}), error, outcome
         else:
             raise RuntimeError(f"line {item.line}: the pipeline returned neither an article nor a dead letter")
+
+
+def _json(obj: dict) -> str:
+    return json.dumps(obj, ensure_ascii=False)
 
 
 def main(watchlist_file: str, input_file: str | None, alerts_file: str | None,
@@ -318,13 +323,13 @@ def _tag(items: Iterable[Item], source: WatchlistSource, name: str, out: TextIO,
     bad = count = 0
     with Progress(f"tagging {name}", total=total, unit="lines" if total else "items", stream=err,
                   every=PROGRESS_EVERY) as shown:
-        for item, obj, error, outcome in output_lines(pairs, run.rules.repeats.__contains__, explain):
+        for item, text, error, outcome in output_lines(pairs, run.rules.repeats.__contains__, explain):
             count += 1
             shown.advance(item.line - shown.count if total else 1)
             if error is not None:
                 bad += 1
                 err.write(f"newsradar: {name}:{item.line}: {error}\n")
-            out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            out.write(text + "\n")
             if alerts_out is not None and outcome is not None and outcome.alerts:
                 _write_alerts(alerts_out, outcome.alerts)
     out.flush()

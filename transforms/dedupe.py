@@ -227,36 +227,51 @@ def words(text: str) -> list[str]:
 def exact_key(tagged: TaggedArticle) -> str:
     """Identity of the visible text, ignoring case and spacing: reposts and copies with a
     different headline share it."""
-    body = tagged.article.text if tagged.article.text.strip() else tagged.article.title
-    return hashlib.sha256(" ".join(words(body)).encode()).hexdigest()[:32]
+    return story_keys(tagged, None)[0]
+
+
+def _exact_of(title_words: list[str], text_words: list[str], text: str) -> str:
+    body = text_words if text.strip() else title_words
+    return hashlib.sha256(" ".join(body).encode()).hexdigest()[:32]
 
 
 def sketch(tagged: TaggedArticle, settings: DedupeSettings) -> bytes:
     """The MinHash of the article's word bigrams as 32-bit values, or b"" when the text is
     too short for a sketch to mean anything."""
-    from datasketch import MinHash
+    return story_keys(tagged, settings)[1]
 
-    tokens = words(f"{tagged.article.title} {tagged.article.text}")
+
+def _sketch_of(tokens: list[str], settings: DedupeSettings) -> bytes:
+    """datasketch's ``MinHash(num_perm, seed=_SEED, scheme="affine32")`` after
+    ``update_batch`` of the bigrams' UTF-8, value for value, computed here in one numpy pass:
+    SHA-1 of each bigram (its first 4 bytes, little-endian: datasketch's ``sha1_hash32``),
+    the MurmurHash3 finalizer, then ``a * h + b`` in uint32 and the minimum per permutation.
+    datasketch's own loop costs twice as much (a struct call per bigram, a MinHash object
+    per article); tests/transforms/test_dedupe.py checks the two agree."""
     if len(tokens) < settings.min_tokens:
         return b""
-    m = MinHash(num_perm=settings.num_perm, seed=_SEED, scheme=_SCHEME, permutations=_permutations(settings.num_perm))
-    m.update_batch(f"{a} {b}".encode() for a, b in zip(tokens, tokens[1:], strict=False))
-    return m.hashvalues.astype(np.uint32).tobytes()
+    a, b = _permutations(settings.num_perm)
+    encoded = [w.encode() for w in tokens]
+    sha1 = hashlib.sha1
+    digests = b"".join([sha1(x + b" " + y).digest() for x, y in zip(encoded, encoded[1:], strict=False)])
+    hv = np.frombuffer(digests, dtype="<u4")[::5].astype(np.uint32).reshape(-1, 1)  # 20-byte digests
+    hv = hv ^ (hv >> np.uint32(16))
+    hv = hv * np.uint32(0x85EBCA6B)
+    hv = hv ^ (hv >> np.uint32(13))
+    hv = hv * np.uint32(0xC2B2AE35)
+    hv = hv ^ (hv >> np.uint32(16))
+    return (hv * a + b).min(axis=0).astype(np.uint32).tobytes()
 
 
 @functools.cache
-def _permutations(num_perm: int):
-    """The permutations of the scheme and seed, made once: datasketch draws them again for
-    every MinHash (a third of a sketch's time), always the same for the same seed."""
+def _permutations(num_perm: int) -> np.ndarray:
+    """The permutations (``a``, ``b``: uint32 rows) of the scheme and seed, made once:
+    datasketch draws them again for every MinHash, always the same for the same seed."""
     from datasketch import MinHash
 
-    return MinHash(num_perm=num_perm, seed=_SEED, scheme=_SCHEME).permutations
-
-
-def _lean(hashvalues: bytes):
-    from datasketch import LeanMinHash
-
-    return LeanMinHash(seed=_SEED, hashvalues=np.frombuffer(hashvalues, dtype=np.uint32).astype(np.uint64), scheme=_SCHEME)
+    perms = np.asarray(MinHash(num_perm=num_perm, seed=_SEED, scheme=_SCHEME).permutations, dtype=np.uint32)
+    perms.setflags(write=False)
+    return perms
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,16 +317,22 @@ class StoryMatch:
 
 class StoryIndex:
     """Earlier articles of one language: exact-text lookup plus a MinHash LSH for near copies.
-    Plain Python, so it is tested without Beam."""
+    Plain Python, so it is tested without Beam.
+
+    The LSH is datasketch's banding (:func:`_lsh_bands`: the same bands and rows), kept here
+    in plain dicts: per band, the band's bytes of the sketch → the article id, or a list of
+    them when several share the bucket. Two sketches are candidates exactly when one of their
+    bands is equal, as in ``MinHashLSH``; what differs is the memory, ~2.5 KB per entry
+    instead of ~9 KB (datasketch keeps a set per bucket and a list of band keys per entry)."""
 
     def __init__(self, settings: DedupeSettings, entries=()):
-        from datasketch import MinHashLSH
-
         self._settings = settings
-        self._lsh = MinHashLSH(num_perm=settings.num_perm, params=_lsh_bands(settings.similarity, settings.num_perm))
+        bands, rows = _lsh_bands(settings.similarity, settings.num_perm)
+        self._bands = tuple((i * rows * 4, (i + 1) * rows * 4) for i in range(bands))  # byte ranges
+        self._tables: tuple[dict[bytes, str | list[str]], ...] = tuple({} for _ in range(bands))
         self.entries: dict[str, StoryEntry] = {}
         self._by_exact: dict[str, str] = {}
-        self._sketches: dict[str, object] = {}
+        self._sketches: dict[str, np.ndarray] = {}
         for entry in entries:
             self.add(entry)
 
@@ -324,9 +345,29 @@ class StoryIndex:
         self.entries[entry.article_id] = entry
         self._by_exact.setdefault(entry.exact, entry.article_id)
         if entry.hashvalues:
-            lean = _lean(entry.hashvalues)
-            self._sketches[entry.article_id] = lean
-            self._lsh.insert(entry.article_id, lean)
+            self._sketches[entry.article_id] = np.frombuffer(entry.hashvalues, dtype=np.uint32)
+            key = entry.article_id
+            for (start, end), table in zip(self._bands, self._tables, strict=True):
+                band = entry.hashvalues[start:end]
+                held = table.get(band)
+                if held is None:
+                    table[band] = key
+                elif isinstance(held, list):
+                    held.append(key)
+                else:
+                    table[band] = [held, key]
+
+    def _unband(self, entry: StoryEntry) -> None:
+        key = entry.article_id
+        for (start, end), table in zip(self._bands, self._tables, strict=True):
+            band = entry.hashvalues[start:end]
+            held = table.get(band)
+            if held == key:
+                del table[band]
+            elif isinstance(held, list):
+                held.remove(key)
+                if len(held) == 1:
+                    table[band] = held[0]
 
     def remove_older_than(self, ts_micros: int) -> int:
         old = [e for e in self.entries.values() if e.ts_micros < ts_micros]
@@ -335,11 +376,23 @@ class StoryIndex:
             if self._by_exact.get(entry.exact) == entry.article_id:
                 del self._by_exact[entry.exact]
             if self._sketches.pop(entry.article_id, None) is not None:
-                self._lsh.remove(entry.article_id)
+                self._unband(entry)
         # An exact key whose first holder expired may still belong to a younger entry.
         for entry in self.entries.values():
             self._by_exact.setdefault(entry.exact, entry.article_id)
         return len(old)
+
+    def _candidates(self, hashvalues: bytes) -> set[str]:
+        found: set[str] = set()
+        for (start, end), table in zip(self._bands, self._tables, strict=True):
+            held = table.get(hashvalues[start:end])
+            if held is None:
+                continue
+            if isinstance(held, list):
+                found.update(held)
+            else:
+                found.add(held)
+        return found
 
     def match(self, article_id: str, exact: str, hashvalues: bytes) -> StoryMatch | None:
         """The earlier article this one copies, if any: an exact copy first, else the most
@@ -349,12 +402,13 @@ class StoryIndex:
             return StoryMatch(self.entries[original].story_id, original, 1.0)
         if not hashvalues:
             return None
-        mine = _lean(hashvalues)
+        mine = np.frombuffer(hashvalues, dtype=np.uint32)
         best = None
-        for candidate in self._lsh.query(mine):
+        for candidate in self._candidates(hashvalues):
             if candidate == article_id:
                 continue
-            similarity = mine.jaccard(self._sketches[candidate])
+            # datasketch's estimate: the share of equal values
+            similarity = float(np.count_nonzero(mine == self._sketches[candidate])) / float(len(mine))
             if similarity < self._settings.similarity:
                 continue
             key = (-similarity, self.entries[candidate].ts_micros, candidate)
@@ -366,10 +420,17 @@ class StoryIndex:
         return StoryMatch(self.entries[candidate].story_id, candidate, similarity)
 
 
-def story_keys(tagged: TaggedArticle, settings: DedupeSettings) -> tuple[str, bytes]:
+def story_keys(tagged: TaggedArticle, settings: DedupeSettings | None) -> tuple[str, bytes]:
     """What the story rule compares: the exact key and the sketch (the costly part, and
-    stateless: the batch path computes it in its worker processes)."""
-    return exact_key(tagged), sketch(tagged, settings)
+    stateless: the batch path computes it in its worker processes), from one pass over the
+    words (the sketch's words are the title's then the text's). ``settings`` None: the
+    exact key only (the sketch is b"")."""
+    a = tagged.article
+    title_words, text_words = words(a.title), words(a.text)
+    exact = _exact_of(title_words, text_words, a.text)
+    if settings is None:
+        return exact, b""
+    return exact, _sketch_of(title_words + text_words, settings)
 
 
 def assign_story(index: StoryIndex, tagged: TaggedArticle, ts_micros: int, settings: DedupeSettings,

@@ -13,7 +13,8 @@ Guarantees:
 * A topic: the records whose Kafka timestamp is in ``[since, until)``, found with
   ``offsets_for_times`` per partition, read up to the offsets of ``until`` (or the ends seen
   at the start), stamped with their Kafka timestamp as the stream stamps them, and put in
-  timestamp order (partition and offset break ties).
+  timestamp order (partition and offset break ties) on disk, not in memory
+  (:class:`SortedRecords`).
 * :class:`HistoryError` (exit 2) for an input that cannot be used at all: a file that cannot
   be read, a topic that does not exist, or a ``since`` older than the topic's earliest record
   (the records asked for are gone, or were never written).
@@ -227,6 +228,7 @@ def read_topic(bootstrap_servers: str, topic: str, since: datetime, until: datet
     consumer = make_consumer(bootstrap_servers, enable_auto_commit=False,
                              client_id="newsradar-backtest", max_partition_fetch_bytes=8 * 1024 * 1024,
                              fetch_max_bytes=16 * 1024 * 1024)
+    got: SortedRecords | None = None
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not parts:
@@ -239,7 +241,7 @@ def read_topic(bootstrap_servers: str, topic: str, since: datetime, until: datet
         for tp in parts:
             consumer.seek(tp, starts[tp])
         total = sum(max(stops[tp] - starts[tp], 0) for tp in parts)
-        got = []
+        got = SortedRecords(topic)  # closed below if the read fails
         with Progress(f"reading {topic}", total=total, unit="records", stream=progress,
                       every=tag.PROGRESS_EVERY if progress is not None else float("inf"),
                       tty=None if progress is not None else False) as shown:
@@ -254,14 +256,72 @@ def read_topic(bootstrap_servers: str, topic: str, since: datetime, until: datet
                             continue
                         shown.advance()
                         if since_ms <= rec.timestamp < until_ms and rec.value is not None:
-                            got.append(rec)
+                            got.add(rec.timestamp, rec.partition, rec.offset, rec.value)
                         elif rec.value is None:
                             history.malformed.append((f"{topic}/{rec.partition}:{rec.offset}", "a record without a value"))
+    except BaseException:
+        if got is not None:
+            got.close()
+        raise
     finally:
         consumer.close()
-    got.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
-    history.records = [HistoryRecord(r.value, r.timestamp / 1000, f"{topic}/{r.partition}:{r.offset}") for r in got]
+    history.records = got.done()
     return history
+
+
+class SortedRecords:
+    """A topic's records put in timestamp order (partition and offset break ties) without
+    holding them: each is written to a temporary SQLite file as it is read (removed by
+    :meth:`close`, else when the process exits), and every pass reads them back
+    in that order through an index, one at a time. Memory stays flat whatever the range (a
+    month of news.raw is gigabytes); disk holds the range once."""
+
+    def __init__(self, topic: str):
+        import sqlite3
+        import tempfile
+
+        self._topic = topic
+        self._dir = tempfile.TemporaryDirectory(prefix="newsradar-backtest-")
+        self._db = sqlite3.connect(f"{self._dir.name}/history.sqlite")
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute("CREATE TABLE records (ts INTEGER, part INTEGER, off INTEGER, value BLOB)")
+        self._count = 0
+        self._pending: list[tuple] = []
+
+    def add(self, ts_ms: int, partition: int, offset: int, value: bytes) -> None:
+        self._pending.append((ts_ms, partition, offset, value))
+        self._count += 1
+        if len(self._pending) >= 1000:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._db.executemany("INSERT INTO records VALUES (?, ?, ?, ?)", self._pending)
+        self._pending.clear()
+
+    def done(self) -> SortedRecords:
+        self._flush()
+        self._db.execute("CREATE INDEX by_time ON records (ts, part, off)")
+        self._db.commit()
+        return self
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def size_hint(self) -> int:
+        return self._count
+
+    def __iter__(self):
+        rows = self._db.execute("SELECT ts, part, off, value FROM records ORDER BY ts, part, off")
+        for ts, partition, offset, value in rows:
+            yield HistoryRecord(value, ts / 1000, f"{self._topic}/{partition}:{offset}")
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
 
 
 def _offsets_at(consumer, parts, at_ms: int, ends) -> dict:

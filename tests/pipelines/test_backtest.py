@@ -172,9 +172,12 @@ def test_the_html_report_is_self_contained_and_escapes_what_it_shows():
     current = backtest.run(history, WatchlistSource.fixed(_load(CURRENT)), "current.yaml")
     changes = backtest.diff(new, current)
     # a hostile title and why-sentence: must come out as text, not markup
-    hostile = dataclasses.replace(changes.added[0].alert,
-                                  title='<script src="https://evil.example/x.js"></script><img src=x>')
-    changes.added[0] = backtest.DatedAlert(hostile, changes.added[0].day)
+    first, *rest = changes.added
+    hostile = dataclasses.replace(first.alert, title='<script src="https://evil.example/x.js"></script><img src=x>')
+    added = backtest.AlertLog()
+    for a in [backtest.DatedAlert(hostile, first.day), *rest]:
+        added.append(a)
+    changes = backtest.Diff(added=added, dropped=changes.dropped)
     html = render(history, new, current, changes)
     parser = _Resources()
     parser.feed(html)
@@ -185,7 +188,7 @@ def test_the_html_report_is_self_contained_and_escapes_what_it_shows():
     assert all("url(" not in s and "@import" not in s for s in parser.styles)
     assert "&lt;script src=&quot;https://evil.example/x.js&quot;&gt;" in html
     # one chart for all alerts, one per organization and topic with alerts in either version
-    subjects = {a.subject for a in new.alerts + current.alerts}
+    subjects = {a.subject for a in [*new.alerts, *current.alerts]}
     assert parser.tags["svg"] - 2 == 1 + len(subjects)  # minus the two legend swatches
     assert parser.tags["rect"] > 0
     assert html.count('class="alert"') == len(changes.added)
@@ -239,3 +242,40 @@ def test_a_report_that_would_overwrite_an_input_is_refused_before_the_work(tmp_p
 def test_input_and_topic_are_exclusive():
     result = run("--watchlist", WATCHLIST, "--input", ARTICLES, "--topic", "news.raw", "--since", "1d")
     assert result.returncode == 2 and "--input FILE" in result.stderr
+
+
+def test_a_topic_history_is_put_in_time_order_on_disk_and_read_again_on_every_pass():
+    from newsradar.cli.history import SortedRecords
+
+    records = SortedRecords("news.raw")
+    arrivals = [(3000, 0, 5, b"c"), (1000, 1, 2, b"a"), (2000, 0, 4, b"b2"), (2000, 0, 3, b"b1"), (1000, 0, 9, b"a0")]
+    for ts, partition, offset, value in arrivals:
+        records.add(ts, partition, offset, value)
+    history = records.done()
+    try:
+        expected = [b"a0", b"a", b"b1", b"b2", b"c"]
+        for _ in range(2):  # a second watchlist's run reads them again, in the same order
+            got = list(history)
+            assert [r.payload for r in got] == expected
+        assert [r.where for r in got][:2] == ["news.raw/0:9", "news.raw/1:2"]
+        assert got[0].at == 1.0 and len(history) == 5 and history.size_hint() == 5
+    finally:
+        history.close()
+
+
+def test_the_alert_log_keeps_the_order_raised_and_answers_per_day_and_top_as_the_lists_did():
+    """The alerts live on disk (AlertLog); what the reports ask of them is what sorting and
+    counting the list in memory gave."""
+    from newsradar.vocab import SEVERITIES
+
+    result = backtest_result(WATCHLIST, ARTICLES)
+    alerts = list(result.alerts)
+    assert len(alerts) == len(result.alerts) > 3
+    assert len({a.day for a in alerts}) > 1 and len({a.alert.severity for a in alerts}) > 1
+    assert [a.alert.alert_id for a in result.alerts] == [a.alert.alert_id for a in alerts]  # read again, same order
+    subject = alerts[0].subject
+    assert result.alerts.per_day(subject) == Counter(a.day for a in alerts if a.subject == subject)
+    assert result.alerts.per_day() == Counter(a.day for a in alerts)
+    by_urgency = sorted(alerts, key=lambda a: (-SEVERITIES.index(a.alert.severity), a.day))
+    assert [a.alert.alert_id for a in result.alerts.top(3)] == [a.alert.alert_id for a in by_urgency[:3]]
+    assert result.alerts.ids() == {a.alert.alert_id for a in alerts}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import apache_beam as beam
+import numpy as np
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.testing import test_pipeline, test_stream
@@ -30,6 +32,7 @@ from transforms.dedupe import (
     judge_repeat,
     sketch,
     version_of,
+    words,
 )
 
 STORIES = [json.loads(line) for line in (FIXTURES / "pipeline" / "stories.jsonl").read_text("utf-8").splitlines()]
@@ -105,6 +108,82 @@ def test_an_edit_keeps_its_story():
     result, entry = assign_story(index, edit, 5, SETTINGS)
     assert entry is None
     assert (result.story_id, result.duplicate_of) == ("wire-en-1", "wire-en-1")
+
+
+def _datasketch_sketch(tagged: TaggedArticle, settings: DedupeSettings) -> bytes:
+    """The sketch as datasketch computes it (what transforms.dedupe did before it computed
+    the same values itself): MinHash of the bigrams of the words of title and text."""
+    from datasketch import MinHash
+
+    tokens = words(f"{tagged.article.title} {tagged.article.text}")
+    if len(tokens) < settings.min_tokens:
+        return b""
+    m = MinHash(num_perm=settings.num_perm, seed=1, scheme="affine32")
+    m.update_batch(f"{a} {b}".encode() for a, b in zip(tokens, tokens[1:], strict=False))
+    return m.hashvalues.astype(np.uint32).tobytes()
+
+
+def _all_texts() -> list[TaggedArticle]:
+    out = [story(row["id"]) for row in STORIES]
+    for lang in ("en", "ru", "uk"):
+        for line in (FIXTURES / "eval" / f"{lang}.jsonl").read_text("utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                article = raw_article(0, article_id=row["id"], title=row.get("title", ""), text=row["text"])
+                out.append(TaggedArticle(article=article, lang=lang, story_id=row["id"]))
+    return out
+
+
+def test_sketches_are_datasketch_minhashes_value_for_value():
+    texts = _all_texts()
+    assert len(texts) > 100
+    sketched = 0
+    for t in texts:
+        ours = sketch(t, DedupeSettings())
+        assert ours == _datasketch_sketch(t, DedupeSettings()), t.article.article_id
+        sketched += bool(ours)
+    assert sketched > 50  # long enough texts to be sketched, not only the b"" of short ones
+    # The exact key is computed from the same pass over the words: still the text's words.
+    t = story("wire-en-1")
+    assert exact_key(t) == hashlib.sha256(" ".join(words(t.article.text)).encode()).hexdigest()[:32]
+    assert exact_key(dataclasses.replace(t, article=dataclasses.replace(t.article, text=" "))) == \
+        hashlib.sha256(" ".join(words(t.article.title)).encode()).hexdigest()[:32]
+
+
+def test_story_index_candidates_are_those_of_datasketch_lsh():
+    """The index's banding gives the candidates MinHashLSH gives, on sketches that share
+    bands (copies with a few values changed) and on unrelated ones."""
+    from datasketch import LeanMinHash, MinHashLSH
+
+    from transforms.dedupe import StoryEntry, _lsh_bands
+
+    settings = DedupeSettings()
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 2**32, size=(40, settings.num_perm), dtype=np.uint64).astype(np.uint32)
+    sketches = []
+    for i in range(400):
+        values = base[i % 40].copy()
+        changed = rng.integers(0, settings.num_perm, size=rng.integers(0, 50))
+        values[changed] = rng.integers(0, 2**32, size=len(changed), dtype=np.uint64).astype(np.uint32)
+        sketches.append(values.tobytes())
+    index = StoryIndex(settings)
+    lsh = MinHashLSH(num_perm=settings.num_perm, params=_lsh_bands(settings.similarity, settings.num_perm))
+
+    def lean(hv: bytes):
+        return LeanMinHash(seed=1, hashvalues=np.frombuffer(hv, dtype=np.uint32).astype(np.uint64), scheme="affine32")
+
+    for i, hv in enumerate(sketches[:300]):
+        index.add(StoryEntry(f"a{i}", f"a{i}", "", i, f"x{i}", hv))
+        lsh.insert(f"a{i}", lean(hv))
+    for i in range(0, 300, 3):  # removal keeps the two alike
+        index._unband(index.entries[f"a{i}"])
+        lsh.remove(f"a{i}")
+    nonempty = 0
+    for hv in sketches:
+        expected = set(lsh.query(lean(hv)))
+        assert index._candidates(hv) == expected
+        nonempty += bool(expected)
+    assert 100 < nonempty < len(sketches)
 
 
 def test_story_index_forgets_expired_entries():
