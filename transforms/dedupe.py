@@ -394,18 +394,21 @@ class StoryIndex:
                 found.add(held)
         return found
 
-    def match(self, article_id: str, exact: str, hashvalues: bytes) -> StoryMatch | None:
+    def match(self, article_id: str, exact: str, hashvalues: bytes, not_before: int | None = None) -> StoryMatch | None:
         """The earlier article this one copies, if any: an exact copy first, else the most
-        similar near copy (ties go to the earliest)."""
+        similar near copy (ties go to the earliest). Entries that arrived before
+        ``not_before`` (micros) are past the story window and never match, whenever the prune
+        timer gets to them (after a restart, the rebuilt entries are as old as the downtime)."""
         original = self._by_exact.get(exact)
-        if original is not None and original != article_id:
+        if (original is not None and original != article_id
+                and (not_before is None or self.entries[original].ts_micros >= not_before)):
             return StoryMatch(self.entries[original].story_id, original, 1.0)
         if not hashvalues:
             return None
         mine = np.frombuffer(hashvalues, dtype=np.uint32)
         best = None
         for candidate in self._candidates(hashvalues):
-            if candidate == article_id:
+            if candidate == article_id or (not_before is not None and self.entries[candidate].ts_micros < not_before):
                 continue
             # datasketch's estimate: the share of equal values
             similarity = float(np.count_nonzero(mine == self._sketches[candidate])) / float(len(mine))
@@ -443,7 +446,7 @@ def assign_story(index: StoryIndex, tagged: TaggedArticle, ts_micros: int, setti
     if known is not None:
         return replace(tagged, story_id=known.story_id, duplicate_of=known.duplicate_of or None), None
     entry_exact, hashvalues = keys if keys is not None else story_keys(tagged, settings)
-    found = index.match(article_id, entry_exact, hashvalues)
+    found = index.match(article_id, entry_exact, hashvalues, ts_micros - int(settings.story_window_seconds * 1_000_000))
     story_id = found.story_id if found else article_id
     entry = StoryEntry(article_id, story_id, found.duplicate_of if found else "", ts_micros, entry_exact, hashvalues)
     if found:

@@ -377,3 +377,21 @@ def test_in_order_input_order_decides_which_copy_is_the_original():
         (0, ("copy-en-1", "copy-en-1", None)),
         (1, ("wire-en-1", "copy-en-1", "copy-en-1")),
     ], view=_stories)
+
+
+def test_an_entry_past_the_story_window_never_matches_whenever_it_is_pruned():
+    # The prune timer removes old entries up to its interval late, and a restart's rebuilt
+    # entries are as old as the downtime: the window is applied at the match itself.
+    index = StoryIndex(SETTINGS)
+    _, entry = assign_story(index, story("wire-en-1"), 100, SETTINGS)
+    index.add(entry)
+    window = int(SETTINGS.story_window_seconds * 1_000_000)
+    within, _ = assign_story(index, story("repost-en-1"), 100 + window, SETTINGS)
+    assert within.story_id == "wire-en-1"
+    late, _ = assign_story(index, story("repost-en-1"), 101 + window, SETTINGS)
+    assert late.story_id == "repost-en-1" and late.duplicate_of is None
+    wire = story("wire-en-1")
+    again = dataclasses.replace(wire, article=dataclasses.replace(wire.article, article_id="wire-en-1-again"),
+                                story_id="wire-en-1-again")
+    assert assign_story(index, again, 100 + window, SETTINGS)[0].story_id == "wire-en-1"  # an exact copy
+    assert assign_story(index, again, 101 + window, SETTINGS)[0].story_id == "wire-en-1-again"
