@@ -176,3 +176,167 @@ def test_the_seed_blob_decodes_once_per_process_and_round_trips():
 
 def vars_of(state: OrgState):
     return (state.last_seen, state.first_seen, state.last_surge, state.stories, state.topic_stories, state.hours)
+
+
+# ---------------------------------------------------------------------------
+# the seeded steps under TestStream: what the rebuild found fills empty state only
+
+
+_COLLECTED: list = []  # what the steps under test put out (the direct runner runs in this process)
+
+
+def _collect(p, output, row) -> list:
+    """Run ``p`` with ``output``'s elements mapped by ``row`` into a list; (the list, result)."""
+    import apache_beam as beam
+
+    _COLLECTED.clear()
+    _ = output | beam.Map(row) | beam.Map(_keep)
+    result = p.run()
+    result.wait_until_finish()
+    return sorted(_COLLECTED), result
+
+
+def _keep(row) -> None:
+    _COLLECTED.append(row)  # a module function, pickled by name: the list is this one
+
+
+def _stream(*timed):
+    from apache_beam.testing.test_stream import TestStream
+    from apache_beam.transforms.window import TimestampedValue
+
+    stream = TestStream()
+    for element, at, watermark in timed:
+        stream = stream.add_elements([TimestampedValue(element, at)])
+        if watermark is not None:
+            stream = stream.advance_watermark_to(watermark)
+    return stream.advance_watermark_to_infinity()
+
+
+def _novelty_run(records, seed, source=None, clock=None):
+    """The stream's novelty step over ``records`` [(tagged, arrival, watermark after)] with
+    ``seed`` (a Seed or None): the (kind, article id) of what it raised, and its counters."""
+    import apache_beam as beam
+    from apache_beam.metrics import MetricsFilter
+
+    from tests.transforms.test_raise_alerts import PATIENT, SIMULATED_END, At, streaming_options
+    from transforms.raise_alerts import RaiseAlerts
+    from transforms.reload import WatchlistSource
+
+    p = beam.Pipeline(options=streaming_options())
+    step = RaiseAlerts(source or WatchlistSource.fixed(PATIENT), clock=At(clock or SIMULATED_END),
+                       seed=None if seed is None else SeedBlob.of(seed))
+    out, result = _collect(p, (p | _stream(*records) | step).alerts, lambda a: (a.kind, a.article_id))
+    counters = {c.key.metric.name: c.committed
+                for c in result.metrics().query(MetricsFilter().with_namespace("novelty"))["counters"]}
+    return out, counters
+
+
+def _seed_from(records, alerts=(), watchlist=None):
+    from tests.transforms.test_raise_alerts import PATIENT
+
+    builder = SeedBuilder(watchlist or PATIENT, SETTINGS)
+    for t in records:
+        builder.add_tagged(t, _micros(t))
+    for a in alerts:
+        builder.add_alert(a)
+    return builder.seed()
+
+
+def test_stream_a_seeded_story_is_not_new_and_restored_state_wins_over_the_seed():
+    from tests.transforms.test_raise_alerts import tagged as mention
+
+    memory = alert_rules_memory()
+    seed = _seed_from([mention("a9", "s9", T0)])  # s9 known before the restart, its alert not on the topic
+    records = [
+        (mention("a9b", "s9", T0 + 60), T0 + 60, None),  # a copy of s9: not new (the seed)
+        (mention("a1", "s1", T0 + HOUR), T0 + HOUR, T0 + HOUR + memory + 10),  # the timer prunes s9 and s1
+        # s9 again, published early but fetched much later: the state in force (pruned) decides,
+        # not the seed, which still holds s9; so it is news again, as without a restart.
+        (mention("a9c", "s9", T0 + 2 * HOUR), T0 + HOUR + memory + 20, None),
+    ]
+    seeded, _ = _novelty_run(records, seed)
+    assert seeded == sorted([("new_mention", "a1"), ("new_mention", "a9c")])
+    cold, _ = _novelty_run(records, None)  # the control: without the seed the copy is new
+    assert ("new_mention", "a9b") in cold
+
+
+def alert_rules_memory():
+    from tests.transforms.test_raise_alerts import PATIENT
+    from transforms.alert_rules import memory
+
+    return memory(PATIENT.novelty)
+
+
+def test_stream_an_alert_already_on_the_topic_is_not_raised_again():
+    from tests.transforms.test_raise_alerts import PATIENT
+    from tests.transforms.test_raise_alerts import tagged as mention
+
+    # a1 was judged and alerted before the crash, its offset never committed: left out of the
+    # fold (pending), replayed, and its alert is found on news.alerts.
+    a1 = mention("a1", "s1", T0)
+    raised = live_alerts([a1], PATIENT)
+    builder = SeedBuilder(PATIENT, SETTINGS, [pending_key("a1", None, a1.article.fetched_at)])
+    builder.add_tagged(a1, _micros(a1))
+    for a in raised:
+        builder.add_alert(a)
+    seed = builder.seed()
+    assert "cmw" not in seed.orgs and seed.raised("cmw", raised[0].alert_id)
+    out, counters = _novelty_run([(a1, T0, None), (mention("a2", "s2", T0 + 60), T0 + 60, None)], seed)
+    assert out == [("new_mention", "a2")]
+    assert counters.get("already_raised") == 1, counters
+    cold, _ = _novelty_run([(a1, T0, None)], None)  # the control
+    assert cold == [("new_mention", "a1")]
+
+
+def live_alerts(records, watchlist):
+    rules = AlertRules(lambda: watchlist, now=lambda: datetime.fromtimestamp(T0 + 30 * DAY, UTC))
+    state, alerts = OrgState(), []
+    for t in records:
+        for _org, event in events_of(t):
+            alerts.extend(rules.apply(state, event, arrival=event.event_time))
+    return alerts
+
+
+def test_stream_a_seeded_organization_added_back_has_no_first_in_window_from_its_unwatched_time(tmp_path):
+    from tests.transforms.test_raise_alerts import keep_versions, watchlist_yaml
+    from tests.transforms.test_raise_alerts import tagged as mention
+
+    back = T0 + 20 * DAY  # cmw removed, then added back at this (wall-clock) time, then a restart
+    source = keep_versions(tmp_path / "watchlist.yaml", tmp_path / "store", watchlist_yaml("cmw", "quick"),
+                           watchlist_yaml("quick"), watchlist_yaml("quick", "cmw"), wall=lambda: back)
+    seed = _seed_from([mention("a1", "s1", T0)], watchlist=source.initial)  # from before it was removed
+    assert seed.orgs["cmw"].last_seen == T0
+    records = [(mention("a2", "s2", back + 6 * DAY), back + 6 * DAY, None),
+               (mention("a3", "s3", back + 14 * DAY), back + 14 * DAY, None)]
+    out, _ = _novelty_run(records, seed, source=source, clock=back + 15 * DAY)
+    # a2 is 26 days after a1 but only 6 after cmw was watched again: not a known silence.
+    assert out == sorted([("new_mention", "a2"), ("new_mention", "a3"), ("first_in_window", "a3")])
+    from transforms.reload import WatchlistSource
+
+    # The control: a watchlist that never dropped cmw takes a2 as the end of a 26-day silence.
+    always, _ = _novelty_run(records, seed, source=WatchlistSource.fixed(source.initial), clock=back + 15 * DAY)
+    assert ("first_in_window", "a2") in always
+
+
+def test_stream_dedupe_keeps_a_seeded_story_id_and_drops_a_seeded_repeat():
+    import apache_beam as beam
+
+    from tests.transforms.test_raise_alerts import streaming_options
+    from transforms.dedupe import Dedupe
+
+    original = tagged(1, T0, "a1", text=WIRE + ".")
+    seed = _seed_from([original])
+    copy = tagged(2, T0 + HOUR, "a2", text=WIRE + ", officials said.")
+    again = tagged(1, T0 + 2 * HOUR, "a1", text=WIRE + ".")  # the same version of a1 polled again
+
+    def run(seeded):
+        p = beam.Pipeline(options=streaming_options())
+        records = [(copy, T0 + HOUR, None), (again, T0 + 2 * HOUR, None)]
+        step = Dedupe(SETTINGS, seed=SeedBlob.of(seeded) if seeded else None)
+        out, _ = _collect(p, (p | _stream(*records) | step).articles,
+                          lambda t: (t.article.article_id, t.story_id, t.duplicate_of))
+        return out
+
+    assert run(seed) == [("a2", "a1", "a1")]  # the copy joins a1's story; a1's repeat is dropped
+    # The control: without the seed the copy starts a story of its own, and a1 is new and joins it.
+    assert run(None) == sorted([("a2", "a2", None), ("a1", "a2", "a2")])
