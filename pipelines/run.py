@@ -304,7 +304,8 @@ def run_streaming(
             metrics.rebuild_seconds.set(report.seconds)
             metrics.rebuild_records.labels(topic=TOPIC_TAGGED).set(report.folded)
             metrics.rebuild_records.labels(topic=TOPIC_ALERTS).set(report.alerts)
-            seed = SeedBlob.of(report.seed)
+            seed = SeedBlob.shipped(report.seed, own.seed_location or str(paths.state_dir() / "seeds"), own.group_id)
+            _to_stderr(f"pipeline: the seed is {seed.describe()}")
         pipeline = beam.Pipeline(options=options)
         attach_kafka(pipeline, watchlist, bootstrap_servers, options, bounded=bounded, seed=seed)
         echo(

@@ -6,6 +6,7 @@ fail)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -174,6 +175,47 @@ def test_the_seed_blob_decodes_once_per_process_and_round_trips():
     assert again.org_state("cmw") is not again.org_state("cmw")
 
 
+def test_a_large_seed_travels_as_a_file_and_the_steps_carry_only_its_path(tmp_path, monkeypatch):
+    import pickle
+
+    from transforms import rebuild
+
+    records = stream()
+    seed = seed_of(records, live(records))
+    small = SeedBlob.shipped(seed, str(tmp_path / "seeds"), "newsradar-pipeline")
+    assert small.path is None and small.blob and not (tmp_path / "seeds").exists()  # under the limit: inline
+
+    shipped = SeedBlob.shipped(seed, str(tmp_path / "seeds"), "newsradar/pipeline", inline_limit=100)
+    assert shipped.path == str(tmp_path / "seeds" / f"seed-newsradar_pipeline-{shipped.digest}.bin")
+    assert shipped.digest == small.digest and shipped.size == len(small.blob)
+    assert len(pickle.dumps(shipped)) < 400 < len(pickle.dumps(small))  # the pipeline carries the path only
+    monkeypatch.setattr(rebuild, "_LOADED", {})  # a worker process that has not read it yet
+    again = shipped.load()
+    assert again.repeats == seed.repeats and again.stories == seed.stories and again.alert_ids == seed.alert_ids
+    assert {k: vars_of(v) for k, v in again.orgs.items()} == {k: vars_of(v) for k, v in seed.orgs.items()}
+
+    # The next start of the same group replaces it; another group's file stays.
+    other = SeedBlob.shipped(seed, str(tmp_path / "seeds"), "other-group", inline_limit=100)
+    newer = SeedBlob.shipped(seed_of(records[:5], []), str(tmp_path / "seeds"), "newsradar/pipeline", inline_limit=100)
+    assert sorted(f.name for f in (tmp_path / "seeds").iterdir()) == sorted(
+        [Path(other.path).name, Path(newer.path).name])
+
+
+def test_a_seed_file_that_is_missing_or_not_the_jobs_is_an_error_not_an_empty_state(tmp_path, monkeypatch):
+    from transforms import rebuild
+    from transforms.state_coders import StateFormatError
+
+    records = stream()
+    shipped = SeedBlob.shipped(seed_of(records, []), str(tmp_path), "g", inline_limit=0)
+    monkeypatch.setattr(rebuild, "_LOADED", {})
+    Path(shipped.path).write_bytes(SeedBlob.of(seed_of(records[:3], [])).blob)  # another job's seed
+    with pytest.raises(StateFormatError, match="not the seed this job was built with"):
+        shipped.load()
+    Path(shipped.path).unlink()
+    with pytest.raises(StateFormatError, match="--seed_location"):
+        shipped.load()
+
+
 def vars_of(state: OrgState):
     return (state.last_seen, state.first_seen, state.last_surge, state.stories, state.topic_stories, state.hours)
 
@@ -318,7 +360,8 @@ def test_stream_a_seeded_organization_added_back_has_no_first_in_window_from_its
     assert ("first_in_window", "a2") in always
 
 
-def test_stream_dedupe_keeps_a_seeded_story_id_and_drops_a_seeded_repeat():
+@pytest.mark.parametrize("as_file", [False, True])
+def test_stream_dedupe_keeps_a_seeded_story_id_and_drops_a_seeded_repeat(as_file, tmp_path, monkeypatch):
     import apache_beam as beam
 
     from tests.transforms.test_raise_alerts import streaming_options
@@ -332,11 +375,18 @@ def test_stream_dedupe_keeps_a_seeded_story_id_and_drops_a_seeded_repeat():
     def run(seeded):
         p = beam.Pipeline(options=streaming_options())
         records = [(copy, T0 + HOUR, None), (again, T0 + 2 * HOUR, None)]
-        step = Dedupe(SETTINGS, seed=SeedBlob.of(seeded) if seeded else None)
+        blob = None
+        if seeded is not None:
+            blob = SeedBlob.shipped(seeded, str(tmp_path), "g", inline_limit=0 if as_file else 1 << 30)
+            assert (blob.path is not None) == as_file
+        step = Dedupe(SETTINGS, seed=blob)
         out, _ = _collect(p, (p | _stream(*records) | step).articles,
                           lambda t: (t.article.article_id, t.story_id, t.duplicate_of))
         return out
 
+    from transforms import rebuild
+
+    monkeypatch.setattr(rebuild, "_LOADED", {})  # the steps read the seed as a fresh worker would
     assert run(seed) == [("a2", "a1", "a1")]  # the copy joins a1's story; a1's repeat is dropped
     # The control: without the seed the copy starts a story of its own, and a1 is new and joins it.
     assert run(None) == sorted([("a2", "a2", None), ("a1", "a2", "a2")])
