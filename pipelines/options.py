@@ -47,8 +47,9 @@ class NewsradarOptions(PipelineOptions):
         parser.add_argument("--seed_location", default="",
                             help="Where the state rebuilt at start is written for the workers when it is over "
                                  "1 MiB (smaller, it travels inside the pipeline). Every worker must read it: "
-                                 "on a runner with remote workers a shared path such as gs://bucket/seeds. "
-                                 "Default $NEWSRADAR_HOME/state/seeds.")
+                                 "with remote workers a shared path (a volume they all mount, gs://...). "
+                                 "Default: $NEWSRADAR_HOME/state/seeds when the workers run on this machine "
+                                 "(Prism started here, LOOPBACK), else inside the pipeline whatever its size.")
         parser.add_argument("--stop_timeout", type=_duration, default=60.0,
                             help="On SIGTERM/SIGINT, how long to wait for what was read to be committed.")
 

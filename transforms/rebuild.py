@@ -251,14 +251,14 @@ class SeedBlob:
         return cls(blob, _digest(blob), None, len(blob))
 
     @classmethod
-    def shipped(cls, seed: Seed, directory: str, name: str, inline_limit: int = INLINE_LIMIT) -> SeedBlob:
+    def shipped(cls, seed: Seed, directory: str, name: str, inline_limit: int | None = None) -> SeedBlob:
         """Inside the pipeline when its encoding is at most ``inline_limit`` bytes; else
         written to ``directory`` (local, or any filesystem Beam reads, e.g. ``gs://``; every
         worker must read it) as ``seed-<name>-<digest>.bin``, and only the path travels.
         Earlier seed files of ``name`` there are removed (a job reads its seed while it runs;
         the one pipeline of a consumer group that runs is the one being started)."""
         inline = cls.of(seed)
-        if inline.size <= inline_limit:
+        if inline.size <= (INLINE_LIMIT if inline_limit is None else inline_limit):
             return inline
         return cls(b"", inline.digest, write_seed_file(inline.blob, directory, name, inline.digest), inline.size)
 

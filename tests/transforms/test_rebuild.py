@@ -216,6 +216,23 @@ def test_a_seed_file_that_is_missing_or_not_the_jobs_is_an_error_not_an_empty_st
         shipped.load()
 
 
+def test_the_launcher_ships_a_large_seed_where_its_workers_can_read_it(tmp_path, monkeypatch):
+    from pipelines.run import ship_seed
+    from transforms import rebuild
+
+    monkeypatch.setenv("NEWSRADAR_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(rebuild, "INLINE_LIMIT", 100)  # this seed counts as large
+    seed = seed_of(stream(), [])
+    local = ship_seed(seed, "", "g", local_workers=True)  # Prism started here: its workers read this disk
+    assert local.path is not None and Path(local.path).parent == tmp_path / "home" / "state" / "seeds"
+    remote = ship_seed(seed, "", "g", local_workers=False)  # a path here means nothing to them
+    assert remote.path is None and remote.blob
+    shared = ship_seed(seed, str(tmp_path / "shared"), "g", local_workers=False)
+    assert Path(shared.path).parent == tmp_path / "shared"
+    monkeypatch.setattr(rebuild, "INLINE_LIMIT", 1 << 30)
+    assert ship_seed(seed, str(tmp_path / "shared"), "g", local_workers=True).path is None  # small: inline
+
+
 def vars_of(state: OrgState):
     return (state.last_seen, state.first_seen, state.last_surge, state.stories, state.topic_stories, state.hours)
 
