@@ -7,7 +7,8 @@ with its Kafka time and ``arrived_at`` spread over the days up to now) and news.
 ``new_mention`` for each story's first mention), plus a committed news.raw offset. Then it
 runs :func:`pipelines.rebuild.rebuild_state` as `newsradar pipeline` does at start, with the
 shipped watchlist and dedupe settings (it reads the last ``memory_seconds()`` of the topics),
-and reports the time, the records folded, the seed's size and the process's peak memory.
+and reports the time (wall and CPU), the records folded, the seed's size and the process's
+peak memory.
 
     .venv/bin/python benchmarks/rebuild_time.py [--feeds 5000] [--items 5] [--days 30] [--bootstrap-servers H:P]
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import sys
@@ -89,6 +91,12 @@ def generate(producer, prefix: str, feeds: int, items: int, days: int, orgs: dic
     return {"tagged": total, "alerts": n_alerts}
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process (the rebuild runs in it, its broker does not)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def commit_raw(bootstrap: str, prefix: str, group: str) -> None:
     from kafka import TopicPartition
     from kafka.structs import OffsetAndMetadata
@@ -137,10 +145,12 @@ def main() -> int:
             commit_raw(bootstrap, prefix, prefix + "group")
             dedupe = DedupeSettings()
             memory = memory_seconds(watchlist, dedupe)
+            cpu0 = _cpu_seconds()
             report = rebuild_state(bootstrap, raw_topic=prefix + "news.raw", tagged_topic=prefix + "news.tagged",
                                    alerts_topic=prefix + "news.alerts", group_id=prefix + "group",
                                    watchlist=watchlist, dedupe=dedupe, memory_seconds=memory,
                                    echo=lambda m: print(m, file=sys.stderr, flush=True))
+            rebuild_cpu = _cpu_seconds() - cpu0
             t1 = time.monotonic()
             blob = SeedBlob.of(report.seed)
             encode_s = time.monotonic() - t1
@@ -150,7 +160,8 @@ def main() -> int:
     print(json.dumps({
         "feeds": args.feeds, "items_per_feed_per_day": args.items, "days": args.days,
         "generated": made, "generate_seconds": round(generated_s, 1), "memory_days": memory / DAY,
-        "rebuild_seconds": round(report.seconds, 1), "tagged_read": report.tagged_read, "folded": report.folded,
+        "rebuild_seconds": round(report.seconds, 1), "rebuild_cpu_seconds": round(rebuild_cpu, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()], "tagged_read": report.tagged_read, "folded": report.folded,
         "alerts_read": report.alerts, "seed": report.seed.counts(), "seed_blob_bytes": len(blob.blob),
         "seed_encode_seconds": round(encode_s, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),

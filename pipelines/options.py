@@ -44,6 +44,12 @@ class NewsradarOptions(PipelineOptions):
                             help="An idle partition's watermark follows wall clock minus this (default 5s).")
         parser.add_argument("--partition_discovery", type=_duration, default=30.0,
                             help="How often news.raw is checked for new partitions (default 30s).")
+        parser.add_argument("--seed_location", default="",
+                            help="Where the state rebuilt at start is written for the workers when it is over "
+                                 "1 MiB (smaller, it travels inside the pipeline). Every worker must read it: "
+                                 "with remote workers a shared path (a volume they all mount, gs://...). "
+                                 "Default: $NEWSRADAR_HOME/state/seeds when the workers run on this machine "
+                                 "(Prism started here, LOOPBACK), else inside the pipeline whatever its size.")
         parser.add_argument("--stop_timeout", type=_duration, default=60.0,
                             help="On SIGTERM/SIGINT, how long to wait for what was read to be committed.")
 
@@ -56,6 +62,9 @@ def dedupe_settings(options: PipelineOptions) -> DedupeSettings:
         repeat_window_seconds=o.repeat_window,
         story_window_seconds=o.story_window,
         similarity=o.story_similarity,
+        # Expired story entries go at most every hour, or every 24th of a shorter window (tests,
+        # the soak's accelerated days): a window of minutes pruned hourly would keep them all.
+        prune_interval_seconds=min(DedupeSettings.prune_interval_seconds, o.story_window / 24),
     )
 
 

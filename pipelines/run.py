@@ -74,7 +74,7 @@ from newsradar.records import (
 )
 from transforms.dedupe import DedupeSettings
 from transforms.kafkaio import LOCAL_PROGRESS, CommitOffsets, LocalProgress, ReadFromKafka, WriteToKafka
-from transforms.rebuild import SeedBlob
+from transforms.rebuild import INLINE_LIMIT, Seed, SeedBlob
 from transforms.reload import WatchlistSource
 from transforms.tagging import reload_counter, require_examples_pass
 
@@ -265,6 +265,8 @@ def run_streaming(
     # The readers run in this process only with LOOPBACK workers; otherwise the stop is
     # decided from the committed offsets in Kafka (see the module docstring).
     in_process = portable.environment_type == "LOOPBACK"
+    # Workers on this machine read a file the launcher writes (the seed, below).
+    local_workers = in_process or (runner == "PrismRunner" and not portable.job_endpoint)
     with contextlib.ExitStack() as stack:
         if runner == "PrismRunner" and not portable.job_endpoint:
             # First, while this process has one thread (see PrismServer).
@@ -312,7 +314,11 @@ def run_streaming(
             metrics.rebuild_records.labels(topic=TOPIC_TAGGED).set(report.folded)
             metrics.rebuild_records.labels(topic=TOPIC_ALERTS).set(report.alerts)
             metrics.rebuild_records.labels(topic=TOPIC_NOVELTY).set(report.summaries_read)
-            seed = SeedBlob.of(report.seed)
+            seed = ship_seed(report.seed, own.seed_location, own.group_id, local_workers=local_workers)
+            _to_stderr(f"pipeline: the seed is {seed.describe()}")
+            if seed.path is None and seed.size > INLINE_LIMIT:
+                _to_stderr("pipeline: warning: a seed this large inside the pipeline may pass a runner's job size "
+                           "limit (docs/pipeline.md); give --seed_location a path every worker reads")
         pipeline = beam.Pipeline(options=options)
         attach_kafka(pipeline, watchlist, bootstrap_servers, options, bounded=bounded, seed=seed)
         echo(
@@ -329,6 +335,16 @@ def run_streaming(
             return _run_until_stopped(pipeline, stop, own.stop_timeout, echo)
         lag = _GroupLag(bootstrap_servers, own.group_id, topics[0])
         return _run_until_stopped(pipeline, stop, own.stop_timeout, echo, settle=lag)
+
+
+def ship_seed(seed: Seed, location: str, group_id: str, *, local_workers: bool) -> SeedBlob:
+    """How the rebuilt state goes to the workers: as a file under ``location`` when it is over
+    :data:`transforms.rebuild.INLINE_LIMIT`; with no location, under ``$NEWSRADAR_HOME`` when the
+    workers run on this machine (Prism started here, LOOPBACK), else inside the pipeline (a
+    local path means nothing to a remote worker)."""
+    if not location and local_workers:
+        location = str(paths.state_dir() / "seeds")
+    return SeedBlob.shipped(seed, location, group_id) if location else SeedBlob.of(seed)
 
 
 def _to_stderr(message: str) -> None:

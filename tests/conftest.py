@@ -36,8 +36,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
-    """Poll ``predicate`` until it returns a truthy value; fail saying what never happened."""
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2, detail=None):
+    """Poll ``predicate`` until it returns a truthy value; fail saying what never happened
+    (and ``detail()``, e.g. a log's tail, when given)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -45,7 +46,8 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
         if last:
             return last
         time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last value: {last!r})")
+    more = f":\n{detail()}" if detail is not None else ""
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last value: {last!r}){more}")
 
 
 @pytest.fixture(autouse=True)

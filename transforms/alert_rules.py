@@ -270,20 +270,33 @@ def _surge(state: OrgState, bucket: int, t: float, org: Organization, novelty: N
 
 
 def prune(state: OrgState, now: float, novelty: Novelty) -> None:
-    """Forget what no rule can need any more as of event time ``now``."""
+    """Forget what no rule can need any more as of event time ``now``. Runs after every
+    mention, so it costs one scan when nothing is forgotten (an organization at the story cap
+    drops only its oldest story, not a sort of all of them)."""
     horizon = now - novelty.story_memory
-    if state.stories:
-        state.stories = {s: at for s, at in state.stories.items() if at > horizon}
-        if len(state.stories) > MAX_STORIES:
-            newest = sorted(state.stories.items(), key=lambda kv: kv[1])[-MAX_STORIES:]
-            state.stories = dict(newest)
-    if state.topic_stories:
-        state.topic_stories = {k: at for k, at in state.topic_stories.items() if at > horizon}
-        if len(state.topic_stories) > MAX_STORIES:
-            state.topic_stories = dict(sorted(state.topic_stories.items(), key=lambda kv: kv[1])[-MAX_STORIES:])
+    state.stories = _forget(state.stories, horizon)
+    state.topic_stories = _forget(state.topic_stories, horizon)
     if state.hours:
         oldest_hour = hour_of(now - novelty.surge.baseline) - SURGE_LATENESS_HOURS - 1
         state.hours = {h: n for h, n in state.hours.items() if h >= oldest_hour}
+
+
+def _forget(seen: dict[str, float], horizon: float) -> dict[str, float]:
+    """``seen`` without the entries at or before ``horizon``, and at most :data:`MAX_STORIES`
+    of the newest (ties: the earlier inserted goes first, as a stable sort would drop them).
+    The same dict when nothing goes."""
+    if not seen:
+        return seen
+    oldest = min(seen.values())
+    if oldest <= horizon:
+        seen = {k: at for k, at in seen.items() if at > horizon}
+        oldest = min(seen.values(), default=0.0)
+    excess = len(seen) - MAX_STORIES
+    if excess == 1:  # the usual case at the cap: one new story in, the oldest out
+        del seen[next(k for k, at in seen.items() if at == oldest)]
+    elif excess > 1:
+        seen = dict(sorted(seen.items(), key=lambda kv: kv[1])[-MAX_STORIES:])
+    return seen
 
 
 def is_backfill(event: MentionEvent, arrival: float, novelty: Novelty) -> bool:

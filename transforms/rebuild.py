@@ -34,8 +34,10 @@ Guarantees:
   are left out of the fold, so their replay is judged against the state before them, as the
   first time, and raises what it raised then (under the same ids) or what it did not get to
   raise before a crash.
-* The seed travels to the workers inside the pipeline (a compressed blob in the steps'
-  arguments, decoded once per worker process), so it works on any runner.
+* The seed travels to the workers with the pipeline (a compressed blob in the steps'
+  arguments, decoded once per worker process), so it works on any runner. A large one (over
+  :data:`INLINE_LIMIT`) is written to a file the steps' arguments name instead
+  (:meth:`SeedBlob.shipped`), which every worker must be able to read.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ import base64
 import dataclasses
 import hashlib
 import json
+import os
+import re
 import threading
 import zlib
 from collections.abc import Iterable
@@ -313,26 +317,91 @@ def decode_seed(blob: bytes) -> Seed:
 EMPTY = Seed()
 _LOADED: dict[str, Seed] = {}
 _LOCK = threading.Lock()
+# A seed up to this size travels inside the pipeline; a larger one as a file the steps name.
+INLINE_LIMIT = 1 << 20
+_FILE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True)
 class SeedBlob:
-    """The seed as the stateful steps carry it: small to pickle, decoded once per process."""
+    """The seed as the stateful steps carry it: small to pickle, decoded once per process.
+    Either the encoded seed itself (``blob``) or, for a large one, the ``path`` of a file
+    holding it (:meth:`shipped`); ``digest`` names the encoding in both cases."""
 
     blob: bytes
     digest: str
+    path: str | None = None
+    size: int = 0
 
     @classmethod
     def of(cls, seed: Seed) -> SeedBlob:
         blob = encode_seed(seed)
-        return cls(blob, hashlib.sha256(blob).hexdigest()[:16])
+        return cls(blob, _digest(blob), None, len(blob))
+
+    @classmethod
+    def shipped(cls, seed: Seed, directory: str, name: str, inline_limit: int | None = None) -> SeedBlob:
+        """Inside the pipeline when its encoding is at most ``inline_limit`` bytes; else
+        written to ``directory`` (local, or any filesystem Beam reads, e.g. ``gs://``; every
+        worker must read it) as ``seed-<name>-<digest>.bin``, and only the path travels.
+        Earlier seed files of ``name`` there are removed (a job reads its seed while it runs;
+        the one pipeline of a consumer group that runs is the one being started)."""
+        inline = cls.of(seed)
+        if inline.size <= (INLINE_LIMIT if inline_limit is None else inline_limit):
+            return inline
+        return cls(b"", inline.digest, write_seed_file(inline.blob, directory, name, inline.digest), inline.size)
+
+    def describe(self) -> str:
+        where = f"in {self.path}" if self.path else "inside the pipeline"
+        return f"{self.size / 1e6:.1f} MB, {where}"
 
     def load(self) -> Seed:
         with _LOCK:
             found = _LOADED.get(self.digest)
             if found is None:
-                found = _LOADED[self.digest] = decode_seed(self.blob)
+                blob = self.blob if self.path is None else read_seed_file(self.path, self.digest)
+                found = _LOADED[self.digest] = decode_seed(blob)
             return found
+
+
+def _digest(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def write_seed_file(blob: bytes, directory: str, name: str, digest: str) -> str:
+    """Write ``blob`` as the seed file of ``name`` in ``directory`` (whole, then renamed into
+    place) and remove that name's earlier ones; the file's path."""
+    from apache_beam.io.filesystems import FileSystems
+
+    prefix = f"seed-{_FILE_NAME.sub('_', name)}-"
+    if "://" not in directory:
+        os.makedirs(directory, exist_ok=True)
+    path = FileSystems.join(directory, f"{prefix}{digest}.bin")
+    partial = path + ".partial"
+    with FileSystems.create(partial) as out:
+        out.write(blob)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([partial], [path])
+    earlier = [m.path for r in FileSystems.match([FileSystems.join(directory, prefix + "*.bin")])
+               for m in r.metadata_list if m.path != path]
+    if earlier:
+        FileSystems.delete(earlier)
+    return path
+
+
+def read_seed_file(path: str, digest: str) -> bytes:
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path) as f:
+            blob = f.read()
+    except OSError as exc:  # Beam's filesystems raise BeamIOError, an OSError
+        raise StateFormatError(f"cannot read the seed file {path} ({exc}); --seed_location must be a path "
+                               "every worker can read") from exc
+    if _digest(blob) != digest:
+        raise StateFormatError(f"the seed file {path} is not the seed this job was built with "
+                               f"(digest {_digest(blob)}, expected {digest})")
+    return blob
 
 
 def load(seed: SeedBlob | None) -> Seed:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from newsradar.kafka import ensure_topics, make_producer, read_topic
 from newsradar.records import RawArticle, decode_alert, decode_tagged, format_time
+from tests.conftest import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 HOUR = 3600.0
@@ -246,15 +247,17 @@ def committed_all(bootstrap: str, prefix: str) -> bool:
 
 
 def wait(predicate, timeout: float, what: str, proc: Pipeline | None = None, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """:func:`tests.conftest.wait_for`, failing at once, with the pipeline's log, if ``proc``
+    exits before ``predicate`` holds."""
+
+    def done() -> bool:
         if predicate():
-            return
+            return True
         if proc is not None and proc.proc is not None and not proc.alive():
             raise AssertionError(f"the pipeline exited ({proc.proc.returncode}) before {what}:\n{proc.log()[-4000:]}")
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
-                         + (f":\n{proc.log()[-4000:]}" if proc else ""))
+        return False
+
+    wait_for(done, timeout, what, interval, detail=(lambda: proc.log()[-4000:]) if proc is not None else None)
 
 
 def interruptions(rng: random.Random, n_records: int, stops: int, kills: int) -> list[tuple[str, int]]:

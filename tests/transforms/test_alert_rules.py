@@ -217,6 +217,38 @@ def test_state_is_pruned_to_the_memory_and_capped(monkeypatch):
     assert len(state.stories) == 5 and "c9" in state.stories
 
 
+def _prune_by_sorting(seen: dict[str, float], horizon: float, cap: int) -> dict[str, float]:
+    """The definition prune's shortcut must agree with: drop what is at or before the
+    horizon, then keep the ``cap`` newest by a stable sort (ties: the earlier inserted goes)."""
+    kept = {k: at for k, at in seen.items() if at > horizon}
+    return dict(sorted(kept.items(), key=lambda kv: kv[1])[-cap:]) if len(kept) > cap else kept
+
+
+def test_prune_at_the_cap_forgets_what_a_full_sort_would(monkeypatch):
+    # prune runs after every mention; at the cap it drops the oldest story without sorting
+    # them all. Late events, equal times and a horizon passing several at once, as a stream has.
+    import random
+
+    monkeypatch.setattr(alert_rules, "MAX_STORIES", 7)
+    rng = random.Random(5)
+    state, reference = OrgState(), {}
+    now = T0
+    for i in range(400):
+        now += rng.choice([0, 0, 60, 3600, 2 * DAY])
+        at = now - rng.choice([0, 0, 0, 30, 5 * HOUR])  # some late, many at the same second
+        story = f"s{rng.randrange(60)}" if rng.random() < 0.2 else f"n{i}"
+        for seen in (state.stories, reference):
+            seen.setdefault(story, at)
+        topics = (("protest", 3.0, ("protest",)),) if i % 3 == 0 else ()
+        if topics:
+            state.topic_stories.setdefault(f"protest|{story}", at)
+        alert_rules.prune(state, now, WATCHLIST.novelty)
+        reference = _prune_by_sorting(reference, now - WATCHLIST.novelty.story_memory, 7)
+        assert state.stories == reference
+        assert len(state.topic_stories) <= 7
+    assert state.stories == reference and len(reference) == 7
+
+
 def test_alert_ids_do_not_depend_on_arrival_order():
     events = [event("s1", T0, "a1"), event("s1", T0 + 5, "a2"), event("s2", T0 + 9 * DAY, "a3")]
     ids = []

@@ -309,6 +309,15 @@ def test_near_duplicates_grouped_until_the_story_expires():
     assert _duplicates("near_duplicate") - before == 2
 
 
+def test_the_prune_interval_follows_a_short_story_window():
+    from pipelines.options import dedupe_settings
+
+    assert dedupe_settings(PipelineOptions([])).prune_interval_seconds == 3600.0  # the shipped 1-day window
+    # The soak's simulated day of 240 s: pruned every 10 s, not once an hour (which would keep
+    # every story of an hour-long run, in state and in each restart's seed).
+    assert dedupe_settings(PipelineOptions(["--story_window=240s"])).prune_interval_seconds == 10.0
+
+
 @pytest.mark.parametrize("bad", [0.0, 1.5])
 def test_similarity_outside_range_is_refused_by_options(bad):
     from pipelines.options import dedupe_settings

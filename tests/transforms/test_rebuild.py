@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -175,6 +176,64 @@ def test_the_seed_blob_decodes_once_per_process_and_round_trips():
     assert again.org_state("cmw") is not again.org_state("cmw")
 
 
+def test_a_large_seed_travels_as_a_file_and_the_steps_carry_only_its_path(tmp_path, monkeypatch):
+    import pickle
+
+    from transforms import rebuild
+
+    records = stream()
+    seed = seed_of(records, live(records))
+    small = SeedBlob.shipped(seed, str(tmp_path / "seeds"), "newsradar-pipeline")
+    assert small.path is None and small.blob and not (tmp_path / "seeds").exists()  # under the limit: inline
+
+    shipped = SeedBlob.shipped(seed, str(tmp_path / "seeds"), "newsradar/pipeline", inline_limit=100)
+    assert shipped.path == str(tmp_path / "seeds" / f"seed-newsradar_pipeline-{shipped.digest}.bin")
+    assert shipped.digest == small.digest and shipped.size == len(small.blob)
+    assert len(pickle.dumps(shipped)) < 400 < len(pickle.dumps(small))  # the pipeline carries the path only
+    monkeypatch.setattr(rebuild, "_LOADED", {})  # a worker process that has not read it yet
+    again = shipped.load()
+    assert again.repeats == seed.repeats and again.stories == seed.stories and again.alert_ids == seed.alert_ids
+    assert {k: vars_of(v) for k, v in again.orgs.items()} == {k: vars_of(v) for k, v in seed.orgs.items()}
+
+    # The next start of the same group replaces it; another group's file stays.
+    other = SeedBlob.shipped(seed, str(tmp_path / "seeds"), "other-group", inline_limit=100)
+    newer = SeedBlob.shipped(seed_of(records[:5], []), str(tmp_path / "seeds"), "newsradar/pipeline", inline_limit=100)
+    assert sorted(f.name for f in (tmp_path / "seeds").iterdir()) == sorted(
+        [Path(other.path).name, Path(newer.path).name])
+
+
+def test_a_seed_file_that_is_missing_or_not_the_jobs_is_an_error_not_an_empty_state(tmp_path, monkeypatch):
+    from transforms import rebuild
+    from transforms.state_coders import StateFormatError
+
+    records = stream()
+    shipped = SeedBlob.shipped(seed_of(records, []), str(tmp_path), "g", inline_limit=0)
+    monkeypatch.setattr(rebuild, "_LOADED", {})
+    Path(shipped.path).write_bytes(SeedBlob.of(seed_of(records[:3], [])).blob)  # another job's seed
+    with pytest.raises(StateFormatError, match="not the seed this job was built with"):
+        shipped.load()
+    Path(shipped.path).unlink()
+    with pytest.raises(StateFormatError, match="--seed_location"):
+        shipped.load()
+
+
+def test_the_launcher_ships_a_large_seed_where_its_workers_can_read_it(tmp_path, monkeypatch):
+    from pipelines.run import ship_seed
+    from transforms import rebuild
+
+    monkeypatch.setenv("NEWSRADAR_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(rebuild, "INLINE_LIMIT", 100)  # this seed counts as large
+    seed = seed_of(stream(), [])
+    local = ship_seed(seed, "", "g", local_workers=True)  # Prism started here: its workers read this disk
+    assert local.path is not None and Path(local.path).parent == tmp_path / "home" / "state" / "seeds"
+    remote = ship_seed(seed, "", "g", local_workers=False)  # a path here means nothing to them
+    assert remote.path is None and remote.blob
+    shared = ship_seed(seed, str(tmp_path / "shared"), "g", local_workers=False)
+    assert Path(shared.path).parent == tmp_path / "shared"
+    monkeypatch.setattr(rebuild, "INLINE_LIMIT", 1 << 30)
+    assert ship_seed(seed, str(tmp_path / "shared"), "g", local_workers=True).path is None  # small: inline
+
+
 def vars_of(state: OrgState):
     return (state.last_seen, state.first_seen, state.last_surge, state.stories, state.topic_stories, state.hours)
 
@@ -252,3 +311,175 @@ def test_the_launcher_writes_the_summaries_news_novelty_lacks():
     assert [s.org_id for s in builder.summaries(seed, known, at)] == ["ur"]
     # Every summary round-trips through its record.
     assert all(decode_novelty(s.encode()) == s for s in written)
+
+
+# ---------------------------------------------------------------------------
+# the seeded steps under TestStream: what the rebuild found fills empty state only
+
+
+_COLLECTED: list = []  # what the steps under test put out (the direct runner runs in this process)
+
+
+def _collect(p, output, row) -> list:
+    """Run ``p`` with ``output``'s elements mapped by ``row`` into a list; (the list, result)."""
+    import apache_beam as beam
+
+    _COLLECTED.clear()
+    _ = output | beam.Map(row) | beam.Map(_keep)
+    result = p.run()
+    result.wait_until_finish()
+    return sorted(_COLLECTED), result
+
+
+def _keep(row) -> None:
+    _COLLECTED.append(row)  # a module function, pickled by name: the list is this one
+
+
+def _stream(*timed):
+    from apache_beam.testing.test_stream import TestStream
+    from apache_beam.transforms.window import TimestampedValue
+
+    stream = TestStream()
+    for element, at, watermark in timed:
+        stream = stream.add_elements([TimestampedValue(element, at)])
+        if watermark is not None:
+            stream = stream.advance_watermark_to(watermark)
+    return stream.advance_watermark_to_infinity()
+
+
+def _novelty_run(records, seed, source=None, clock=None):
+    """The stream's novelty step over ``records`` [(tagged, arrival, watermark after)] with
+    ``seed`` (a Seed or None): the (kind, article id) of what it raised, and its counters."""
+    import apache_beam as beam
+    from apache_beam.metrics import MetricsFilter
+
+    from tests.transforms.test_raise_alerts import PATIENT, SIMULATED_END, At, streaming_options
+    from transforms.raise_alerts import RaiseAlerts
+    from transforms.reload import WatchlistSource
+
+    p = beam.Pipeline(options=streaming_options())
+    step = RaiseAlerts(source or WatchlistSource.fixed(PATIENT), clock=At(clock or SIMULATED_END),
+                       seed=None if seed is None else SeedBlob.of(seed))
+    out, result = _collect(p, (p | _stream(*records) | step).alerts, lambda a: (a.kind, a.article_id))
+    counters = {c.key.metric.name: c.committed
+                for c in result.metrics().query(MetricsFilter().with_namespace("novelty"))["counters"]}
+    return out, counters
+
+
+def _seed_from(records, alerts=(), watchlist=None):
+    from tests.transforms.test_raise_alerts import PATIENT
+
+    builder = SeedBuilder(watchlist or PATIENT, SETTINGS)
+    for t in records:
+        builder.add_tagged(t, _micros(t))
+    for a in alerts:
+        builder.add_alert(a)
+    return builder.seed()
+
+
+def test_stream_a_seeded_story_is_not_new_and_restored_state_wins_over_the_seed():
+    from tests.transforms.test_raise_alerts import tagged as mention
+
+    memory = alert_rules_memory()
+    seed = _seed_from([mention("a9", "s9", T0)])  # s9 known before the restart, its alert not on the topic
+    records = [
+        (mention("a9b", "s9", T0 + 60), T0 + 60, None),  # a copy of s9: not new (the seed)
+        (mention("a1", "s1", T0 + HOUR), T0 + HOUR, T0 + HOUR + memory + 10),  # the timer prunes s9 and s1
+        # s9 again, published early but fetched much later: the state in force (pruned) decides,
+        # not the seed, which still holds s9; so it is news again, as without a restart.
+        (mention("a9c", "s9", T0 + 2 * HOUR), T0 + HOUR + memory + 20, None),
+    ]
+    seeded, _ = _novelty_run(records, seed)
+    assert seeded == sorted([("new_mention", "a1"), ("new_mention", "a9c")])
+    cold, _ = _novelty_run(records, None)  # the control: without the seed the copy is new
+    assert ("new_mention", "a9b") in cold
+
+
+def alert_rules_memory():
+    from tests.transforms.test_raise_alerts import PATIENT
+    from transforms.alert_rules import memory
+
+    return memory(PATIENT.novelty)
+
+
+def test_stream_an_alert_already_on_the_topic_is_not_raised_again():
+    from tests.transforms.test_raise_alerts import PATIENT
+    from tests.transforms.test_raise_alerts import tagged as mention
+
+    # a1 was judged and alerted before the crash, its offset never committed: left out of the
+    # fold (pending), replayed, and its alert is found on news.alerts.
+    a1 = mention("a1", "s1", T0)
+    raised = live_alerts([a1], PATIENT)
+    builder = SeedBuilder(PATIENT, SETTINGS, [pending_key("a1", None, a1.article.fetched_at)])
+    builder.add_tagged(a1, _micros(a1))
+    for a in raised:
+        builder.add_alert(a)
+    seed = builder.seed()
+    assert "cmw" not in seed.orgs and seed.raised("cmw", raised[0].alert_id)
+    out, counters = _novelty_run([(a1, T0, None), (mention("a2", "s2", T0 + 60), T0 + 60, None)], seed)
+    assert out == [("new_mention", "a2")]
+    assert counters.get("already_raised") == 1, counters
+    cold, _ = _novelty_run([(a1, T0, None)], None)  # the control
+    assert cold == [("new_mention", "a1")]
+
+
+def live_alerts(records, watchlist):
+    rules = AlertRules(lambda: watchlist, now=lambda: datetime.fromtimestamp(T0 + 30 * DAY, UTC))
+    state, alerts = OrgState(), []
+    for t in records:
+        for _org, event in events_of(t):
+            alerts.extend(rules.apply(state, event, arrival=event.event_time))
+    return alerts
+
+
+def test_stream_a_seeded_organization_added_back_has_no_first_in_window_from_its_unwatched_time(tmp_path):
+    from tests.transforms.test_raise_alerts import keep_versions, watchlist_yaml
+    from tests.transforms.test_raise_alerts import tagged as mention
+
+    back = T0 + 20 * DAY  # cmw removed, then added back at this (wall-clock) time, then a restart
+    source = keep_versions(tmp_path / "watchlist.yaml", tmp_path / "store", watchlist_yaml("cmw", "quick"),
+                           watchlist_yaml("quick"), watchlist_yaml("quick", "cmw"), wall=lambda: back)
+    seed = _seed_from([mention("a1", "s1", T0)], watchlist=source.initial)  # from before it was removed
+    assert seed.orgs["cmw"].last_seen == T0
+    records = [(mention("a2", "s2", back + 6 * DAY), back + 6 * DAY, None),
+               (mention("a3", "s3", back + 14 * DAY), back + 14 * DAY, None)]
+    out, _ = _novelty_run(records, seed, source=source, clock=back + 15 * DAY)
+    # a2 is 26 days after a1 but only 6 after cmw was watched again: not a known silence.
+    assert out == sorted([("new_mention", "a2"), ("new_mention", "a3"), ("first_in_window", "a3")])
+    from transforms.reload import WatchlistSource
+
+    # The control: a watchlist that never dropped cmw takes a2 as the end of a 26-day silence.
+    always, _ = _novelty_run(records, seed, source=WatchlistSource.fixed(source.initial), clock=back + 15 * DAY)
+    assert ("first_in_window", "a2") in always
+
+
+@pytest.mark.parametrize("as_file", [False, True])
+def test_stream_dedupe_keeps_a_seeded_story_id_and_drops_a_seeded_repeat(as_file, tmp_path, monkeypatch):
+    import apache_beam as beam
+
+    from tests.transforms.test_raise_alerts import streaming_options
+    from transforms.dedupe import Dedupe
+
+    original = tagged(1, T0, "a1", text=WIRE + ".")
+    seed = _seed_from([original])
+    copy = tagged(2, T0 + HOUR, "a2", text=WIRE + ", officials said.")
+    again = tagged(1, T0 + 2 * HOUR, "a1", text=WIRE + ".")  # the same version of a1 polled again
+
+    def run(seeded):
+        p = beam.Pipeline(options=streaming_options())
+        records = [(copy, T0 + HOUR, None), (again, T0 + 2 * HOUR, None)]
+        blob = None
+        if seeded is not None:
+            blob = SeedBlob.shipped(seeded, str(tmp_path), "g", inline_limit=0 if as_file else 1 << 30)
+            assert (blob.path is not None) == as_file
+        step = Dedupe(SETTINGS, seed=blob)
+        out, _ = _collect(p, (p | _stream(*records) | step).articles,
+                          lambda t: (t.article.article_id, t.story_id, t.duplicate_of))
+        return out
+
+    from transforms import rebuild
+
+    monkeypatch.setattr(rebuild, "_LOADED", {})  # the steps read the seed as a fresh worker would
+    assert run(seed) == [("a2", "a1", "a1")]  # the copy joins a1's story; a1's repeat is dropped
+    # The control: without the seed the copy starts a story of its own, and a1 is new and joins it.
+    assert run(None) == sorted([("a2", "a2", None), ("a1", "a2", "a2")])
