@@ -9,6 +9,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -80,6 +81,11 @@ def test_alerts_tail_names_a_record_that_is_not_an_alert_and_ctrl_c_ends_quietly
 
     follow = subprocess.Popen(newsradar_cmd("alerts", "tail", "-f", "-n", "1000", "--bootstrap-servers", kafka.bootstrap),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # stderr is drained meanwhile: the session's news.alerts may hold enough records that are
+    # not alerts for their warning lines to fill the pipe and block the command.
+    errors: list[str] = []
+    drain = threading.Thread(target=lambda: errors.extend(follow.stderr), daemon=True)
+    drain.start()
     try:
         sel = selectors.DefaultSelector()
         sel.register(follow.stdout, selectors.EVENT_READ)
@@ -90,7 +96,10 @@ def test_alerts_tail_names_a_record_that_is_not_an_alert_and_ctrl_c_ends_quietly
                 seen = bool(line) and json.loads(line)["alert_id"] == good.alert_id
         assert seen, "alerts tail -f never printed the alert"
         os.kill(follow.pid, signal.SIGINT)
-        _, err = follow.communicate(timeout=60)
+        follow.stdout.read()  # to the end, so the command never waits on a full pipe
+        follow.wait(timeout=60)
+        drain.join(timeout=10)
+        err = "".join(errors)
     finally:
         if follow.poll() is None:
             follow.kill()
