@@ -94,7 +94,7 @@ def test_alerts_tail_names_a_record_that_is_not_an_alert_and_ctrl_c_ends_quietly
             if sel.select(timeout=1):
                 line = follow.stdout.readline()
                 seen = bool(line) and json.loads(line)["alert_id"] == good.alert_id
-        assert seen, "alerts tail -f never printed the alert"
+        assert seen, f"alerts tail -f never printed the alert (exit {follow.poll()}; stderr {''.join(errors)[-2000:]!r})"
         os.kill(follow.pid, signal.SIGINT)
         follow.stdout.read()  # to the end, so the command never waits on a full pipe
         follow.wait(timeout=60)
