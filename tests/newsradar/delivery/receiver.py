@@ -80,6 +80,7 @@ class Receiver:
                 with receiver.lock:
                     receiver.active += 1
                 if receiver.delay:
+                    # the slow receiver being simulated (seconds per request), not a wait for anything
                     time.sleep(receiver.delay)
                 valid = verify_signature(receiver.secret, self.headers, body)
                 with receiver.lock:

@@ -22,6 +22,7 @@ from newsradar.delivery.service import Deliverer, DeliveryLoop, Settings, SinkWo
 from newsradar.identity import notification_id
 from newsradar.metrics import DeliveryMetrics
 from newsradar.records import SCHEMA_VERSION
+from tests.conftest import wait_for
 from tests.newsradar.delivery.receiver import THREE_ORGS as ORGS
 from tests.newsradar.delivery.receiver import make_alert, three_org_article
 
@@ -137,11 +138,11 @@ def process(ledger: Ledger, records: list[Rec], hang: bool, window: float = 0.0)
         for rec in records:
             d._take(rec, [worker], loop.loop, Letters())
         d._close_groups(d.grouper.flush(), loop.loop)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if (hang and len(sink.sent) >= 1) or (not hang and d.progress.pending() == 0):
-                break
-            time.sleep(0.01)
+        if hang:
+            wait_for(lambda: len(sink.sent) >= 1, 10, "the hanging sink to be sent the first notification",
+                     interval=0.01)
+        else:
+            wait_for(lambda: d.progress.pending() == 0, 10, "every notification delivered", interval=0.01)
     finally:
         loop.stop()
     return sink, d
