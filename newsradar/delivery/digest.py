@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -112,3 +112,17 @@ def digest_title(d: Digest) -> str:
     span = (f"{since:%H:%M}-{until:%H:%M} UTC" if since.date() == until.date()
             else f"{since:%Y-%m-%d %H:%M} - {until:%Y-%m-%d %H:%M} UTC")
     return f"Digest: {count} notification{'s' if count != 1 else ''}, {span}"
+
+
+def digest_bullets(d: Digest, esc: Callable[[str], str], link: Callable[[str], str]) -> list[str]:
+    """A line per notification of a digest in a chat's markup: ``esc`` escapes text, ``link``
+    makes the "open" link of an http(s) URL (others get none)."""
+    out = []
+    for x in digest_lines(d):
+        line = f"• [{x['severity']}] {esc(x['head'])}"
+        if x["subjects"]:
+            line += f" ({esc(x['subjects'])})"
+        if x["url"].startswith(("http://", "https://")):
+            line += f" {link(x['url'])}"
+        out.append(line)
+    return out

@@ -69,7 +69,7 @@ from newsradar.netguard import AddressPolicy, ForbiddenAddress
 from newsradar.records import parse_time
 from newsradar.vocab import SEVERITIES
 
-from .digest import Digest, digest_lines, digest_title
+from .digest import Digest, digest_bullets, digest_title
 from .notification import Notification, Part
 
 SIGNATURE_HEADER = "X-Newsradar-Signature"
@@ -442,16 +442,11 @@ def slack_digest_text(d: Digest) -> str:
     def esc(text: str) -> str:
         return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
-    lines = [f"*{esc(digest_title(d))}*"]
-    for x in digest_lines(d):
-        line = f"• [{x['severity']}] {esc(x['head'])}"
-        if x["subjects"]:
-            line += f" ({esc(x['subjects'])})"
-        if x["url"].startswith(("http://", "https://")):
-            line += f" <{x['url'].replace('|', '%7C').replace('>', '%3E')}|open>"
-        lines.append(line)
-    lines.append(f"_{esc(d.digest_id)}_")
+    lines = [f"*{esc(digest_title(d))}*",
+             *digest_bullets(d, esc, lambda url: f"<{url.replace('|', '%7C').replace('>', '%3E')}|open>"),
+             f"_{esc(d.digest_id)}_"]
     return "\n".join(lines)
+
 
 
 class Slack(_HttpSink):

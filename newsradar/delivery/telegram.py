@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from newsradar.config.watchlist import TelegramSink
 from newsradar.httpclient import parse_retry_after
 
-from .digest import Digest, digest_lines, digest_title
+from .digest import Digest, digest_bullets, digest_title
 from .notification import Notification
 from .sinks import Permanent, Retryable, _HttpSink, chat_lines, full_form, read_secret
 
@@ -85,14 +85,7 @@ def telegram_digest_html(d: Digest, cap: int = TELEGRAM_TEXT_CAP) -> str:
         return html.escape(text, quote=False)
 
     head, tail = f"<b>{esc(digest_title(d))}</b>", f"<code>{esc(d.digest_id)}</code>"
-    lines = []
-    for x in digest_lines(d):
-        line = f"• [{x['severity']}] {esc(x['head'])}"
-        if x["subjects"]:
-            line += f" ({esc(x['subjects'])})"
-        if x["url"].startswith(("http://", "https://")):
-            line += f' <a href="{html.escape(x["url"], quote=True)}">open</a>'
-        lines.append(line)
+    lines = digest_bullets(d, esc, lambda url: f'<a href="{html.escape(url, quote=True)}">open</a>')
     kept = list(lines)
     while True:
         more = len(lines) - len(kept)
