@@ -6,7 +6,6 @@ reading and committing."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 
 import pytest
@@ -15,7 +14,7 @@ from newsradar.kafka import ensure_topics, read_topic
 from newsradar.records import decode_dead_letter, decode_tagged
 from tests.conftest import REPO, newsradar_cmd, wait_for
 from tests.pipelines import hostile
-from tests.pipelines.support import committed, end_offsets, produce
+from tests.pipelines.support import committed, end_offsets, produce, stop_process
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -68,10 +67,4 @@ def test_poison_records_reach_the_dlq_and_the_stream_goes_on(kafka, topic_prefix
         wait_for(lambda: committed(bs, group, raw) == end_offsets(bs, raw), 120, "the new record committed")
         assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)

@@ -5,7 +5,6 @@ tags articles, raises alerts once per story, and takes a watchlist edit without 
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import urllib.request
 from datetime import timedelta
@@ -15,6 +14,7 @@ import pytest
 from newsradar.kafka import ensure_topics, make_producer, read_topic
 from newsradar.records import RawArticle, decode_alert, decode_tagged, format_time, utc_now
 from tests.conftest import REPO, newsradar_cmd, wait_for
+from tests.pipelines.support import stop_process
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -67,13 +67,7 @@ def pipeline(kafka, topic_prefix, tmp_path):
     try:
         yield proc, prefix, watchlist, log_path
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         log.close()
 
 

@@ -4,7 +4,6 @@ real broker writes a day's ranking of unwatched names once the watermark has pas
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +12,7 @@ import pytest
 from newsradar.kafka import ensure_topics, make_producer, read_topic
 from newsradar.records import RawArticle, decode_candidate, decode_tagged, format_time
 from tests.conftest import REPO, newsradar_cmd, wait_for
+from tests.pipelines.support import stop_process
 from tests.transforms.test_candidates import STORIES
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -57,11 +57,5 @@ def test_a_past_day_gets_its_ranking_on_news_candidates(kafka, topic_prefix, tmp
         assert {r.key.decode() for r in records} == {c.candidate_id for c in ranking}
         assert all(decode_tagged(r.value) for r in read_topic(kafka.bootstrap, prefix + "news.tagged"))
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         log.close()
