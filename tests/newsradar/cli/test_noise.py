@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import queue
 import signal
 import subprocess
 import threading
@@ -69,6 +69,11 @@ def _alert(n: int) -> Alert:
 def test_alerts_tail_names_a_record_that_is_not_an_alert_and_ctrl_c_ends_quietly(kafka):
     nk.ensure_topics(kafka.bootstrap, partitions=1, topics=[TOPIC_ALERTS])
     producer = nk.make_producer(kafka.bootstrap)
+    # Alerts before the one looked for, as a full suite leaves on the topic: the follower prints
+    # them in one burst (the case where a select() on its pipe once waited for ever).
+    for n in range(300):
+        earlier = _alert(n)
+        producer.send(TOPIC_ALERTS, key=earlier.alert_id.encode(), value=earlier.encode())
     bad = producer.send(TOPIC_ALERTS, key=b"x", value=b"this is not json").get(timeout=30)
     good = _alert(time.time_ns())
     producer.send(TOPIC_ALERTS, key=good.alert_id.encode(), value=good.encode()).get(timeout=30)
@@ -81,23 +86,28 @@ def test_alerts_tail_names_a_record_that_is_not_an_alert_and_ctrl_c_ends_quietly
 
     follow = subprocess.Popen(newsradar_cmd("alerts", "tail", "-f", "-n", "1000", "--bootstrap-servers", kafka.bootstrap),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # stderr is drained meanwhile: the session's news.alerts may hold enough records that are
-    # not alerts for their warning lines to fill the pipe and block the command.
+    # Both pipes are read by threads: the session's news.alerts may hold enough records that are
+    # not alerts for their warning lines to fill stderr and block the command, and enough alerts
+    # that one read takes many lines into Python's buffer (a select() on the pipe would then
+    # wait for bytes already read).
     errors: list[str] = []
+    printed: queue.Queue[str] = queue.Queue()
     drain = threading.Thread(target=lambda: errors.extend(follow.stderr), daemon=True)
+    reader = threading.Thread(target=lambda: [printed.put(line) for line in follow.stdout], daemon=True)
     drain.start()
+    reader.start()
     try:
-        sel = selectors.DefaultSelector()
-        sel.register(follow.stdout, selectors.EVENT_READ)
         deadline, seen = time.monotonic() + 60, False
         while not seen and time.monotonic() < deadline:
-            if sel.select(timeout=1):
-                line = follow.stdout.readline()
-                seen = bool(line) and json.loads(line)["alert_id"] == good.alert_id
+            try:
+                line = printed.get(timeout=1)
+            except queue.Empty:
+                continue
+            seen = json.loads(line)["alert_id"] == good.alert_id
         assert seen, f"alerts tail -f never printed the alert (exit {follow.poll()}; stderr {''.join(errors)[-2000:]!r})"
         os.kill(follow.pid, signal.SIGINT)
-        follow.stdout.read()  # to the end, so the command never waits on a full pipe
         follow.wait(timeout=60)
+        reader.join(timeout=10)
         drain.join(timeout=10)
         err = "".join(errors)
     finally:
