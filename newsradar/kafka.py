@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -187,6 +188,10 @@ def _probe(bootstrap_servers: str, timeout: float) -> bool:
     from kafka.errors import KafkaError
 
     security_config()  # unusable TLS/SASL settings are the caller's error, not "no broker answers"
+    if _all_refused(bootstrap_servers, timeout):
+        # Nothing listens at any address: say so at once instead of retrying to the timeout.
+        log.debug("broker at %s does not answer: every address refused the connection", bootstrap_servers)
+        return False
     admin = None
     try:
         admin = make_admin(
@@ -203,6 +208,27 @@ def _probe(bootstrap_servers: str, timeout: float) -> bool:
     finally:
         if admin is not None:
             admin.close()
+
+
+def _all_refused(bootstrap_servers: str, timeout: float) -> bool:
+    """True when every bootstrap address actively refuses a TCP connection (nothing listens).
+    Anything else (it connects, a timeout, a name that does not resolve, an address this
+    parser cannot read) is left to the Kafka client's own attempt."""
+    addresses = [a.strip() for a in bootstrap_servers.split(",") if a.strip()]
+    if not addresses:
+        return False
+    for address in addresses:
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit():
+            return False
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=min(timeout, 2.0)):
+                return False
+        except ConnectionRefusedError:
+            continue
+        except OSError:
+            return False
+    return True
 
 
 DAY = 86400.0

@@ -98,3 +98,23 @@ def test_producer_config_refuses_to_weaken_delivery(override):
 def test_producer_config_keeps_guarantees_and_allows_tuning():
     cfg = nk.producer_config("h:1", linger_ms=50, acks="all")
     assert cfg["acks"] == "all" and cfg["enable_idempotence"] is True and cfg["linger_ms"] == 50
+
+
+def test_a_port_nothing_listens_on_is_no_broker_at_once_and_a_listener_is_asked():
+    import socket
+    import time
+
+    dead = f"127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    assert nk.broker_answers(dead, timeout=20) is False
+    # Refused at every address: answered without the client's retries up to the timeout.
+    assert time.monotonic() - started < 5
+    assert nk._all_refused(f"{dead},127.0.0.1:{free_port()}", 1.0)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        alive = f"127.0.0.1:{listener.getsockname()[1]}"
+        # Something listens (not a broker): the Kafka client is asked, not the TCP check.
+        assert not nk._all_refused(f"{dead},{alive}", 1.0)
+    assert not nk._all_refused("broker-without-port", 1.0)
+    assert not nk._all_refused("", 1.0)
