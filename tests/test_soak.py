@@ -22,7 +22,7 @@ from benchmarks.soak_world import FEED_WINDOW, Params, World, activity, hostile_
 from newsradar.records import RecordError, decode_raw
 from tests.conftest import REPO
 
-SHORT = ["--days", "3", "--sources", "300", "--minutes-per-day", "0.6", "--seed", "7"]
+SHORT = ["--days", "3", "--sources", "300", "--minutes-per-day", "0.4", "--seed", "7"]
 
 
 @pytest.mark.kafka
