@@ -32,7 +32,7 @@ from tests.conftest import REPO, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka]
 
-DEMO_SPEED = "4"  # the four-minute demo schedule plays in about a minute
+DEMO_SPEED = "8"  # the four-minute demo schedule plays in about 30 s
 
 
 def watchlist_with_file_sink(path: Path, alerts_file: Path) -> Path:
@@ -51,7 +51,7 @@ class UpProcess:
         self.deliver_port = free_port()
         env = dict(os.environ, NEWSRADAR_HOME=str(home))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "newsradar.cli", "up", "--demo", "--no-live", "--demo-speed", DEMO_SPEED,
+            [sys.executable, "-m", "newsradar.cli", "up", "--demo", "--no-live", "--demo-speed", DEMO_SPEED, "--poll-interval", "2",
              "--kafka-port", str(kafka_port), "--connect-metrics-port", str(self.connect_port),
              "--pipeline-metrics-port", str(self.pipeline_port), "--deliver-metrics-port", str(self.deliver_port),
              "--watchlist", str(watchlist)],
