@@ -92,8 +92,9 @@ STREAMING_RUNNERS = ("PrismRunner", "FlinkRunner", "PortableRunner")
 # not split keep Beam's one-bundle-per-key guarantee. Other runners ignore the experiment.
 PRISM_EXPERIMENTS = ("prism_disable_sdf_split",)
 # A pipeline killed without a clean stop holds its group's claim until its Kafka session
-# expires (10 s); a restart waits that out instead of refusing.
-CLAIM_WAIT_SECONDS = 30.0
+# expires (GroupClaim's 10 s after its last heartbeat); a restart waits that out, with a
+# margin, instead of refusing.
+CLAIM_WAIT_SECONDS = 15.0
 
 
 def memory_seconds(watchlist: Watchlist, dedupe: DedupeSettings) -> float:
