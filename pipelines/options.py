@@ -50,6 +50,8 @@ class NewsradarOptions(PipelineOptions):
                                  "with remote workers a shared path (a volume they all mount, gs://...). "
                                  "Default: $NEWSRADAR_HOME/state/seeds when the workers run on this machine "
                                  "(Prism started here, LOOPBACK), else inside the pipeline whatever its size.")
+        parser.add_argument("--watchlist_poll", type=_duration, default=30.0,
+                            help="How often every worker checks the watchlist file for an edit (default 30s).")
         parser.add_argument("--stop_timeout", type=_duration, default=60.0,
                             help="On SIGTERM/SIGINT, how long to wait for what was read to be committed.")
 

@@ -251,10 +251,12 @@ def run_streaming(
     # Polled while running: a good new version is taken into use, a bad one refused (issue 6).
     # A bad file at start runs the last good version kept under $NEWSRADAR_HOME (issue 13);
     # with none, its error is exit 2.
-    watchlist = WatchlistSource.from_file(watchlist_path, store=paths.home() / "watchlist",
-                                          check=require_examples_pass, on_result=reload_counter())
     options = _beam_options(runner, beam_args)
     own = options.view_as(NewsradarOptions)
+    if own.watchlist_poll <= 0:
+        raise BadOptions(f"--watchlist_poll must be more than 0s, got {own.watchlist_poll:g}s")
+    watchlist = WatchlistSource.from_file(watchlist_path, own.watchlist_poll, store=paths.home() / "watchlist",
+                                          check=require_examples_pass, on_result=reload_counter())
     try:
         dedupe_settings(options)
     except ValueError as exc:

@@ -57,6 +57,9 @@ def test_bad_pipeline_option_is_bad_input():
                   "--story_similarity=3")
     assert result.returncode == 2, result.stderr
     assert "--story_similarity must be in (0, 1]" in result.stderr
+    result = _run("--watchlist", str(WATCHLIST), "--bootstrap-servers", f"localhost:{free_port()}",
+                  "--watchlist_poll=0s")
+    assert result.returncode == 2 and "--watchlist_poll must be more than 0s, got 0s" in result.stderr, result.stderr
 
 
 def test_no_broker_is_a_failure_that_says_where_it_looked():

@@ -61,7 +61,7 @@ def pipeline(kafka, topic_prefix, tmp_path):
     proc = subprocess.Popen(
         newsradar_cmd("pipeline", "--watchlist", str(watchlist), "--bootstrap-servers", kafka.bootstrap,
                       f"--topic_prefix={prefix}", f"--group_id={topic_prefix}-e2e", "--metrics_port=0",
-                      "--idle_lag=1s", "--stop_timeout=60s"),
+                      "--idle_lag=1s", "--stop_timeout=60s", "--watchlist_poll=5s"),
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     try:
