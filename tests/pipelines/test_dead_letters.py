@@ -49,17 +49,20 @@ def _failing(fn, article_id: str, position: int, exc: type[BaseException]):
     return wrapper
 
 
-def inject(monkeypatch, exc: type[BaseException] = ValueError) -> None:
+def inject(monkeypatch, exc: type[BaseException] | tuple[type[BaseException], ...] = ValueError) -> None:
     """Each step's own code raises for one article: Normalize (normalize), DropRepeats
     (version_of), GroupStories (assign_story), TagArticles (Tagger.tag), the novelty rules
-    (AlertRules.apply, on the mention event of article 105)."""
+    (AlertRules.apply, on the mention event of article 105). ``exc``: one error for all, or one
+    per fault of FAULTS, in its order."""
+    errors = exc if isinstance(exc, tuple) else (exc,) * len(FAULTS)
+    e101, e102, e103, e104, e105 = errors
     monkeypatch.setattr(transforms.normalize, "normalize",
-                        _failing(transforms.normalize.normalize, "rss:test:101", 0, exc))
-    monkeypatch.setattr(transforms.dedupe, "version_of", _failing(transforms.dedupe.version_of, "rss:test:102", 0, exc))
+                        _failing(transforms.normalize.normalize, "rss:test:101", 0, e101))
+    monkeypatch.setattr(transforms.dedupe, "version_of", _failing(transforms.dedupe.version_of, "rss:test:102", 0, e102))
     monkeypatch.setattr(transforms.dedupe, "assign_story",
-                        _failing(transforms.dedupe.assign_story, "rss:test:103", 1, exc))
-    monkeypatch.setattr(Tagger, "tag", _failing(Tagger.tag, "rss:test:104", 1, exc))
-    monkeypatch.setattr(AlertRules, "apply", _failing(AlertRules.apply, "rss:test:105", 2, exc))
+                        _failing(transforms.dedupe.assign_story, "rss:test:103", 1, e103))
+    monkeypatch.setattr(Tagger, "tag", _failing(Tagger.tag, "rss:test:104", 1, e104))
+    monkeypatch.setattr(AlertRules, "apply", _failing(AlertRules.apply, "rss:test:105", 2, e105))
 
 
 def payloads() -> list[tuple[bytes, float]]:
@@ -87,17 +90,18 @@ def summary(letter) -> tuple[str, str, str]:
     return (letter.step, decode_raw(letter.original_bytes()).article_id, letter.error.split(":")[0])
 
 
-def expected_letters(exc: type[BaseException]) -> list[tuple[str, str, str]]:
+def expected_letters(errors: tuple[type[BaseException], ...]) -> list[tuple[str, str, str]]:
     return [("parse", "not a record", "not JSON"),
-            *[(step, f"rss:test:{n}", exc.__name__) for n, step in FAULTS.items()]]
+            *[(step, f"rss:test:{n}", exc.__name__) for (n, step), exc in zip(FAULTS.items(), errors, strict=True)]]
 
 
 # The novelty rules fail after tagging: article 105 is tagged, its alert is what is lost.
 GOOD_IDS = [f"rss:test:{n}" for n in (1, 2, 3, 4, 105)]
 
 
-@pytest.mark.parametrize("exc", RECORD_ERRORS, ids=lambda e: e.__name__)
-def test_stream_routes_each_step_s_failures_to_the_dlq_and_goes_on(monkeypatch, exc):
+def test_stream_routes_each_step_s_failures_to_the_dlq_and_goes_on(monkeypatch):
+    # One run, each step failing with another of the errors a record's code can raise.
+    exc = RECORD_ERRORS
     inject(monkeypatch, exc)
     before = dlq_counts()
     stream = BeamTestStream()
