@@ -10,6 +10,15 @@ time and never used for tuning, so its figures are the honest ones. Any further 
 reported the same way, and ``--split NAME`` measures one split alone (all, per language,
 its errors).
 
+Labelling convention for ``mobilization``: an item carries it when it is about bringing people
+into the armed forces — call-ups, summonses, conscription, military registration, deferments
+and exemptions, draft evasion, demands to demobilize — and that includes recruitment by
+contract run by the state or the army: recruitment drives, plans and figures for contract
+soldiers, sign-up bonuses, recruiting centres (the lead's decision, 2026-12-07: analysts follow
+Russia's de facto mobilization through contracts). The pay, deaths or service of soldiers
+already serving, and reports of the fighting, are not about it; nor is a company's
+recruitment drive or a business contract.
+
 Per term (``--terms``), for every topic term that counted towards its topic's score on at
 least one item, whether or not the topic reached its threshold there: *precision* is the
 share of the items it counted on that are labeled with the topic, *recall* the share of the
