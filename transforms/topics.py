@@ -4,7 +4,10 @@ tune).
 
 Scoring, per topic, over one keyed Doc:
 
-1. Every term is matched in every inflected form (PhraseMatcher on the match key).
+1. Every term is matched in every inflected form (PhraseMatcher on the match key). A ``*``
+   in a phrase stands for at most one word there ("мобилизовать * ресурсы" is also
+   «мобилизовать все ресурсы», "lodge * protest" "lodged a protest"; spaCy's Matcher takes
+   these).
 2. A negative match cancels every positive match of the same topic that it overlaps
    ("protest song" is not evidence of a protest), and each distinct negative term found
    subtracts its weight once ("retailer" makes "mobilizing staff" less likely to be
@@ -26,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from spacy.matcher import PhraseMatcher
+from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
 
 from newsradar.config.watchlist import Topic
@@ -36,6 +39,10 @@ from .nlp import Pipelines
 
 MAX_EVIDENCE = 10
 REPEAT_BONUS = 0.5
+# In a term, a word that stands for at most one word of the text (newsradar/config/watchlist.py).
+GAP = "*"
+# Any one word, or none, at a GAP: never punctuation, so a phrase does not run across clauses.
+_GAP_TOKEN = {"IS_PUNCT": False, "OP": "?"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,7 @@ class TopicMatcher:
         nlp = pipelines.nlp[lang]
         strings = nlp.vocab.strings
         self._matcher = PhraseMatcher(nlp.vocab, attr="LEMMA")
+        self._gapped = Matcher(nlp.vocab)
         self._labels: dict[int, _TermLabel] = {}
         self.pattern_count = 0
         for ti, topic in enumerate(self.topics):
@@ -64,6 +72,12 @@ class TopicMatcher:
                 # the verb): the key sequence belongs to the heavier term.
                 best: dict[tuple[str, ...], tuple[int, float]] = {}
                 for k, term in enumerate(terms):
+                    if GAP in term.term.split():
+                        key = f"{ti}:{'n' if negative else 'p'}:{k}"
+                        self._labels[strings.add(key)] = _TermLabel(ti, k, term.weight, negative, term.background)
+                        self._gapped.add(key, [_gapped_pattern(pipelines.phrase_positions(term.term, lang))])
+                        self.pattern_count += 1
+                        continue
                     for seq in pipelines.phrase_variants(term.term, lang):
                         if seq not in best or term.weight > best[seq][1]:
                             best[seq] = (k, term.weight)
@@ -78,12 +92,7 @@ class TopicMatcher:
 
     def __call__(self, doc: Doc, offset: int = 0) -> list[TopicTag]:
         """The topics ``doc`` carries, in watchlist order, with score and evidence."""
-        positives: dict[int, list[tuple[int, int, _TermLabel]]] = {}
-        negatives: dict[int, list[tuple[int, int, _TermLabel]]] = {}
-        for match_id, start, end in self._matcher(doc):
-            label = self._labels[match_id]
-            bucket = negatives if label.negative else positives
-            bucket.setdefault(label.topic, []).append((start, end, label))
+        positives, negatives = self._matches(doc)
         tags = []
         for ti, matches in positives.items():
             topic = self.topics[ti]
@@ -104,18 +113,14 @@ class TopicMatcher:
 
     def explain(self, doc: Doc) -> dict[str, float]:
         """Every topic's score on ``doc``, tagged or not (for `watchlist check` reports)."""
-        positives: dict[int, list] = {}
-        negatives: dict[int, list] = {}
-        for match_id, start, end in self._matcher(doc):
-            label = self._labels[match_id]
-            (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
+        positives, negatives = self._matches(doc)
         return {t.id: round(_score(positives.get(i, []), negatives.get(i, []), t.max_background)[0], 2)
                 for i, t in enumerate(self.topics)}
 
     def counted_terms(self, doc: Doc) -> dict[str, set[str]]:
         """Per topic, the terms (as written in the watchlist) that count towards its score on
         ``doc``, whether or not it reaches the threshold (for per-term quality figures)."""
-        positives, negatives = _matches(self._matcher, self._labels, doc)
+        positives, negatives = self._matches(doc)
         out = {}
         for ti, topic in enumerate(self.topics):
             _score_, counted = _count(positives.get(ti, []), negatives.get(ti, []), topic.max_background)
@@ -124,13 +129,23 @@ class TopicMatcher:
         return out
 
 
-def _matches(matcher, labels, doc) -> tuple[dict[int, list], dict[int, list]]:
-    positives: dict[int, list] = {}
-    negatives: dict[int, list] = {}
-    for match_id, start, end in matcher(doc):
-        label = labels[match_id]
-        (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
-    return positives, negatives
+    def _matches(self, doc: Doc) -> tuple[dict[int, list], dict[int, list]]:
+        """Per topic index, the positive and the negative (start, end, label) matches in ``doc``."""
+        positives: dict[int, list] = {}
+        negatives: dict[int, list] = {}
+        found = self._matcher(doc)
+        if len(self._gapped):
+            found = [*found, *self._gapped(doc)]
+        for match_id, start, end in found:
+            label = self._labels[match_id]
+            (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
+        return positives, negatives
+
+
+def _gapped_pattern(positions: list[tuple[str, ...]]) -> list[dict]:
+    """A Matcher pattern for a phrase with GAP words: each word in any of its keys, each GAP
+    any one word or none."""
+    return [dict(_GAP_TOKEN) if options == (GAP,) else {"LEMMA": {"IN": list(options)}} for options in positions]
 
 
 def _score(positives: list, negatives: list, max_background: float = 1.0) -> tuple[float, list[tuple[int, int]]]:

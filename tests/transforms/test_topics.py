@@ -149,6 +149,32 @@ def test_background_words_alone_never_reach_a_topic(pipes):
     assert TopicMatcher([wider], pipes, "en").explain(pipes(with_call_up, "en"))["mobilization"] == 4
 
 
+def test_a_star_in_a_term_is_at_most_one_word_and_never_punctuation(pipes):
+    rally = topic(
+        id="protest", name="Protest",
+        terms={"en": [{"term": "hold * protest", "weight": 3}],
+               "ru": [{"term": "мобилизовать", "weight": 3}]},
+        negative={"ru": [{"term": "мобилизовать * ресурсы", "weight": 2}]},
+    )
+    matcher = {lang: TopicMatcher([rally], pipes, lang) for lang in ("en", "ru")}
+
+    def score(text, lang):
+        return matcher[lang].explain(pipes(text, lang))["protest"]
+
+    # The negative cancels the verb with no word, or one, between; not with two, nor across a stop.
+    assert score("Руководство призвало мобилизовать ресурсы.", "ru") == -2
+    assert score("Руководство призвало мобилизовать все ресурсы.", "ru") == -2
+    assert score("Руководство призвало мобилизовать все свои ресурсы.", "ru") == 3
+    assert score("Власти решили мобилизовать. Ресурсы есть.", "ru") == 3
+    # A positive with a star: "held a protest", "held protests"; the evidence is the whole span.
+    for text in ("Families held a protest.", "Families held protests.", "Families have held protests."):
+        tags = matcher["en"](pipes(text, "en"))
+        assert [t.id for t in tags] == ["protest"], text
+    assert [e.text for e in matcher["en"](pipes("They held a protest.", "en"))[0].evidence] == ["held a protest"]
+    assert score("They held a long noisy protest.", "en") == 0
+    assert matcher["en"].counted_terms(pipes("They held a protest.", "en")) == {"protest": {"hold * protest"}}
+
+
 @pytest.mark.parametrize(
     "text, lang, expected",
     [
