@@ -190,6 +190,14 @@ def test_a_star_in_a_term_is_at_most_one_word_and_never_punctuation(pipes):
         ("Акции нефтяной компании подорожали на пять процентов.", "ru", False),
         ("В сети магазинов стартовала акция: скидки на зимнюю обувь.", "ru", False),
         ("Команда подала протест суддям після фінішу гонки.", "uk", False),
+        # A report of actions in N places, or of placards carried somewhere, is the event.
+        ("Движение сообщило об акциях в семи регионах России.", "ru", True),
+        ("Родичі полонених оголосили акції в кількох містах України.", "uk", True),
+        ("Матери срочников вышли с плакатами к военкомату.", "ru", True),
+        # ... not a shop's «акції», fans' placards, or a protest lodged with a federation.
+        ("Знижки для покупців: акції у всіх регіонах у супермаркетах мережі.", "uk", False),
+        ("Болельщики вышли с плакатами к стадиону.", "ru", False),
+        ("The federation filed a protest over the result of the rally.", "en", False),
     ],
 )
 def test_shipped_protest_terms_take_plain_event_reports_and_leave_sport_and_markets(shipped, text, lang, expected):
@@ -204,10 +212,31 @@ def test_shipped_protest_terms_take_plain_event_reports_and_leave_sport_and_mark
         ("Армія повідомила про відбиті атаки на фронті; війна триває, солдати виснажені.", "uk"),
         ("United Russia launched a turnout project called 'Mobilization' before the election.", "en"),
         ("«Единая Россия» запустила проект «Мобилизация», чтобы поднять явку.", "ru"),
+        # Contract soldiers and the ministry are the setting too; business contracts and hiring are not.
+        ("Семьи погибших контрактников жалуются, что Минобороны задерживает выплаты.", "ru"),
+        ("Завод заключил контракт с Минобороны на поставку грузовиков для армии.", "ru"),
+        ("The agency offers contract recruitment for IT projects and a sign-up bonus for new clients.", "en"),
+        ("Губернатор призвал мобилизовать все имеющиеся ресурсы на борьбу с паводком.", "ru"),
     ],
 )
 def test_shipped_mobilization_leaves_war_background_and_a_turnout_project_out(shipped, text, lang):
     assert "mobilization" not in {t.id for t in shipped.analyze("", text, lang).topics}
+
+
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("The defence ministry said contract recruitment was ahead of plan.", "en"),
+        ("В Минобороны сообщили о наборе контрактников в Сибири.", "ru"),
+        ("Бригада відкрила рекрутинговий центр для добровольців.", "uk"),
+        ("Men mobilised last autumn are still at the front.", "en"),
+        ("Students must reapply for their deferment from military service.", "en"),
+        ("The bill raises the draft age, and compulsory service will last two years.", "en"),
+        ("Мужчинам, получившим повестки, помогают выехать из страны.", "ru"),
+    ],
+)
+def test_shipped_mobilization_takes_contract_recruitment_deferments_and_summonses(shipped, text, lang):
+    assert "mobilization" in {t.id for t in shipped.analyze("", text, lang).topics}
 
 
 @pytest.fixture(scope="module")
