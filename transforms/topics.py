@@ -5,9 +5,10 @@ tune).
 Scoring, per topic, over one keyed Doc:
 
 1. Every term is matched in every inflected form (PhraseMatcher on the match key). A ``*``
-   in a phrase stands for at most one word there ("мобилизовать * ресурсы" is also
-   «мобилизовать все ресурсы», "lodge * protest" "lodged a protest"; spaCy's Matcher takes
-   these).
+   in a phrase stands for at most one word there, never punctuation ("мобилизовать * ресурсы"
+   is also «мобилизовать все ресурсы», "lodge * protest" "lodged a protest"): the parts
+   between the stars are matched like phrases and joined when they are close enough (spaCy's
+   token Matcher would do it too, at ten times the cost of all the other terms together).
 2. A negative match cancels every positive match of the same topic that it overlaps
    ("protest song" is not evidence of a protest), and each distinct negative term found
    subtracts its weight once ("retailer" makes "mobilizing staff" less likely to be
@@ -29,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from spacy.matcher import Matcher, PhraseMatcher
+from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
 
 from newsradar.config.watchlist import Topic
@@ -41,8 +42,6 @@ MAX_EVIDENCE = 10
 REPEAT_BONUS = 0.5
 # In a term, a word that stands for at most one word of the text (newsradar/config/watchlist.py).
 GAP = "*"
-# Any one word, or none, at a GAP: never punctuation, so a phrase does not run across clauses.
-_GAP_TOKEN = {"IS_PUNCT": False, "OP": "?"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +53,15 @@ class _TermLabel:
     background: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _GappedTerm:
+    """A term with GAP words: its label, and before each part after the first the most words
+    that may stand between it and the part before it (the number of stars there)."""
+
+    label: _TermLabel
+    gaps: tuple[int, ...]
+
+
 class TopicMatcher:
     """The topics of a watchlist for documents of one language (built once per worker)."""
 
@@ -63,8 +71,9 @@ class TopicMatcher:
         nlp = pipelines.nlp[lang]
         strings = nlp.vocab.strings
         self._matcher = PhraseMatcher(nlp.vocab, attr="LEMMA")
-        self._gapped = Matcher(nlp.vocab)
         self._labels: dict[int, _TermLabel] = {}
+        # A part of a term with GAP words: match id -> (the term, which part).
+        self._parts: dict[int, tuple[_GappedTerm, int]] = {}
         self.pattern_count = 0
         for ti, topic in enumerate(self.topics):
             for negative, terms in ((False, topic.terms.get(lang, ())), (True, topic.negative.get(lang, ()))):
@@ -73,10 +82,14 @@ class TopicMatcher:
                 best: dict[tuple[str, ...], tuple[int, float]] = {}
                 for k, term in enumerate(terms):
                     if GAP in term.term.split():
-                        key = f"{ti}:{'n' if negative else 'p'}:{k}"
-                        self._labels[strings.add(key)] = _TermLabel(ti, k, term.weight, negative, term.background)
-                        self._gapped.add(key, [_gapped_pattern(pipelines.phrase_positions(term.term, lang))])
-                        self.pattern_count += 1
+                        parts, gaps = _split_at_gaps(term.term)
+                        gapped = _GappedTerm(_TermLabel(ti, k, term.weight, negative, term.background), gaps)
+                        for j, part in enumerate(parts):
+                            key = f"{ti}:{'n' if negative else 'p'}:{k}:{j}"
+                            self._parts[strings.add(key)] = (gapped, j)
+                            seqs = pipelines.phrase_variants(part, lang)
+                            self._matcher.add(key, [[strings.add(k) for k in q] for q in seqs])
+                            self.pattern_count += len(seqs)
                         continue
                     for seq in pipelines.phrase_variants(term.term, lang):
                         if seq not in best or term.weight > best[seq][1]:
@@ -133,19 +146,52 @@ class TopicMatcher:
         """Per topic index, the positive and the negative (start, end, label) matches in ``doc``."""
         positives: dict[int, list] = {}
         negatives: dict[int, list] = {}
-        found = self._matcher(doc)
-        if len(self._gapped):
-            found = [*found, *self._gapped(doc)]
-        for match_id, start, end in found:
-            label = self._labels[match_id]
+        found = []
+        parts: dict[_GappedTerm, list[list[tuple[int, int]]]] = {}
+        for match_id, start, end in self._matcher(doc):
+            part = self._parts.get(match_id)
+            if part is None:
+                found.append((start, end, self._labels[match_id]))
+            else:
+                gapped, j = part
+                parts.setdefault(gapped, [[] for _ in range(len(gapped.gaps) + 1)])[j].append((start, end))
+        for gapped, spans in parts.items():
+            found.extend((start, end, gapped.label) for start, end in _join_parts(doc, spans, gapped.gaps))
+        for start, end, label in found:
             (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
         return positives, negatives
 
 
-def _gapped_pattern(positions: list[tuple[str, ...]]) -> list[dict]:
-    """A Matcher pattern for a phrase with GAP words: each word in any of its keys, each GAP
-    any one word or none."""
-    return [dict(_GAP_TOKEN) if options == (GAP,) else {"LEMMA": {"IN": list(options)}} for options in positions]
+def _split_at_gaps(term: str) -> tuple[list[str], tuple[int, ...]]:
+    """"мобилизовать * * ресурсы" -> (["мобилизовать", "ресурсы"], (2,)): the parts between
+    the GAP words, and how many GAP words stand before each part after the first."""
+    parts: list[list[str]] = [[]]
+    gaps: list[int] = []
+    for word in term.split():
+        if word == GAP:
+            if parts[-1]:
+                parts.append([])
+                gaps.append(0)
+            gaps[-1] += 1
+        else:
+            parts[-1].append(word)
+    return [" ".join(p) for p in parts], tuple(gaps)
+
+
+def _join_parts(doc: Doc, spans: list[list[tuple[int, int]]], gaps: tuple[int, ...]) -> set[tuple[int, int]]:
+    """Whole matches of a term with GAP words, from the matches of its parts: each part starts
+    at most its gap's words after the end of the one before, and no punctuation is between."""
+    chains = {(start, end) for start, end in spans[0]}
+    for part, gap in zip(spans[1:], gaps, strict=True):
+        chains = {
+            (first, end)
+            for first, last in chains
+            for start, end in part
+            if last <= start <= last + gap and not any(doc[t].is_punct for t in range(last, start))
+        }
+        if not chains:
+            break
+    return chains
 
 
 def _score(positives: list, negatives: list, max_background: float = 1.0) -> tuple[float, list[tuple[int, int]]]:
