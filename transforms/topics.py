@@ -141,7 +141,6 @@ class TopicMatcher:
             out[topic.id] = {terms[label.term].term for _s, _e, label in counted}
         return out
 
-
     def _matches(self, doc: Doc) -> tuple[dict[int, list], dict[int, list]]:
         """Per topic index, the positive and the negative (start, end, label) matches in ``doc``."""
         positives: dict[int, list] = {}
@@ -163,8 +162,8 @@ class TopicMatcher:
 
 
 def _split_at_gaps(term: str) -> tuple[list[str], tuple[int, ...]]:
-    """"мобилизовать * * ресурсы" -> (["мобилизовать", "ресурсы"], (2,)): the parts between
-    the GAP words, and how many GAP words stand before each part after the first."""
+    """The parts of ``term`` between its GAP words, and how many GAP words stand before each
+    part after the first: «мобилизовать * * ресурсы» -> (["мобилизовать", "ресурсы"], (2,))."""
     parts: list[list[str]] = [[]]
     gaps: list[int] = []
     for word in term.split():
@@ -180,14 +179,16 @@ def _split_at_gaps(term: str) -> tuple[list[str], tuple[int, ...]]:
 
 def _join_parts(doc: Doc, spans: list[list[tuple[int, int]]], gaps: tuple[int, ...]) -> set[tuple[int, int]]:
     """Whole matches of a term with GAP words, from the matches of its parts: each part starts
-    at most its gap's words after the end of the one before, and no punctuation is between."""
+    at most its gap's words after the end of the one before, and no punctuation (nor the blank
+    line after the title) is between."""
     chains = {(start, end) for start, end in spans[0]}
     for part, gap in zip(spans[1:], gaps, strict=True):
         chains = {
             (first, end)
             for first, last in chains
             for start, end in part
-            if last <= start <= last + gap and not any(doc[t].is_punct for t in range(last, start))
+            if last <= start <= last + gap
+            and not any(doc[t].is_punct or doc[t].is_space for t in range(last, start))
         }
         if not chains:
             break

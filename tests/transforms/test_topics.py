@@ -172,6 +172,7 @@ def test_a_star_in_a_term_is_at_most_one_word_and_never_punctuation(pipes):
         assert [t.id for t in tags] == ["protest"], text
     assert [e.text for e in matcher["en"](pipes("They held a protest.", "en"))[0].evidence] == ["held a protest"]
     assert score("They held a long noisy protest.", "en") == 0
+    assert score(analysis_text("Shareholders will hold", "Protest votes were few."), "en") == 0
     assert matcher["en"].counted_terms(pipes("They held a protest.", "en")) == {"protest": {"hold * protest"}}
 
 
