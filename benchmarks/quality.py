@@ -6,9 +6,19 @@ this project, each labeled with the topics it is about and the watched organizat
 names, with hard negatives (a retailer "mobilizing" staff, a protest song, page layout
 "верстка", the phrase "единая Россия", a memorial to the fallen). Items are in splits:
 ``dev`` was used while tuning the shipped watchlist; ``holdout`` was written at the same
-time and never used for tuning, so its figures are the honest ones. Any further split is
-reported the same way, and ``--split NAME`` measures one split alone (all, per language,
-its errors).
+time and never used for tuning; ``fresh`` was written as an untuned check, measured once, and
+then tuned on (2026-12-07), so no split is unseen any more and an honest figure needs a new
+held-out split. Any further split is reported the same way, and ``--split NAME`` measures one
+split alone (all, per language, its errors).
+
+Labelling convention for ``mobilization``: an item carries it when it is about bringing people
+into the armed forces — call-ups, summonses, conscription, military registration, deferments
+and exemptions, draft evasion, demands to demobilize — and that includes recruitment by
+contract run by the state or the army: recruitment drives, plans and figures for contract
+soldiers, sign-up bonuses, recruiting centres (the lead's decision, 2026-12-07: analysts follow
+Russia's de facto mobilization through contracts). The pay, deaths or service of soldiers
+already serving, and reports of the fighting, are not about it; nor is a company's
+recruitment drive or a business contract.
 
 Per term (``--terms``), for every topic term that counted towards its topic's score on at
 least one item, whether or not the topic reached its threshold there: *precision* is the

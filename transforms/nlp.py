@@ -266,14 +266,10 @@ class Pipelines:
         self._inflections[(lang, word)] = result
         return result
 
-    def phrase_variants(self, phrase: str, lang: str, max_variants: int = 32) -> list[tuple[str, ...]]:
-        """Key sequences that match ``phrase`` in any inflected form, its plain keys first.
-
-        Each word contributes its :meth:`inflection_keys`; the sequences are the product,
-        capped at ``max_variants`` (aliases with several ambiguous words are rare)."""
-        doc = self.nlp[lang](phrase)
+    def phrase_positions(self, phrase: str, lang: str) -> list[tuple[str, ...]]:
+        """Per word of ``phrase`` (spaces dropped), the keys its forms can get, its own key first."""
         positions = []
-        for token in doc:
+        for token in self.nlp[lang](phrase):
             if token.is_space:
                 continue
             if lang in ("ru", "uk") and is_cyrillic(token.text) and not token.is_punct:
@@ -283,6 +279,14 @@ class Pipelines:
             else:
                 options = (token.lemma_,)
             positions.append(options)
+        return positions
+
+    def phrase_variants(self, phrase: str, lang: str, max_variants: int = 32) -> list[tuple[str, ...]]:
+        """Key sequences that match ``phrase`` in any inflected form, its plain keys first.
+
+        Each word contributes its :meth:`inflection_keys`; the sequences are the product,
+        capped at ``max_variants`` (aliases with several ambiguous words are rare)."""
+        positions = self.phrase_positions(phrase, lang)
         if not positions:
             return []
         out: list[tuple[str, ...]] = []

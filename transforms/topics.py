@@ -4,7 +4,11 @@ tune).
 
 Scoring, per topic, over one keyed Doc:
 
-1. Every term is matched in every inflected form (PhraseMatcher on the match key).
+1. Every term is matched in every inflected form (PhraseMatcher on the match key). A ``*``
+   in a phrase stands for at most one word there, never punctuation ("мобилизовать * ресурсы"
+   is also «мобилизовать все ресурсы», "lodge * protest" "lodged a protest"): the parts
+   between the stars are matched like phrases and joined when they are close enough (spaCy's
+   token Matcher would do it too, at ten times the cost of all the other terms together).
 2. A negative match cancels every positive match of the same topic that it overlaps
    ("protest song" is not evidence of a protest), and each distinct negative term found
    subtracts its weight once ("retailer" makes "mobilizing staff" less likely to be
@@ -36,6 +40,8 @@ from .nlp import Pipelines
 
 MAX_EVIDENCE = 10
 REPEAT_BONUS = 0.5
+# In a term, a word that stands for at most one word of the text (newsradar/config/watchlist.py).
+GAP = "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,15 @@ class _TermLabel:
     weight: float
     negative: bool
     background: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _GappedTerm:
+    """A term with GAP words: its label, and before each part after the first the most words
+    that may stand between it and the part before it (the number of stars there)."""
+
+    label: _TermLabel
+    gaps: tuple[int, ...]
 
 
 class TopicMatcher:
@@ -57,6 +72,8 @@ class TopicMatcher:
         strings = nlp.vocab.strings
         self._matcher = PhraseMatcher(nlp.vocab, attr="LEMMA")
         self._labels: dict[int, _TermLabel] = {}
+        # A part of a term with GAP words: match id -> (the term, which part).
+        self._parts: dict[int, tuple[_GappedTerm, int]] = {}
         self.pattern_count = 0
         for ti, topic in enumerate(self.topics):
             for negative, terms in ((False, topic.terms.get(lang, ())), (True, topic.negative.get(lang, ()))):
@@ -64,6 +81,16 @@ class TopicMatcher:
                 # the verb): the key sequence belongs to the heavier term.
                 best: dict[tuple[str, ...], tuple[int, float]] = {}
                 for k, term in enumerate(terms):
+                    if GAP in term.term.split():
+                        parts, gaps = _split_at_gaps(term.term)
+                        gapped = _GappedTerm(_TermLabel(ti, k, term.weight, negative, term.background), gaps)
+                        for j, part in enumerate(parts):
+                            key = f"{ti}:{'n' if negative else 'p'}:{k}:{j}"
+                            self._parts[strings.add(key)] = (gapped, j)
+                            seqs = pipelines.phrase_variants(part, lang)
+                            self._matcher.add(key, [[strings.add(k) for k in q] for q in seqs])
+                            self.pattern_count += len(seqs)
+                        continue
                     for seq in pipelines.phrase_variants(term.term, lang):
                         if seq not in best or term.weight > best[seq][1]:
                             best[seq] = (k, term.weight)
@@ -78,12 +105,7 @@ class TopicMatcher:
 
     def __call__(self, doc: Doc, offset: int = 0) -> list[TopicTag]:
         """The topics ``doc`` carries, in watchlist order, with score and evidence."""
-        positives: dict[int, list[tuple[int, int, _TermLabel]]] = {}
-        negatives: dict[int, list[tuple[int, int, _TermLabel]]] = {}
-        for match_id, start, end in self._matcher(doc):
-            label = self._labels[match_id]
-            bucket = negatives if label.negative else positives
-            bucket.setdefault(label.topic, []).append((start, end, label))
+        positives, negatives = self._matches(doc)
         tags = []
         for ti, matches in positives.items():
             topic = self.topics[ti]
@@ -104,18 +126,14 @@ class TopicMatcher:
 
     def explain(self, doc: Doc) -> dict[str, float]:
         """Every topic's score on ``doc``, tagged or not (for `watchlist check` reports)."""
-        positives: dict[int, list] = {}
-        negatives: dict[int, list] = {}
-        for match_id, start, end in self._matcher(doc):
-            label = self._labels[match_id]
-            (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
+        positives, negatives = self._matches(doc)
         return {t.id: round(_score(positives.get(i, []), negatives.get(i, []), t.max_background)[0], 2)
                 for i, t in enumerate(self.topics)}
 
     def counted_terms(self, doc: Doc) -> dict[str, set[str]]:
         """Per topic, the terms (as written in the watchlist) that count towards its score on
         ``doc``, whether or not it reaches the threshold (for per-term quality figures)."""
-        positives, negatives = _matches(self._matcher, self._labels, doc)
+        positives, negatives = self._matches(doc)
         out = {}
         for ti, topic in enumerate(self.topics):
             _score_, counted = _count(positives.get(ti, []), negatives.get(ti, []), topic.max_background)
@@ -123,14 +141,58 @@ class TopicMatcher:
             out[topic.id] = {terms[label.term].term for _s, _e, label in counted}
         return out
 
+    def _matches(self, doc: Doc) -> tuple[dict[int, list], dict[int, list]]:
+        """Per topic index, the positive and the negative (start, end, label) matches in ``doc``."""
+        positives: dict[int, list] = {}
+        negatives: dict[int, list] = {}
+        found = []
+        parts: dict[_GappedTerm, list[list[tuple[int, int]]]] = {}
+        for match_id, start, end in self._matcher(doc):
+            part = self._parts.get(match_id)
+            if part is None:
+                found.append((start, end, self._labels[match_id]))
+            else:
+                gapped, j = part
+                parts.setdefault(gapped, [[] for _ in range(len(gapped.gaps) + 1)])[j].append((start, end))
+        for gapped, spans in parts.items():
+            found.extend((start, end, gapped.label) for start, end in _join_parts(doc, spans, gapped.gaps))
+        for start, end, label in found:
+            (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
+        return positives, negatives
 
-def _matches(matcher, labels, doc) -> tuple[dict[int, list], dict[int, list]]:
-    positives: dict[int, list] = {}
-    negatives: dict[int, list] = {}
-    for match_id, start, end in matcher(doc):
-        label = labels[match_id]
-        (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
-    return positives, negatives
+
+def _split_at_gaps(term: str) -> tuple[list[str], tuple[int, ...]]:
+    """The parts of ``term`` between its GAP words, and how many GAP words stand before each
+    part after the first: «мобилизовать * * ресурсы» -> (["мобилизовать", "ресурсы"], (2,))."""
+    parts: list[list[str]] = [[]]
+    gaps: list[int] = []
+    for word in term.split():
+        if word == GAP:
+            if parts[-1]:
+                parts.append([])
+                gaps.append(0)
+            gaps[-1] += 1
+        else:
+            parts[-1].append(word)
+    return [" ".join(p) for p in parts], tuple(gaps)
+
+
+def _join_parts(doc: Doc, spans: list[list[tuple[int, int]]], gaps: tuple[int, ...]) -> set[tuple[int, int]]:
+    """Whole matches of a term with GAP words, from the matches of its parts: each part starts
+    at most its gap's words after the end of the one before, and no punctuation (nor the blank
+    line after the title) is between."""
+    chains = {(start, end) for start, end in spans[0]}
+    for part, gap in zip(spans[1:], gaps, strict=True):
+        chains = {
+            (first, end)
+            for first, last in chains
+            for start, end in part
+            if last <= start <= last + gap
+            and not any(doc[t].is_punct or doc[t].is_space for t in range(last, start))
+        }
+        if not chains:
+            break
+    return chains
 
 
 def _score(positives: list, negatives: list, max_background: float = 1.0) -> tuple[float, list[tuple[int, int]]]:

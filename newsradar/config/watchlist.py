@@ -40,6 +40,16 @@ class Term(_Frozen):
     # most the topic's ``max_background``.
     background: bool = False
 
+    @field_validator("term")
+    @classmethod
+    def _gaps_inside(cls, value: str) -> str:
+        # "*" is a word that stands for at most one word of the text ("мобилизовать * ресурсы");
+        # it needs a word on each side, and a star stuck to a word would be read as its letters.
+        words = value.split()
+        if "*" in value and ("*" in (words[0], words[-1]) or any("*" in w and w != "*" for w in words)):
+            raise ValueError("a '*' stands alone between two words (\"мобилизовать * ресурсы\")")
+        return value
+
 
 def _term(value):
     return {"term": value} if isinstance(value, str) else value

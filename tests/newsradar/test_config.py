@@ -238,3 +238,12 @@ def test_a_bad_grouping_window_names_its_line_and_field(tmp_path, value, words):
     assert words in str(err.value)
     assert load_watchlist(_write(tmp_path, "ok.yaml", "alerts:\n  group_window: 500ms\n")).alerts.group_window == 0.5
     assert load_watchlist(_write(tmp_path, "default.yaml", "alerts:\n  sinks: []\n")).alerts.group_window == 5.0
+
+
+@pytest.mark.parametrize("term", ["* ресурсы", "мобилизовать *", "мобилизовать *все ресурсы", "*"])
+def test_a_gap_in_a_term_stands_alone_between_two_words(tmp_path, term):
+    f = _write(tmp_path, "wl.yaml", f"topics:\n  - {{id: t, name: T, terms: {{ru: ['{term}']}}}}\n")
+    with pytest.raises(ConfigError, match=r"topics\[0\]\.terms\.ru\[0\]: a '\*' stands alone between two words"):
+        load_watchlist(f)
+    ok = _write(tmp_path, "ok.yaml", "topics:\n  - {id: t, name: T, terms: {ru: ['мобилизовать * * ресурсы']}}\n")
+    assert load_watchlist(ok).topics[0].terms["ru"][0].term == "мобилизовать * * ресурсы"

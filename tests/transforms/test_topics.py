@@ -149,6 +149,33 @@ def test_background_words_alone_never_reach_a_topic(pipes):
     assert TopicMatcher([wider], pipes, "en").explain(pipes(with_call_up, "en"))["mobilization"] == 4
 
 
+def test_a_star_in_a_term_is_at_most_one_word_and_never_punctuation(pipes):
+    rally = topic(
+        id="protest", name="Protest",
+        terms={"en": [{"term": "hold * protest", "weight": 3}],
+               "ru": [{"term": "мобилизовать", "weight": 3}]},
+        negative={"ru": [{"term": "мобилизовать * ресурсы", "weight": 2}]},
+    )
+    matcher = {lang: TopicMatcher([rally], pipes, lang) for lang in ("en", "ru")}
+
+    def score(text, lang):
+        return matcher[lang].explain(pipes(text, lang))["protest"]
+
+    # The negative cancels the verb with no word, or one, between; not with two, nor across a stop.
+    assert score("Руководство призвало мобилизовать ресурсы.", "ru") == -2
+    assert score("Руководство призвало мобилизовать все ресурсы.", "ru") == -2
+    assert score("Руководство призвало мобилизовать все свои ресурсы.", "ru") == 3
+    assert score("Власти решили мобилизовать. Ресурсы есть.", "ru") == 3
+    # A positive with a star: "held a protest", "held protests"; the evidence is the whole span.
+    for text in ("Families held a protest.", "Families held protests.", "Families have held protests."):
+        tags = matcher["en"](pipes(text, "en"))
+        assert [t.id for t in tags] == ["protest"], text
+    assert [e.text for e in matcher["en"](pipes("They held a protest.", "en"))[0].evidence] == ["held a protest"]
+    assert score("They held a long noisy protest.", "en") == 0
+    assert score(analysis_text("Shareholders will hold", "Protest votes were few."), "en") == 0
+    assert matcher["en"].counted_terms(pipes("They held a protest.", "en")) == {"protest": {"hold * protest"}}
+
+
 @pytest.mark.parametrize(
     "text, lang, expected",
     [
@@ -164,6 +191,14 @@ def test_background_words_alone_never_reach_a_topic(pipes):
         ("Акции нефтяной компании подорожали на пять процентов.", "ru", False),
         ("В сети магазинов стартовала акция: скидки на зимнюю обувь.", "ru", False),
         ("Команда подала протест суддям після фінішу гонки.", "uk", False),
+        # A report of actions in N places, or of placards carried somewhere, is the event.
+        ("Движение сообщило об акциях в семи регионах России.", "ru", True),
+        ("Родичі полонених оголосили акції в кількох містах України.", "uk", True),
+        ("Матери срочников вышли с плакатами к военкомату.", "ru", True),
+        # ... not a shop's «акції», fans' placards, or a protest lodged with a federation.
+        ("Знижки для покупців: акції у всіх регіонах у супермаркетах мережі.", "uk", False),
+        ("Болельщики вышли с плакатами к стадиону.", "ru", False),
+        ("The federation filed a protest over the result of the rally.", "en", False),
     ],
 )
 def test_shipped_protest_terms_take_plain_event_reports_and_leave_sport_and_markets(shipped, text, lang, expected):
@@ -178,10 +213,31 @@ def test_shipped_protest_terms_take_plain_event_reports_and_leave_sport_and_mark
         ("Армія повідомила про відбиті атаки на фронті; війна триває, солдати виснажені.", "uk"),
         ("United Russia launched a turnout project called 'Mobilization' before the election.", "en"),
         ("«Единая Россия» запустила проект «Мобилизация», чтобы поднять явку.", "ru"),
+        # Contract soldiers and the ministry are the setting too; business contracts and hiring are not.
+        ("Семьи погибших контрактников жалуются, что Минобороны задерживает выплаты.", "ru"),
+        ("Завод заключил контракт с Минобороны на поставку грузовиков для армии.", "ru"),
+        ("The agency offers contract recruitment for IT projects and a sign-up bonus for new clients.", "en"),
+        ("Губернатор призвал мобилизовать все имеющиеся ресурсы на борьбу с паводком.", "ru"),
     ],
 )
 def test_shipped_mobilization_leaves_war_background_and_a_turnout_project_out(shipped, text, lang):
     assert "mobilization" not in {t.id for t in shipped.analyze("", text, lang).topics}
+
+
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("The defence ministry said contract recruitment was ahead of plan.", "en"),
+        ("В Минобороны сообщили о наборе контрактников в Сибири.", "ru"),
+        ("Бригада відкрила рекрутинговий центр для добровольців.", "uk"),
+        ("Men mobilised last autumn are still at the front.", "en"),
+        ("Students must reapply for their deferment from military service.", "en"),
+        ("The bill raises the draft age, and compulsory service will last two years.", "en"),
+        ("Мужчинам, получившим повестки, помогают выехать из страны.", "ru"),
+    ],
+)
+def test_shipped_mobilization_takes_contract_recruitment_deferments_and_summonses(shipped, text, lang):
+    assert "mobilization" in {t.id for t in shipped.analyze("", text, lang).topics}
 
 
 @pytest.fixture(scope="module")
