@@ -41,7 +41,7 @@ ORG_MICRO_RECALL_FLOOR = 0.95
 
 FLOORED_SPLITS = ("dev", "holdout", "fresh")
 # Held-out splits not tuned on yet: reported by benchmarks/quality.py, floored only once tuned on.
-UNFLOORED_SPLITS: tuple[str, ...] = ()
+UNFLOORED_SPLITS: tuple[str, ...] = ("fresh2",)
 
 
 @pytest.fixture(scope="module")
