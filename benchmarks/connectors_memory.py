@@ -7,7 +7,9 @@ from inside with tracemalloc and from outside with RSS (issue 20's +10.7 % conne
 What runs: :func:`connectors.app.run`, the function `newsradar connect` calls, in this process
 (main thread), state in a temporary directory, against benchmarks/soak_feeds.py serving the
 soak's world (benchmarks/soak_world.py) with the soak's sources file (its cadences in wall
-time, never below ``--min-poll``). ``--kafka fake`` replaces the Kafka producer with one that
+time, never below ``--min-poll``). A feed shows its latest 20 items, so in a fresh world the
+feeds fill for weeks (a quiet one publishes 0.3 items a day); ``--prefill-days`` starts the
+feeds that far into the world, full, as after months of running. ``--kafka fake`` replaces the Kafka producer with one that
 acknowledges every send at once and keeps nothing (no broker to start; what is measured is
 the connectors, not kafka-python); ``--kafka HOST:PORT`` produces to a real broker (start one
 with ``newsradar kafka start --port P --data-dir D``). After ``--minutes`` the process sends
@@ -266,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes-per-day", type=float, default=1.2, help="wall minutes of a simulated day")
     parser.add_argument("--items-per-source-day", type=float, default=Params.items_per_source_day)
     parser.add_argument("--min-poll", type=float, default=5.0, help="shortest poll interval, wall seconds")
+    parser.add_argument("--prefill-days", type=float, default=0.0,
+                        help="start the feeds this many simulated days into the world (feeds already full)")
     parser.add_argument("--sample-every", type=float, default=60.0, help="seconds between samples")
     parser.add_argument("--frames", type=int, default=8, help="tracemalloc traceback depth (0: no tracing)")
     parser.add_argument("--top", type=int, default=25, help="growth entries kept per grouping")
@@ -279,12 +283,12 @@ def main(argv: list[str] | None = None) -> int:
 
     day_seconds = opts.minutes_per_day * 60
     accel = DAY / day_seconds
-    days = int(opts.minutes / opts.minutes_per_day) + 2
+    days = int(opts.prefill_days + opts.minutes / opts.minutes_per_day) + 2
     start = (time.time() // DAY - days - 1) * DAY
     params = Params(opts.seed, opts.sources, days, opts.items_per_source_day, start)
     world = World(params)
     log(f"{opts.sources} sources, {len(world.items)} items over {days} simulated days of {day_seconds:.0f}s "
-        f"(x{accel:.0f}); connectors for {opts.minutes:g} min, kafka {opts.kafka}, tracemalloc frames {opts.frames}, "
+        f"(x{accel:.0f}, feeds from day {opts.prefill_days:g}); connectors for {opts.minutes:g} min, kafka {opts.kafka}, tracemalloc frames {opts.frames}, "
         f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}, load {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="connectors-memory-") as tmp:
         work = Path(tmp)
@@ -308,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             if opts.frames:
                 tracemalloc.start(opts.frames)
             sampler = Sampler(opts.sample_every, opts.warmup * 60, base, opts.frames, opts.minutes * 60)
-            post_json(f"{base}/clock", {"t0": time.time(), "accel": accel})
+            post_json(f"{base}/clock", {"t0": time.time() - opts.prefill_days * day_seconds, "accel": accel})
             sampler.start()
             t0 = time.time()
             code = app.run(str(sources), state_dir=str(work / "state"), bootstrap_servers=bootstrap)
