@@ -131,6 +131,16 @@ def malloc_totals() -> dict | None:
     return {"heap": info.arena, "in_use": info.uordblks, "free": info.fordblks, "mmapped": info.hblkhd}
 
 
+def trimmed_rss() -> dict | None:
+    """RSS before and after glibc's malloc_trim(0), which gives back the free pages inside every
+    heap: how much of the RSS is memory the allocator holds but nothing uses."""
+    if _LIBC is None:
+        return None
+    before = vm_rss()
+    _LIBC.malloc_trim(0)
+    return {"rss_before": before, "rss_after": vm_rss()}
+
+
 def pymalloc_arenas() -> dict:
     """pymalloc's arena counts from sys._debugmallocstats (it writes to fd 2 only)."""
     with tempfile.TemporaryFile() as out:
@@ -166,6 +176,7 @@ class Sampler:
         self.types: list[tuple[float, dict[str, int]]] = []
         self.warm_snapshot = None
         self.last_snapshot = None
+        self.trimmed: dict | None = None
         self.t0 = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
@@ -182,6 +193,7 @@ class Sampler:
             elapsed = time.monotonic() - self.t0
             self.sample(elapsed)
             if elapsed >= self.deadline:
+                self.trimmed = trimmed_rss()
                 log("time is up: SIGTERM to this process (the connectors' clean stop)")
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
@@ -287,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     start = (time.time() // DAY - days - 1) * DAY
     params = Params(opts.seed, opts.sources, days, opts.items_per_source_day, start)
     world = World(params)
-    log(f"{opts.sources} sources, {len(world.items)} items over {days} simulated days of {day_seconds:.0f}s "
+    items = len(world.items)
+    log(f"{opts.sources} sources, {items} items over {days} simulated days of {day_seconds:.0f}s "
         f"(x{accel:.0f}, feeds from day {opts.prefill_days:g}); connectors for {opts.minutes:g} min, kafka {opts.kafka}, tracemalloc frames {opts.frames}, "
         f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}, load {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="connectors-memory-") as tmp:
@@ -297,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             sources = work / "sources.yaml"
             sources.write_text(yaml.safe_dump(sources_yaml(world, base, accel, free_port(), opts.min_poll),
                                               sort_keys=False))
+            del world  # the feed server has its own; here it would only weigh on the RSS measured
+            gc.collect()
             handler = logging.FileHandler(work / "connect.log")
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger().handlers[:] = [handler]
@@ -324,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                 "exit_code": code, "wall_s": round(wall, 1), "accel": round(accel, 1), "days": days,
                 "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
                 "sent": producer.sent if producer is not None else None,
-                "summary": summarize(sampler.samples, opts.warmup * 60),
+                "summary": summarize(sampler.samples, opts.warmup * 60), "malloc_trim": sampler.trimmed,
                 "growth": growth(sampler, opts.top), "samples": sampler.samples,
             }
             tail = (work / "connect.log").read_text(encoding="utf-8", errors="replace").splitlines()
@@ -341,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
             + (f", traced {s['traced_warm'] / MIB:.2f} -> {s['traced_end'] / MIB:.2f} MiB" if "traced_warm" in s else ""))
     for row in result["growth"].get("by_traceback", [])[:8]:
         log(f"{row['size_diff'] / 1024:+.0f} KiB ({row['count_diff']:+d} blocks): {' <- '.join(reversed(row['where'][-3:]))}")
+    if sampler.trimmed:
+        log(f"malloc_trim(0) at the end: RSS {sampler.trimmed['rss_before'] / MIB:.1f} -> "
+            f"{sampler.trimmed['rss_after'] / MIB:.1f} MiB")
     log(f"result in {opts.out}")
     return code
 
