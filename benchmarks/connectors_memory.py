@@ -2,26 +2,31 @@
 from inside with tracemalloc and from outside with RSS (issue 20's +10.7 % connectors growth).
 
     nice -n 10 .venv/bin/python benchmarks/connectors_memory.py [--minutes 18] [--sources 2000]
-        [--minutes-per-day 1.2] [--min-poll 5] [--frames 8] [--kafka fake|HOST:PORT] [--out F.json]
+        [--minutes-per-day 1.2] [--min-poll 5] [--prefill-days 0] [--frames 8]
+        [--kafka fake|HOST:PORT] [--out F.json]
 
 What runs: :func:`connectors.app.run`, the function `newsradar connect` calls, in this process
 (main thread), state in a temporary directory, against benchmarks/soak_feeds.py serving the
 soak's world (benchmarks/soak_world.py) with the soak's sources file (its cadences in wall
 time, never below ``--min-poll``). A feed shows its latest 20 items, so in a fresh world the
-feeds fill for weeks (a quiet one publishes 0.3 items a day); ``--prefill-days`` starts the
-feeds that far into the world, full, as after months of running. ``--kafka fake`` replaces the Kafka producer with one that
-acknowledges every send at once and keeps nothing (no broker to start; what is measured is
-the connectors, not kafka-python); ``--kafka HOST:PORT`` produces to a real broker (start one
-with ``newsradar kafka start --port P --data-dir D``). After ``--minutes`` the process sends
-itself SIGTERM, which stops the connectors as a real stop does.
+feeds fill for weeks (a quiet source publishes ~0.3 items a day); ``--prefill-days`` starts
+the feeds that far into the world, full, as after months of running. ``--kafka fake``
+replaces the Kafka producer with one that acknowledges every send at once and keeps nothing
+(no broker to start; what is measured is the connectors, not kafka-python); ``--kafka
+HOST:PORT`` produces to a real broker (start one with ``newsradar kafka start --port P
+--data-dir D``). After ``--minutes`` the process sends itself SIGTERM, which stops the
+connectors as a real stop does.
 
 Sampled every ``--sample-every`` seconds by a thread: this process's VmRSS, what tracemalloc
 traces (Python allocations still alive; ``--frames 0`` turns tracing off, to see the RSS
-without its overhead), glibc's malloc totals (mallinfo2: bytes in use and free inside the
-heaps, for allocator fragmentation), pymalloc's arenas (only without tracing: tracemalloc hooks the allocator), the count of gc-tracked objects per
-type, and the feed server's request counts. At the end the snapshot taken after ``--warmup``
-minutes is compared with the last one: the tracebacks whose live memory grew most, which is
-where a leak shows. Output: ``--out`` (JSON) and a summary on stderr.
+without its overhead, which is large: tracing slows the connectors several-fold), glibc's
+malloc totals (mallinfo2: bytes in use and free inside the heaps, for allocator
+fragmentation), pymalloc's arenas (only without tracing: tracemalloc hooks the allocator),
+the count of gc-tracked objects per type, and the feed server's request counts; at the end,
+the RSS before and after ``malloc_trim(0)``. The snapshot taken after ``--warmup`` minutes is
+compared with the last one: the tracebacks whose live memory grew most, which is where a leak
+shows, and the gc types whose counts grew. Output: ``--out`` (JSON) and a summary on stderr.
+Results and what they showed: docs/benchmarks.md, "Connectors memory".
 """
 
 from __future__ import annotations
