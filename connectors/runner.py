@@ -14,6 +14,8 @@ Guarantees (for any :class:`connectors.base.Poller`: RSS, Telegram web/bot/webho
   own: a record that cannot be encoded or that Kafka refuses as such (too large, invalid) is
   skipped the same way and the cursor still advances; only a send Kafka may yet accept
   (timeouts, an unreachable broker) keeps the cursor for a retry.
+* **Memory does not grow with the sources' cursors.** A poll reads its source's cursor from
+  the state store; the loop keeps no cursor between polls (an RSS cursor grows with its feed).
 * **Repeats dropped by id.** Records whose ``(article_id, edited_at)`` was delivered within
   ``seen_ttl`` are not sent again (an edit with a new ``edited_at`` is).
 * **One producer per process**, built by :func:`newsradar.kafka.make_producer` (acks=all,
@@ -116,7 +118,6 @@ class Slot:
 
     poller: Poller
     schedule: Schedule
-    cursor: dict[str, Any] | None = None
     next_due: float = 0.0
     # Set while the source asked us to wait (Retry-After): not polled before, not even by --once.
     hold_until: float = 0.0
@@ -215,7 +216,6 @@ class Runner:
 
     def _restore(self, slot: Slot) -> None:
         state = self._store.load(slot.source_id)
-        slot.cursor = state.cursor
         slot.next_due = state.next_due or 0.0
         slot.hold_until = state.hold_until or 0.0
         slot.errors = state.errors
@@ -410,7 +410,10 @@ class Runner:
     async def _poll(self, slot: Slot) -> tuple[PollResult, float]:
         started = time.monotonic()
         now = datetime.fromtimestamp(self._clock(), UTC)
-        task = asyncio.ensure_future(slot.poller.poll(slot.cursor, now))
+        # Read from the store for this poll only: held for every source between polls, cursors
+        # grow with their feeds (an RSS cursor keeps ~340 bytes per item of the last body).
+        cursor = self._store.cursor(slot.source_id)
+        task = asyncio.ensure_future(slot.poller.poll(cursor, now))
         try:
             await asyncio.wait({task})
         except asyncio.CancelledError:
@@ -489,8 +492,6 @@ class Runner:
             source, cursor=result.cursor, seen=keys, now=now, next_due=slot.next_due,
             errors=0, last_new_at=slot.last_new_at,
         )
-        if result.cursor is not None:
-            slot.cursor = result.cursor
         m.consecutive_errors.labels(source=source).set(0)
         if result.outcome == "not_modified":
             report.not_modified += 1

@@ -8,6 +8,8 @@ Guarantees:
 * SQLite commits are atomic, so a SIGKILL at any point leaves the store either before or after
   a commit. We run WAL with ``synchronous=NORMAL``: durable across process crashes; a power
   cut can roll back the last commits, which re-sends (duplicates), never loses.
+* The store is where cursors live: the delivery loop reads one with :meth:`StateStore.cursor`
+  for each poll and keeps none in memory.
 * Seen ids are bounded twice: rows older than the TTL are expired and each source keeps at
   most ``max_per_source`` rows (oldest dropped first). An id still present in its feed is
   refreshed on every changed fetch, so it never expires while the feed still lists it.
@@ -110,6 +112,11 @@ class StateStore:
             return SourceState()
         cursor = json.loads(row[0]) if row[0] else None
         return SourceState(cursor=cursor, next_due=row[1], hold_until=row[2], errors=row[3] or 0, last_new_at=row[4])
+
+    def cursor(self, source_id: str) -> dict[str, Any] | None:
+        """The source's saved cursor alone (what a poll starts from)."""
+        row = self._db.execute("SELECT cursor FROM sources WHERE source_id = ?", (source_id,)).fetchone()
+        return json.loads(row[0]) if row is not None and row[0] else None
 
     def unseen(self, source_id: str, keys: Sequence[str]) -> set[str]:
         """The subset of ``keys`` not delivered (and remembered) for this source."""
