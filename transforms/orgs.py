@@ -70,6 +70,11 @@ OTHER_HEADS: dict[str, tuple[str, ...]] = {
     "uk": ("фільм", "серіал", "кінотеатр", "книга", "роман", "пісня", "альбом", "вистава", "ресторан", "кафе",
            "магазин", "меморіал", "пам'ятник", "вулиця", "санаторій", "готель"),
 }
+# Words right before a generic name that make it another body: "the civil defence ministry"
+# (an emergencies ministry) is no defence ministry. They veto the generic name.
+GENERIC_VETO_BEFORE: dict[str, tuple[str, ...]] = {
+    "en": ("civil",),
+}
 # Latin aliases of at most this many words also get a Cyrillic spelling; longer ones are
 # translated, not transliterated, by Russian and Ukrainian writers.
 MAX_WORDS_TO_CYRILLIC = 2
@@ -151,6 +156,8 @@ class OrgMatcher:
         self._country_of = [self._country_index(o.country) for o in self.orgs]
         self._other_heads = frozenset(
             self._strings.add(pipelines.key_of_word(w, lang)) for w in OTHER_HEADS.get(lang, ()))
+        self._generic_veto = frozenset(
+            self._strings.add(pipelines.key_of_word(w, lang)) for w in GENERIC_VETO_BEFORE.get(lang, ()))
         self.pattern_count = 0
         self._build(pipelines)
 
@@ -192,8 +199,10 @@ class OrgMatcher:
         # Second pass: synonym swaps and coordinated words in the other order of this
         # language's names, unless some organization already has the result as a name.
         conjunctions = {pipelines.key_of_word(w, lang) for w in synonyms.CONJUNCTIONS.get(lang, ())}
+        # A generic alias gets none: it is weak evidence already, and its rewrites name other
+        # bodies ("Defence Ministry" -> "civil defence department").
         for (oi, seq), (kind, proper, generic) in list(seqs.items()):
-            if kind != NAME or (oi, seq) not in own or not self.orgs[oi].fuzzy:
+            if kind != NAME or generic or (oi, seq) not in own or not self.orgs[oi].fuzzy:
                 continue
             variants = list(_swaps(seq, synonym_keys)) if synonym_keys else []
             for base in (seq, *variants):
@@ -301,7 +310,8 @@ class OrgMatcher:
             candidates.extend(c for c in doubtful if not c.generic and c.org in supported
                               and self._name_like(doc, c, full_orgs, lemmas))
         full.extend(c for c in candidates if c.proper)
-        generic = [c for c in found if c.generic and (not c.proper or self._name_like(doc, c, full_orgs, lemmas))]
+        generic = [c for c in found if c.generic and not self._vetoed(doc, c)
+                   and (not c.proper or self._name_like(doc, c, full_orgs, lemmas))]
         if generic:
             candidates.extend(self._resolve_generic(doc, generic, full, source_id))
         mentions = []
@@ -337,6 +347,10 @@ class OrgMatcher:
                 label = self._labels[match_id]
                 out.append((self.orgs[label.org].id, start, end, label.generic))
         return out
+
+    def _vetoed(self, doc: Doc, cand: _Candidate) -> bool:
+        """A generic name right after a word of :data:`GENERIC_VETO_BEFORE` ("civil")."""
+        return cand.start > 0 and doc[cand.start - 1].lemma in self._generic_veto
 
     def _name_like(self, doc: Doc, cand: _Candidate, full_orgs: set[int], lemmas: frozenset[int]) -> bool:
         """A name that is also an ordinary word counts when it is written as a name and
@@ -376,7 +390,10 @@ class OrgMatcher:
         (:meth:`_country_evidence`) plus its context words found anywhere in the article —
         if that is at least :data:`MIN_RESOLVING_EVIDENCE` and more than any other country
         has (a story about Kyiv does not make «Минобороны» Russia's however many Russian
-        words it has, unless they outweigh the Ukrainian ones)."""
+        words it has, unless they outweigh the Ukrainian ones). On equal evidence the one
+        whose cues in the text weigh more wins: the language and the source are priors, so
+        «Путін доручив Міноборони ... війни проти України» in Ukrainian is Russia's (Путін
+        against України and the language)."""
         by_span: dict[tuple[int, int], list[_Candidate]] = {}
         for cand in generic:
             by_span.setdefault((cand.start, cand.end), []).append(cand)
@@ -398,41 +415,48 @@ class OrgMatcher:
             scored = []
             for cand in (c for c in group if c.generic == 1):
                 ci = self._country_of[cand.org]
-                weight, words = countries.get(ci, (0.0, [])) if ci is not None else (0.0, [])
+                weight, text_weight, words = countries.get(ci, (0.0, 0.0, [])) if ci is not None else (0.0, 0.0, [])
                 context = [doc_keys[k] for k in self._context[cand.org] if k in doc_keys]
-                scored.append((weight + len(context), cand, ci, words + context))
+                scored.append((weight + len(context), text_weight + len(context), cand, ci, words + context))
             if not scored:
                 continue
-            scored.sort(key=lambda x: -x[0])
-            best, cand, ci, words = scored[0]
-            rivals = [w for other, (w, _) in countries.items() if other != ci] if ci is not None else []
-            rivals += [s[0] for s in scored[1:] if s[2] != ci or ci is None]
-            if best < MIN_RESOLVING_EVIDENCE or any(r >= best for r in rivals):
+            scored.sort(key=lambda x: (-x[0], -x[1]))
+            best, best_text, cand, ci, words = scored[0]
+            rivals = [(w, t) for other, (w, t, _) in countries.items() if other != ci] if ci is not None else []
+            rivals += [(s[0], s[1]) for s in scored[1:] if s[3] != ci or ci is None]
+            # On a tie the priors (language, source) yield to what the text says.
+            if best < MIN_RESOLVING_EVIDENCE or any(r > best or (r == best and t >= best_text) for r, t in rivals):
                 continue
             owner = self.countries[ci].name if ci is not None else self.orgs[cand.org].name
             named = ", ".join(dict.fromkeys(words[:MAX_NAMED_CUES])) or "the language"
             out.append(dataclasses.replace(cand, resolved_by=f"{owner}: {named}"))
         return out
 
-    def _country_evidence(self, doc: Doc, source_id: str | None = None) -> dict[int, tuple[float, list[str]]]:
-        """Per country: the summed weight of its distinct cues in ``doc`` (each cue once),
-        plus :data:`LANGUAGE_CUE` when the document's language is one of the country's and
-        as much again when its source matches one of the country's ``sources``, and the cue
-        words as written, strongest first (then "source X")."""
-        hits: dict[int, dict[int, tuple[float, str]]] = {}
+    def _country_evidence(self, doc: Doc, source_id: str | None = None) -> dict[int, tuple[float, float, list[str]]]:
+        """Per country: the summed weight of its distinct cues in ``doc`` (each cue once, also
+        when several languages' lists of the country have it), plus :data:`LANGUAGE_CUE` when
+        the document's language is one of the country's and as much again when its source
+        matches one of the country's ``sources``; the cues' weight alone (what the text
+        itself says, which breaks a tie); and the cue words as written, strongest first
+        (then "source X")."""
+        hits: dict[int, dict[tuple[int, ...], tuple[float, str]]] = {}
         for match_id, start, end in self._cues(doc):
             ci, weight = self._cue_labels[match_id]
-            hits.setdefault(ci, {}).setdefault(match_id, (weight, doc[start:end].text))
+            said = tuple(t.lemma for t in doc[start:end])
+            seen = hits.setdefault(ci, {}).get(said)
+            if seen is None or weight > seen[0]:
+                hits[ci][said] = (weight, doc[start:end].text)
         out = {}
         for ci, country in enumerate(self.countries):
             cues = sorted(hits.get(ci, {}).values(), key=lambda h: -h[0])
-            weight = sum(w for w, _ in cues) + (LANGUAGE_CUE if self.lang in country.langs else 0.0)
+            text_weight = sum(w for w, _ in cues)
+            weight = text_weight + (LANGUAGE_CUE if self.lang in country.langs else 0.0)
             named = [text for _, text in cues]
             if source_id and any(fnmatch.fnmatchcase(source_id, p) for p in country.sources):
                 weight += LANGUAGE_CUE
                 named.append(f"source {source_id}")
             if weight:
-                out[ci] = (weight, named)
+                out[ci] = (weight, text_weight, named)
         return out
 
 

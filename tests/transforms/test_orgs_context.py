@@ -199,3 +199,43 @@ def test_the_source_is_half_a_cue(tagger):
     assert [(m.org_id, m.resolved_by) for m in found] == [(RU, "Russia's: source meduza-ru")]
     # A Ukrainian outlet writing in Russian: half a cue each, a tie, nobody's.
     assert tagger.analyze("", text, "ru", source_id="ukrainska-pravda").mentions == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A synonym-swapped rewrite of a generic name names another body.
+        "A court in Tula jailed a former deputy head of the city's civil defence department for taking "
+        "two million roubles.",
+        # "civil" before it: an emergencies ministry, not the defence ministry.
+        "The civil defence ministry in Moscow sent 300 rescuers to the Kursk region.",
+    ],
+)
+def test_civil_defence_is_not_a_defence_ministry(tagger, text):
+    assert orgs(tagger, text, "en") == []
+    # The same story about the ministry itself is still read.
+    assert orgs(tagger, "The Defence Ministry in Moscow sent 300 soldiers to the Kursk region.", "en") == [RU]
+
+
+@pytest.mark.parametrize(
+    "text, lang, org, cue",
+    [
+        # Ukrainian text: the language is Ukraine's, the text names Putin (and Ukraine, less).
+        ("Путін доручив Міноборони та уряду розв'язати питання житла для офіцерів, які повернулися з війни "
+         "проти України.", "uk", RU, "Путін"),
+        # Russian text: the language is Russia's, the text names Zelensky (and Russia, less).
+        ("Зеленский поручил Минобороны решить вопрос жилья для офицеров, вернувшихся с войны с Россией.",
+         "ru", UA, "Зеленский"),
+    ],
+)
+def test_on_equal_evidence_the_text_outweighs_the_language(tagger, text, lang, org, cue):
+    [m] = mentions(tagger, text, lang)
+    assert m.org_id == org and m.match == "contextual" and m.resolved_by.endswith(f": {cue}")
+
+
+def test_a_cue_in_several_languages_lists_counts_once(tagger):
+    doc = tagger.pipelines("Минобороны выплатит сто тысяч рублей.", "ru")
+    evidence = tagger.org_matchers["ru"]._country_evidence(doc)
+    russia = [i for i, c in enumerate(tagger.watchlist.countries) if c.id == "russia"][0]
+    # «рубль» is in Russia's ru and uk cue lists: one cue (1) plus the language (0.5).
+    assert evidence[russia][:2] == (1.5, 1.0)
