@@ -239,3 +239,8 @@ def test_a_cue_in_several_languages_lists_counts_once(tagger):
     russia = [i for i, c in enumerate(tagger.watchlist.countries) if c.id == "russia"][0]
     # «рубль» is in Russia's ru and uk cue lists: one cue (1) plus the language (0.5).
     assert evidence[russia][:2] == (1.5, 1.0)
+
+
+def test_medvedev_and_the_security_council_are_russian_cues(tagger):
+    [m] = mentions(tagger, "Зампред Совбеза Дмитрий Медведев провёл совещание в Минобороны.", "ru")
+    assert m.org_id == RU and m.resolved_by == "Russia's: Совбеза, Медведев"
