@@ -55,6 +55,9 @@ HEAD_WINDOW = 3
 MIN_RESOLVING_EVIDENCE = 1.0
 # The article's language counts as this much of a cue for the countries that list it.
 LANGUAGE_CUE = 0.5
+# A country cue in the headline weighs this many times its weight: the headline says what
+# the story is about ("Ukrainian MPs shelve bill ..." over a body that names nobody).
+TITLE_CUE_FACTOR = 2.0
 # Cue words named in ``resolved_by``.
 MAX_NAMED_CUES = 4
 # Distinct context words anywhere in the article that support a ``case: proper`` name as
@@ -282,9 +285,12 @@ class OrgMatcher:
 
     # -- matching ----------------------------------------------------------
 
-    def __call__(self, doc: Doc, offset: int = 0, source_id: str | None = None) -> list[Mention]:
+    def __call__(self, doc: Doc, offset: int = 0, source_id: str | None = None,
+                 title_end: int = 0) -> list[Mention]:
         """Mentions in ``doc``, in text order; ``offset`` is added to every character offset.
-        ``source_id`` (the article's source) is a country cue for generic names."""
+        ``source_id`` (the article's source) is a country cue for generic names; so, at
+        :data:`TITLE_CUE_FACTOR` times their weight, are the cues before character
+        ``title_end`` of ``doc`` (the headline)."""
         found = []
         for matcher in (self._names, self._acronyms):
             for match_id, start, end in matcher(doc):
@@ -313,7 +319,7 @@ class OrgMatcher:
         generic = [c for c in found if c.generic and not self._vetoed(doc, c)
                    and (not c.proper or self._name_like(doc, c, full_orgs, lemmas))]
         if generic:
-            candidates.extend(self._resolve_generic(doc, generic, full, source_id))
+            candidates.extend(self._resolve_generic(doc, generic, full, source_id, title_end))
         mentions = []
         for cand in _resolve(candidates)[:MAX_MENTIONS]:
             span = doc[cand.start:cand.end]
@@ -381,7 +387,7 @@ class OrgMatcher:
         return bool(context) and len(context & lemmas) >= ARTICLE_CONTEXT
 
     def _resolve_generic(self, doc: Doc, generic: list[_Candidate], full: list[_Candidate],
-                         source_id: str | None = None) -> list[_Candidate]:
+                         source_id: str | None = None, title_end: int = 0) -> list[_Candidate]:
         """The generic candidates the article resolves, each given its ``resolved_by``.
 
         Candidates of several organizations on one span compete. In order: the organization
@@ -397,7 +403,7 @@ class OrgMatcher:
         by_span: dict[tuple[int, int], list[_Candidate]] = {}
         for cand in generic:
             by_span.setdefault((cand.start, cand.end), []).append(cand)
-        countries = self._country_evidence(doc, source_id) if self.countries else {}
+        countries = self._country_evidence(doc, source_id, title_end) if self.countries else {}
         doc_keys: dict[int, str] | None = None
         out = []
         for (start, _end), group in by_span.items():
@@ -432,16 +438,20 @@ class OrgMatcher:
             out.append(dataclasses.replace(cand, resolved_by=f"{owner}: {named}"))
         return out
 
-    def _country_evidence(self, doc: Doc, source_id: str | None = None) -> dict[int, tuple[float, float, list[str]]]:
+    def _country_evidence(self, doc: Doc, source_id: str | None = None,
+                          title_end: int = 0) -> dict[int, tuple[float, float, list[str]]]:
         """Per country: the summed weight of its distinct cues in ``doc`` (each cue once, also
         when several languages' lists of the country have it), plus :data:`LANGUAGE_CUE` when
         the document's language is one of the country's and as much again when its source
-        matches one of the country's ``sources``; the cues' weight alone (what the text
+        matches one of the country's ``sources`` (a cue in the headline, before character
+        ``title_end``, weighs :data:`TITLE_CUE_FACTOR` times as much); the cues' weight alone (what the text
         itself says, which breaks a tie); and the cue words as written, strongest first
         (then "source X")."""
         hits: dict[int, dict[tuple[int, ...], tuple[float, str]]] = {}
         for match_id, start, end in self._cues(doc):
             ci, weight = self._cue_labels[match_id]
+            if doc[start:end].end_char <= title_end:
+                weight *= TITLE_CUE_FACTOR
             said = tuple(t.lemma for t in doc[start:end])
             seen = hits.setdefault(ci, {}).get(said)
             if seen is None or weight > seen[0]:

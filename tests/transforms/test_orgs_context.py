@@ -244,3 +244,13 @@ def test_a_cue_in_several_languages_lists_counts_once(tagger):
 def test_medvedev_and_the_security_council_are_russian_cues(tagger):
     [m] = mentions(tagger, "Зампред Совбеза Дмитрий Медведев провёл совещание в Минобороны.", "ru")
     assert m.org_id == RU and m.resolved_by == "Russia's: Совбеза, Медведев"
+
+
+def test_a_cue_in_the_headline_weighs_double(tagger):
+    body = "The Defence Ministry had warned that the change would need new training capacity."
+    # "Ukrainian" is half a cue: in the body not enough, in the headline it is.
+    assert orgs(tagger, f"Ukrainian MPs shelve the bill. {body}", "en") == []
+    [m] = tagger.analyze("Ukrainian MPs shelve the bill", body, "en").mentions
+    assert (m.org_id, m.resolved_by) == (UA, "Ukraine's: Ukrainian")
+    # Without a body there is no headline apart: the same words weigh as in a body.
+    assert tagger.analyze(f"Ukrainian MPs shelve the bill. {body}", "", "en").mentions == ()
