@@ -392,7 +392,9 @@ class OrgMatcher:
 
         Candidates of several organizations on one span compete. In order: the organization
         whose full mention comes last before the span ("the ministry" after "Russia's
-        Defence Ministry"); else the one with the most evidence — cue weight of its country
+        Defence Ministry"); for a ``generic: mention`` alias, the organization whose head's
+        title (``generic: title``, "Defence Minister"), resolved by the evidence below, comes
+        last before it; else the one with the most evidence — cue weight of its country
         (:meth:`_country_evidence`) plus its context words found anywhere in the article —
         if that is at least :data:`MIN_RESOLVING_EVIDENCE` and more than any other country
         has (a story about Kyiv does not make «Минобороны» Russia's however many Russian
@@ -404,9 +406,12 @@ class OrgMatcher:
         for cand in generic:
             by_span.setdefault((cand.start, cand.end), []).append(cand)
         countries = self._country_evidence(doc, source_id, title_end) if self.countries else {}
-        doc_keys: dict[int, str] | None = None
+        doc_keys: dict[int, str] = {}
+        for token in doc:
+            doc_keys.setdefault(token.lemma, token.text)
         out = []
-        for (start, _end), group in by_span.items():
+        titles: list[tuple[_Candidate, str]] = []  # resolved titles of heads, in text order
+        for (start, _end), group in sorted(by_span.items()):
             earlier = [(f.start, f) for f in full if f.end <= start and f.org in {c.org for c in group}]
             if earlier:
                 _s, prior = max(earlier, key=lambda e: e[0])
@@ -414,29 +419,46 @@ class OrgMatcher:
                 said = doc[prior.start:prior.end].text
                 out.append(dataclasses.replace(chosen, resolved_by=f"after \u00ab{said}\u00bb"))
                 continue
-            if doc_keys is None:
-                doc_keys = {}
-                for token in doc:
-                    doc_keys.setdefault(token.lemma, token.text)
-            scored = []
-            for cand in (c for c in group if c.generic == 1):
-                ci = self._country_of[cand.org]
-                weight, text_weight, words = countries.get(ci, (0.0, 0.0, [])) if ci is not None else (0.0, 0.0, [])
-                context = [doc_keys[k] for k in self._context[cand.org] if k in doc_keys]
-                scored.append((weight + len(context), text_weight + len(context), cand, ci, words + context))
-            if not scored:
+            # "the ministry" after a resolved "Defence Minister" is that minister's ministry.
+            by_title = [(t, why) for t, why in titles if t.end <= start and t.org in {c.org for c in group if c.generic == 2}]
+            if by_title:
+                title, why = by_title[-1]
+                chosen = next(c for c in group if c.org == title.org)
+                said = doc[title.start:title.end].text
+                out.append(dataclasses.replace(chosen, resolved_by=f"after \u00ab{said}\u00bb, {why}"))
                 continue
-            scored.sort(key=lambda x: (-x[0], -x[1]))
-            best, best_text, cand, ci, words = scored[0]
-            rivals = [(w, t) for other, (w, t, _) in countries.items() if other != ci] if ci is not None else []
-            rivals += [(s[0], s[1]) for s in scored[1:] if s[3] != ci or ci is None]
-            # On a tie the priors (language, source) yield to what the text says.
-            if best < MIN_RESOLVING_EVIDENCE or any(r > best or (r == best and t >= best_text) for r, t in rivals):
+            decided = self._by_evidence([c for c in group if c.generic in (1, 3)], countries, doc_keys)
+            if decided is None:
                 continue
-            owner = self.countries[ci].name if ci is not None else self.orgs[cand.org].name
-            named = ", ".join(dict.fromkeys(words[:MAX_NAMED_CUES])) or "the language"
-            out.append(dataclasses.replace(cand, resolved_by=f"{owner}: {named}"))
+            cand, why = decided
+            if cand.generic == 3:
+                titles.append((cand, why))  # never a mention itself
+            else:
+                out.append(dataclasses.replace(cand, resolved_by=why))
         return out
+
+    def _by_evidence(self, group: list[_Candidate], countries: dict[int, tuple[float, float, list[str]]],
+                     doc_keys: dict[int, str]) -> tuple[_Candidate, str] | None:
+        """Of candidates on one span, the one the article's evidence resolves (the rule in
+        :meth:`_resolve_generic`) and what resolved it, or None."""
+        scored = []
+        for cand in group:
+            ci = self._country_of[cand.org]
+            weight, text_weight, words = countries.get(ci, (0.0, 0.0, [])) if ci is not None else (0.0, 0.0, [])
+            context = [doc_keys[k] for k in self._context[cand.org] if k in doc_keys]
+            scored.append((weight + len(context), text_weight + len(context), cand, ci, words + context))
+        if not scored:
+            return None
+        scored.sort(key=lambda x: (-x[0], -x[1]))
+        best, best_text, cand, ci, words = scored[0]
+        rivals = [(w, t) for other, (w, t, _) in countries.items() if other != ci] if ci is not None else []
+        rivals += [(s[0], s[1]) for s in scored[1:] if s[3] != ci or ci is None]
+        # On a tie the priors (language, source) yield to what the text says.
+        if best < MIN_RESOLVING_EVIDENCE or any(r > best or (r == best and t >= best_text) for r, t in rivals):
+            return None
+        owner = self.countries[ci].name if ci is not None else self.orgs[cand.org].name
+        named = ", ".join(dict.fromkeys(words[:MAX_NAMED_CUES])) or "the language"
+        return cand, f"{owner}: {named}"
 
     def _country_evidence(self, doc: Doc, source_id: str | None = None,
                           title_end: int = 0) -> dict[int, tuple[float, float, list[str]]]:

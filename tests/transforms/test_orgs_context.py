@@ -254,3 +254,16 @@ def test_a_cue_in_the_headline_weighs_double(tagger):
     assert (m.org_id, m.resolved_by) == (UA, "Ukraine's: Ukrainian")
     # Without a body there is no headline apart: the same words weigh as in a body.
     assert tagger.analyze(f"Ukrainian MPs shelve the bill. {body}", "", "en").mentions == ()
+
+
+def test_the_title_of_its_head_resolves_the_ministry(tagger):
+    text = ("Defence Minister Andrei Belousov told a Kremlin meeting that the ministry saw no need for "
+            "another round of mobilisation.")
+    [m] = mentions(tagger, text, "en")
+    assert (m.org_id, m.text, m.match) == (RU, "the ministry", "contextual")
+    assert m.resolved_by == "after «Defence Minister», Russia's: Belousov, Kremlin"
+    # The title is no mention itself, and resolves only what comes after it.
+    assert orgs(tagger, "Defence Minister Andrei Belousov told a Kremlin meeting nothing new.", "en") == []
+    assert orgs(tagger, "The ministry said Defence Minister Andrei Belousov was at the Kremlin.", "en") == []
+    # A title nothing resolves resolves nothing.
+    assert orgs(tagger, "The Defence Minister said the ministry would buy new tanks.", "en") == []
