@@ -81,6 +81,13 @@ def analysis_text(title: str, text: str) -> str:
     return f"{title}\n\n{text}"
 
 
+def title_chars(title: str, text: str) -> int:
+    """Where the headline ends in :func:`analysis_text` of the same two, or 0 when there is
+    no headline apart from a body (only a title, or only a text)."""
+    title = (title or "").strip()
+    return len(title) if title and text else 0
+
+
 def guess_lang(text: str) -> str:
     """A script-based fallback when no detector has named the language: Ukrainian when the
     text uses letters only Ukrainian has, Russian for other Cyrillic, else English."""

@@ -55,6 +55,9 @@ HEAD_WINDOW = 3
 MIN_RESOLVING_EVIDENCE = 1.0
 # The article's language counts as this much of a cue for the countries that list it.
 LANGUAGE_CUE = 0.5
+# A country cue in the headline weighs this many times its weight: the headline says what
+# the story is about ("Ukrainian MPs shelve bill ..." over a body that names nobody).
+TITLE_CUE_FACTOR = 2.0
 # Cue words named in ``resolved_by``.
 MAX_NAMED_CUES = 4
 # Distinct context words anywhere in the article that support a ``case: proper`` name as
@@ -69,6 +72,11 @@ OTHER_HEADS: dict[str, tuple[str, ...]] = {
            "ресторан", "кафе", "магазин", "мемориал", "памятник", "улица", "санаторий", "гостиница", "отель"),
     "uk": ("фільм", "серіал", "кінотеатр", "книга", "роман", "пісня", "альбом", "вистава", "ресторан", "кафе",
            "магазин", "меморіал", "пам'ятник", "вулиця", "санаторій", "готель"),
+}
+# Words right before a generic name that make it another body: "the civil defence ministry"
+# (an emergencies ministry) is no defence ministry. They veto the generic name.
+GENERIC_VETO_BEFORE: dict[str, tuple[str, ...]] = {
+    "en": ("civil",),
 }
 # Latin aliases of at most this many words also get a Cyrillic spelling; longer ones are
 # translated, not transliterated, by Russian and Ukrainian writers.
@@ -151,6 +159,8 @@ class OrgMatcher:
         self._country_of = [self._country_index(o.country) for o in self.orgs]
         self._other_heads = frozenset(
             self._strings.add(pipelines.key_of_word(w, lang)) for w in OTHER_HEADS.get(lang, ()))
+        self._generic_veto = frozenset(
+            self._strings.add(pipelines.key_of_word(w, lang)) for w in GENERIC_VETO_BEFORE.get(lang, ()))
         self.pattern_count = 0
         self._build(pipelines)
 
@@ -192,8 +202,10 @@ class OrgMatcher:
         # Second pass: synonym swaps and coordinated words in the other order of this
         # language's names, unless some organization already has the result as a name.
         conjunctions = {pipelines.key_of_word(w, lang) for w in synonyms.CONJUNCTIONS.get(lang, ())}
+        # A generic alias gets none: it is weak evidence already, and its rewrites name other
+        # bodies ("Defence Ministry" -> "civil defence department").
         for (oi, seq), (kind, proper, generic) in list(seqs.items()):
-            if kind != NAME or (oi, seq) not in own or not self.orgs[oi].fuzzy:
+            if kind != NAME or generic or (oi, seq) not in own or not self.orgs[oi].fuzzy:
                 continue
             variants = list(_swaps(seq, synonym_keys)) if synonym_keys else []
             for base in (seq, *variants):
@@ -273,9 +285,12 @@ class OrgMatcher:
 
     # -- matching ----------------------------------------------------------
 
-    def __call__(self, doc: Doc, offset: int = 0, source_id: str | None = None) -> list[Mention]:
+    def __call__(self, doc: Doc, offset: int = 0, source_id: str | None = None,
+                 title_end: int = 0) -> list[Mention]:
         """Mentions in ``doc``, in text order; ``offset`` is added to every character offset.
-        ``source_id`` (the article's source) is a country cue for generic names."""
+        ``source_id`` (the article's source) is a country cue for generic names; so, at
+        :data:`TITLE_CUE_FACTOR` times their weight, are the cues before character
+        ``title_end`` of ``doc`` (the headline)."""
         found = []
         for matcher in (self._names, self._acronyms):
             for match_id, start, end in matcher(doc):
@@ -301,9 +316,10 @@ class OrgMatcher:
             candidates.extend(c for c in doubtful if not c.generic and c.org in supported
                               and self._name_like(doc, c, full_orgs, lemmas))
         full.extend(c for c in candidates if c.proper)
-        generic = [c for c in found if c.generic and (not c.proper or self._name_like(doc, c, full_orgs, lemmas))]
+        generic = [c for c in found if c.generic and not self._vetoed(doc, c)
+                   and (not c.proper or self._name_like(doc, c, full_orgs, lemmas))]
         if generic:
-            candidates.extend(self._resolve_generic(doc, generic, full, source_id))
+            candidates.extend(self._resolve_generic(doc, generic, full, source_id, title_end))
         mentions = []
         for cand in _resolve(candidates)[:MAX_MENTIONS]:
             span = doc[cand.start:cand.end]
@@ -338,6 +354,10 @@ class OrgMatcher:
                 out.append((self.orgs[label.org].id, start, end, label.generic))
         return out
 
+    def _vetoed(self, doc: Doc, cand: _Candidate) -> bool:
+        """A generic name right after a word of :data:`GENERIC_VETO_BEFORE` ("civil")."""
+        return cand.start > 0 and doc[cand.start - 1].lemma in self._generic_veto
+
     def _name_like(self, doc: Doc, cand: _Candidate, full_orgs: set[int], lemmas: frozenset[int]) -> bool:
         """A name that is also an ordinary word counts when it is written as a name and
         something supports it. Written as a name: in quotation marks, or with a capital
@@ -367,23 +387,31 @@ class OrgMatcher:
         return bool(context) and len(context & lemmas) >= ARTICLE_CONTEXT
 
     def _resolve_generic(self, doc: Doc, generic: list[_Candidate], full: list[_Candidate],
-                         source_id: str | None = None) -> list[_Candidate]:
+                         source_id: str | None = None, title_end: int = 0) -> list[_Candidate]:
         """The generic candidates the article resolves, each given its ``resolved_by``.
 
         Candidates of several organizations on one span compete. In order: the organization
         whose full mention comes last before the span ("the ministry" after "Russia's
-        Defence Ministry"); else the one with the most evidence — cue weight of its country
+        Defence Ministry"); for a ``generic: mention`` alias, the organization whose head's
+        title (``generic: title``, "Defence Minister"), resolved by the evidence below, comes
+        last before it; else the one with the most evidence — cue weight of its country
         (:meth:`_country_evidence`) plus its context words found anywhere in the article —
         if that is at least :data:`MIN_RESOLVING_EVIDENCE` and more than any other country
         has (a story about Kyiv does not make «Минобороны» Russia's however many Russian
-        words it has, unless they outweigh the Ukrainian ones)."""
+        words it has, unless they outweigh the Ukrainian ones). On equal evidence the one
+        whose cues in the text weigh more wins: the language and the source are priors, so
+        «Путін доручив Міноборони ... війни проти України» in Ukrainian is Russia's (Путін
+        against України and the language)."""
         by_span: dict[tuple[int, int], list[_Candidate]] = {}
         for cand in generic:
             by_span.setdefault((cand.start, cand.end), []).append(cand)
-        countries = self._country_evidence(doc, source_id) if self.countries else {}
-        doc_keys: dict[int, str] | None = None
+        countries = self._country_evidence(doc, source_id, title_end) if self.countries else {}
+        doc_keys: dict[int, str] = {}
+        for token in doc:
+            doc_keys.setdefault(token.lemma, token.text)
         out = []
-        for (start, _end), group in by_span.items():
+        titles: list[tuple[_Candidate, str]] = []  # resolved titles of heads, in text order
+        for (start, _end), group in sorted(by_span.items()):
             earlier = [(f.start, f) for f in full if f.end <= start and f.org in {c.org for c in group}]
             if earlier:
                 _s, prior = max(earlier, key=lambda e: e[0])
@@ -391,48 +419,76 @@ class OrgMatcher:
                 said = doc[prior.start:prior.end].text
                 out.append(dataclasses.replace(chosen, resolved_by=f"after \u00ab{said}\u00bb"))
                 continue
-            if doc_keys is None:
-                doc_keys = {}
-                for token in doc:
-                    doc_keys.setdefault(token.lemma, token.text)
-            scored = []
-            for cand in (c for c in group if c.generic == 1):
-                ci = self._country_of[cand.org]
-                weight, words = countries.get(ci, (0.0, [])) if ci is not None else (0.0, [])
-                context = [doc_keys[k] for k in self._context[cand.org] if k in doc_keys]
-                scored.append((weight + len(context), cand, ci, words + context))
-            if not scored:
+            # "the ministry" after a resolved "Defence Minister" is that minister's ministry.
+            by_title = [(t, why) for t, why in titles if t.end <= start and t.org in {c.org for c in group if c.generic == 2}]
+            if by_title:
+                title, why = by_title[-1]
+                chosen = next(c for c in group if c.org == title.org)
+                said = doc[title.start:title.end].text
+                out.append(dataclasses.replace(chosen, resolved_by=f"after \u00ab{said}\u00bb, {why}"))
                 continue
-            scored.sort(key=lambda x: -x[0])
-            best, cand, ci, words = scored[0]
-            rivals = [w for other, (w, _) in countries.items() if other != ci] if ci is not None else []
-            rivals += [s[0] for s in scored[1:] if s[2] != ci or ci is None]
-            if best < MIN_RESOLVING_EVIDENCE or any(r >= best for r in rivals):
+            decided = self._by_evidence([c for c in group if c.generic in (1, 3)], countries, doc_keys)
+            if decided is None:
                 continue
-            owner = self.countries[ci].name if ci is not None else self.orgs[cand.org].name
-            named = ", ".join(dict.fromkeys(words[:MAX_NAMED_CUES])) or "the language"
-            out.append(dataclasses.replace(cand, resolved_by=f"{owner}: {named}"))
+            cand, why = decided
+            if cand.generic == 3:
+                titles.append((cand, why))  # never a mention itself
+            else:
+                out.append(dataclasses.replace(cand, resolved_by=why))
         return out
 
-    def _country_evidence(self, doc: Doc, source_id: str | None = None) -> dict[int, tuple[float, list[str]]]:
-        """Per country: the summed weight of its distinct cues in ``doc`` (each cue once),
-        plus :data:`LANGUAGE_CUE` when the document's language is one of the country's and
-        as much again when its source matches one of the country's ``sources``, and the cue
-        words as written, strongest first (then "source X")."""
-        hits: dict[int, dict[int, tuple[float, str]]] = {}
+    def _by_evidence(self, group: list[_Candidate], countries: dict[int, tuple[float, float, list[str]]],
+                     doc_keys: dict[int, str]) -> tuple[_Candidate, str] | None:
+        """Of candidates on one span, the one the article's evidence resolves (the rule in
+        :meth:`_resolve_generic`) and what resolved it, or None."""
+        scored = []
+        for cand in group:
+            ci = self._country_of[cand.org]
+            weight, text_weight, words = countries.get(ci, (0.0, 0.0, [])) if ci is not None else (0.0, 0.0, [])
+            context = [doc_keys[k] for k in self._context[cand.org] if k in doc_keys]
+            scored.append((weight + len(context), text_weight + len(context), cand, ci, words + context))
+        if not scored:
+            return None
+        scored.sort(key=lambda x: (-x[0], -x[1]))
+        best, best_text, cand, ci, words = scored[0]
+        rivals = [(w, t) for other, (w, t, _) in countries.items() if other != ci] if ci is not None else []
+        rivals += [(s[0], s[1]) for s in scored[1:] if s[3] != ci or ci is None]
+        # On a tie the priors (language, source) yield to what the text says.
+        if best < MIN_RESOLVING_EVIDENCE or any(r > best or (r == best and t >= best_text) for r, t in rivals):
+            return None
+        owner = self.countries[ci].name if ci is not None else self.orgs[cand.org].name
+        named = ", ".join(dict.fromkeys(words[:MAX_NAMED_CUES])) or "the language"
+        return cand, f"{owner}: {named}"
+
+    def _country_evidence(self, doc: Doc, source_id: str | None = None,
+                          title_end: int = 0) -> dict[int, tuple[float, float, list[str]]]:
+        """Per country: the summed weight of its distinct cues in ``doc`` (each cue once, also
+        when several languages' lists of the country have it), plus :data:`LANGUAGE_CUE` when
+        the document's language is one of the country's and as much again when its source
+        matches one of the country's ``sources`` (a cue in the headline, before character
+        ``title_end``, weighs :data:`TITLE_CUE_FACTOR` times as much); the cues' weight alone (what the text
+        itself says, which breaks a tie); and the cue words as written, strongest first
+        (then "source X")."""
+        hits: dict[int, dict[tuple[int, ...], tuple[float, str]]] = {}
         for match_id, start, end in self._cues(doc):
             ci, weight = self._cue_labels[match_id]
-            hits.setdefault(ci, {}).setdefault(match_id, (weight, doc[start:end].text))
+            if doc[start:end].end_char <= title_end:
+                weight *= TITLE_CUE_FACTOR
+            said = tuple(t.lemma for t in doc[start:end])
+            seen = hits.setdefault(ci, {}).get(said)
+            if seen is None or weight > seen[0]:
+                hits[ci][said] = (weight, doc[start:end].text)
         out = {}
         for ci, country in enumerate(self.countries):
             cues = sorted(hits.get(ci, {}).values(), key=lambda h: -h[0])
-            weight = sum(w for w, _ in cues) + (LANGUAGE_CUE if self.lang in country.langs else 0.0)
+            text_weight = sum(w for w, _ in cues)
+            weight = text_weight + (LANGUAGE_CUE if self.lang in country.langs else 0.0)
             named = [text for _, text in cues]
             if source_id and any(fnmatch.fnmatchcase(source_id, p) for p in country.sources):
                 weight += LANGUAGE_CUE
                 named.append(f"source {source_id}")
             if weight:
-                out[ci] = (weight, named)
+                out[ci] = (weight, text_weight, named)
         return out
 
 

@@ -30,7 +30,7 @@ from newsradar.records import Mention, TaggedArticle, TopicTag, with_flag
 from newsradar.text import blank_long_words
 
 from .deadletters import DLQ, RecordStep
-from .nlp import LANGS, Pipelines, analysis_text, guess_lang
+from .nlp import LANGS, Pipelines, analysis_text, guess_lang, title_chars
 from .orgs import OrgMatcher
 from .reload import RejectedVersion, Reloader, WatchlistSource
 from .topics import TopicMatcher
@@ -69,13 +69,15 @@ class Tagger:
 
     def analyze(self, title: str, text: str, lang: str | None, source_id: str | None = None) -> Analysis:
         full = analysis_text(title, text)[:MAX_ANALYZED_CHARS]
-        return self.analyze_text(full, lang, source_id)
+        return self.analyze_text(full, lang, source_id, title_chars(title, text))
 
-    def analyze_text(self, full: str, lang: str | None, source_id: str | None = None) -> Analysis:
+    def analyze_text(self, full: str, lang: str | None, source_id: str | None = None,
+                     title_end: int = 0) -> Analysis:
+        """``title_end``: where the headline ends in ``full`` (0: no headline apart)."""
         plang = self.pipeline_lang(lang, full)
         # Runs no word is as long as go blank (same length, so spans keep their offsets).
         doc = self.pipelines(blank_long_words(full), plang)
-        mentions = self.org_matchers[plang](doc, source_id=source_id)
+        mentions = self.org_matchers[plang](doc, source_id=source_id, title_end=title_end)
         return Analysis(plang, tuple(self.topic_matchers[plang](doc)), tuple(mentions))
 
     def tag(self, article: TaggedArticle) -> TaggedArticle:
@@ -83,7 +85,8 @@ class Tagger:
         first :data:`MAX_ANALYZED_CHARS` of its text were analysed."""
         raw = article.article
         full = analysis_text(raw.title, raw.text)
-        result = self.analyze_text(full[:MAX_ANALYZED_CHARS], article.lang, raw.source_id)
+        result = self.analyze_text(full[:MAX_ANALYZED_CHARS], article.lang, raw.source_id,
+                                   title_chars(raw.title, raw.text))
         if len(full) > MAX_ANALYZED_CHARS:
             raw = dataclasses.replace(raw, flags=with_flag(raw.flags, "analysis_cut"))
         return dataclasses.replace(article, article=raw, topics=result.topics, mentions=result.mentions)

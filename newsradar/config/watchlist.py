@@ -97,12 +97,20 @@ class Alias(_Frozen):
     # full mention, the organization's country among the ones the story is about, or its
     # context words); such a mention is ``match: contextual`` (docs/tagging.md). ``mention``:
     # only an earlier full mention resolves it ("the ministry" after "Russia's Defence Ministry").
-    generic: bool | Literal["mention"] = False
+    # ``title``: not a name of it but the title of its head ("Defence Minister"): never a
+    # mention itself, it resolves a later ``mention`` alias when the article's context
+    # resolves it like a ``true`` one ("Defence Minister Belousov ... the ministry").
+    generic: bool | Literal["mention", "title"] = False
 
     @property
     def generic_level(self) -> int:
-        """0 a full name, 1 resolved by any context, 2 only by an earlier full mention."""
-        return 2 if self.generic == "mention" else int(bool(self.generic))
+        """0 a full name, 1 resolved by any context, 2 only by an earlier full mention (or
+        resolved title), 3 a title that only resolves a later level-2 alias."""
+        if self.generic == "mention":
+            return 2
+        if self.generic == "title":
+            return 3
+        return int(bool(self.generic))
 
 
 AliasItem = Annotated[Alias, BeforeValidator(_alias)]
@@ -454,7 +462,7 @@ def _check_references(doc: Document, wl: Watchlist) -> None:
             raise doc.error(f"organizations[{i}].country", f"unknown country id {org.country!r} (see countries:)")
         for lang, aliases in org.aliases.items():
             for j, alias in enumerate(aliases):
-                if alias.generic is True and org.country is None and not any(org.context.values()):
+                if alias.generic in (True, "title") and org.country is None and not any(org.context.values()):
                     raise doc.error(
                         f"organizations[{i}].aliases.{lang}[{j}].generic",
                         f"generic alias {alias.text!r} has nothing to resolve it: give the organization "

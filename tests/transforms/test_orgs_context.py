@@ -199,3 +199,71 @@ def test_the_source_is_half_a_cue(tagger):
     assert [(m.org_id, m.resolved_by) for m in found] == [(RU, "Russia's: source meduza-ru")]
     # A Ukrainian outlet writing in Russian: half a cue each, a tie, nobody's.
     assert tagger.analyze("", text, "ru", source_id="ukrainska-pravda").mentions == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A synonym-swapped rewrite of a generic name names another body.
+        "A court in Tula jailed a former deputy head of the city's civil defence department for taking "
+        "two million roubles.",
+        # "civil" before it: an emergencies ministry, not the defence ministry.
+        "The civil defence ministry in Moscow sent 300 rescuers to the Kursk region.",
+    ],
+)
+def test_civil_defence_is_not_a_defence_ministry(tagger, text):
+    assert orgs(tagger, text, "en") == []
+    # The same story about the ministry itself is still read.
+    assert orgs(tagger, "The Defence Ministry in Moscow sent 300 soldiers to the Kursk region.", "en") == [RU]
+
+
+@pytest.mark.parametrize(
+    "text, lang, org, cue",
+    [
+        # Ukrainian text: the language is Ukraine's, the text names Putin (and Ukraine, less).
+        ("Путін доручив Міноборони та уряду розв'язати питання житла для офіцерів, які повернулися з війни "
+         "проти України.", "uk", RU, "Путін"),
+        # Russian text: the language is Russia's, the text names Zelensky (and Russia, less).
+        ("Зеленский поручил Минобороны решить вопрос жилья для офицеров, вернувшихся с войны с Россией.",
+         "ru", UA, "Зеленский"),
+    ],
+)
+def test_on_equal_evidence_the_text_outweighs_the_language(tagger, text, lang, org, cue):
+    [m] = mentions(tagger, text, lang)
+    assert m.org_id == org and m.match == "contextual" and m.resolved_by.endswith(f": {cue}")
+
+
+def test_a_cue_in_several_languages_lists_counts_once(tagger):
+    doc = tagger.pipelines("Минобороны выплатит сто тысяч рублей.", "ru")
+    evidence = tagger.org_matchers["ru"]._country_evidence(doc)
+    russia = [i for i, c in enumerate(tagger.watchlist.countries) if c.id == "russia"][0]
+    # «рубль» is in Russia's ru and uk cue lists: one cue (1) plus the language (0.5).
+    assert evidence[russia][:2] == (1.5, 1.0)
+
+
+def test_medvedev_and_the_security_council_are_russian_cues(tagger):
+    [m] = mentions(tagger, "Зампред Совбеза Дмитрий Медведев провёл совещание в Минобороны.", "ru")
+    assert m.org_id == RU and m.resolved_by == "Russia's: Совбеза, Медведев"
+
+
+def test_a_cue_in_the_headline_weighs_double(tagger):
+    body = "The Defence Ministry had warned that the change would need new training capacity."
+    # "Ukrainian" is half a cue: in the body not enough, in the headline it is.
+    assert orgs(tagger, f"Ukrainian MPs shelve the bill. {body}", "en") == []
+    [m] = tagger.analyze("Ukrainian MPs shelve the bill", body, "en").mentions
+    assert (m.org_id, m.resolved_by) == (UA, "Ukraine's: Ukrainian")
+    # Without a body there is no headline apart: the same words weigh as in a body.
+    assert tagger.analyze(f"Ukrainian MPs shelve the bill. {body}", "", "en").mentions == ()
+
+
+def test_the_title_of_its_head_resolves_the_ministry(tagger):
+    text = ("Defence Minister Andrei Belousov told a Kremlin meeting that the ministry saw no need for "
+            "another round of mobilisation.")
+    [m] = mentions(tagger, text, "en")
+    assert (m.org_id, m.text, m.match) == (RU, "the ministry", "contextual")
+    assert m.resolved_by == "after «Defence Minister», Russia's: Belousov, Kremlin"
+    # The title is no mention itself, and resolves only what comes after it.
+    assert orgs(tagger, "Defence Minister Andrei Belousov told a Kremlin meeting nothing new.", "en") == []
+    assert orgs(tagger, "The ministry said Defence Minister Andrei Belousov was at the Kremlin.", "en") == []
+    # A title nothing resolves resolves nothing.
+    assert orgs(tagger, "The Defence Minister said the ministry would buy new tanks.", "en") == []

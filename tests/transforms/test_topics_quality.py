@@ -3,10 +3,11 @@
 The floors sit a little under what the shipped watchlist measures (docs/benchmarks.md), so
 a change that makes tagging clearly worse fails here, while one relabeled item does not.
 They are set per topic on all items, on the holdout and fresh splits and per language, and
-per organization. "All items" means the floored splits: dev, holdout and fresh. The ``fresh``
-split (45 items written and measured before any tuning, 2026-12-07) was tuned on afterwards,
-so it is floored like the others and no longer an honest held-out figure; a new held-out
-split goes in ``UNFLOORED_SPLITS`` until it is tuned on.
+per organization. "All items" means the floored splits: dev, holdout, fresh and fresh2. The
+``fresh`` split (45 items) and the ``fresh2`` split (120 items), each written and measured
+before any tuning (2026-12-07), were tuned on afterwards, so they are floored like the
+others and no longer honest held-out figures; a new held-out split goes in
+``UNFLOORED_SPLITS`` until it is tuned on (it may be declared before its items exist).
 """
 
 import io
@@ -19,29 +20,32 @@ from benchmarks.quality import evaluate, load_items, main, print_report
 
 # (topic, scope) -> (precision floor, recall floor); measured values in docs/benchmarks.md
 TOPIC_FLOORS = {
-    ("mobilization", "all"): (0.97, 0.94),
+    ("mobilization", "all"): (0.97, 0.95),
     ("mobilization", "holdout"): (0.95, 0.88),
     ("mobilization", "fresh"): (0.92, 0.92),
-    ("mobilization", "en"): (0.97, 0.88),
-    ("mobilization", "ru"): (0.97, 0.96),
-    ("mobilization", "uk"): (0.97, 0.94),
-    ("protest", "all"): (0.94, 0.94),
+    ("mobilization", "fresh2"): (0.95, 0.95),
+    ("mobilization", "en"): (0.97, 0.9),
+    ("mobilization", "ru"): (0.97, 0.97),
+    ("mobilization", "uk"): (0.97, 0.95),
+    ("protest", "all"): (0.94, 0.95),
     ("protest", "holdout"): (0.88, 0.92),
     ("protest", "fresh"): (0.85, 0.85),
+    ("protest", "fresh2"): (0.95, 0.95),
     ("protest", "en"): (0.88, 0.96),
-    ("protest", "ru"): (0.95, 0.92),
-    ("protest", "uk"): (0.95, 0.92),
+    ("protest", "ru"): (0.95, 0.94),
+    ("protest", "uk"): (0.95, 0.94),
 }
 # Every watched organization, all items; the Russian ministry (the issue's measure) higher.
 ORG_RECALL_FLOOR = 0.8
-ORG_RECALL_FLOORS = {"russian-ministry-of-defence": 0.92, "ukrainian-ministry-of-defence": 0.9}
+ORG_RECALL_FLOORS = {"russian-ministry-of-defence": 0.95, "ukrainian-ministry-of-defence": 0.95}
 ORG_PRECISION_FLOOR = 0.95  # micro-averaged over organizations
-ORG_MICRO_RECALL_FLOOR = 0.95
+ORG_MICRO_RECALL_FLOOR = 0.97
 
 
-FLOORED_SPLITS = ("dev", "holdout", "fresh")
-# Held-out splits not tuned on yet: reported by benchmarks/quality.py, floored only once tuned on.
-UNFLOORED_SPLITS: tuple[str, ...] = ("fresh2",)
+FLOORED_SPLITS = ("dev", "holdout", "fresh", "fresh2")
+# Held-out splits not tuned on yet: reported by benchmarks/quality.py, floored only once tuned
+# on. fresh3 is being written (its items may not be here yet).
+UNFLOORED_SPLITS: tuple[str, ...] = ("fresh3",)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,10 @@ def report():
 
 
 def test_every_item_is_in_a_floored_split_or_a_declared_held_out_one():
-    assert {i.split for i in load_items()} == {*FLOORED_SPLITS, *UNFLOORED_SPLITS}
+    splits = {i.split for i in load_items()}
+    assert splits <= {*FLOORED_SPLITS, *UNFLOORED_SPLITS}, "an undeclared split"
+    # Every floored split has items; a declared held-out split may have none yet.
+    assert set(FLOORED_SPLITS) <= splits
 
 
 def test_the_set_is_large_and_mixed():
