@@ -34,6 +34,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import traceback
@@ -65,6 +66,8 @@ log = logging.getLogger(__name__)
 WORKERS = 2
 BATCH = 32  # records per task: large enough that pickling is a small share, small for flat memory
 IN_FLIGHT_PER_WORKER = 3
+# Records a worker may be busier than the least busy one before its language's records spill over.
+SPILL = 2 * BATCH
 SMALL_INPUT = 500  # records below which the stateless steps run in this process
 
 
@@ -315,23 +318,90 @@ class BatchRun:
                     yield self.rules.apply(worker.prepare(seq, payload, at))
             return
         # fork: the workers start with this process's modules as they are (a test's injected
-        # fault included) and without pickling the watchlist.
+        # fault included) and without pickling the watchlist. One single-process pool per
+        # worker, so that a record can be sent to the worker of its language (route_of).
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(self._workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(self._source, self._settings)) as pool:
-            pending: deque = deque()
-            try:
-                for batch in batches:
-                    pending.append(pool.submit(_prepare_batch, batch))
-                    while len(pending) >= self._in_flight:
-                        for prepared in pending.popleft().result():
-                            yield self.rules.apply(prepared)
-                while pending:
-                    for prepared in pending.popleft().result():
-                        yield self.rules.apply(prepared)
-            finally:
-                for future in pending:
+        with contextlib.ExitStack() as stack:
+            pools = [stack.enter_context(ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker,
+                                                             initargs=(self._source, self._settings)))
+                     for _ in range(self._workers)]
+            yield from self._routed(pools, batches)
+
+    def _routed(self, pools: list[ProcessPoolExecutor], batches) -> Iterator[Outcome]:
+        """The records to the workers (each to the worker of its language unless that one is
+        :data:`SPILL` records busier than the least busy), the outcomes back in input order.
+        At most ``in_flight * batch_size`` records are held (buffered, in a worker, or done
+        and waiting for an earlier one)."""
+        n = len(pools)
+        buffers: list[list] = [[] for _ in range(n)]
+        queued: list[deque] = [deque() for _ in range(n)]  # (first seq, size, future) per worker, in order
+        done: dict[int, _Prepared] = {}
+        state = {"next": 0, "held": 0}
+        limit = self._in_flight * self._batch
+
+        def busy(w: int) -> int:
+            return len(buffers[w]) + sum(size for _first, size, f in queued[w] if not f.done())
+
+        def submit(w: int) -> None:
+            if buffers[w]:
+                queued[w].append((buffers[w][0][0], len(buffers[w]), pools[w].submit(_prepare_batch, buffers[w])))
+                buffers[w] = []
+
+        def take_next() -> Iterator[Outcome]:
+            """Wait for the batch holding the next record in input order, yield what is in order."""
+            wanted = state["next"]
+            for w in range(n):
+                if queued[w] and queued[w][0][0] == wanted:
+                    break
+            else:
+                w = next(w for w in range(n) if buffers[w] and buffers[w][0][0] == wanted)
+                submit(w)
+            _first, _size, future = queued[w].popleft()
+            for prepared in future.result():
+                done[prepared.seq] = prepared
+            while state["next"] in done:
+                prepared = done.pop(state["next"])
+                state["next"] += 1
+                state["held"] -= 1
+                yield self.rules.apply(prepared)
+
+        try:
+            for batch in batches:
+                for record in batch:
+                    preferred = route_of(record[1]) % n
+                    loads = [busy(w) for w in range(n)]
+                    w = preferred if loads[preferred] - min(loads) <= SPILL else loads.index(min(loads))
+                    buffers[w].append(record)
+                    state["held"] += 1
+                    if len(buffers[w]) >= self._batch:
+                        submit(w)
+                    while state["held"] >= limit:
+                        yield from take_next()
+            while state["held"]:
+                yield from take_next()
+        finally:
+            for waiting in queued:
+                for _first, _size, future in waiting:
                     future.cancel()
+
+
+# The UTF-8 pairs of the letters only Ukrainian (іїєґ) or only Russian (ыэъё) has, either case.
+_UK_LETTERS = tuple(c.encode() for c in "іїєґІЇЄҐ")
+_RU_LETTERS = tuple(c.encode() for c in "ыэъёЫЭЪЁ")
+
+
+def route_of(payload: bytes) -> int:
+    """Which worker a news.raw record goes to by preference: 0 for Russian-looking text, 1 for
+    the rest (Ukrainian, Latin script), so each worker's tagger caches see mostly one
+    vocabulary and only one worker learns Russian's. A hint read off the bytes (Cyrillic
+    letters are the UTF-8 lead bytes 0xD0/0xD1), not the language: every worker gives the
+    same result for every record, a wrong guess only costs cache misses."""
+    cyrillic = payload.count(b"\xd0") + payload.count(b"\xd1")
+    if cyrillic * 4 < len(payload):
+        return 1
+    ukrainian = sum(payload.count(c) for c in _UK_LETTERS)
+    russian = sum(payload.count(c) for c in _RU_LETTERS)
+    return 1 if ukrainian > russian else 0
 
 
 def workers_for(size: int | None) -> int:
