@@ -308,6 +308,7 @@ class BatchRun:
         self._batch = batch_size
         self._in_flight = in_flight if in_flight is not None else max(1, workers) * IN_FLIGHT_PER_WORKER
         self.rules = _Rules(self._source, self._settings)
+        self.sent_to: list[int] = []  # records sent to each worker (the routing's balance)
 
     def __iter__(self) -> Iterator[Outcome]:
         batches = _batches(self._records, self._batch)
@@ -338,6 +339,7 @@ class BatchRun:
         done: dict[int, _Prepared] = {}
         state = {"next": 0, "held": 0}
         limit = self._in_flight * self._batch
+        self.sent_to = [0] * n
 
         def busy(w: int) -> int:
             return len(buffers[w]) + sum(size for _first, size, f in queued[w] if not f.done())
@@ -372,6 +374,7 @@ class BatchRun:
                     loads = [busy(w) for w in range(n)]
                     w = preferred if loads[preferred] - min(loads) <= SPILL else loads.index(min(loads))
                     buffers[w].append(record)
+                    self.sent_to[w] += 1
                     state["held"] += 1
                     if len(buffers[w]) >= self._batch:
                         submit(w)
@@ -385,22 +388,30 @@ class BatchRun:
                     future.cancel()
 
 
-# The UTF-8 pairs of the letters only Ukrainian (іїєґ) or only Russian (ыэъё) has, either case.
-_UK_LETTERS = tuple(c.encode() for c in "іїєґІЇЄҐ")
-_RU_LETTERS = tuple(c.encode() for c in "ыэъёЫЭЪЁ")
+# Letters only Ukrainian or only Russian has (lower case: counted in a decoded sample, as
+# bytes.count of a two-byte needle is slow on Cyrillic text).
+_UK_LETTERS = "іїєґ"
+_RU_LETTERS = "ыэъё"
+
+
+_NOT_LATIN = bytes(b for b in range(256) if not (65 <= b <= 90 or 97 <= b <= 122))
+_ROUTE_SAMPLE = 600  # bytes of the text looked at
 
 
 def route_of(payload: bytes) -> int:
     """Which worker a news.raw record goes to by preference: 0 for Russian-looking text, 1 for
     the rest (Ukrainian, Latin script), so each worker's tagger caches see mostly one
-    vocabulary and only one worker learns Russian's. A hint read off the bytes (Cyrillic
-    letters are the UTF-8 lead bytes 0xD0/0xD1), not the language: every worker gives the
-    same result for every record, a wrong guess only costs cache misses."""
-    cyrillic = payload.count(b"\xd0") + payload.count(b"\xd1")
-    if cyrillic * 4 < len(payload):
+    vocabulary and only one worker learns Russian's. A hint read off the bytes of the start
+    of the text (a Cyrillic letter is a UTF-8 pair led by 0xD0 or 0xD1), not the language:
+    every worker gives the same result for every record; a wrong guess only costs cache misses."""
+    start = payload.find(b'"text":')
+    sample = payload[start:start + _ROUTE_SAMPLE] if start >= 0 else payload[:_ROUTE_SAMPLE]
+    cyrillic = sample.count(b"\xd0") + sample.count(b"\xd1")
+    if cyrillic <= len(sample.translate(None, _NOT_LATIN)):
         return 1
-    ukrainian = sum(payload.count(c) for c in _UK_LETTERS)
-    russian = sum(payload.count(c) for c in _RU_LETTERS)
+    text = sample.decode("utf-8", "ignore")  # "ignore": the sample may end inside a letter
+    ukrainian = sum(text.count(c) for c in _UK_LETTERS)
+    russian = sum(text.count(c) for c in _RU_LETTERS)
     return 1 if ukrainian > russian else 0
 
 
