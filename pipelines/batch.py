@@ -66,8 +66,8 @@ log = logging.getLogger(__name__)
 WORKERS = 2
 BATCH = 32  # records per task: large enough that pickling is a small share, small for flat memory
 IN_FLIGHT_PER_WORKER = 3
-# Records a worker may be busier than the least busy one before its language's records spill over.
-SPILL = 2 * BATCH
+# Batches a worker may be busier than the least busy one before its language's records spill over.
+SPILL_BATCHES = 2
 SMALL_INPUT = 500  # records below which the stateless steps run in this process
 
 
@@ -330,7 +330,7 @@ class BatchRun:
 
     def _routed(self, pools: list[ProcessPoolExecutor], batches) -> Iterator[Outcome]:
         """The records to the workers (each to the worker of its language unless that one is
-        :data:`SPILL` records busier than the least busy), the outcomes back in input order.
+        :data:`SPILL_BATCHES` batches busier than the least busy), the outcomes back in input order.
         At most ``in_flight * batch_size`` records are held (buffered, in a worker, or done
         and waiting for an earlier one)."""
         n = len(pools)
@@ -339,6 +339,7 @@ class BatchRun:
         done: dict[int, _Prepared] = {}
         state = {"next": 0, "held": 0}
         limit = self._in_flight * self._batch
+        spill = SPILL_BATCHES * self._batch
         self.sent_to = [0] * n
 
         def busy(w: int) -> int:
@@ -372,7 +373,7 @@ class BatchRun:
                 for record in batch:
                     preferred = route_of(record[1]) % n
                     loads = [busy(w) for w in range(n)]
-                    w = preferred if loads[preferred] - min(loads) <= SPILL else loads.index(min(loads))
+                    w = preferred if loads[preferred] - min(loads) <= spill else loads.index(min(loads))
                     buffers[w].append(record)
                     self.sent_to[w] += 1
                     state["held"] += 1
