@@ -4,7 +4,12 @@ pipeline's rules, with flat memory and both cores (`newsradar tag`, `newsradar b
 The steps and rules are :func:`pipelines.monitor.build`'s, in the same order; only the
 runner differs. Two worker processes do the stateless, costly part of every record —
 ParseRaw, Normalize (language id included), TagArticles, and the story keys of Dedupe (the
-MinHash sketch) — on batches of records, a bounded number of batches in flight. This process
+MinHash sketch) — on batches of records, a bounded number of records in flight. Each record
+goes to the worker of its language by preference (:func:`route_of`: Russian-looking text to
+one, the rest to the other), so each worker's tagger caches learn about half the vocabulary
+instead of all of it; when that worker is two batches busier than the other, the record
+goes to the other (a one-language input still uses both cores). Which worker tags a record
+does not change its result. This process
 takes their results in input order and applies the stateful rules as a stream in that
 order would: :class:`transforms.dedupe_rules.RepeatMemory`,
 :class:`transforms.dedupe_rules.StoryMemory` (one per language) and the novelty rules
