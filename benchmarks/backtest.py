@@ -111,6 +111,16 @@ def _kb(path: str, key: str) -> int:
     return 0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class TreeMemory(threading.Thread):
     """Peak of the summed RSS and PSS of a process and its descendants, sampled."""
 
@@ -120,6 +130,7 @@ class TreeMemory(threading.Thread):
         self.peak_rss = self.peak_pss = 0
         self.peak_procs = 0
         self.peak_rss_of: dict[int, int] = {}  # pid → its own peak RSS (KB)
+        self.cpu_of: dict[int, float] = {}  # pid → its CPU seconds at the last sample (balance of the workers)
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -128,6 +139,7 @@ class TreeMemory(threading.Thread):
             each = {p: _kb(f"/proc/{p}/status", "VmRSS:") for p in pids}
             for p, kb in each.items():
                 self.peak_rss_of[p] = max(self.peak_rss_of.get(p, 0), kb)
+                self.cpu_of[p] = max(self.cpu_of.get(p, 0.0), _cpu_s(p))
             rss = sum(each.values())
             pss = sum(_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in pids)
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
@@ -161,6 +173,8 @@ def run_batch_child(path: Path) -> dict:
             "peak_pss_mb": memory.peak_pss / 1024, "processes": memory.peak_procs,
             "peak_rss_parent_mb": memory.peak_rss_of.get(proc.pid, 0) / 1024,
             "peak_rss_workers_mb": sorted(kb / 1024 for p, kb in memory.peak_rss_of.items() if p != proc.pid),
+            "cpu_s_parent": memory.cpu_of.get(proc.pid, 0.0),
+            "cpu_s_workers": sorted(s for p, s in memory.cpu_of.items() if p != proc.pid),
             "stderr_tail": tail}
 
 

@@ -4,7 +4,12 @@ pipeline's rules, with flat memory and both cores (`newsradar tag`, `newsradar b
 The steps and rules are :func:`pipelines.monitor.build`'s, in the same order; only the
 runner differs. Two worker processes do the stateless, costly part of every record —
 ParseRaw, Normalize (language id included), TagArticles, and the story keys of Dedupe (the
-MinHash sketch) — on batches of records, a bounded number of batches in flight. This process
+MinHash sketch) — on batches of records, a bounded number of records in flight. Each record
+goes to the worker of its language by preference (:func:`route_of`: Russian-looking text to
+one, the rest to the other), so each worker's tagger caches learn about half the vocabulary
+instead of all of it; when that worker is two batches busier than the other, the record
+goes to the other (a one-language input still uses both cores). Which worker tags a record
+does not change its result. This process
 takes their results in input order and applies the stateful rules as a stream in that
 order would: :class:`transforms.dedupe_rules.RepeatMemory`,
 :class:`transforms.dedupe_rules.StoryMemory` (one per language) and the novelty rules
@@ -34,6 +39,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import traceback
@@ -65,6 +71,8 @@ log = logging.getLogger(__name__)
 WORKERS = 2
 BATCH = 32  # records per task: large enough that pickling is a small share, small for flat memory
 IN_FLIGHT_PER_WORKER = 3
+# Batches a worker may be busier than the least busy one before its language's records spill over.
+SPILL_BATCHES = 2
 SMALL_INPUT = 500  # records below which the stateless steps run in this process
 
 
@@ -305,6 +313,7 @@ class BatchRun:
         self._batch = batch_size
         self._in_flight = in_flight if in_flight is not None else max(1, workers) * IN_FLIGHT_PER_WORKER
         self.rules = _Rules(self._source, self._settings)
+        self.sent_to: list[int] = []  # records sent to each worker (the routing's balance)
 
     def __iter__(self) -> Iterator[Outcome]:
         batches = _batches(self._records, self._batch)
@@ -315,23 +324,101 @@ class BatchRun:
                     yield self.rules.apply(worker.prepare(seq, payload, at))
             return
         # fork: the workers start with this process's modules as they are (a test's injected
-        # fault included) and without pickling the watchlist.
+        # fault included) and without pickling the watchlist. One single-process pool per
+        # worker, so that a record can be sent to the worker of its language (route_of).
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(self._workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(self._source, self._settings)) as pool:
-            pending: deque = deque()
-            try:
-                for batch in batches:
-                    pending.append(pool.submit(_prepare_batch, batch))
-                    while len(pending) >= self._in_flight:
-                        for prepared in pending.popleft().result():
-                            yield self.rules.apply(prepared)
-                while pending:
-                    for prepared in pending.popleft().result():
-                        yield self.rules.apply(prepared)
-            finally:
-                for future in pending:
+        with contextlib.ExitStack() as stack:
+            pools = [stack.enter_context(ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker,
+                                                             initargs=(self._source, self._settings)))
+                     for _ in range(self._workers)]
+            yield from self._routed(pools, batches)
+
+    def _routed(self, pools: list[ProcessPoolExecutor], batches) -> Iterator[Outcome]:
+        """The records to the workers (each to the worker of its language unless that one is
+        :data:`SPILL_BATCHES` batches busier than the least busy), the outcomes back in input order.
+        At most ``in_flight * batch_size`` records are held (buffered, in a worker, or done
+        and waiting for an earlier one)."""
+        n = len(pools)
+        buffers: list[list] = [[] for _ in range(n)]
+        queued: list[deque] = [deque() for _ in range(n)]  # (first seq, size, future) per worker, in order
+        done: dict[int, _Prepared] = {}
+        state = {"next": 0, "held": 0}
+        limit = self._in_flight * self._batch
+        spill = SPILL_BATCHES * self._batch
+        self.sent_to = [0] * n
+
+        def busy(w: int) -> int:
+            return len(buffers[w]) + sum(size for _first, size, f in queued[w] if not f.done())
+
+        def submit(w: int) -> None:
+            if buffers[w]:
+                queued[w].append((buffers[w][0][0], len(buffers[w]), pools[w].submit(_prepare_batch, buffers[w])))
+                buffers[w] = []
+
+        def take_next() -> Iterator[Outcome]:
+            """Wait for the batch holding the next record in input order, yield what is in order."""
+            wanted = state["next"]
+            for w in range(n):
+                if queued[w] and queued[w][0][0] == wanted:
+                    break
+            else:
+                w = next(w for w in range(n) if buffers[w] and buffers[w][0][0] == wanted)
+                submit(w)
+            _first, _size, future = queued[w].popleft()
+            for prepared in future.result():
+                done[prepared.seq] = prepared
+            while state["next"] in done:
+                prepared = done.pop(state["next"])
+                state["next"] += 1
+                state["held"] -= 1
+                yield self.rules.apply(prepared)
+
+        try:
+            for batch in batches:
+                for record in batch:
+                    preferred = route_of(record[1]) % n
+                    loads = [busy(w) for w in range(n)]
+                    w = preferred if loads[preferred] - min(loads) <= spill else loads.index(min(loads))
+                    buffers[w].append(record)
+                    self.sent_to[w] += 1
+                    state["held"] += 1
+                    if len(buffers[w]) >= self._batch:
+                        submit(w)
+                    while state["held"] >= limit:
+                        yield from take_next()
+            while state["held"]:
+                yield from take_next()
+        finally:
+            for waiting in queued:
+                for _first, _size, future in waiting:
                     future.cancel()
+
+
+# Letters only Ukrainian or only Russian has (lower case: counted in a decoded sample, as
+# bytes.count of a two-byte needle is slow on Cyrillic text).
+_UK_LETTERS = "іїєґ"
+_RU_LETTERS = "ыэъё"
+
+
+_NOT_LATIN = bytes(b for b in range(256) if not (65 <= b <= 90 or 97 <= b <= 122))
+_ROUTE_SAMPLE = 600  # bytes of the text looked at
+
+
+def route_of(payload: bytes) -> int:
+    """Which worker a news.raw record goes to by preference: 0 for Russian-looking text, 1 for
+    the rest (Ukrainian, Latin script), so each worker's tagger caches see mostly one
+    vocabulary and only one worker learns Russian's. A hint read off the bytes of the start
+    of the text (a Cyrillic letter is a UTF-8 pair led by 0xD0 or 0xD1), not the language:
+    every worker gives the same result for every record; a wrong guess only costs cache misses."""
+    start = payload.find(b'"text":')
+    sample = payload[start:start + _ROUTE_SAMPLE] if start >= 0 else payload[:_ROUTE_SAMPLE]
+    cyrillic = sample.count(b"\xd0") + sample.count(b"\xd1")
+    if cyrillic <= len(sample.translate(None, _NOT_LATIN)):
+        return 1
+    text = sample.decode("utf-8", "ignore")  # "ignore": the sample may end inside a letter
+    ukrainian = sum(text.count(c) for c in _UK_LETTERS)
+    russian = sum(text.count(c) for c in _RU_LETTERS)
+    return 1 if ukrainian > russian else 0
 
 
 def workers_for(size: int | None) -> int:

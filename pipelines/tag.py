@@ -231,44 +231,87 @@ def run_items(items: Iterable[Item], source: WatchlistSource, size: int | None =
     return pairs(), batch
 
 
+class VersionsInForce:
+    """What `tag` keeps per remembered article id for its repeats: the line and output text of
+    its newest tagged version, and the line and error of its newest failure. Held in a
+    private temporary SQLite database (``sqlite3.connect("")``: its pages beyond SQLite's
+    small cache go to a temporary file), so a window of ~100,000 ids costs disk, not memory."""
+
+    COMMIT_EVERY = 2000  # writes per transaction: each commit costs more than a thousand writes
+
+    def __init__(self) -> None:
+        import sqlite3
+
+        self._db = sqlite3.connect("")
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        for table in ("tagged", "failed"):
+            self._db.execute(f"CREATE TABLE {table} (id TEXT PRIMARY KEY, line INTEGER, text TEXT) WITHOUT ROWID")
+        self._writes = 0
+
+    def _wrote(self) -> None:
+        self._writes += 1
+        if self._writes >= self.COMMIT_EVERY:
+            self._db.commit()
+            self._writes = 0
+
+    def keep(self, table: str, article_id: str, line: int, text: str) -> None:
+        """Remember ``text`` (the output, or the error) of ``line`` for ``article_id``."""
+        self._db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)", (article_id, line, text))
+        self._wrote()
+
+    def get(self, table: str, article_id: str) -> tuple[int, str] | None:
+        return self._db.execute(f"SELECT line, text FROM {table} WHERE id = ?", (article_id,)).fetchone()
+
+    def forget(self, article_ids) -> None:
+        for article_id in article_ids:
+            for table in ("tagged", "failed"):
+                self._db.execute(f"DELETE FROM {table} WHERE id = ?", (article_id,))
+            self._wrote()
+
+    def close(self) -> None:
+        self._db.close()
+
+
 def output_lines(pairs, remembered: Callable[[str], bool] = lambda _id: True,
                  explain: bool = False) -> Iterator[tuple[Item, str, str | None, object]]:
     """(item, its output line as JSON text, error or None, outcome) per (item, outcome), in
     input order. An item Dedupe dropped as a repeat gets the output of its article id's
     version in force: the newest tagged one, else (every version failed) the newest failure.
-    What is kept for that (the line's JSON text, not the object: a third of the memory) is
-    kept only while Dedupe remembers the id (``remembered``; forgotten ids come with each
+    What is kept for that (the line's JSON text, :class:`VersionsInForce`, on disk) is kept
+    only while Dedupe remembers the id (``remembered``; forgotten ids come with each
     outcome), so it is bounded as Dedupe's state is."""
-    in_force: dict[str, tuple[int, str]] = {}
-    failed: dict[str, tuple[int, str]] = {}
-    for item, outcome in pairs:
-        if outcome is None:
-            yield item, _json({"line": item.line, "error": item.error}), item.error, outcome
-            continue
-        for gone in outcome.forgotten:
-            in_force.pop(gone, None)
-            failed.pop(gone, None)
-        article_id = item.article.article_id
-        keep = remembered(article_id)
-        if outcome.tagged is not None:
-            text = _json(output_object(outcome.tagged, explain))
-            if keep:
-                in_force[article_id] = (item.line, text)
-            yield item, text, None, outcome
-        elif outcome.dead is not None:
-            error = f"{outcome.dead.step}: {outcome.dead.error}"
-            if keep:
-                failed[article_id] = (item.line, error)
-            yield item, _json({"line": item.line, "error": error}), error, outcome
-        elif article_id in in_force:
-            line, text = in_force[article_id]
-            yield item, _json({**json.loads(text), "repeat_of_line": line}), None, outcome
-        elif article_id in failed:
-            line, error = failed[article_id]
-            error = f"repeat of line {line}, which failed: {error}"
-            yield item, _json({"line": item.line, "error": error}), error, outcome
-        else:
-            raise RuntimeError(f"line {item.line}: the pipeline returned neither an article nor a dead letter")
+    kept = VersionsInForce()
+    try:
+        for item, outcome in pairs:
+            if outcome is None:
+                yield item, _json({"line": item.line, "error": item.error}), item.error, outcome
+                continue
+            if outcome.forgotten:
+                kept.forget(outcome.forgotten)
+            article_id = item.article.article_id
+            keep = remembered(article_id)
+            if outcome.tagged is not None:
+                text = _json(output_object(outcome.tagged, explain))
+                if keep:
+                    kept.keep("tagged", article_id, item.line, text)
+                yield item, text, None, outcome
+            elif outcome.dead is not None:
+                error = f"{outcome.dead.step}: {outcome.dead.error}"
+                if keep:
+                    kept.keep("failed", article_id, item.line, error)
+                yield item, _json({"line": item.line, "error": error}), error, outcome
+            elif (held := kept.get("tagged", article_id)) is not None:
+                line, text = held
+                yield item, _json({**json.loads(text), "repeat_of_line": line}), None, outcome
+            elif (held := kept.get("failed", article_id)) is not None:
+                line, error = held
+                error = f"repeat of line {line}, which failed: {error}"
+                yield item, _json({"line": item.line, "error": error}), error, outcome
+            else:
+                raise RuntimeError(f"line {item.line}: the pipeline returned neither an article nor a dead letter")
+    finally:
+        kept.close()
 
 
 def _json(obj: dict) -> str:

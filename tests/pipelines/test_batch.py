@@ -148,3 +148,31 @@ def test_a_fault_in_a_worker_process_is_the_record_s_dead_letter(monkeypatch):
         7: ("tag", "rss:test:104", "ValueError"),
         9: ("novelty.event", "rss:test:105", "ValueError"),
     }
+
+
+def _raw(title: str, text: str, i: int = 0) -> bytes:
+    when = format_time(T0 + i * STEP)
+    return RawArticle(article_id=f"rss:route:{i}", source_id="route", source_kind="rss", url="", title=title,
+                      text=text, published_at=when, fetched_at=when).encode()
+
+
+def test_records_are_routed_by_the_script_of_their_text():
+    from pipelines.batch import route_of
+
+    assert route_of(_raw("Минобороны России", "Министерство обороны России сообщило о съезде.")) == 0
+    assert route_of(_raw("Міністерство оборони", "Міністерство оборони України повідомило про її рішення.")) == 1
+    assert route_of(_raw("Ministry of Defence", "The ministry said on Monday it would respond.")) == 1
+    assert route_of(b"\xff\xfe not utf-8") == 1  # unreadable: any worker, it dead-letters it
+
+
+def test_one_language_input_spills_to_both_workers_in_input_order():
+    from pipelines.batch import route_of
+
+    inputs = [(_raw("Минобороны", f"Министерство обороны России сообщило {i} раз о съезде.", i),
+               (T0 + i * STEP).timestamp()) for i in range(200)]
+    assert {route_of(p) for p, _ in inputs} == {0}
+    run = BatchRun(inputs, WATCHLIST, SETTINGS, workers=2, batch_size=5, in_flight=8)
+    outcomes = list(run)
+    assert [o.seq for o in outcomes] == list(range(len(inputs)))
+    assert all(o.tagged is not None for o in outcomes)
+    assert min(run.sent_to) > 0 and sum(run.sent_to) == len(inputs), run.sent_to  # the other worker helped

@@ -263,3 +263,20 @@ def test_tag_shows_how_a_short_name_was_resolved():
     assert result.returncode == 0, result.stderr
     [mention] = json.loads(result.stdout)["mentions"]
     assert mention["match"] == "contextual" and mention["resolved_by"] == "Russia's: Москве"
+
+
+def test_versions_in_force_replace_forget_and_keep_tagged_apart_from_failed():
+    from pipelines.tag import VersionsInForce
+
+    kept = VersionsInForce()
+    kept.COMMIT_EVERY = 2  # commits in between too: reads see every write either way
+    kept.keep("tagged", "a", 1, '{"id": "a"}')
+    kept.keep("failed", "a", 3, "tag: boom")
+    kept.keep("tagged", "a", 5, '{"id": "a", "v": 2}')  # a newer version replaces the older
+    kept.keep("tagged", "b", 2, '{"id": "b"}')
+    assert kept.get("tagged", "a") == (5, '{"id": "a", "v": 2}')
+    assert kept.get("failed", "a") == (3, "tag: boom")
+    kept.forget(["a"])
+    assert kept.get("tagged", "a") is None and kept.get("failed", "a") is None
+    assert kept.get("tagged", "b") == (2, '{"id": "b"}')
+    kept.close()
