@@ -49,12 +49,13 @@ def test_base_topic_strips_any_prefix():
     assert nk.base_topic("other") == "other"
 
 
+# Holds the claim until its stdin closes (the test ends it) or it is killed.
 HOLD = """
-import sys, time
+import sys
 from newsradar.kafka import GroupClaim
 with GroupClaim(sys.argv[1], sys.argv[2], sys.argv[3], session_timeout_ms=6000):
     print("claimed", flush=True)
-    time.sleep(600)
+    sys.stdin.read()
 """
 
 
@@ -65,7 +66,7 @@ def claim_held(kafka, topic_prefix):
     nk.ensure_topics(kafka.bootstrap, topics=[topic])
     group = f"{topic_prefix}group"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, kafka.bootstrap, group, topic],
-                              stdout=subprocess.PIPE, text=True, env={**os.environ})
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ})
     try:
         assert holder.stdout.readline().strip() == "claimed"
         yield topic, group, holder
