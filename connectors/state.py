@@ -24,6 +24,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,11 @@ class SourceState:
 
 
 class StateStore:
-    """SQLite state for every source of one ``newsradar connect`` process (not thread-safe)."""
+    """SQLite state for every source of one ``newsradar connect`` process.
+
+    One thread owns it (the connectors' event loop: sqlite3 refuses calls from any other), and
+    every call closes its cursors before returning, so no statement is left for another
+    thread to reset when it frees a cursor (see :meth:`_run`)."""
 
     def __init__(self, state_dir: str | os.PathLike):
         self.dir = Path(state_dir)
@@ -80,13 +85,14 @@ class StateStore:
             raise StateLocked(f"another newsradar connect is using the state directory {self.dir}") from None
         self.path = self.dir / DB_NAME
         self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        self._run("PRAGMA journal_mode=WAL")
+        self._run("PRAGMA synchronous=NORMAL")
+        version = self._one("PRAGMA user_version")[0]
         if version not in (0, SCHEMA_VERSION):
             raise RuntimeError(f"{self.path}: state schema version {version}, this build knows {SCHEMA_VERSION}")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        with closing(self._db.executescript(_SCHEMA)):
+            pass
+        self._run(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         if self._db is not None:
@@ -105,9 +111,9 @@ class StateStore:
     # -- reading
 
     def load(self, source_id: str) -> SourceState:
-        row = self._db.execute(
+        row = self._one(
             "SELECT cursor, next_due, hold_until, errors, last_new_at FROM sources WHERE source_id = ?", (source_id,)
-        ).fetchone()
+        )
         if row is None:
             return SourceState()
         cursor = json.loads(row[0]) if row[0] else None
@@ -115,7 +121,7 @@ class StateStore:
 
     def cursor(self, source_id: str) -> dict[str, Any] | None:
         """The source's saved cursor alone (what a poll starts from)."""
-        row = self._db.execute("SELECT cursor FROM sources WHERE source_id = ?", (source_id,)).fetchone()
+        row = self._one("SELECT cursor FROM sources WHERE source_id = ?", (source_id,))
         return json.loads(row[0]) if row is not None and row[0] else None
 
     def unseen(self, source_id: str, keys: Sequence[str]) -> set[str]:
@@ -129,14 +135,14 @@ class StateStore:
             part = unique[start:start + 500]
             marks = ",".join("?" * len(part))
             seen.update(
-                k for (k,) in self._db.execute(
+                k for (k,) in self._all(
                     f"SELECT key FROM seen WHERE source_id = ? AND key IN ({marks})", (source_id, *part)
                 )
             )
         return set(unique) - seen
 
     def seen_keys(self, source_id: str) -> set[str]:
-        return {k for (k,) in self._db.execute("SELECT key FROM seen WHERE source_id = ?", (source_id,))}
+        return {k for (k,) in self._all("SELECT key FROM seen WHERE source_id = ?", (source_id,))}
 
     # -- writing
 
@@ -154,7 +160,7 @@ class StateStore:
         """Record a delivered poll: new cursor (None keeps the old one), seen ids, schedule."""
         with self._transaction():
             self._upsert(source_id, cursor, now, next_due, None, errors, last_new_at)
-            self._db.executemany(
+            self._many(
                 "INSERT INTO seen (source_id, key, seen_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (source_id, key) DO UPDATE SET seen_at = excluded.seen_at",
                 ((source_id, key, now) for key in seen),
@@ -168,7 +174,7 @@ class StateStore:
             self._upsert(source_id, None, now, next_due, hold_until, errors, None)
 
     def _upsert(self, source_id, cursor, now, next_due, hold_until, errors, last_new_at) -> None:
-        self._db.execute(
+        self._run(
             "INSERT INTO sources (source_id, cursor, next_due, hold_until, errors, last_new_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source_id) DO UPDATE SET "
             "cursor = COALESCE(excluded.cursor, sources.cursor), next_due = excluded.next_due, "
@@ -184,31 +190,54 @@ class StateStore:
     def expire(self, *, older_than: float, max_per_source: int) -> int:
         """Forget seen ids older than ``older_than`` and beyond the per-source cap; returns rows removed."""
         with self._transaction():
-            removed = self._db.execute("DELETE FROM seen WHERE seen_at < ?", (older_than,)).rowcount
-            crowded = self._db.execute(
+            removed = self._run("DELETE FROM seen WHERE seen_at < ?", (older_than,))
+            crowded = self._all(
                 "SELECT source_id, COUNT(*) FROM seen GROUP BY source_id HAVING COUNT(*) > ?", (max_per_source,)
-            ).fetchall()
+            )
             for source_id, count in crowded:
-                removed += self._db.execute(
+                removed += self._run(
                     "DELETE FROM seen WHERE source_id = ? AND key IN "
                     "(SELECT key FROM seen WHERE source_id = ? ORDER BY seen_at ASC, key ASC LIMIT ?)",
                     (source_id, source_id, count - max_per_source),
-                ).rowcount
+                )
         return removed
 
     def _transaction(self):
-        return _Transaction(self._db)
+        return _Transaction(self)
+
+    # Every cursor is closed before the call returns, on the thread that owns the store. A
+    # cursor left to be freed later resets its statement whenever it is freed, on whatever
+    # thread drops the last reference; SQLite statements are shared through the connection's
+    # cache, so a reset from another thread in the middle of an executemany on this one makes
+    # SQLite refuse the next bind: "bad parameter or other API misuse" (issue 20).
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute a statement that returns no rows; the number of rows it changed."""
+        with closing(self._db.execute(sql, params)) as cur:
+            return cur.rowcount
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        with closing(self._db.execute(sql, params)) as cur:
+            return cur.fetchone()
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with closing(self._db.execute(sql, params)) as cur:
+            return cur.fetchall()
+
+    def _many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with closing(self._db.executemany(sql, rows)):
+            pass
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection):
-        self._db = db
+    def __init__(self, store: StateStore):
+        self._store = store
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._store._run("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        self._store._run("COMMIT" if exc_type is None else "ROLLBACK")
 
 
 __all__ = ["SourceState", "StateLocked", "StateStore"]
