@@ -197,6 +197,7 @@ async def _main(
         runner = Runner(
             slots, producer=producer, store=store, metrics=metrics,
             max_concurrent_polls=defaults.max_concurrent_polls, per_host_concurrency=defaults.per_host_concurrency,
+            max_polls_in_flight=defaults.max_polls_in_flight,
             seen_ttl=defaults.seen_ttl, seen_max_per_source=defaults.seen_max_per_source,
         )
         log.info("connect: %d sources%s%s", len(slots), f" (shard {shard.label})" if shard.count > 1 else "",

@@ -27,7 +27,10 @@ Guarantees (for any :class:`connectors.base.Poller`: RSS, Telegram web/bot/webho
   else, and a webhook batch is answered as soon as it is saved, not at the next round.
 * **Polite scheduling.** At most ``max_concurrent_polls`` polls at once and
   ``per_host_concurrency`` per host (a poll takes its host's turn before a global one, so
-  sources queued on one busy host never hold the global slots other hosts need). After a
+  sources queued on one busy host never hold the global slots other hosts need), and at most
+  ``max_polls_in_flight`` polls holding records, from fetch until Kafka acknowledged them and
+  the state is saved: a first start against thousands of full feeds (every item new) keeps
+  at most that many polls' records in memory, not one poll per source. After a
   success the next poll is the source's hint clamped to ``[max(interval, min_interval),
   max_interval]``; after a failure, linear backoff ``backoff_step * errors`` capped at
   ``backoff_max``; after 429/503, the server's Retry-After (at most 24 h). A source is never
@@ -48,6 +51,7 @@ Guarantees (for any :class:`connectors.base.Poller`: RSS, Telegram web/bot/webho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -187,6 +191,7 @@ class Runner:
         clock: Callable[[], float] = time.time,
         max_concurrent_polls: int = 32,
         per_host_concurrency: int = 2,
+        max_polls_in_flight: int = 128,
         seen_ttl: float = 30 * 86400.0,
         seen_max_per_source: int = 20_000,
         progress_every: float = PROGRESS_EVERY,
@@ -198,6 +203,9 @@ class Runner:
         self._topic = topic
         self._clock = clock
         self._global = asyncio.Semaphore(max_concurrent_polls)
+        # Polls holding their records (fetching, parsing or waiting for Kafka's acks): what
+        # bounds the start-up burst, when every source's first poll returns its whole feed.
+        self._in_flight = asyncio.Semaphore(max_polls_in_flight)
         self._per_host_limit = per_host_concurrency
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._seen_ttl = seen_ttl
@@ -390,17 +398,22 @@ class Runner:
         try:
             # The host's turn first, then a global one: a source waiting for a busy host must
             # not sit on a global slot that a source of another host could use.
+            # The in-flight turn after the host's (a source queued on a busy host holds none)
+            # and until its delivery is committed, so records waiting for acks are bounded too.
             host_limit = self._host_limit(slot.host)
-            if host_limit is not None:
-                async with host_limit, self._global:
-                    result, seconds = await self._poll(slot)
-            else:
-                async with self._global:
-                    result, seconds = await self._poll(slot)
+            async with host_limit if host_limit is not None else contextlib.nullcontext():
+                await self._in_flight.acquire()
+                try:
+                    async with self._global:
+                        result, seconds = await self._poll(slot)
+                except BaseException:
+                    self._in_flight.release()
+                    raise
             # Delivery is shielded: a shutdown does not interrupt a batch between send and commit.
             task = asyncio.ensure_future(self._deliver(slot, result, seconds))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(lambda _task: self._in_flight.release())
             await asyncio.shield(task)
         finally:
             slot.busy = False

@@ -54,6 +54,9 @@ class Defaults(_Frozen):
     verify_304_every: int = Field(default=12, ge=1, le=10_000)
     # Polls in flight at once across all sources (the per-host limit applies within it).
     max_concurrent_polls: int = Field(default=32, ge=1, le=1024)
+    # Polls holding their records at once, from fetch until Kafka acknowledged them and the
+    # state is saved (bounds memory at a first start, when every item of every feed is new).
+    max_polls_in_flight: int = Field(default=128, ge=1, le=65_536)
     # Upper bound on remembered ids per source, on top of seen_ttl.
     seen_max_per_source: int = Field(default=20_000, ge=100, le=10_000_000)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import tracemalloc
 
 from prometheus_client import CollectorRegistry
@@ -18,6 +19,7 @@ from connectors.base import PollResult
 from connectors.runner import Runner, Schedule, Slot
 from connectors.state import StateStore
 from newsradar.metrics import ConnectorMetrics
+from newsradar.records import RawArticle, format_time
 
 SOURCES = 200
 ITEMS = 50  # entries per cursor, as a 50-item feed's cursor holds
@@ -90,3 +92,106 @@ def test_cursors_are_not_held_between_polls(tmp_path):
     # Holding the latest cursor of every source would keep about one round's worth (~3 MB here).
     assert one_round > 1_000_000
     assert held < one_round / 10, f"the loop kept {held} bytes over {ROUNDS} rounds; one round of cursors is {one_round}"
+
+
+class HeldAck:
+    """A send Kafka has not acknowledged yet."""
+
+    def __init__(self):
+        self._callbacks = []
+
+    def add_callback(self, fn):
+        self._callbacks.append(fn)
+
+    def add_errback(self, fn):
+        return None
+
+    def ack(self):
+        for fn in self._callbacks:
+            fn(None)
+
+
+class SlowAcks:
+    """A producer whose acknowledgements come only when the test says so."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.pending: list[HeldAck] = []
+        self.acked = 0
+
+    def send(self, topic, key=None, value=None):
+        held = HeldAck()
+        with self._lock:
+            self.pending.append(held)
+        return held
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self.pending)
+
+    def ack_all(self) -> None:
+        with self._lock:
+            held, self.pending = self.pending, []
+            self.acked += len(held)
+        for h in held:
+            h.ack()
+
+
+class FullFeedPoller:
+    """A source whose first poll returns its whole feed as new (no state yet)."""
+
+    ITEMS = 5
+
+    def __init__(self, source_id: str):
+        self.source_id = source_id
+        self.polls = 0
+
+    async def poll(self, cursor, now) -> PollResult:
+        self.polls += 1
+        stamp = format_time(now)
+        records = [RawArticle(article_id=f"{self.source_id}:{i}", source_id=self.source_id, source_kind="rss",
+                              url=f"https://example.org/{self.source_id}/{i}", title=f"item {i}", text="text",
+                              published_at=stamp, fetched_at=stamp) for i in range(self.ITEMS)]
+        return PollResult(records=records, cursor={"polled": self.polls}, outcome="ok")
+
+    async def close(self) -> None:
+        return None
+
+
+def test_records_waiting_for_acks_are_bounded_by_max_polls_in_flight(tmp_path):
+    """Issue 20's start-up burst: with acks slow, at most max_polls_in_flight polls hold
+    records, however many sources are due and however many polls may fetch at once."""
+    limit, sources = 4, 20
+    pollers = [FullFeedPoller(f"s{i:02d}") for i in range(sources)]
+    producer = SlowAcks()
+
+    async def go():
+        with StateStore(tmp_path) as store:
+            runner = Runner([Slot(p, Schedule()) for p in pollers], producer=producer, store=store,
+                            metrics=ConnectorMetrics(CollectorRegistry()), clock=lambda: T0,
+                            max_concurrent_polls=sources, max_polls_in_flight=limit)
+            try:
+                cycle = asyncio.ensure_future(runner.poll_due(every=True))
+                most_waiting = most_holding = 0
+                for _ in range(2000):
+                    await asyncio.sleep(0.005)
+                    if cycle.done():
+                        break
+                    waiting = producer.waiting()
+                    # Polls started and not yet acknowledged: fetching, parsing or waiting for acks.
+                    holding = sum(p.polls for p in pollers) - producer.acked // FullFeedPoller.ITEMS
+                    most_waiting, most_holding = max(most_waiting, waiting), max(most_holding, holding)
+                    if waiting >= limit * FullFeedPoller.ITEMS:
+                        await asyncio.sleep(0.05)  # time for the loop to (wrongly) start more polls
+                        most_holding = max(most_holding, sum(p.polls for p in pollers) - producer.acked // FullFeedPoller.ITEMS)
+                        producer.ack_all()
+                assert cycle.done(), "the poll cycle never finished"
+                progress = cycle.result()
+            finally:
+                runner.close()
+            return progress, most_waiting, most_holding
+
+    progress, most_waiting, most_holding = asyncio.run(go())
+    assert progress.new_items == sources * FullFeedPoller.ITEMS and progress.errors == 0
+    assert most_holding <= limit, f"{most_holding} polls held records at once, the limit is {limit}"
+    assert most_waiting == limit * FullFeedPoller.ITEMS, "the limit was never reached: the test proves nothing"
