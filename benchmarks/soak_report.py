@@ -33,7 +33,8 @@ def _day_of(t: float, t0: float, day_seconds: float, days: int) -> int:
 
 def memory_summary(memory: list[dict], day_ends: list[float]) -> dict:
     """Per process (MiB): the first sample, the end of day 0 (after warm-up), the middle day's
-    and the last day's end, the maximum, and the growth from after warm-up to the end."""
+    and the last day's end, the maximum, the growth from after warm-up to the end, and over the
+    second half (middle to end: a JVM sizes its heap to the working set over days, not one)."""
     names = sorted({k for s in memory for k in s if k != "t"})
     out = {}
     for name in names:
@@ -47,7 +48,8 @@ def memory_summary(memory: list[dict], day_ends: list[float]) -> dict:
         out[name] = {"samples": len(series), "first_mib": round(series[0][1] / MIB, 1),
                      "after_warmup_mib": round(warm, 1), "middle_mib": round(middle, 1), "end_mib": round(end, 1),
                      "max_mib": round(max(v for _, v in series) / MIB, 1),
-                     "growth_after_warmup": round(end / warm - 1, 3) if warm else None}
+                     "growth_after_warmup": round(end / warm - 1, 3) if warm else None,
+                     "growth_second_half": round(end / middle - 1, 3) if middle else None}
     return out
 
 
@@ -249,6 +251,24 @@ def _mib(m: dict, key: str) -> str:
     return "" if m.get(key) is None else f"{m[key]:g}"
 
 
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:+.1%}"
+
+
+def memory_table(memory: dict) -> list[str]:
+    """The memory summary as a markdown table, one row per process."""
+    lines = ["| process | first sample | after warm-up (end of day 0) | middle | end | max | growth after warm-up "
+             "| middle to end |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, m in memory.items():
+        growth = m.get("growth_after_warmup")
+        flag = "" if growth is None else (" (flat)" if abs(growth) <= FLAT_TARGET else " (over 10 %)")
+        lines.append(f"| {name} | {_mib(m, 'first_mib')} | {_mib(m, 'after_warmup_mib')} | {_mib(m, 'middle_mib')} "
+                     f"| {_mib(m, 'end_mib')} | {_mib(m, 'max_mib')} | {_pct(growth)}{flag} "
+                     f"| {_pct(m.get('growth_second_half'))} |")
+    return lines
+
+
 def markdown(result: dict) -> str:
     p = result["params"]
     lines = [
@@ -263,15 +283,8 @@ def markdown(result: dict) -> str:
         "",
         "## Memory (RSS of each process tree, MiB)",
         "",
-        "| process | first sample | after warm-up (end of day 0) | middle | end | max | growth after warm-up |",
-        "|---|---|---|---|---|---|---|",
+        *memory_table(result["memory"]),
     ]
-    for name, m in result["memory"].items():
-        growth = m.get("growth_after_warmup")
-        flag = "" if growth is None else (" (flat)" if abs(growth) <= FLAT_TARGET else " (over 10 %)")
-        lines.append(f"| {name} | {_mib(m, 'first_mib')} | {_mib(m, 'after_warmup_mib')} | {_mib(m, 'middle_mib')} "
-                     f"| {_mib(m, 'end_mib')} | {_mib(m, 'max_mib')} | "
-                     f"{'' if growth is None else f'{growth:+.1%}'}{flag} |")
     lines += ["", "## Per simulated day", "",
               "| day | published | on news.raw | lag max | lag at day end | restart: stop / start / drained (s) "
               "| alerts at webhook | latency p50 / p95 / max (s) | DLQ |",

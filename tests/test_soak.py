@@ -109,7 +109,8 @@ def test_memory_summary_compares_the_end_with_the_end_of_day_zero():
     samples = [{"t": t, "pipeline": v * mib} for t, v in [(1, 50), (9, 100), (15, 105), (29, 120)]]
     m = soak_report.memory_summary(samples, day_ends=[10, 20, 30])["pipeline"]
     assert (m["first_mib"], m["after_warmup_mib"], m["middle_mib"], m["end_mib"], m["max_mib"]) == (50, 100, 105, 120, 120)
-    assert m["growth_after_warmup"] == 0.2
+    assert m["growth_after_warmup"] == 0.2 and m["growth_second_half"] == round(120 / 105 - 1, 3)
+    assert soak_report.memory_table({"pipeline": m})[-1] == "| pipeline | 50 | 100 | 105 | 120 | 120 | +20.0% (over 10 %) | +14.3% |"
 
 
 def test_percentile_is_nearest_rank():
