@@ -3,11 +3,12 @@
 The floors sit a little under what the shipped watchlist measures (docs/benchmarks.md), so
 a change that makes tagging clearly worse fails here, while one relabeled item does not.
 They are set per topic on all items, on the holdout and fresh splits and per language, and
-per organization. "All items" means the floored splits: dev, holdout, fresh and fresh2. The
-``fresh`` split (45 items) and the ``fresh2`` split (120 items), each written and measured
-before any tuning (2026-12-07), were tuned on afterwards, so they are floored like the
-others and no longer honest held-out figures; a new held-out split goes in
-``UNFLOORED_SPLITS`` until it is tuned on (it may be declared before its items exist).
+per organization. "All items" means the floored splits: dev, holdout, fresh, fresh2 and
+fresh3. The ``fresh`` split (45 items), the ``fresh2`` split and the ``fresh3`` split (120
+items each), each written and measured before any tuning (2026-12-07), were tuned on
+afterwards, so they are floored like the others and no longer honest held-out figures; a new
+held-out split goes in ``UNFLOORED_SPLITS`` until it is tuned on (it may be declared before
+its items exist).
 """
 
 import io
@@ -20,32 +21,34 @@ from benchmarks.quality import evaluate, load_items, main, print_report
 
 # (topic, scope) -> (precision floor, recall floor); measured values in docs/benchmarks.md
 TOPIC_FLOORS = {
-    ("mobilization", "all"): (0.97, 0.95),
+    ("mobilization", "all"): (0.98, 0.96),
     ("mobilization", "holdout"): (0.95, 0.88),
     ("mobilization", "fresh"): (0.92, 0.92),
     ("mobilization", "fresh2"): (0.95, 0.95),
+    ("mobilization", "fresh3"): (0.95, 0.95),
     ("mobilization", "en"): (0.97, 0.9),
     ("mobilization", "ru"): (0.97, 0.97),
     ("mobilization", "uk"): (0.97, 0.95),
-    ("protest", "all"): (0.94, 0.95),
+    ("protest", "all"): (0.96, 0.96),
     ("protest", "holdout"): (0.88, 0.92),
     ("protest", "fresh"): (0.85, 0.85),
     ("protest", "fresh2"): (0.95, 0.95),
-    ("protest", "en"): (0.88, 0.96),
-    ("protest", "ru"): (0.95, 0.94),
-    ("protest", "uk"): (0.95, 0.94),
+    ("protest", "fresh3"): (0.95, 0.95),
+    ("protest", "en"): (0.92, 0.97),
+    ("protest", "ru"): (0.97, 0.97),
+    ("protest", "uk"): (0.97, 0.95),
 }
 # Every watched organization, all items; the Russian ministry (the issue's measure) higher.
 ORG_RECALL_FLOOR = 0.8
-ORG_RECALL_FLOORS = {"russian-ministry-of-defence": 0.95, "ukrainian-ministry-of-defence": 0.95}
+ORG_RECALL_FLOORS = {"russian-ministry-of-defence": 0.97, "ukrainian-ministry-of-defence": 0.95}
 ORG_PRECISION_FLOOR = 0.95  # micro-averaged over organizations
-ORG_MICRO_RECALL_FLOOR = 0.97
+ORG_MICRO_RECALL_FLOOR = 0.98
 
 
-FLOORED_SPLITS = ("dev", "holdout", "fresh", "fresh2")
+FLOORED_SPLITS = ("dev", "holdout", "fresh", "fresh2", "fresh3")
 # Held-out splits not tuned on yet: reported by benchmarks/quality.py, floored only once tuned
-# on. fresh3 is being written (its items may not be here yet).
-UNFLOORED_SPLITS: tuple[str, ...] = ("fresh3",)
+# on. fresh4 is being written (its items may not be here yet).
+UNFLOORED_SPLITS: tuple[str, ...] = ("fresh4",)
 
 
 @pytest.fixture(scope="module")
