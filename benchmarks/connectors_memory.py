@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=8, help="tracemalloc traceback depth (0: no tracing)")
     parser.add_argument("--top", type=int, default=25, help="growth entries kept per grouping")
     parser.add_argument("--kafka", default="fake", help="'fake' (acknowledges at once) or a bootstrap HOST:PORT")
+    parser.add_argument("--max-polls-in-flight", type=int, default=None,
+                        help="the sources file's max_polls_in_flight (default: the connectors' own)")
     parser.add_argument("--out", default="connectors-memory.json")
     opts = parser.parse_args(argv)
 
@@ -313,8 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         feeds, base = start_feed_server(params, work, dict(os.environ))
         try:
             sources = work / "sources.yaml"
-            sources.write_text(yaml.safe_dump(sources_yaml(world, base, accel, free_port(), opts.min_poll),
-                                              sort_keys=False))
+            config = sources_yaml(world, base, accel, free_port(), opts.min_poll)
+            if opts.max_polls_in_flight is not None:
+                config["defaults"]["max_polls_in_flight"] = opts.max_polls_in_flight
+            sources.write_text(yaml.safe_dump(config, sort_keys=False))
             del world  # the feed server has its own; here it would only weigh on the RSS measured
             gc.collect()
             handler = logging.FileHandler(work / "connect.log")
