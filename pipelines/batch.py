@@ -39,6 +39,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import queue
@@ -127,9 +128,27 @@ class _Stateless:
         self._normalize = _Logged(transforms.normalize.STEP, "Normalize")
         self._tagger: Tagger | None = None
         self._tagger_of = -1
+        self._zone: contextlib.ExitStack | None = None  # the batch's memory zone while open
+
+    def prepare_batch(self, batch: list[tuple[int, bytes, float]]) -> list[_Prepared]:
+        """The batch's records prepared, tagged inside one spaCy memory zone (once the
+        tagger is warm, :meth:`transforms.nlp.Pipelines.memory_zone`): the words first seen
+        in it are forgotten at its end, so the worker's vocabulary stops growing. A result
+        holds plain values only (no spaCy object outlives the zone)."""
+        pipelines = self._tagger_in_force().pipelines  # built outside the zone
+        with contextlib.ExitStack() as zone:
+            self._zone = zone
+            zone.enter_context(pipelines.memory_zone())
+            try:
+                return [self.prepare(seq, payload, at) for seq, payload, at in batch]
+            finally:
+                self._zone = None
 
     def _tagger_in_force(self) -> Tagger:
         version = self._reloader.current()
+        rebuild = self._tagger is None or self._tagger_of != version.number or self._tagger.pipelines.grown()
+        if rebuild and self._zone is not None:
+            self._zone.close()  # a Tagger's patterns must outlive the batch: built outside a zone
         if self._tagger is None or self._tagger_of != version.number:
             pipelines = self._tagger.pipelines if self._tagger is not None else None
             self._tagger, self._tagger_of = Tagger(version.watchlist, pipelines=pipelines), version.number
@@ -181,7 +200,7 @@ def _start_worker(source: WatchlistSource, settings: DedupeSettings) -> None:
 
 def _prepare_batch(batch: list[tuple[int, bytes, float]]) -> list[_Prepared]:
     assert _WORKER is not None, "worker not started"
-    return [_WORKER.prepare(seq, payload, at) for seq, payload, at in batch]
+    return _WORKER.prepare_batch(batch)
 
 
 def _serve(tasks, results, source: WatchlistSource, settings: DedupeSettings) -> None:
@@ -398,8 +417,8 @@ class BatchRun:
         if self._workers <= 0:
             worker = _Stateless(self._source, self._settings)
             for batch in batches:
-                for seq, payload, at in batch:
-                    yield self.rules.apply(worker.prepare(seq, payload, at))
+                for prepared in worker.prepare_batch(batch):
+                    yield self.rules.apply(prepared)
             return
         # fork: the workers start with this process's modules as they are (a test's injected
         # fault included) and without pickling the watchlist. One process per worker, so that

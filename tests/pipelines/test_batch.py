@@ -210,3 +210,28 @@ def test_a_worker_that_dies_fails_the_run_instead_of_hanging(inputs, monkeypatch
     monkeypatch.setattr(batch, "_prepare_batch", dies)
     with pytest.raises(batch._WorkerFailed, match="exit code 3"):
         list(BatchRun(inputs[:40], WATCHLIST, SETTINGS, workers=2, batch_size=5, in_flight=4))
+
+
+def test_tagging_in_memory_zones_gives_the_same(inputs, monkeypatch):
+    # Zones open after WARM_TEXTS texts (10,000 by default, more than these tests tag).
+    import contextlib
+
+    from transforms import nlp
+
+    plain = run_bounded(inputs, WATCHLIST, SETTINGS, workers=2)
+    opened = []
+    zone = nlp.Pipelines.memory_zone
+
+    @contextlib.contextmanager
+    def counted(self):
+        with zone(self) as zoned:
+            opened.append(zoned)
+            yield zoned
+
+    monkeypatch.setattr(nlp, "WARM_TEXTS", 20)
+    monkeypatch.setattr(nlp.Pipelines, "memory_zone", counted)
+    for workers in (0, 2):
+        zoned = run_bounded(inputs, WATCHLIST, SETTINGS, workers=workers)
+        assert zoned.tagged == plain.tagged
+        assert [_alert(a) for a in zoned.alerts] == [_alert(a) for a in plain.alerts]
+    assert opened.count(True) >= 5 and opened[0] is False  # in this process (workers=0): one a batch once warm
