@@ -9,7 +9,9 @@ goes to the worker of its language by preference (:func:`route_of`: Russian-look
 one, the rest to the other), so each worker's tagger caches learn about half the vocabulary
 instead of all of it; when that worker is two batches busier than the other, the record
 goes to the other (a one-language input still uses both cores). Which worker tags a record
-does not change its result. This process
+does not change its result. The workers are plain processes, each with a task and a result
+queue, all forked before any queue's feeder thread starts (a fork while another thread of
+this process runs could copy a lock it holds into the child). This process
 takes their results in input order and applies the stateful rules as a stream in that
 order would: :class:`transforms.dedupe_rules.RepeatMemory`,
 :class:`transforms.dedupe_rules.StoryMemory` (one per language) and the novelty rules
@@ -22,10 +24,11 @@ Guarantees:
   the caller never has to hold the whole input or output.
 * Memory is bounded by the stream's own bounds (repeat and story windows in event time, the
   organizations' pruned states), plus the records in flight
-  (``(in_flight + 1) * batch_size``); it does not grow with the input as such. The workers'
-  tagger caches (lemma forms, spaCy's strings) grow with the vocabulary seen, up to their caps
-  (:mod:`transforms.nlp`), which is what still grows between 20k and 200k articles
-  (docs/benchmarks.md).
+  (``(in_flight + 1) * batch_size``); it does not grow with the input as such. A worker's
+  tagger learns the vocabulary of its first :data:`transforms.nlp.WARM_TEXTS` texts; after
+  that each batch is tagged in a spaCy memory zone, whose new words (lexemes, strings) are
+  forgotten at its end, so what still grows is the key cache (lemma keys per word form, up
+  to its cap, :mod:`transforms.nlp`) (docs/benchmarks.md).
 * Results are those of ``build(ordered=True)`` on the same input (tests/pipelines/test_batch.py):
   the same tagged articles, story ids, repeats, dead letters (step, error, record) and alerts
   (ids, in input order). One difference, where the in-order Beam fold is not the stream:

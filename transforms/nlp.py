@@ -17,7 +17,9 @@ Guarantees:
 * A :class:`Pipelines` is built once per worker (in ``DoFn.setup``), never at import time.
 * Memory is bounded: the key cache is capped (:data:`DEFAULT_MAX_CACHE` forms, cleared in
   one go when full) and :meth:`Pipelines.grown` tells the owner when spaCy's string store
-  has grown past a limit, so it can build a fresh set of pipelines.
+  has grown past a limit, so it can build a fresh set of pipelines. Inside
+  :meth:`Pipelines.memory_zone` (the batch path's workers, once warm) spaCy's vocabulary does
+  not grow at all: the words first seen in a zone are forgotten at its end.
 * The same text in the same language always gets the same keys, inside a memory zone
   (:meth:`Pipelines.memory_zone`) or not.
 """
