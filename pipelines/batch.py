@@ -9,7 +9,9 @@ goes to the worker of its language by preference (:func:`route_of`: Russian-look
 one, the rest to the other), so each worker's tagger caches learn about half the vocabulary
 instead of all of it; when that worker is two batches busier than the other, the record
 goes to the other (a one-language input still uses both cores). Which worker tags a record
-does not change its result. This process
+does not change its result. The workers are plain processes, each with a task and a result
+queue, all forked before any queue's feeder thread starts (a fork while another thread of
+this process runs could copy a lock it holds into the child). This process
 takes their results in input order and applies the stateful rules as a stream in that
 order would: :class:`transforms.dedupe_rules.RepeatMemory`,
 :class:`transforms.dedupe_rules.StoryMemory` (one per language) and the novelty rules
@@ -22,10 +24,11 @@ Guarantees:
   the caller never has to hold the whole input or output.
 * Memory is bounded by the stream's own bounds (repeat and story windows in event time, the
   organizations' pruned states), plus the records in flight
-  (``(in_flight + 1) * batch_size``); it does not grow with the input as such. The workers'
-  tagger caches (lemma forms, spaCy's strings) grow with the vocabulary seen, up to their caps
-  (:mod:`transforms.nlp`), which is what still grows between 20k and 200k articles
-  (docs/benchmarks.md).
+  (``(in_flight + 1) * batch_size``); it does not grow with the input as such. A worker's
+  tagger learns the vocabulary of its first :data:`transforms.nlp.WARM_TEXTS` texts; after
+  that each batch is tagged in a spaCy memory zone, whose new words (lexemes, strings) are
+  forgotten at its end, so what still grows is the key cache (lemma keys per word form, up
+  to its cap, :mod:`transforms.nlp`) (docs/benchmarks.md).
 * Results are those of ``build(ordered=True)`` on the same input (tests/pipelines/test_batch.py):
   the same tagged articles, story ids, repeats, dead letters (step, error, record) and alerts
   (ids, in input order). One difference, where the in-order Beam fold is not the stream:
@@ -42,10 +45,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import queue
 import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator, Sized
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
 
@@ -128,9 +131,27 @@ class _Stateless:
         self._normalize = _Logged(transforms.normalize.STEP, "Normalize")
         self._tagger: Tagger | None = None
         self._tagger_of = -1
+        self._zone: contextlib.ExitStack | None = None  # the batch's memory zone while open
+
+    def prepare_batch(self, batch: list[tuple[int, bytes, float]]) -> list[_Prepared]:
+        """The batch's records prepared, tagged inside one spaCy memory zone (once the
+        tagger is warm, :meth:`transforms.nlp.Pipelines.memory_zone`): the words first seen
+        in it are forgotten at its end, so the worker's vocabulary stops growing. A result
+        holds plain values only (no spaCy object outlives the zone)."""
+        pipelines = self._tagger_in_force().pipelines  # built outside the zone
+        with contextlib.ExitStack() as zone:
+            self._zone = zone
+            zone.enter_context(pipelines.memory_zone())
+            try:
+                return [self.prepare(seq, payload, at) for seq, payload, at in batch]
+            finally:
+                self._zone = None
 
     def _tagger_in_force(self) -> Tagger:
         version = self._reloader.current()
+        rebuild = self._tagger is None or self._tagger_of != version.number or self._tagger.pipelines.grown()
+        if rebuild and self._zone is not None:
+            self._zone.close()  # a Tagger's patterns must outlive the batch: built outside a zone
         if self._tagger is None or self._tagger_of != version.number:
             pipelines = self._tagger.pipelines if self._tagger is not None else None
             self._tagger, self._tagger_of = Tagger(version.watchlist, pipelines=pipelines), version.number
@@ -182,7 +203,86 @@ def _start_worker(source: WatchlistSource, settings: DedupeSettings) -> None:
 
 def _prepare_batch(batch: list[tuple[int, bytes, float]]) -> list[_Prepared]:
     assert _WORKER is not None, "worker not started"
-    return [_WORKER.prepare(seq, payload, at) for seq, payload, at in batch]
+    return _WORKER.prepare_batch(batch)
+
+
+def _serve(tasks, results, source: WatchlistSource, settings: DedupeSettings) -> None:
+    """A worker process: batches from ``tasks`` until None, each one's prepared records (or
+    the error that ended the worker: an infrastructure error fails the run) to ``results``."""
+    try:
+        _start_worker(source, settings)
+        while (batch := tasks.get()) is not None:
+            results.put(("ok", _prepare_batch(batch)))
+    except BaseException as exc:  # noqa: BLE001 -- handed to the parent, which raises it
+        results.put(("failed", _WorkerFailed(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")))
+        raise
+    finally:
+        results.close()
+        results.join_thread()  # the last result is in the pipe before the process ends
+
+
+class _WorkerFailed(RuntimeError):
+    """A worker process raised (its traceback in the message) or died."""
+
+
+class _Worker:
+    """One worker process, started by fork, with its task and result queues.
+
+    Every worker of a run is forked before any of the run's queues is used, so no fork
+    happens while a queue's feeder thread (or a pool's manager thread) runs in this process."""
+
+    POLL_SECONDS = 1.0  # how often a wait for a result checks that the worker still lives
+
+    def __init__(self, context, source: WatchlistSource, settings: DedupeSettings):
+        self.tasks = context.Queue()
+        self.results = context.Queue()
+        self.process = context.Process(target=_serve, args=(self.tasks, self.results, source, settings),
+                                       name="newsradar-batch-worker", daemon=True)
+
+    def start(self) -> None:
+        self.process.start()
+
+    def submit(self, batch: list) -> None:
+        self.tasks.put(batch)
+
+    def ready(self) -> list[_Prepared] | None:
+        """The oldest batch's results if they are back, else None (does not wait)."""
+        try:
+            return self._unpacked(self.results.get_nowait())
+        except queue.Empty:
+            return None
+
+    def result(self) -> list[_Prepared]:
+        """The oldest batch's results, waiting for them."""
+        while True:
+            try:
+                return self._unpacked(self.results.get(timeout=self.POLL_SECONDS))
+            except queue.Empty:
+                if not self.process.is_alive():
+                    raise _WorkerFailed(f"batch worker {self.process.pid} died "
+                                        f"(exit code {self.process.exitcode})") from None
+
+    @staticmethod
+    def _unpacked(message) -> list[_Prepared]:
+        status, value = message
+        if status != "ok":
+            raise value
+        return value
+
+    def stop(self, finished: bool) -> None:
+        """End the worker: after its queued batches (``finished``), else at once."""
+        if finished and self.process.is_alive():
+            self.tasks.put(None)
+            self.process.join()
+            self.tasks.close()
+            self.tasks.join_thread()  # the feeder thread is gone before a next run forks
+        else:
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join()
+            self.tasks.close()
+            self.tasks.cancel_join_thread()  # batches the dead worker never took are dropped
+        self.results.close()
 
 
 # ---------------------------------------------------------------------------
@@ -320,39 +420,56 @@ class BatchRun:
         if self._workers <= 0:
             worker = _Stateless(self._source, self._settings)
             for batch in batches:
-                for seq, payload, at in batch:
-                    yield self.rules.apply(worker.prepare(seq, payload, at))
+                for prepared in worker.prepare_batch(batch):
+                    yield self.rules.apply(prepared)
             return
         # fork: the workers start with this process's modules as they are (a test's injected
-        # fault included) and without pickling the watchlist. One single-process pool per
-        # worker, so that a record can be sent to the worker of its language (route_of).
+        # fault included) and without pickling the watchlist. One process per worker, so that
+        # a record can be sent to the worker of its language (route_of); all of them forked
+        # before any queue's feeder thread starts.
         context = multiprocessing.get_context("fork")
-        with contextlib.ExitStack() as stack:
-            pools = [stack.enter_context(ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker,
-                                                             initargs=(self._source, self._settings)))
-                     for _ in range(self._workers)]
-            yield from self._routed(pools, batches)
+        workers = [_Worker(context, self._source, self._settings) for _ in range(self._workers)]
+        finished = False
+        try:
+            for worker in workers:
+                worker.start()
+            yield from self._routed(workers, batches)
+            finished = True
+        finally:
+            for worker in workers:
+                worker.stop(finished)
 
-    def _routed(self, pools: list[ProcessPoolExecutor], batches) -> Iterator[Outcome]:
+    def _routed(self, workers: list[_Worker], batches) -> Iterator[Outcome]:
         """The records to the workers (each to the worker of its language unless that one is
         :data:`SPILL_BATCHES` batches busier than the least busy), the outcomes back in input order.
         At most ``in_flight * batch_size`` records are held (buffered, in a worker, or done
         and waiting for an earlier one)."""
-        n = len(pools)
+        n = len(workers)
         buffers: list[list] = [[] for _ in range(n)]
-        queued: list[deque] = [deque() for _ in range(n)]  # (first seq, size, future) per worker, in order
+        # Per worker, its batches sent, oldest first: [first seq, size, results or None while out].
+        queued: list[deque] = [deque() for _ in range(n)]
         done: dict[int, _Prepared] = {}
         state = {"next": 0, "held": 0}
         limit = self._in_flight * self._batch
         spill = SPILL_BATCHES * self._batch
         self.sent_to = [0] * n
 
+        def collect(w: int) -> None:
+            """Take the results that are back from worker ``w`` (a worker answers in order)."""
+            for entry in queued[w]:
+                if entry[2] is None:
+                    if (results := workers[w].ready()) is None:
+                        return
+                    entry[2] = results
+
         def busy(w: int) -> int:
-            return len(buffers[w]) + sum(size for _first, size, f in queued[w] if not f.done())
+            collect(w)
+            return len(buffers[w]) + sum(size for _first, size, results in queued[w] if results is None)
 
         def submit(w: int) -> None:
             if buffers[w]:
-                queued[w].append((buffers[w][0][0], len(buffers[w]), pools[w].submit(_prepare_batch, buffers[w])))
+                workers[w].submit(buffers[w])
+                queued[w].append([buffers[w][0][0], len(buffers[w]), None])
                 buffers[w] = []
 
         def take_next() -> Iterator[Outcome]:
@@ -364,8 +481,11 @@ class BatchRun:
             else:
                 w = next(w for w in range(n) if buffers[w] and buffers[w][0][0] == wanted)
                 submit(w)
-            _first, _size, future = queued[w].popleft()
-            for prepared in future.result():
+            entry = queued[w][0]
+            if entry[2] is None:
+                entry[2] = workers[w].result()
+            queued[w].popleft()
+            for prepared in entry[2]:
                 done[prepared.seq] = prepared
             while state["next"] in done:
                 prepared = done.pop(state["next"])
@@ -373,25 +493,20 @@ class BatchRun:
                 state["held"] -= 1
                 yield self.rules.apply(prepared)
 
-        try:
-            for batch in batches:
-                for record in batch:
-                    preferred = route_of(record[1]) % n
-                    loads = [busy(w) for w in range(n)]
-                    w = preferred if loads[preferred] - min(loads) <= spill else loads.index(min(loads))
-                    buffers[w].append(record)
-                    self.sent_to[w] += 1
-                    state["held"] += 1
-                    if len(buffers[w]) >= self._batch:
-                        submit(w)
-                    while state["held"] >= limit:
-                        yield from take_next()
-            while state["held"]:
-                yield from take_next()
-        finally:
-            for waiting in queued:
-                for _first, _size, future in waiting:
-                    future.cancel()
+        for batch in batches:
+            for record in batch:
+                preferred = route_of(record[1]) % n
+                loads = [busy(w) for w in range(n)]
+                w = preferred if loads[preferred] - min(loads) <= spill else loads.index(min(loads))
+                buffers[w].append(record)
+                self.sent_to[w] += 1
+                state["held"] += 1
+                if len(buffers[w]) >= self._batch:
+                    submit(w)
+                while state["held"] >= limit:
+                    yield from take_next()
+        while state["held"]:
+            yield from take_next()
 
 
 # Letters only Ukrainian or only Russian has (lower case: counted in a decoded sample, as

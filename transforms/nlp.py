@@ -17,14 +17,19 @@ Guarantees:
 * A :class:`Pipelines` is built once per worker (in ``DoFn.setup``), never at import time.
 * Memory is bounded: the key cache is capped (:data:`DEFAULT_MAX_CACHE` forms, cleared in
   one go when full) and :meth:`Pipelines.grown` tells the owner when spaCy's string store
-  has grown past a limit, so it can build a fresh set of pipelines.
-* The same text in the same language always gets the same keys.
+  has grown past a limit, so it can build a fresh set of pipelines. Inside
+  :meth:`Pipelines.memory_zone` (the batch path's workers, once warm) spaCy's vocabulary does
+  not grow at all: the words first seen in a zone are forgotten at its end.
+* The same text in the same language always gets the same keys, inside a memory zone
+  (:meth:`Pipelines.memory_zone`) or not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
+from collections.abc import Iterator
 
 import numpy as np
 import spacy
@@ -44,6 +49,12 @@ DEFAULT_MAX_STRINGS = 3_000_000
 # spaCy's default tokenizer cache (10k chunks) is too small for news; a larger one makes the
 # English tokenizer ~1.5x faster (docs/design.md, "Measured facts"). It stops growing when full.
 TOKENIZER_CACHE = 1_000_000
+# Texts keyed outside memory zones before :meth:`Pipelines.memory_zone` opens them: the
+# vocabulary (lexemes, strings, tokenizer cache) of these stays, later texts' new words are
+# freed at each zone's end. Inside a zone spaCy adds nothing to the tokenizer cache, and a
+# word not in the vocabulary is looked up anew in every zone: warming first keeps that to
+# the rare words (docs/benchmarks.md, "The bounded batch path").
+WARM_TEXTS = 10_000
 
 _LEXEME_ATTRS = frozenset({LOWER, IS_SPACE, IS_PUNCT})
 
@@ -162,6 +173,16 @@ class KeyCache(dict):
         self._lemmatize = lemmatize
         self.max_size = max_size
         self.misses = 0
+        # Keys first added inside the open memory zone (None: no zone). spaCy frees them at
+        # its end, while this cache keeps their hashes: :meth:`keep_zone_keys` adds them back.
+        self.zone_keys: list[str] | None = None
+
+    def keep_zone_keys(self) -> None:
+        """After a memory zone: the keys added in it, added again for good, so a cached hash
+        still reads back as its key (``token.lemma_``) in later zones."""
+        for text in self.zone_keys or ():
+            self._strings.add(text, allow_transient=False)
+        self.zone_keys = None
 
     def key_of(self, form: str) -> str:
         form = fold(form)
@@ -169,7 +190,10 @@ class KeyCache(dict):
 
     def __missing__(self, lower_hash: int) -> int:
         self.misses += 1
-        key = self._strings.add(self.key_of(self._strings[lower_hash]))
+        text = self.key_of(self._strings[lower_hash])
+        key = self._strings.add(text)
+        if self.zone_keys is not None:
+            self.zone_keys.append(text)
         if len(self) >= self.max_size:
             self.clear()
         self[lower_hash] = key
@@ -217,10 +241,34 @@ def blank_pipeline(lang: str, max_cache: int = DEFAULT_MAX_CACHE) -> Language:
 class Pipelines:
     """One blank pipeline per language, built once (per worker) and reused for every text."""
 
-    def __init__(self, langs=LANGS, max_cache: int = DEFAULT_MAX_CACHE, max_strings: int = DEFAULT_MAX_STRINGS):
+    def __init__(self, langs=LANGS, max_cache: int = DEFAULT_MAX_CACHE, max_strings: int = DEFAULT_MAX_STRINGS,
+                 warm_texts: int | None = None):
         self.nlp = {lang: blank_pipeline(lang, max_cache) for lang in langs}
         self.max_strings = max_strings
+        self.warm_texts = WARM_TEXTS if warm_texts is None else warm_texts
+        self.texts = 0  # texts keyed so far
         self._inflections: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    @contextlib.contextmanager
+    def memory_zone(self) -> Iterator[bool]:
+        """A block after which spaCy forgets the words first seen in it (lexemes, strings),
+        once :attr:`warm_texts` texts have been keyed (before that: no zone; yields whether
+        one is open). No Doc, Token or Span of the block may be used after it: take plain
+        values out. Patterns (a Tagger's matchers) must be built outside a zone."""
+        if self.texts < self.warm_texts:
+            yield False
+            return
+        caches = [nlp.get_pipe(COMPONENT).cache for nlp in self.nlp.values()]
+        try:
+            with contextlib.ExitStack() as zones:
+                for nlp in self.nlp.values():
+                    zones.enter_context(nlp.memory_zone())
+                for cache in caches:
+                    cache.zone_keys = []
+                yield True
+        finally:
+            for cache in caches:
+                cache.keep_zone_keys()
 
     @property
     def langs(self) -> tuple[str, ...]:
@@ -228,6 +276,7 @@ class Pipelines:
 
     def __call__(self, text: str, lang: str) -> Doc:
         """Tokenize and key ``text`` with the pipeline of ``lang`` (which must be built)."""
+        self.texts += 1
         return self.nlp[lang](text)
 
     def keys(self, phrase: str, lang: str) -> tuple[str, ...]:

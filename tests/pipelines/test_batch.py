@@ -176,3 +176,62 @@ def test_one_language_input_spills_to_both_workers_in_input_order():
     assert [o.seq for o in outcomes] == list(range(len(inputs)))
     assert all(o.tagged is not None for o in outcomes)
     assert min(run.sent_to) > 0 and sum(run.sent_to) == len(inputs), run.sent_to  # the other worker helped
+
+
+def test_every_worker_is_forked_before_any_thread_of_the_run_starts(inputs, monkeypatch):
+    # A fork while another thread of this process runs (a pool's manager thread, a queue's
+    # feeder thread) can copy a lock that thread holds into the child, which then hangs.
+    import os
+    import threading
+
+    before = {t.ident for t in threading.enumerate()}
+    fork = os.fork
+    others_at_fork: list[list[str]] = []
+
+    def watched_fork():
+        others_at_fork.append([t.name for t in threading.enumerate() if t.ident not in before])
+        return fork()
+
+    monkeypatch.setattr(os, "fork", watched_fork)
+    outcomes = list(BatchRun(inputs[:60], WATCHLIST, SETTINGS, workers=2, batch_size=5, in_flight=4))
+    monkeypatch.setattr(os, "fork", fork)
+    assert len(outcomes) == 60
+    assert others_at_fork == [[], []]
+
+
+def test_a_worker_that_dies_fails_the_run_instead_of_hanging(inputs, monkeypatch):
+    import os
+
+    from pipelines import batch
+
+    def dies(records):
+        os._exit(3)
+
+    monkeypatch.setattr(batch, "_prepare_batch", dies)
+    with pytest.raises(batch._WorkerFailed, match="exit code 3"):
+        list(BatchRun(inputs[:40], WATCHLIST, SETTINGS, workers=2, batch_size=5, in_flight=4))
+
+
+def test_tagging_in_memory_zones_gives_the_same(inputs, monkeypatch):
+    # Zones open after WARM_TEXTS texts (10,000 by default, more than these tests tag).
+    import contextlib
+
+    from transforms import nlp
+
+    plain = run_bounded(inputs, WATCHLIST, SETTINGS, workers=2)
+    opened = []
+    zone = nlp.Pipelines.memory_zone
+
+    @contextlib.contextmanager
+    def counted(self):
+        with zone(self) as zoned:
+            opened.append(zoned)
+            yield zoned
+
+    monkeypatch.setattr(nlp, "WARM_TEXTS", 20)
+    monkeypatch.setattr(nlp.Pipelines, "memory_zone", counted)
+    for workers in (0, 2):
+        zoned = run_bounded(inputs, WATCHLIST, SETTINGS, workers=workers)
+        assert zoned.tagged == plain.tagged
+        assert [_alert(a) for a in zoned.alerts] == [_alert(a) for a in plain.alerts]
+    assert opened.count(True) >= 5 and opened[0] is False  # in this process (workers=0): one a batch once warm

@@ -114,3 +114,21 @@ def test_analysis_text_joins_title_and_text():
 
 def test_fold():
     assert fold("Вёрстка’s") == "верстка's"
+
+
+def test_a_memory_zone_forgets_new_words_and_keys_them_as_outside_one():
+    pipes = Pipelines(langs=("ru", "en"), warm_texts=1)
+    with pipes.memory_zone() as zoned:
+        assert not zoned  # not warm yet: the first text's words stay
+        assert keys(pipes, "Министерство обороны сообщило", "ru") == ["министерство", "оборона", "сообщить"]
+    plain = Pipelines(langs=("ru", "en"))
+    # The first zone sees "мобилизация" as a word, and as the key of "мобилизацией"; the
+    # second sees only the latter, whose key it reads back from the cache by hash.
+    first, second = "Мобилизация и мобилизацией занимались военкоматы", "Мобилизацией занимались военкоматы"
+    strings = len(pipes.nlp["ru"].vocab.strings)
+    for text in (first, second, first):
+        with pipes.memory_zone() as zoned:
+            assert zoned
+            assert keys(pipes, text, "ru") == keys(plain, text, "ru")
+        # What stays is the new keys, not the words: "мобилизация", "заниматься", "военкомат".
+        assert len(pipes.nlp["ru"].vocab.strings) == strings + 3
