@@ -1,8 +1,9 @@
 """The SQLite state store: what survives a restart, what is bounded, one process per directory."""
 
-import gc
+import os
+import subprocess
 import sys
-import threading
+from pathlib import Path
 
 import pytest
 
@@ -51,34 +52,47 @@ def test_a_second_process_cannot_use_the_same_directory(tmp_path):
     StateStore(tmp_path).close()  # released on close
 
 
+# Run in a fresh interpreter: gc.get_objects() walks every object of the process, and in the
+# suite's process (millions of objects) each walk took long enough to stretch this to a minute.
+_GC_WALKER_RACE = """
+import gc, sys, threading
+from pathlib import Path
+from connectors.state import StateStore
+
+stop = threading.Event()
+
+def walk_the_gc():
+    while not stop.is_set():
+        held = gc.get_objects()
+        del held
+
+sys.setswitchinterval(1e-5)  # switch threads often, so the race is hit within the bound below
+walker = threading.Thread(target=walk_the_gc, daemon=True)
+try:
+    with StateStore(Path(sys.argv[1])) as store:
+        walker.start()
+        for i in range(2000):
+            source = f"s{i % 50}"
+            store.cursor(source)
+            store.load(source)
+            keys = [f"k{i}-{j}" for j in range(100)]
+            assert store.unseen(source, keys) == set(keys)
+            store.commit_delivery(source, cursor={"n": i}, seen=keys, now=float(i), next_due=0.0, errors=0,
+                                  last_new_at=None)
+        assert store.load("s49").cursor == {"n": 1999}
+finally:
+    stop.set()
+    walker.join(10)
+print("ok")
+"""
+
+
 def test_the_store_survives_another_thread_holding_its_objects(tmp_path):
     """Issue 20: a thread that walks the gc (a memory sampler, a debugger) holds references
     to every object for a moment and drops them on its own thread. A cursor the store left
     open then resets its cached statement from there, in the middle of this thread's
     executemany, and SQLite refused the next bind ("bad parameter or other API misuse")."""
-    stop = threading.Event()
-
-    def walk_the_gc():
-        while not stop.is_set():
-            held = gc.get_objects()
-            del held
-
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)  # switch threads often, so the race is hit within the bound below
-    walker = threading.Thread(target=walk_the_gc, daemon=True)
-    try:
-        with StateStore(tmp_path) as store:
-            walker.start()
-            for i in range(2000):
-                source = f"s{i % 50}"
-                store.cursor(source)
-                store.load(source)
-                keys = [f"k{i}-{j}" for j in range(100)]
-                assert store.unseen(source, keys) == set(keys)
-                store.commit_delivery(source, cursor={"n": i}, seen=keys, now=float(i), next_due=0.0, errors=0,
-                                      last_new_at=None)
-            assert store.load("s49").cursor == {"n": 1999}
-    finally:
-        stop.set()
-        walker.join(10)
-        sys.setswitchinterval(switch)
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", _GC_WALKER_RACE, str(tmp_path)], cwd=repo, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
