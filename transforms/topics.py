@@ -178,7 +178,7 @@ class TopicMatcher:
             terms = topic.terms.get(self.lang, ())
             named = topic.shapes.get(self.lang, ())
             out[topic.id] = ({terms[label.term].term for _s, _e, label in counted}
-                             | {f"[{named[label.shape].name}]" for label in found})
+                             | {f"[{named[label.shape].name}]" for label in found if not label.negative})
         return out
 
     def _matches(self, doc: Doc) -> tuple[dict[int, list], dict[int, list], dict[int, dict]]:

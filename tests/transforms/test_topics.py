@@ -306,6 +306,10 @@ def test_a_negative_term_cancels_a_shape_part_and_a_negative_shape_cancels_what_
     text = "Thousands watched the rally. " + "The weather was fine all day. " * 10 + "He tops the leaderboard."
     assert rallied.explain(pipes(text, "en"))["protest"] == -2
     assert rallied(pipes(text, "en")) == []
+    # A found negative shape is no counted term.
+    assert rallied.counted_terms(pipes("Bonds rallied on Monday.", "en")) == {"protest": set()}
+    assert shaped.counted_terms(pipes("Stocks rallied as women gathered outside, demanding.", "en")) == {
+        "protest": {"[group at a place]", "[group at a place, demanding]"}}
 
 
 def test_a_shape_needs_parts_and_a_window_and_takes_no_star():
