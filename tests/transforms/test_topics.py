@@ -320,3 +320,27 @@ def test_a_shape_needs_parts_and_a_window_and_takes_no_star():
                 {**good, "parts": [["a * b"], ["c"]]}, {**good, "weight": 0}):
         with pytest.raises(ValueError):
             topic(shapes={"en": [bad]})
+
+
+@pytest.mark.parametrize(
+    "text, lang, topic_id, expected",
+    [
+        # Protest by presence: a group + at a place + portraits, placards or a demand; no protest word.
+        ("Relatives of prisoners of war stood along the main street holding portraits of their sons.", "en", "protest", True),
+        ("Около тридцати водителей собрались у здания мэрии с требованием выплатить долги.", "ru", "protest", True),
+        ("Мешканці кількох сіл перекрили трасу до кар'єру.", "uk", "protest", True),
+        ("Couriers walked out and gathered outside the company's office.", "en", "protest", True),
+        # ... not a group at a place alone, a commemoration, fans, or a market.
+        ("Residents gathered outside the town hall for the New Year concert.", "en", "protest", False),
+        ("Школьники пришли к памятнику с цветами, чтобы почтить память героев.", "ru", "protest", False),
+        ("Oil prices rallied for a third day.", "en", "protest", False),
+        ("Ogier topped the leaderboard at the rally after a rival's puncture.", "en", "protest", False),
+        # Mobilization by a contract's shape; not a utility's crews, nor a fallen soldier's biography.
+        ("Regions raised one-off payments for men who sign a military contract.", "en", "mobilization", True),
+        ("Приватні виконавці пропонують боржникам контракт із ЗСУ, щоб списати борги.", "uk", "mobilization", True),
+        ("Водоканал мобилизовал все аварийные бригады после прорыва трубы.", "ru", "mobilization", False),
+        ("The man signed a contract with the army in 2023 and was killed in the spring.", "en", "mobilization", False),
+    ],
+)
+def test_shipped_shapes_take_the_form_of_a_report_and_leave_its_false_senses(shipped, text, lang, topic_id, expected):
+    assert (topic_id in {t.id for t in shipped.analyze("", text, lang).topics}) is expected
