@@ -35,6 +35,7 @@ Scoring, per topic, over one keyed Doc:
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -258,39 +259,52 @@ def shape_matches(parts: list[list[tuple[int, int]]], window: int | None, ordere
     not found."""
     if not all(parts):
         return set()
-    out = set()
+    parts = [sorted(set(part)) for part in parts]
+    starts = [[s for s, _e in part] for part in parts]
+    out: set[tuple[int, int]] = set()
     for j, matches in enumerate(parts):
         for m in matches:
-            if m in out:
-                continue
-            if _fits(m, j, parts[:j] + parts[j + 1:], window, ordered):
+            if m not in out and _fits(m, j, parts, starts, window, ordered, out):
                 out.add(m)
     return out
 
 
-def _fits(m: tuple[int, int], j: int, others: list[list[tuple[int, int]]], window: int | None,
-          ordered: bool) -> bool:
+def _fits(m: tuple[int, int], j: int, parts: list[list[tuple[int, int]]], starts: list[list[int]],
+          window: int | None, ordered: bool, found: set[tuple[int, int]]) -> bool:
     """Whether match ``m`` of part ``j`` has one match of every other part beside it that
-    makes an occurrence (``shape_matches``)."""
-    def search(chosen: list[tuple[int, int]], positions: list[int], k: int) -> bool:
-        if k == len(others):
+    makes an occurrence (``shape_matches``); the matches of the occurrence found are added to
+    ``found``. Only the matches that start within the window are tried (by bisection)."""
+    others = [k for k in range(len(parts)) if k != j]
+
+    def search(chosen: dict[int, tuple[int, int]], i: int) -> bool:
+        if i == len(others):
             if ordered:
-                ranked = [c for _p, c in sorted(zip(positions, chosen, strict=True))]
-                return all(a[1] <= b[0] for a, b in zip(ranked, ranked[1:], strict=False))
+                ranked = [chosen[k] for k in sorted(chosen)]
+                if not all(a[1] <= b[0] for a, b in zip(ranked, ranked[1:], strict=False)):
+                    return False
+            found.update(chosen.values())
             return True
-        lo = min(s for s, _e in chosen)
-        hi = max(e for _s, e in chosen)
-        for s, e in others[k]:
-            if any(s < ce and cs < e for cs, ce in chosen):
+        k = others[i]
+        lo = min(s for s, _e in chosen.values())
+        hi = max(e for _s, e in chosen.values())
+        candidates = parts[k]
+        if window is not None:
+            candidates = candidates[bisect_left(starts[k], hi - window):bisect_right(starts[k], lo + window)]
+        for s, e in candidates:
+            if any(s < ce and cs < e for cs, ce in chosen.values()):
                 continue
             if window is not None and max(hi, e) - min(lo, s) > window:
                 continue
-            position = k if k < j else k + 1
-            if search([*chosen, (s, e)], [*positions, position], k + 1):
+            if search({**chosen, k: (s, e)}, i + 1):
                 return True
         return False
 
-    return search([m], [j], 0)
+    return search({j: m}, 0)
+
+
+def _covered(spans) -> set[int]:
+    """The token indices inside any of ``spans`` ((start, end, ...) tuples)."""
+    return {t for span in spans for t in range(span[0], span[1])}
 
 
 def _count(positives: list, negatives: list, max_background: float,
@@ -304,18 +318,17 @@ def _count(positives: list, negatives: list, max_background: float,
             matches = shape_matches(parts, label.window, label.ordered)
             if matches:
                 found[label] = matches
-    blockers = [(n[0], n[1]) for n in negatives] + [m for label, ms in found.items() for m in ms]
+    blocked = _covered([*negatives, *(m for ms in found.values() for m in ms)])
+
+    def free(m) -> bool:
+        return not any(t in blocked for t in range(m[0], m[1]))
+
     for label, parts in shapes.items():
         if not label.negative:
-            kept_parts = [[m for m in part if not any(m[0] < b[1] and b[0] < m[1] for b in blockers)]
-                          for part in parts]
-            matches = shape_matches(kept_parts, label.window, label.ordered)
+            matches = shape_matches([[m for m in part if free(m)] for part in parts], label.window, label.ordered)
             if matches:
                 found[label] = matches
-    kept = [
-        m for m in positives
-        if not any(m[0] < b[1] and b[0] < m[1] for b in blockers)
-    ]
+    kept = [m for m in positives if free(m)]
     # Longest first; a match overlapping one already kept is dropped.
     kept.sort(key=lambda m: (-(m[1] - m[0]), m[0]))
     counted: list[tuple[int, int, _TermLabel]] = []

@@ -344,3 +344,24 @@ def test_a_shape_needs_parts_and_a_window_and_takes_no_star():
 )
 def test_shipped_shapes_take_the_form_of_a_report_and_leave_its_false_senses(shipped, text, lang, topic_id, expected):
     assert (topic_id in {t.id for t in shipped.analyze("", text, lang).topics}) is expected
+
+
+def test_shape_matches_is_one_match_per_part_within_the_window_without_overlap():
+    from transforms.topics import shape_matches
+
+    # Token spans: part 0 at 0 and 30, part 1 at 5 and 40.
+    parts = [[(0, 1), (30, 31)], [(5, 7), (40, 41)]]
+    assert shape_matches(parts, 12, False) == {(0, 1), (5, 7), (30, 31), (40, 41)}
+    assert shape_matches(parts, 6, False) == set()  # 0..7 is 7 tokens, 30..41 is 11
+    assert shape_matches(parts, 7, False) == {(0, 1), (5, 7)}
+    # Ordered: part 0 first; a later part 0 may pair with an earlier part 1 only unordered.
+    assert shape_matches([[(10, 11)], [(5, 7)]], 12, True) == set()
+    assert shape_matches([[(10, 11)], [(5, 7)]], 12, False) == {(10, 11), (5, 7)}
+    # One word cannot be two parts; anywhere in the article with None; an empty part: no shape.
+    assert shape_matches([[(3, 4)], [(3, 4)]], 12, False) == set()
+    assert shape_matches([[(0, 1)], [(500, 501)]], None, True) == {(0, 1), (500, 501)}
+    assert shape_matches([[(0, 1)], []], None, False) == set()
+    # Three parts: each must be there, and all in one window.
+    three = [[(0, 1)], [(4, 5)], [(9, 10), (30, 31)]]
+    assert shape_matches(three, 10, False) == {(0, 1), (4, 5), (9, 10)}
+    assert shape_matches(three, 9, False) == set()
