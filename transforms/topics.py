@@ -21,12 +21,21 @@ Scoring, per topic, over one keyed Doc:
    setting, not of the event: they count only when some other term of the topic counts,
    and all of them together add at most the topic's ``max_background`` — so a war story
    full of soldiers is not about call-ups until a call-up word is in it.
-5. The article carries the topic when the score reaches the topic's threshold. Evidence is
-   the text and offsets of every counted match (at most :data:`MAX_EVIDENCE`).
+5. Shapes (``shapes:``) are combinations of words that are evidence only together ("women"
+   + "gathered outside" + "with portraits"): a shape is found where one match of each of its
+   parts lies within its window of words (in order if ``ordered``, each part on words of its
+   own), and then adds its weight once, beside the terms (no overlap rule between a shape and
+   a term). A negative term cancels the part matches it overlaps, as it does terms. A found
+   negative shape ("bonds rallied", "МЧС мобилизовало") cancels every positive match, term or
+   shape part, that overlaps one of its found part matches, and subtracts its weight once.
+6. The article carries the topic when the score reaches the topic's threshold. Evidence is
+   the text and offsets of every counted match and found shape part (at most
+   :data:`MAX_EVIDENCE`).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,6 +63,20 @@ class _TermLabel:
 
 
 @dataclass(frozen=True, slots=True)
+class _ShapeLabel:
+    """One shape of a topic: its index among the topic's shapes (or negative shapes), its
+    weight, its window (None: the article), whether its parts keep their order, how many parts."""
+
+    topic: int
+    shape: int
+    weight: float
+    negative: bool
+    window: int | None
+    ordered: bool
+    parts: int
+
+
+@dataclass(frozen=True, slots=True)
 class _GappedTerm:
     """A term with GAP words: its label, and before each part after the first the most words
     that may stand between it and the part before it (the number of stars there)."""
@@ -74,6 +97,8 @@ class TopicMatcher:
         self._labels: dict[int, _TermLabel] = {}
         # A part of a term with GAP words: match id -> (the term, which part).
         self._parts: dict[int, tuple[_GappedTerm, int]] = {}
+        # A part of a shape: match id -> (the shape, which part).
+        self._shape_parts: dict[int, tuple[_ShapeLabel, int]] = {}
         self.pattern_count = 0
         for ti, topic in enumerate(self.topics):
             for negative, terms in ((False, topic.terms.get(lang, ())), (True, topic.negative.get(lang, ()))):
@@ -102,14 +127,25 @@ class TopicMatcher:
                     self._labels[strings.add(key)] = _TermLabel(ti, k, terms[k].weight, negative, terms[k].background)
                     self._matcher.add(key, [[strings.add(k) for k in q] for q in seqs])
                     self.pattern_count += len(seqs)
+            for negative, shapes in ((False, topic.shapes.get(lang, ())),
+                                     (True, topic.negative_shapes.get(lang, ()))):
+                for k, shape in enumerate(shapes):
+                    label = _ShapeLabel(ti, k, shape.weight, negative, shape.window, shape.ordered, len(shape.parts))
+                    for j, phrases in enumerate(shape.parts):
+                        key = f"{ti}:{'sn' if negative else 'sp'}:{k}:{j}"
+                        self._shape_parts[strings.add(key)] = (label, j)
+                        seqs = sorted({seq for phrase in phrases for seq in pipelines.phrase_variants(phrase, lang)})
+                        self._matcher.add(key, [[strings.add(k) for k in q] for q in seqs])
+                        self.pattern_count += len(seqs)
 
     def __call__(self, doc: Doc, offset: int = 0) -> list[TopicTag]:
         """The topics ``doc`` carries, in watchlist order, with score and evidence."""
-        positives, negatives = self._matches(doc)
+        positives, negatives, shapes = self._matches(doc)
         tags = []
-        for ti, matches in positives.items():
+        for ti in sorted(set(positives) | set(shapes)):
             topic = self.topics[ti]
-            score, evidence = _score(matches, negatives.get(ti, []), topic.max_background)
+            score, evidence = _score(positives.get(ti, []), negatives.get(ti, []), topic.max_background,
+                                     shapes.get(ti, {}))
             if score >= topic.threshold:
                 tags.append(
                     TopicTag(
@@ -126,30 +162,42 @@ class TopicMatcher:
 
     def explain(self, doc: Doc) -> dict[str, float]:
         """Every topic's score on ``doc``, tagged or not (for `watchlist check` reports)."""
-        positives, negatives = self._matches(doc)
-        return {t.id: round(_score(positives.get(i, []), negatives.get(i, []), t.max_background)[0], 2)
+        positives, negatives, shapes = self._matches(doc)
+        return {t.id: round(_score(positives.get(i, []), negatives.get(i, []), t.max_background,
+                                   shapes.get(i, {}))[0], 2)
                 for i, t in enumerate(self.topics)}
 
     def counted_terms(self, doc: Doc) -> dict[str, set[str]]:
         """Per topic, the terms (as written in the watchlist) that count towards its score on
-        ``doc``, whether or not it reaches the threshold (for per-term quality figures)."""
-        positives, negatives = self._matches(doc)
+        ``doc``, whether or not it reaches the threshold (for per-term quality figures); a found
+        shape is there as its name in brackets ("[group at a place, holding signs]")."""
+        positives, negatives, shapes = self._matches(doc)
         out = {}
         for ti, topic in enumerate(self.topics):
-            _score_, counted = _count(positives.get(ti, []), negatives.get(ti, []), topic.max_background)
+            _score_, counted, found = _count(positives.get(ti, []), negatives.get(ti, []), topic.max_background,
+                                             shapes.get(ti, {}))
             terms = topic.terms.get(self.lang, ())
-            out[topic.id] = {terms[label.term].term for _s, _e, label in counted}
+            named = topic.shapes.get(self.lang, ())
+            out[topic.id] = ({terms[label.term].term for _s, _e, label in counted}
+                             | {f"[{named[label.shape].name}]" for label in found if not label.negative})
         return out
 
-    def _matches(self, doc: Doc) -> tuple[dict[int, list], dict[int, list]]:
-        """Per topic index, the positive and the negative (start, end, label) matches in ``doc``."""
+    def _matches(self, doc: Doc) -> tuple[dict[int, list], dict[int, list], dict[int, dict]]:
+        """Per topic index, the positive and the negative (start, end, label) term matches in
+        ``doc``, and per shape label the (start, end) matches of each of its parts."""
         positives: dict[int, list] = {}
         negatives: dict[int, list] = {}
+        shapes: dict[int, dict[_ShapeLabel, list[list[tuple[int, int]]]]] = {}
         found = []
         parts: dict[_GappedTerm, list[list[tuple[int, int]]]] = {}
         for match_id, start, end in self._matcher(doc):
             part = self._parts.get(match_id)
-            if part is None:
+            shape_part = self._shape_parts.get(match_id)
+            if shape_part is not None:
+                label, j = shape_part
+                shapes.setdefault(label.topic, {}).setdefault(label, [[] for _ in range(label.parts)])[j].append(
+                    (start, end))
+            elif part is None:
                 found.append((start, end, self._labels[match_id]))
             else:
                 gapped, j = part
@@ -158,7 +206,7 @@ class TopicMatcher:
             found.extend((start, end, gapped.label) for start, end in _join_parts(doc, spans, gapped.gaps))
         for start, end, label in found:
             (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
-        return positives, negatives
+        return positives, negatives, shapes
 
 
 def _split_at_gaps(term: str) -> tuple[list[str], tuple[int, ...]]:
@@ -195,25 +243,100 @@ def _join_parts(doc: Doc, spans: list[list[tuple[int, int]]], gaps: tuple[int, .
     return chains
 
 
-def _score(positives: list, negatives: list, max_background: float = 1.0) -> tuple[float, list[tuple[int, int]]]:
+def _score(positives: list, negatives: list, max_background: float = 1.0,
+           shapes: dict | None = None) -> tuple[float, list[tuple[int, int]]]:
     """The rule in the module docstring; returns (score, counted spans in text order)."""
-    score, counted = _count(positives, negatives, max_background)
-    return score, [(s, e) for s, e, _ in counted]
+    score, counted, found = _count(positives, negatives, max_background, shapes or {})
+    spans = {(s, e) for s, e, _ in counted} | {span for label, matches in found.items() if not label.negative
+                                                for span in matches}
+    return score, sorted(spans)
 
 
-def _count(positives: list, negatives: list, max_background: float) -> tuple[float, list]:
-    """(score, counted (start, end, label) matches in text order)."""
-    kept = [
-        m for m in positives
-        if not any(m[0] < n[1] and n[0] < m[1] for n in negatives)
-    ]
+def shape_matches(parts: list[list[tuple[int, int]]], window: int | None, ordered: bool) -> set[tuple[int, int]]:
+    """The matches (of any part) that belong to an occurrence of a shape: a choice of one match
+    per part, no two of them overlapping, all within ``window`` tokens from the first start to
+    the last end (None: anywhere), and in part order when ``ordered``. Empty when the shape is
+    not found."""
+    if not all(parts):
+        return set()
+    parts = [sorted(set(part)) for part in parts]
+    starts = [[s for s, _e in part] for part in parts]
+    out: set[tuple[int, int]] = set()
+    for j, matches in enumerate(parts):
+        for m in matches:
+            if m not in out and _fits(m, j, parts, starts, window, ordered, out):
+                out.add(m)
+    return out
+
+
+def _fits(m: tuple[int, int], j: int, parts: list[list[tuple[int, int]]], starts: list[list[int]],
+          window: int | None, ordered: bool, found: set[tuple[int, int]]) -> bool:
+    """Whether match ``m`` of part ``j`` has one match of every other part beside it that
+    makes an occurrence (``shape_matches``); the matches of the occurrence found are added to
+    ``found``. Only the matches that start within the window are tried (by bisection)."""
+    others = [k for k in range(len(parts)) if k != j]
+
+    def search(chosen: dict[int, tuple[int, int]], i: int) -> bool:
+        if i == len(others):
+            if ordered:
+                ranked = [chosen[k] for k in sorted(chosen)]
+                if not all(a[1] <= b[0] for a, b in zip(ranked, ranked[1:], strict=False)):
+                    return False
+            found.update(chosen.values())
+            return True
+        k = others[i]
+        lo = min(s for s, _e in chosen.values())
+        hi = max(e for _s, e in chosen.values())
+        candidates = parts[k]
+        if window is not None:
+            candidates = candidates[bisect_left(starts[k], hi - window):bisect_right(starts[k], lo + window)]
+        for s, e in candidates:
+            if any(s < ce and cs < e for cs, ce in chosen.values()):
+                continue
+            if window is not None and max(hi, e) - min(lo, s) > window:
+                continue
+            if search({**chosen, k: (s, e)}, i + 1):
+                return True
+        return False
+
+    return search({j: m}, 0)
+
+
+def _covered(spans) -> set[int]:
+    """The token indices inside any of ``spans`` ((start, end, ...) tuples)."""
+    return {t for span in spans for t in range(span[0], span[1])}
+
+
+def _count(positives: list, negatives: list, max_background: float,
+           shapes: dict | None = None) -> tuple[float, list, dict]:
+    """(score, counted (start, end, label) matches in text order, found shapes: label -> the
+    part matches of its occurrences)."""
+    shapes = shapes or {}
+    found: dict[_ShapeLabel, set[tuple[int, int]]] = {}
+    for label, parts in shapes.items():
+        if label.negative:
+            matches = shape_matches(parts, label.window, label.ordered)
+            if matches:
+                found[label] = matches
+    blocked = _covered([*negatives, *(m for ms in found.values() for m in ms)])
+
+    def free(m) -> bool:
+        return not any(t in blocked for t in range(m[0], m[1]))
+
+    for label, parts in shapes.items():
+        if not label.negative:
+            matches = shape_matches([[m for m in part if free(m)] for part in parts], label.window, label.ordered)
+            if matches:
+                found[label] = matches
+    kept = [m for m in positives if free(m)]
     # Longest first; a match overlapping one already kept is dropped.
     kept.sort(key=lambda m: (-(m[1] - m[0]), m[0]))
     counted: list[tuple[int, int, _TermLabel]] = []
     for m in kept:
         if not any(m[0] < c[1] and c[0] < m[1] for c in counted):
             counted.append(m)
-    if not any(not label.background for _s, _e, label in counted):
+    has_shape = any(not label.negative for label in found)
+    if not has_shape and not any(not label.background for _s, _e, label in counted):
         counted = []  # the setting alone is no evidence
     seen: dict[int, int] = {}
     weights: dict[int, float] = {}
@@ -227,5 +350,7 @@ def _count(positives: list, negatives: list, max_background: float) -> tuple[flo
     score = sum(g for t, g in gained.items() if t not in background)
     score += min(max_background, sum(g for t, g in gained.items() if t in background))
     score -= sum({label.term: label.weight for _s, _e, label in negatives}.values())
+    score += sum(label.weight for label in found if not label.negative)
+    score -= sum(label.weight for label in found if label.negative)
     counted.sort(key=lambda m: m[0])
-    return score, counted
+    return score, counted, found

@@ -58,6 +58,44 @@ def _term(value):
 TermItem = Annotated[Term, BeforeValidator(_term)]
 
 
+class Shape(_Frozen):
+    """A combination of words that is evidence only together: found where one phrase of every
+    part stands within ``within`` words (tokens, punctuation included: from the first word of
+    the first to the last word of the last; ``article`` for anywhere in the article), each on
+    words of its own, and in the listed order when ``ordered``. Its weight counts once. So
+    "women" + "gathered outside" + "with portraits" can reach a threshold none of them reaches
+    alone (docs/tagging.md, "Shapes")."""
+
+    name: Text
+    weight: float = Field(gt=0)
+    within: int | Literal["article"] = 12
+    ordered: bool = False
+    # Each part: phrases matched like terms (every inflected form), without "*".
+    parts: tuple[tuple[Text, ...], ...] = Field(min_length=2)
+
+    @field_validator("within")
+    @classmethod
+    def _positive_window(cls, value):
+        if value != "article" and value < 1:
+            raise ValueError("within is a number of words (at least 1) or 'article'")
+        return value
+
+    @field_validator("parts")
+    @classmethod
+    def _plain_phrases(cls, value):
+        for part in value:
+            if not part:
+                raise ValueError("every part of a shape holds at least one phrase")
+            if any("*" in phrase.split() for phrase in part):
+                raise ValueError("a shape's phrases take no '*': the window already allows words between")
+        return value
+
+    @property
+    def window(self) -> int | None:
+        """The most tokens the parts may span, or None for the whole article."""
+        return None if self.within == "article" else self.within
+
+
 class Topic(_Frozen):
     id: Slug
     name: Text
@@ -70,6 +108,10 @@ class Topic(_Frozen):
     # A negative term cancels every positive match it overlaps ("protest song" is not
     # evidence of a protest) and subtracts its weight once from the score.
     negative: dict[Lang, tuple[TermItem, ...]] = Field(default_factory=dict)
+    # Combinations of words that count only together (``Shape``); a found negative shape
+    # cancels the positive matches it overlaps and subtracts its weight, like a negative term.
+    shapes: dict[Lang, tuple[Shape, ...]] = Field(default_factory=dict)
+    negative_shapes: dict[Lang, tuple[Shape, ...]] = Field(default_factory=dict)
     # Raise a ``topic`` alert when an article carries this topic and a watched organization.
     alert: bool = True
     severity: Severity = "warning"

@@ -5,6 +5,7 @@ import json
 import subprocess
 
 import pytest
+import yaml
 from prometheus_client import REGISTRY
 
 from newsradar.identity import alert_id
@@ -98,7 +99,8 @@ def test_tag_reads_stdin_and_bad_watchlist_is_exit_2(tmp_path):
 def test_watchlist_check_runs_the_inline_examples(tmp_path):
     result = run("watchlist", "check", WATCHLIST)
     assert result.returncode == 0, result.stderr
-    assert "31 examples" in result.stdout
+    examples = len(yaml.safe_load((REPO / "config" / "watchlist.yaml").read_text(encoding="utf-8"))["examples"])
+    assert examples >= 30 and f"{examples} examples" in result.stdout
     broken = tmp_path / "w.yaml"
     text = (REPO / "config" / "watchlist.yaml").read_text(encoding="utf-8")
     broken.write_text(text.replace("    not_topics: [mobilization]\n    note: a retailer", "    topics: [mobilization]\n    note: a retailer"),
@@ -107,7 +109,7 @@ def test_watchlist_check_runs_the_inline_examples(tmp_path):
     assert result.returncode == 2
     assert "examples[1] (en) 'The retailer is mobilizing extra staff" in result.stderr
     assert "expected topic mobilization (score" in result.stderr
-    assert "1 of 31 inline examples fail" in result.stderr
+    assert f"1 of {examples} inline examples fail" in result.stderr
 
 
 def _count(name: str, labels: dict) -> float:

@@ -246,3 +246,122 @@ def shipped():
     from transforms.tagging import Tagger
 
     return Tagger(load_watchlist("config/watchlist.yaml"))
+
+
+SHAPED = topic(
+    id="protest", name="Protest",
+    terms={"en": [{"term": "placard", "weight": 2}, {"term": "police", "weight": 1}]},
+    negative={"en": [{"term": "fan", "weight": 2}]},
+    shapes={"en": [
+        {"name": "group at a place", "weight": 1.5, "within": 8, "ordered": True,
+         "parts": [["women", "relative", "fan"], ["gather outside", "stand along"]]},
+        {"name": "group at a place, demanding", "weight": 2, "within": 20,
+         "parts": [["women", "relative", "fan"], ["gather outside", "stand along"], ["demand"]]},
+    ]},
+    negative_shapes={"en": [
+        {"name": "a market rallied", "weight": 3, "within": 3, "ordered": True, "parts": [["bond", "stock"], ["rally"]]},
+        {"name": "a rally of cars", "weight": 2, "within": "article", "parts": [["rally"], ["leaderboard"]]},
+    ]},
+)
+
+
+def test_a_shape_counts_only_when_every_part_is_within_its_window(pipes):
+    shaped = TopicMatcher([SHAPED], pipes, "en")
+
+    def score(text):
+        return shaped.explain(pipes(text, "en"))["protest"]
+
+    # No piece alone, nor two of the three, reaches 3; all three together do.
+    assert score("Women demanded answers.") == 0
+    assert score("Women gathered outside the governor's office.") == 1.5
+    assert score("Women gathered outside the governor's office, demanding answers.") == 3.5
+    # Order: the group before the gathering for the ordered shape, any order for the other.
+    assert score("They gathered outside, the women, demanding answers.") == 2
+    # The window: the parts spread over more words than it allows are no shape.
+    far = "Women " + "said nothing for many long hours and then finally " * 2 + "gathered outside and demanded answers."
+    assert score(far) == 0
+    # A shape adds its weight once, and beside the terms (no overlap rule between them).
+    assert score("Women gathered outside with a placard. Relatives stood along the road. They demand.") == 5.5
+    tags = shaped(pipes("Women gathered outside the office, demanding answers.", "en"))
+    assert [e.text for e in tags[0].evidence] == ["Women", "gathered outside", "demanding"]
+    found = shaped.counted_terms(pipes("Women gathered outside the office, demanding answers.", "en"))
+    assert found == {"protest": {"[group at a place]", "[group at a place, demanding]"}}
+
+
+def test_a_negative_term_cancels_a_shape_part_and_a_negative_shape_cancels_what_it_overlaps(pipes):
+    shaped = TopicMatcher([SHAPED], pipes, "en")
+
+    def score(text):
+        return shaped.explain(pipes(text, "en"))["protest"]
+
+    # "fan" is a negative term: it is no group (and subtracts 2).
+    assert score("Fans gathered outside the stadium, demanding a refund.") == -2
+    # "Bonds rallied": the rally is cancelled and 3 subtracted; "a rally" alone is no shape.
+    rally = topic(id="protest", name="Protest", terms={"en": [{"term": "rally", "weight": 3}]},
+                  negative_shapes=SHAPED.negative_shapes)
+    rallied = TopicMatcher([rally], pipes, "en")
+    assert rallied.explain(pipes("Bonds rallied on Monday.", "en"))["protest"] == -3
+    assert rallied.explain(pipes("Bonds fell. Crowds held a rally.", "en"))["protest"] == 3
+    # ``within: article``: anywhere in it.
+    text = "Thousands watched the rally. " + "The weather was fine all day. " * 10 + "He tops the leaderboard."
+    assert rallied.explain(pipes(text, "en"))["protest"] == -2
+    assert rallied(pipes(text, "en")) == []
+    # A found negative shape is no counted term.
+    assert rallied.counted_terms(pipes("Bonds rallied on Monday.", "en")) == {"protest": set()}
+    assert shaped.counted_terms(pipes("Stocks rallied as women gathered outside, demanding.", "en")) == {
+        "protest": {"[group at a place]", "[group at a place, demanding]"}}
+
+
+def test_a_shape_needs_parts_and_a_window_and_takes_no_star():
+    good = {"name": "s", "weight": 1, "parts": [["a"], ["b"]]}
+    assert topic(shapes={"en": [good]}).shapes["en"][0].window == 12
+    assert topic(shapes={"en": [{**good, "within": "article"}]}).shapes["en"][0].window is None
+    for bad in ({**good, "parts": [["a"]]}, {**good, "parts": [["a"], []]}, {**good, "within": 0},
+                {**good, "parts": [["a * b"], ["c"]]}, {**good, "weight": 0}):
+        with pytest.raises(ValueError):
+            topic(shapes={"en": [bad]})
+
+
+@pytest.mark.parametrize(
+    "text, lang, topic_id, expected",
+    [
+        # Protest by presence: a group + at a place + portraits, placards or a demand; no protest word.
+        ("Relatives of prisoners of war stood along the main street holding portraits of their sons.", "en", "protest", True),
+        ("Около тридцати водителей собрались у здания мэрии с требованием выплатить долги.", "ru", "protest", True),
+        ("Мешканці кількох сіл перекрили трасу до кар'єру.", "uk", "protest", True),
+        ("Couriers walked out and gathered outside the company's office.", "en", "protest", True),
+        # ... not a group at a place alone, a commemoration, fans, or a market.
+        ("Residents gathered outside the town hall for the New Year concert.", "en", "protest", False),
+        ("Школьники пришли к памятнику с цветами, чтобы почтить память героев.", "ru", "protest", False),
+        ("Oil prices rallied for a third day.", "en", "protest", False),
+        ("Ogier topped the leaderboard at the rally after a rival's puncture.", "en", "protest", False),
+        # Mobilization by a contract's shape; not a utility's crews, nor a fallen soldier's biography.
+        ("Regions raised one-off payments for men who sign a military contract.", "en", "mobilization", True),
+        ("Приватні виконавці пропонують боржникам контракт із ЗСУ, щоб списати борги.", "uk", "mobilization", True),
+        ("Водоканал мобилизовал все аварийные бригады после прорыва трубы.", "ru", "mobilization", False),
+        ("The man signed a contract with the army in 2023 and was killed in the spring.", "en", "mobilization", False),
+    ],
+)
+def test_shipped_shapes_take_the_form_of_a_report_and_leave_its_false_senses(shipped, text, lang, topic_id, expected):
+    assert (topic_id in {t.id for t in shipped.analyze("", text, lang).topics}) is expected
+
+
+def test_shape_matches_is_one_match_per_part_within_the_window_without_overlap():
+    from transforms.topics import shape_matches
+
+    # Token spans: part 0 at 0 and 30, part 1 at 5 and 40.
+    parts = [[(0, 1), (30, 31)], [(5, 7), (40, 41)]]
+    assert shape_matches(parts, 12, False) == {(0, 1), (5, 7), (30, 31), (40, 41)}
+    assert shape_matches(parts, 6, False) == set()  # 0..7 is 7 tokens, 30..41 is 11
+    assert shape_matches(parts, 7, False) == {(0, 1), (5, 7)}
+    # Ordered: part 0 first; a later part 0 may pair with an earlier part 1 only unordered.
+    assert shape_matches([[(10, 11)], [(5, 7)]], 12, True) == set()
+    assert shape_matches([[(10, 11)], [(5, 7)]], 12, False) == {(10, 11), (5, 7)}
+    # One word cannot be two parts; anywhere in the article with None; an empty part: no shape.
+    assert shape_matches([[(3, 4)], [(3, 4)]], 12, False) == set()
+    assert shape_matches([[(0, 1)], [(500, 501)]], None, True) == {(0, 1), (500, 501)}
+    assert shape_matches([[(0, 1)], []], None, False) == set()
+    # Three parts: each must be there, and all in one window.
+    three = [[(0, 1)], [(4, 5)], [(9, 10), (30, 31)]]
+    assert shape_matches(three, 10, False) == {(0, 1), (4, 5), (9, 10)}
+    assert shape_matches(three, 9, False) == set()

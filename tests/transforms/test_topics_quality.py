@@ -3,9 +3,9 @@
 The floors sit a little under what the shipped watchlist measures (docs/benchmarks.md), so
 a change that makes tagging clearly worse fails here, while one relabeled item does not.
 They are set per topic on all items, on the holdout and fresh splits and per language, and
-per organization. "All items" means the floored splits: dev, holdout, fresh, fresh2 and
-fresh3. The ``fresh`` split (45 items), the ``fresh2`` split and the ``fresh3`` split (120
-items each), each written and measured before any tuning (2026-12-07), were tuned on
+per organization. "All items" means the floored splits: dev, holdout, fresh, fresh2, fresh3
+and fresh4. The ``fresh`` split (45 items) and the ``fresh2``, ``fresh3`` and ``fresh4``
+splits (120 items each), each written and measured before any tuning (2026-12-07), were tuned on
 afterwards, so they are floored like the others and no longer honest held-out figures; a new
 held-out split goes in ``UNFLOORED_SPLITS`` until it is tuned on (it may be declared before
 its items exist).
@@ -26,6 +26,7 @@ TOPIC_FLOORS = {
     ("mobilization", "fresh"): (0.92, 0.92),
     ("mobilization", "fresh2"): (0.95, 0.95),
     ("mobilization", "fresh3"): (0.95, 0.95),
+    ("mobilization", "fresh4"): (0.95, 0.95),
     ("mobilization", "en"): (0.97, 0.9),
     ("mobilization", "ru"): (0.97, 0.97),
     ("mobilization", "uk"): (0.97, 0.95),
@@ -34,6 +35,7 @@ TOPIC_FLOORS = {
     ("protest", "fresh"): (0.85, 0.85),
     ("protest", "fresh2"): (0.95, 0.95),
     ("protest", "fresh3"): (0.95, 0.95),
+    ("protest", "fresh4"): (0.95, 0.95),
     ("protest", "en"): (0.92, 0.97),
     ("protest", "ru"): (0.97, 0.97),
     ("protest", "uk"): (0.97, 0.95),
@@ -45,10 +47,10 @@ ORG_PRECISION_FLOOR = 0.95  # micro-averaged over organizations
 ORG_MICRO_RECALL_FLOOR = 0.98
 
 
-FLOORED_SPLITS = ("dev", "holdout", "fresh", "fresh2", "fresh3")
+FLOORED_SPLITS = ("dev", "holdout", "fresh", "fresh2", "fresh3", "fresh4")
 # Held-out splits not tuned on yet: reported by benchmarks/quality.py, floored only once tuned
-# on. fresh4 was measured once and is not tuned on yet.
-UNFLOORED_SPLITS: tuple[str, ...] = ("fresh4",)
+# on. fresh5 is being written (2026-12-07) and has not been measured.
+UNFLOORED_SPLITS: tuple[str, ...] = ("fresh5",)
 
 
 @pytest.fixture(scope="module")
