@@ -49,7 +49,7 @@ ORG_MICRO_RECALL_FLOOR = 0.98
 
 FLOORED_SPLITS = ("dev", "holdout", "fresh", "fresh2", "fresh3", "fresh4")
 # Held-out splits not tuned on yet: reported by benchmarks/quality.py, floored only once tuned
-# on. fresh5 is being written (2026-12-07) and has not been measured.
+# on. fresh5 was measured once (2026-12-07) and is not tuned on yet.
 UNFLOORED_SPLITS: tuple[str, ...] = ("fresh5",)
 
 
