@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import pickle
 import queue
 import traceback
 from collections import deque
@@ -212,7 +213,9 @@ def _serve(tasks, results, source: WatchlistSource, settings: DedupeSettings) ->
     try:
         _start_worker(source, settings)
         while (batch := tasks.get()) is not None:
-            results.put(("ok", _prepare_batch(batch)))
+            # Pickled here, not on the queue's feeder thread: there a pickling error is only
+            # printed and the result dropped, and the parent would wait for it forever.
+            results.put(("ok", pickle.dumps(_prepare_batch(batch), pickle.HIGHEST_PROTOCOL)))
     except BaseException as exc:  # noqa: BLE001 -- handed to the parent, which raises it
         results.put(("failed", _WorkerFailed(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")))
         raise
@@ -267,7 +270,7 @@ class _Worker:
         status, value = message
         if status != "ok":
             raise value
-        return value
+        return pickle.loads(value)  # noqa: S301 -- our own worker's bytes
 
     def stop(self, finished: bool) -> None:
         """End the worker: after its queued batches (``finished``), else at once."""

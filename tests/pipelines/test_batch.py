@@ -235,3 +235,16 @@ def test_tagging_in_memory_zones_gives_the_same(inputs, monkeypatch):
         assert zoned.tagged == plain.tagged
         assert [_alert(a) for a in zoned.alerts] == [_alert(a) for a in plain.alerts]
     assert opened.count(True) >= 5 and opened[0] is False  # in this process (workers=0): one a batch once warm
+
+
+def test_a_result_that_cannot_be_pickled_fails_the_run_instead_of_hanging(inputs, monkeypatch):
+    # On the queue's feeder thread the pickling error was only printed: the worker lived on and
+    # the parent waited for the dropped result for ever.
+    from pipelines import batch
+
+    def unpicklable(records):
+        return [lambda: None for _ in records]
+
+    monkeypatch.setattr(batch, "_prepare_batch", unpicklable)
+    with pytest.raises(batch._WorkerFailed, match="pickle"):
+        list(BatchRun(inputs[:40], WATCHLIST, SETTINGS, workers=2, batch_size=5, in_flight=4))
