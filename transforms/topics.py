@@ -18,7 +18,8 @@ Scoring, per topic, over one keyed Doc:
 4. Each distinct term adds its weight; a term seen two or more times adds half its weight
    again (repetition is evidence, but not unbounded evidence).
    Background terms (``background: true``: "army", "front", "war") are words of the
-   setting, not of the event: they count only when some other term of the topic counts,
+   setting, not of the event: they count only when some other term of the topic counts (or
+   a shape is found),
    and all of them together add at most the topic's ``max_background`` — so a war story
    full of soldiers is not about call-ups until a call-up word is in it.
 5. Shapes (``shapes:``) are combinations of words that are evidence only together ("women"
@@ -35,6 +36,7 @@ Scoring, per topic, over one keyed Doc:
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,7 +49,12 @@ from newsradar.records import Evidence, TopicTag
 
 from .nlp import Pipelines
 
+log = logging.getLogger(__name__)
 MAX_EVIDENCE = 10
+# Steps of one shape's search in one article (a step: one partial choice of part matches).
+# Real text needs a few per occurrence; text stuffed with a shape's words could need billions,
+# so the search stops here, keeps the occurrences found so far and logs it.
+MAX_SHAPE_STEPS = 20_000
 REPEAT_BONUS = 0.5
 # In a term, a word that stands for at most one word of the text (newsradar/config/watchlist.py).
 GAP = "*"
@@ -262,26 +269,36 @@ def shape_matches(parts: list[list[tuple[int, int]]], window: int | None, ordere
     parts = [sorted(set(part)) for part in parts]
     starts = [[s for s, _e in part] for part in parts]
     out: set[tuple[int, int]] = set()
-    for j, matches in enumerate(parts):
-        for m in matches:
-            if m not in out and _fits(m, j, parts, starts, window, ordered, out):
-                out.add(m)
+    budget = [MAX_SHAPE_STEPS]
+    try:
+        for j, matches in enumerate(parts):
+            for m in matches:
+                if m not in out and _fits(m, j, parts, starts, window, ordered, out, budget):
+                    out.add(m)
+    except _SearchCut:
+        log.warning("shape search cut after %d steps (%s matches per part): the occurrences found "
+                    "so far count", MAX_SHAPE_STEPS, [len(part) for part in parts])
     return out
 
 
+class _SearchCut(Exception):
+    """The shape search ran out of steps (:data:`MAX_SHAPE_STEPS`)."""
+
+
 def _fits(m: tuple[int, int], j: int, parts: list[list[tuple[int, int]]], starts: list[list[int]],
-          window: int | None, ordered: bool, found: set[tuple[int, int]]) -> bool:
+          window: int | None, ordered: bool, found: set[tuple[int, int]], budget: list[int]) -> bool:
     """Whether match ``m`` of part ``j`` has one match of every other part beside it that
     makes an occurrence (``shape_matches``); the matches of the occurrence found are added to
-    ``found``. Only the matches that start within the window are tried (by bisection)."""
+    ``found``. Only the matches that start within the window are tried (by bisection), and,
+    when ``ordered``, only those on the right side of every part chosen so far. Each step
+    spends one of ``budget``; at none left it raises :class:`_SearchCut`."""
     others = [k for k in range(len(parts)) if k != j]
 
     def search(chosen: dict[int, tuple[int, int]], i: int) -> bool:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _SearchCut
         if i == len(others):
-            if ordered:
-                ranked = [chosen[k] for k in sorted(chosen)]
-                if not all(a[1] <= b[0] for a, b in zip(ranked, ranked[1:], strict=False)):
-                    return False
             found.update(chosen.values())
             return True
         k = others[i]
@@ -292,6 +309,8 @@ def _fits(m: tuple[int, int], j: int, parts: list[list[tuple[int, int]]], starts
             candidates = candidates[bisect_left(starts[k], hi - window):bisect_right(starts[k], lo + window)]
         for s, e in candidates:
             if any(s < ce and cs < e for cs, ce in chosen.values()):
+                continue
+            if ordered and not all(ce <= s if c < k else e <= cs for c, (cs, ce) in chosen.items()):
                 continue
             if window is not None and max(hi, e) - min(lo, s) > window:
                 continue

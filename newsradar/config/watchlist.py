@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, field_validator
 
 from newsradar.vocab import LANGUAGES, AlertKind, Lang, Severity
 
@@ -58,6 +58,12 @@ def _term(value):
 TermItem = Annotated[Term, BeforeValidator(_term)]
 
 
+# Bounds of a shape (transforms.topics.shape_matches searches one match per part within the
+# window, and also stops at MAX_SHAPE_STEPS on adversarial text).
+MAX_SHAPE_PARTS = 4
+MAX_SHAPE_WINDOW = 200
+
+
 class Shape(_Frozen):
     """A combination of words that is evidence only together: found where one phrase of every
     part stands within ``within`` words (tokens, punctuation included: from the first word of
@@ -67,17 +73,18 @@ class Shape(_Frozen):
     alone (docs/tagging.md, "Shapes")."""
 
     name: Text
-    weight: float = Field(gt=0)
-    within: int | Literal["article"] = 12
+    weight: float = Field(gt=0, allow_inf_nan=False)
+    within: StrictInt | Literal["article"] = 12
     ordered: bool = False
-    # Each part: phrases matched like terms (every inflected form), without "*".
-    parts: tuple[tuple[Text, ...], ...] = Field(min_length=2)
+    # Each part: phrases matched like terms (every inflected form), without "*". At most
+    # MAX_SHAPE_PARTS parts: the search for an occurrence grows with the matches of every part.
+    parts: tuple[tuple[Text, ...], ...] = Field(min_length=2, max_length=MAX_SHAPE_PARTS)
 
     @field_validator("within")
     @classmethod
     def _positive_window(cls, value):
-        if value != "article" and value < 1:
-            raise ValueError("within is a number of words (at least 1) or 'article'")
+        if value != "article" and not 1 <= value <= MAX_SHAPE_WINDOW:
+            raise ValueError(f"within is a number of words (1 to {MAX_SHAPE_WINDOW}) or 'article'")
         return value
 
     @field_validator("parts")
@@ -86,7 +93,7 @@ class Shape(_Frozen):
         for part in value:
             if not part:
                 raise ValueError("every part of a shape holds at least one phrase")
-            if any("*" in phrase.split() for phrase in part):
+            if any("*" in phrase for phrase in part):
                 raise ValueError("a shape's phrases take no '*': the window already allows words between")
         return value
 

@@ -317,7 +317,10 @@ def test_a_shape_needs_parts_and_a_window_and_takes_no_star():
     assert topic(shapes={"en": [good]}).shapes["en"][0].window == 12
     assert topic(shapes={"en": [{**good, "within": "article"}]}).shapes["en"][0].window is None
     for bad in ({**good, "parts": [["a"]]}, {**good, "parts": [["a"], []]}, {**good, "within": 0},
-                {**good, "parts": [["a * b"], ["c"]]}, {**good, "weight": 0}):
+                {**good, "parts": [["a * b"], ["c"]]}, {**good, "weight": 0},
+                # bounded: the search grows with every part's matches
+                {**good, "parts": [["a"], ["b"], ["c"], ["d"], ["e"]]}, {**good, "within": 201},
+                {**good, "within": True}, {**good, "weight": float("inf")}, {**good, "parts": [["a*"], ["b"]]}):
         with pytest.raises(ValueError):
             topic(shapes={"en": [bad]})
 
@@ -344,6 +347,26 @@ def test_a_shape_needs_parts_and_a_window_and_takes_no_star():
 )
 def test_shipped_shapes_take_the_form_of_a_report_and_leave_its_false_senses(shipped, text, lang, topic_id, expected):
     assert (topic_id in {t.id for t in shipped.analyze("", text, lang).topics}) is expected
+
+
+def test_a_shape_search_on_text_stuffed_with_its_words_stays_bounded(caplog):
+    from transforms import topics
+
+    # Ordered, anywhere in the article, every part after the next one: no occurrence. Checked
+    # only once all parts were chosen, each seed tried every pair of the other parts' matches
+    # (300 x 300 here, minutes in all); pruned as each part is chosen, it is one step a seed.
+    parts = [[(2000 + i, 2001 + i) for i in range(300)], [(1000 + i, 1001 + i) for i in range(300)],
+             [(i, i + 1) for i in range(300)]]
+    with caplog.at_level("WARNING", logger="transforms.topics"):
+        assert topics.shape_matches(parts, None, ordered=True) == set()
+        assert len(topics.shape_matches(parts[::-1], None, ordered=True)) == 900  # in order: all of them
+    assert "shape search cut" not in caplog.text
+    # Unordered, but the last part overlaps everything: each seed tries all of the other part's
+    # matches before failing; the search stops at MAX_SHAPE_STEPS, and says so.
+    stuffed = [[(2 * i, 2 * i + 1) for i in range(300)], [(2 * i + 1, 2 * i + 2) for i in range(300)], [(0, 700)]]
+    with caplog.at_level("WARNING", logger="transforms.topics"):
+        assert topics.shape_matches(stuffed, None, ordered=False) == set()
+    assert "shape search cut" in caplog.text
 
 
 def test_shape_matches_is_one_match_per_part_within_the_window_without_overlap():
