@@ -137,7 +137,7 @@ class _Stateless:
     def prepare_batch(self, batch: list[tuple[int, bytes, float]]) -> list[_Prepared]:
         """The batch's records prepared, tagged inside one spaCy memory zone (once the
         tagger is warm, :meth:`transforms.nlp.Pipelines.memory_zone`): the words first seen
-        in it are forgotten at its end, so the worker's vocabulary stops growing. A result
+        in it are forgotten at its end (but for the key strings the key cache keeps, bounded). A result
         holds plain values only (no spaCy object outlives the zone)."""
         pipelines = self._tagger_in_force().pipelines  # built outside the zone
         with contextlib.ExitStack() as zone:

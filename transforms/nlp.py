@@ -18,8 +18,10 @@ Guarantees:
 * Memory is bounded: the key cache is capped (:data:`DEFAULT_MAX_CACHE` forms, cleared in
   one go when full) and :meth:`Pipelines.grown` tells the owner when spaCy's string store
   has grown past a limit, so it can build a fresh set of pipelines. Inside
-  :meth:`Pipelines.memory_zone` (the batch path's workers, once warm) spaCy's vocabulary does
-  not grow at all: the words first seen in a zone are forgotten at its end.
+  :meth:`Pipelines.memory_zone` (the batch path's workers, once warm) spaCy forgets the
+  lexemes and strings first seen in a zone at its end; what stays is one key string per new
+  form the key cache learned (re-added for good, :meth:`KeyCache.keep_zone_keys`), bounded by
+  ``max_strings`` and the rebuild.
 * The same text in the same language always gets the same keys, inside a memory zone
   (:meth:`Pipelines.memory_zone`) or not.
 """
