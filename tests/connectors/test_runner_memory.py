@@ -195,3 +195,58 @@ def test_records_waiting_for_acks_are_bounded_by_max_polls_in_flight(tmp_path):
     assert progress.new_items == sources * FullFeedPoller.ITEMS and progress.errors == 0
     assert most_holding <= limit, f"{most_holding} polls held records at once, the limit is {limit}"
     assert most_waiting == limit * FullFeedPoller.ITEMS, "the limit was never reached: the test proves nothing"
+
+
+class FailingPoller(FullFeedPoller):
+    """A poller with a bug: its poll raises."""
+
+    async def poll(self, cursor, now) -> PollResult:
+        self.polls += 1
+        raise RuntimeError("a poller's bug")
+
+
+class AckedAtOnce:
+    def add_callback(self, fn):
+        fn(None)
+
+    def add_errback(self, fn):
+        return None
+
+
+class RefusesSomeSources:
+    """Acknowledges at once, except that sends for the sources named fail as Kafka would."""
+
+    def __init__(self, failing: set[str]):
+        self.failing = failing
+
+    def send(self, topic, key=None, value=None):
+        from kafka.errors import KafkaTimeoutError
+
+        if any(key and key.startswith(source.encode()) for source in self.failing):
+            raise KafkaTimeoutError("no broker in time")
+        return AckedAtOnce()
+
+
+def test_failed_polls_and_failed_deliveries_give_their_in_flight_turn_back(tmp_path):
+    """A poll that raises and a delivery whose sends fail each release the turn they took: with
+    a limit of 2, twelve sources (a third failing to poll, a third failing to deliver) all get
+    polled in one cycle, and the bound is back at 2 afterwards (a lost turn would stall it)."""
+    limit = 2
+    pollers = [(FailingPoller if i % 3 == 0 else FullFeedPoller)(f"s{i:02d}") for i in range(12)]
+    producer = RefusesSomeSources({p.source_id for i, p in enumerate(pollers) if i % 3 == 1})
+
+    async def go():
+        with StateStore(tmp_path) as store:
+            runner = Runner([Slot(p, Schedule()) for p in pollers], producer=producer, store=store,
+                            metrics=ConnectorMetrics(CollectorRegistry()), clock=lambda: T0,
+                            max_concurrent_polls=12, max_polls_in_flight=limit)
+            try:
+                progress = await asyncio.wait_for(runner.poll_due(every=True), timeout=60)
+                return progress, runner._in_flight._value
+            finally:
+                runner.close()
+
+    progress, turns_left = asyncio.run(go())
+    assert all(p.polls == 1 for p in pollers)
+    assert progress.errors >= 4 and progress.new_items == 4 * FullFeedPoller.ITEMS, progress
+    assert turns_left == limit
