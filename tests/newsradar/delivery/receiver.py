@@ -72,6 +72,7 @@ class Receiver:
         self.bodies: dict[str, set[bytes]] = {}  # every distinct body answered 200, per notification id
         self.lock = threading.Lock()
         self.active = 0  # requests read and not yet answered
+        self.closing = threading.Event()  # set on close: held requests are answered at once
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -80,8 +81,9 @@ class Receiver:
                 with receiver.lock:
                     receiver.active += 1
                 if receiver.delay:
-                    # the slow receiver being simulated (seconds per request), not a wait for anything
-                    time.sleep(receiver.delay)
+                    # the slow receiver being simulated: a request is held for its service time,
+                    # or until the receiver closes
+                    receiver.closing.wait(receiver.delay)
                 valid = verify_signature(receiver.secret, self.headers, body)
                 with receiver.lock:
                     receiver.attempts.append((self.headers.get(ID_HEADER, ""), valid))
@@ -117,6 +119,7 @@ class Receiver:
         return self
 
     def __exit__(self, *exc):
+        self.closing.set()
         self.server.shutdown()
         self.server.server_close()
 
