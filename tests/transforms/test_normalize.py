@@ -69,3 +69,45 @@ def test_normalize_sets_language_and_own_story():
     assert tagged.lang == "ru"
     assert tagged.story_id == tagged.article.article_id
     assert tagged.topics == () and tagged.mentions == ()
+
+
+def test_plain_language_agrees_with_lingua_on_every_text_at_hand():
+    """The clear-case rule decides only texts lingua gives the same label whatever the hint:
+    the fixtures, the real-world feeds and Telegram pages, and part of the benchmark mix."""
+    from benchmarks.language_sample import corpora, plain_disagreements
+
+    detector = shared_detector()
+    texts = corpora(mix=300)
+    decided = {}
+    for name, items in texts.items():
+        decided[name], differ, _lowest = plain_disagreements(items, detector)
+        assert differ == [], name
+    assert decided["fixtures"] >= len(texts["fixtures"]) // 2  # the rule is doing the work
+
+
+@pytest.mark.parametrize("text,lang", [
+    ("Мобилизованных отправили на учения, сообщили в военкомате Тверской области в понедельник.", "ru"),
+    ("Мобілізованих відправили на навчання, повідомили в обласному ТЦК у понеділок зранку.", "uk"),
+    ("The ministry said on Monday that it was not planning a new wave of call-ups this year, "
+     "and that the men who had been mobilized in the autumn would be sent home.", "en"),
+])
+def test_plain_language_decides_clear_texts(text, lang):
+    from transforms.normalize import plain_language
+
+    assert plain_language(text) == lang
+    assert detect_language(text, None, shared_detector(), plain=False) == lang
+
+
+@pytest.mark.parametrize("text", [
+    "Мабілізаваных адправілі на вучэнні, паведамілі ў ваенкамаце ў панядзелак раніцай.",  # Belarusian
+    "Мобилизираните бяха изпратени на учение, съобщиха от военното окръжие в понеделник.",  # Bulgarian
+    "Мобилисани су послати на вежбу, саопштили су у војном одсеку у понедељак ујутру.",  # Serbian
+    "Мобилизованных отправили на учения",  # too short to be sure
+    "Die Regierung hat am Montag erklärt, dass sie keine neue Welle plant und die Männer heimkehren.",
+    "Mobilization news: ministry statement on call-ups, reservists, deferments, exemptions today",  # few function words
+    "Мобилизованных отправили на учения в Tver region, сообщили в военкомате в понедельник.",  # two scripts
+])
+def test_plain_language_leaves_the_rest_to_lingua(text):
+    from transforms.normalize import plain_language
+
+    assert plain_language(text) is None
