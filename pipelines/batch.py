@@ -235,6 +235,7 @@ class _Worker:
     happens while a queue's feeder thread (or a pool's manager thread) runs in this process."""
 
     POLL_SECONDS = 1.0  # how often a wait for a result checks that the worker still lives
+    STOP_SECONDS = 60.0  # how long a worker may take to exit after its last batch before it is ended
 
     def __init__(self, context, source: WatchlistSource, settings: DedupeSettings):
         self.tasks = context.Queue()
@@ -274,9 +275,16 @@ class _Worker:
 
     def stop(self, finished: bool) -> None:
         """End the worker: after its queued batches (``finished``), else at once."""
+        exited = False
         if finished and self.process.is_alive():
             self.tasks.put(None)
-            self.process.join()
+            self.process.join(self.STOP_SECONDS)
+            exited = not self.process.is_alive()
+            if not exited:
+                # Its results are all in; whatever holds it up at exit loses nothing.
+                log.warning("batch worker %s did not exit %.0f s after its last batch: ended",
+                            self.process.pid, self.STOP_SECONDS)
+        if exited:
             self.tasks.close()
             self.tasks.join_thread()  # the feeder thread is gone before a next run forks
         else:

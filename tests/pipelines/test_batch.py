@@ -248,3 +248,30 @@ def test_a_result_that_cannot_be_pickled_fails_the_run_instead_of_hanging(inputs
     monkeypatch.setattr(batch, "_prepare_batch", unpicklable)
     with pytest.raises(batch._WorkerFailed, match="pickle"):
         list(BatchRun(inputs[:40], WATCHLIST, SETTINGS, workers=2, batch_size=5, in_flight=4))
+
+
+def test_a_worker_stuck_after_its_last_batch_is_ended_not_waited_for(inputs, monkeypatch, caplog):
+    import threading
+
+    from pipelines import batch
+
+    serve = batch._serve
+    processes = []
+
+    def stuck_at_exit(*args):
+        serve(*args)
+        threading.Event().wait()  # never returns: only the parent's terminate ends it
+
+    start = batch._Worker.start
+
+    def kept(self):
+        start(self)
+        processes.append(self.process)
+
+    monkeypatch.setattr(batch, "_serve", stuck_at_exit)
+    monkeypatch.setattr(batch._Worker, "start", kept)
+    monkeypatch.setattr(batch._Worker, "STOP_SECONDS", 0.5)
+    outcomes = list(BatchRun(inputs[:40], WATCHLIST, SETTINGS, workers=2, batch_size=5, in_flight=4))
+    assert len(outcomes) == 40
+    assert [p.is_alive() for p in processes] == [False, False]
+    assert caplog.text.count("did not exit") == 2
