@@ -45,8 +45,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import pickle
 import queue
+import time
 import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator, Sized
@@ -292,8 +294,30 @@ class _Worker:
                 self.process.terminate()
                 self.process.join()
             self.tasks.close()
-            self.tasks.cancel_join_thread()  # batches the dead worker never took are dropped
+            self._drain_tasks()
         self.results.close()
+
+    def _drain_tasks(self) -> None:
+        """Batches the ended worker never took are dropped: read out of the pipe here (this
+        process holds its reading end too), so that the queue's feeder thread, which may be
+        blocked writing into a full pipe, writes the rest and ends before a next run forks."""
+        feeder = self.tasks._thread  # noqa: SLF001 -- multiprocessing keeps no public handle on it
+        reader = self.tasks._reader  # noqa: SLF001
+        deadline = time.monotonic() + self.STOP_SECONDS
+        while feeder is not None and feeder.is_alive() and time.monotonic() < deadline:
+            try:
+                if reader.poll(0.05):
+                    # Raw bytes, not messages: the ended worker may have read part of one.
+                    os.read(reader.fileno(), 1 << 16)
+            except OSError:  # the feeder, done, closed the pipe: nothing is left to drain
+                break
+        if feeder is not None:
+            feeder.join(max(0.0, deadline - time.monotonic()))
+        if feeder is not None and feeder.is_alive():
+            log.warning("batch worker %s: its task queue's feeder thread did not end", self.process.pid)
+            self.tasks.cancel_join_thread()
+        else:
+            self.tasks.join_thread()
 
 
 # ---------------------------------------------------------------------------

@@ -275,3 +275,24 @@ def test_a_worker_stuck_after_its_last_batch_is_ended_not_waited_for(inputs, mon
     assert len(outcomes) == 40
     assert [p.is_alive() for p in processes] == [False, False]
     assert caplog.text.count("did not exit") == 2
+
+
+def test_a_failed_run_leaves_no_feeder_thread_behind(monkeypatch):
+    # The worker dies on its first batch while the parent has more batches queued for it than
+    # the pipe holds: the queue's feeder thread stayed blocked in its write, and a later run in
+    # this process forked beside it.
+    import os
+    import threading
+
+    from pipelines import batch
+
+    def dies(records):
+        os._exit(3)
+
+    big = [(RawArticle(article_id=f"rss:big:{i}", source_id="big", source_kind="rss", url=f"https://big.example/{i}",
+                       title="Big", text="Повестки вручают у метро. " * 800, published_at=format_time(T0 + i * STEP),
+                       fetched_at=format_time(T0 + i * STEP)).encode(), (T0 + i * STEP).timestamp()) for i in range(40)]
+    monkeypatch.setattr(batch, "_prepare_batch", dies)
+    with pytest.raises(batch._WorkerFailed, match="exit code 3"):
+        list(BatchRun(big, WATCHLIST, SETTINGS, workers=2, batch_size=5, in_flight=4))
+    assert [t.name for t in threading.enumerate() if t.name == "QueueFeederThread"] == []
