@@ -296,3 +296,52 @@ def test_a_failed_run_leaves_no_feeder_thread_behind(monkeypatch):
     with pytest.raises(batch._WorkerFailed, match="exit code 3"):
         list(BatchRun(big, WATCHLIST, SETTINGS, workers=2, batch_size=5, in_flight=4))
     assert [t.name for t in threading.enumerate() if t.name == "QueueFeederThread"] == []
+
+
+def test_a_watchlist_reload_in_the_middle_of_a_batch_builds_the_new_tagger_outside_its_zone(inputs, monkeypatch):
+    # The new version arrives at the third record of the second batch, with the batch's memory
+    # zone open: the zone is closed first (a Tagger's patterns must outlive it), and the records
+    # from there on are tagged as a worker that had the new version from the start tags them.
+    from types import SimpleNamespace
+
+    from pipelines import batch
+    from tests.conftest import REPO
+    from transforms import nlp
+
+    shipped = load_watchlist(REPO / "config" / "watchlist.yaml")
+    switch_at = 1 + 5 + 1 + 3  # current() is asked once a batch and once a record
+
+    class Versions:
+        calls = 0
+
+        def current(self):
+            Versions.calls += 1
+            new = Versions.calls >= switch_at
+            return SimpleNamespace(number=int(new), watchlist=shipped if new else WATCHLIST)
+
+    in_zone_at_build = []
+
+    class Watched(batch.Tagger):
+        def __init__(self, watchlist, pipelines=None, **kw):
+            if pipelines is not None:
+                in_zone_at_build.append(any(n.vocab.in_memory_zone for n in pipelines.nlp.values()))
+            super().__init__(watchlist, pipelines=pipelines, **kw)
+
+    records = [(seq, payload, at) for seq, (payload, at) in enumerate(inputs[:15])]
+    monkeypatch.setattr(nlp, "WARM_TEXTS", 0)  # zones from the first batch
+    monkeypatch.setattr(batch, "Tagger", Watched)
+    monkeypatch.setattr(batch, "watchlist_reloader", lambda source: Versions())
+    worker = batch._Stateless(None, SETTINGS)
+    got = [p.tags for b in (records[:5], records[5:10], records[10:]) for p in worker.prepare_batch(b)]
+    assert in_zone_at_build == [False]  # the one rebuild, with the zone closed
+
+    monkeypatch.setattr(batch, "watchlist_reloader", lambda source: SimpleNamespace(
+        current=lambda: SimpleNamespace(number=0, watchlist=WATCHLIST)))
+    old = [p.tags for p in batch._Stateless(None, SETTINGS).prepare_batch(records[:7])]
+    monkeypatch.setattr(batch, "watchlist_reloader", lambda source: SimpleNamespace(
+        current=lambda: SimpleNamespace(number=0, watchlist=shipped)))
+    new = [p.tags for p in batch._Stateless(None, SETTINGS).prepare_batch(records[7:])]
+    assert got == old + new
+    monkeypatch.setattr(batch, "watchlist_reloader", lambda source: SimpleNamespace(
+        current=lambda: SimpleNamespace(number=0, watchlist=WATCHLIST)))
+    assert new != [p.tags for p in batch._Stateless(None, SETTINGS).prepare_batch(records[7:])]  # the switch shows
