@@ -6,10 +6,11 @@ this project, each labeled with the topics it is about and the watched organizat
 names, with hard negatives (a retailer "mobilizing" staff, a protest song, page layout
 "верстка", the phrase "единая Россия", a memorial to the fallen). Items are in splits:
 ``dev`` was used while tuning the shipped watchlist; ``holdout`` was written at the same
-time and never used for tuning; ``fresh``, ``fresh2``, ``fresh3`` and then ``fresh4`` were each written as an
-untuned check, measured once, and then tuned on (2026-12-07), so no split is unseen any more and an
-honest figure needs a new held-out split (``fresh5``, being written). Any further split is reported the same way, and ``--split NAME`` measures one
-split alone (all, per language, its errors).
+time and never used for tuning; ``fresh``, ``fresh2``, ``fresh3``, ``fresh4`` and then ``fresh5`` were each
+written as an untuned check, measured once, and then tuned on (2026-12-07), so no split is unseen any
+more and an honest figure needs a new held-out split (``fresh6``, by another writer, being written).
+Any further split is reported the same way, and ``--split NAME`` measures one split alone (all, per
+language, its errors).
 
 Labelling convention for ``mobilization``: an item carries it when it is about bringing people
 into the armed forces — call-ups, summonses, conscription, military registration, deferments
