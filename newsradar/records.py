@@ -525,6 +525,21 @@ def _construct(cls, values: dict):
     return obj
 
 
+def with_text(article: RawArticle, title: str, text: str, flags: tuple[str, ...] | None) -> RawArticle:
+    """``article`` with a new title and text and no ``html`` (Normalize's cleaned ones): the
+    record ``dataclasses.replace(article, title=..., text=..., html=None, flags=...)`` builds,
+    without checking its unchanged fields again (they were checked when ``article`` was built,
+    and that check is most of what a replace costs). Every string is repaired as a new
+    record's are; the new values are type-checked."""
+    if not isinstance(title, str) or not isinstance(text, str):
+        raise RecordError("title" if not isinstance(title, str) else "text", "expected str")
+    if flags is not None and not (isinstance(flags, tuple) and all(isinstance(f, str) for f in flags)):
+        raise RecordError("flags", "expected a tuple of str")
+    values = {name: getattr(article, name) for name in _field_names(RawArticle)}
+    values.update(title=title, text=text, html=None, flags=flags)
+    return _construct(RawArticle, _repair_strings(values, marks=True))
+
+
 # ---------------------------------------------------------------------------
 # news.tagged
 

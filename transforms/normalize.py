@@ -24,7 +24,6 @@ fixtures and the real-world pages).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 
@@ -32,7 +31,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from newsradar.metrics import pipeline_metrics
-from newsradar.records import RawArticle, TaggedArticle, with_flag
+from newsradar.records import RawArticle, TaggedArticle, with_flag, with_text
 from newsradar.text import blank_long_words, html_to_text, looks_like_html, normalize_text
 from newsradar.vocab import DETECTED_LANGUAGES, LANGUAGES
 
@@ -161,7 +160,7 @@ def clean_article(article: RawArticle) -> RawArticle:
         flags = with_flag(flags, "text_cut")
     if title_cut:
         flags = with_flag(flags, "title_cut")
-    return dataclasses.replace(article, title=title, text=text, html=None, flags=flags)
+    return with_text(article, title, text, flags)
 
 
 def _bounded(raw: str, limit: int) -> tuple[str, bool]:

@@ -307,3 +307,37 @@ def test_reply_to_travels_from_news_raw_to_news_tagged():
     tagged = r.TaggedArticle(article=clean_article(raw), lang="ru", story_id=raw.article_id)
     assert r.decode_tagged(tagged.encode()).article.reply_to == "tg:chan:5"
     assert b'"reply_to":"tg:chan:5"' in tagged.encode()
+
+
+RAW = raw(html="<p>Body</p>", author="A. Author", lang_hint="en", flags=("date_missing",))
+
+
+def _with_mark_in_url() -> r.RawArticle:
+    # A decoded record keeps a SURROGATE_MARK (only a newly built one has its marks replaced).
+    from newsradar.escapes import SURROGATE_MARK
+
+    data = json.loads(RAW.encode())
+    data["url"] = f"https://example.org/{SURROGATE_MARK}"
+    return r.decode_raw(json.dumps(data).encode())
+
+
+@pytest.mark.parametrize("article", [RAW, _with_mark_in_url()], ids=["built", "decoded with a mark"])
+@pytest.mark.parametrize("title,text,flags", [
+    ("Clean title", "Clean text.", None),
+    ("", "Повестки вручают у метро.", ("text_cut",)),
+    ("A lone \ud800 surrogate", "and a mark \U0010fffd here", ("date_missing",)),
+    ("t", "x", ("surrogates_replaced",)),
+])
+def test_with_text_is_the_record_a_replace_builds(article, title, text, flags):
+    import dataclasses
+
+    fast = r.with_text(article, title, text, flags)
+    assert fast == dataclasses.replace(article, title=title, text=text, html=None, flags=flags)
+    assert r.decode_raw(fast.encode()) == fast
+
+
+def test_with_text_refuses_what_a_record_cannot_hold():
+    with pytest.raises(r.RecordError, match="text"):
+        r.with_text(RAW, "title", None, None)
+    with pytest.raises(r.RecordError, match="flags"):
+        r.with_text(RAW, "title", "text", ["not", "a tuple"])

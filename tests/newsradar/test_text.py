@@ -1,6 +1,8 @@
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from newsradar.text import html_to_text, looks_like_html, normalize_text
 
@@ -48,3 +50,31 @@ def test_markup_checks_are_linear_on_hostile_text(text):
     looks_like_html(text)
     html_to_text(text)
     assert time.perf_counter() - started < 1.0
+
+
+def _normalize_every_run(text: str) -> str:
+    """normalize_text as it was: every run of spaces substituted (the reference)."""
+    import re
+    import unicodedata
+
+    runs = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+    text = unicodedata.normalize("NFC", text)
+    text = re.sub(r"[\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff]", "", text).replace("\r\n", "\n").replace("\r", "\n")
+    lines = [runs.sub(" ", line).strip() for line in text.split("\n")]
+    return re.sub(r"\n\s*\n(\s*\n)+", "\n\n", "\n".join(lines)).strip()
+
+
+_SPACEY = st.text(alphabet=st.sampled_from(list("ab ы\t\n\r\u00a0\u2000\u2005\u200a\u200b\u202f\u205f\u3000\x0c\u1680\u2028")),
+                  max_size=60)
+
+
+@given(_SPACEY)
+def test_normalize_text_collapses_spaces_as_substituting_every_run_did(text):
+    assert normalize_text(text) == _normalize_every_run(text)
+
+
+@pytest.mark.parametrize("space", [" ", "\t", "\u00a0", *map(chr, range(0x2000, 0x200B)), "\u202f", "\u205f", "\u3000"],
+                         ids=lambda c: f"U+{ord(c):04X}")
+def test_every_kind_of_space_collapses_alone_and_in_a_run(space):
+    for text in (f"a{space}b", f"a{space}{space}b", f"a {space}b", f"{space}a{space}"):
+        assert normalize_text(text) == _normalize_every_run(text) == ("a b" if "b" in text else "a")
