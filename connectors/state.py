@@ -237,7 +237,17 @@ class _Transaction:
         self._store._run("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._store._run("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is not None:
+            self._store._run("ROLLBACK")
+            return
+        try:
+            self._store._run("COMMIT")
+        except sqlite3.Error:
+            # A COMMIT that fails (a deferred constraint, a full disk) can leave the transaction
+            # open: the next BEGIN would fail, and the next COMMIT would carry this one's writes.
+            if self._store._db.in_transaction:
+                self._store._run("ROLLBACK")
+            raise
 
 
 __all__ = ["SourceState", "StateLocked", "StateStore"]

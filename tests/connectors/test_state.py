@@ -96,3 +96,23 @@ def test_the_store_survives_another_thread_holding_its_objects(tmp_path):
     done = subprocess.run([sys.executable, "-c", _GC_WALKER_RACE, str(tmp_path)], cwd=repo, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(repo)})
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_a_failed_commit_is_rolled_back_and_the_store_goes_on(tmp_path):
+    import sqlite3
+
+    with StateStore(tmp_path) as store:
+        # A real failing COMMIT: a deferred foreign key that the delivery's row breaks.
+        db = store._db
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("CREATE TABLE parent (id TEXT PRIMARY KEY)")
+        db.execute("CREATE TABLE child (id TEXT REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)")
+        db.execute("CREATE TRIGGER breaks AFTER INSERT ON sources BEGIN INSERT INTO child VALUES ('nobody'); END")
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+            store.commit_delivery("a", cursor={"n": 1}, seen=["k1"], now=1.0, next_due=2.0, errors=0, last_new_at=None)
+        assert not db.in_transaction
+        db.execute("DROP TRIGGER breaks")
+        store.schedule("b", now=3.0, next_due=4.0, errors=0)  # a BEGIN again: refused while the old one was open
+        assert store.load("a").cursor is None and store.unseen("a", ["k1"]) == {"k1"}  # nothing of it stayed
+    with StateStore(tmp_path) as store:
+        assert store.load("b").next_due == 4.0 and store.load("a").cursor is None
