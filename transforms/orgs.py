@@ -444,7 +444,8 @@ class OrgMatcher:
 
         Candidates of several organizations on one span compete. In order: the organization
         whose full mention comes last before the span ("the ministry" after "Russia's
-        Defence Ministry"); for a ``generic: mention`` alias, the organization whose head's
+        Defence Ministry"), unless the span is a ``generic: mention`` alias and one of
+        :data:`OTHER_MINISTRIES` is named between the two (then it is nobody's); for a ``generic: mention`` alias, the organization whose head's
         title (``generic: title``, "Defence Minister"), resolved by the evidence below, comes
         last before it; else the one with the most evidence — cue weight of its country
         (:meth:`_country_evidence`) plus its context words found anywhere in the article —
