@@ -6,9 +6,11 @@ this project, each labeled with the topics it is about and the watched organizat
 names, with hard negatives (a retailer "mobilizing" staff, a protest song, page layout
 "верстка", the phrase "единая Россия", a memorial to the fallen). Items are in splits:
 ``dev`` was used while tuning the shipped watchlist; ``holdout`` was written at the same
-time and never used for tuning; ``fresh``, ``fresh2``, ``fresh3``, ``fresh4`` and then ``fresh5`` were each
-written as an untuned check, measured once, and then tuned on (2026-12-07), so no split is unseen any
-more but ``fresh6`` (by a fifth writer, measured once and not tuned on: the honest figure).
+time and not tuned on (but for two of its misses, en-105 and en-145, seen while fresh6 was tuned
+on to be of fresh6's kinds, for which its shapes were widened); ``fresh``, ``fresh2``, ``fresh3``,
+``fresh4``, ``fresh5`` (2026-12-07) and then ``fresh6`` (by a fifth writer, session 7) were each
+written as an untuned check, measured once, and then tuned on, so no split in the set is unseen any
+more: ``fresh7``, the next held-out split, is not in it yet and will be measured once, untuned.
 Any further split is reported the same way, and ``--split NAME`` measures one split alone (all, per
 language, its errors).
 

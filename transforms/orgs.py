@@ -67,16 +67,50 @@ ARTICLE_CONTEXT = 2
 # a cinema, a memorial ("фильм «Путь домой»", "кинотеатр «Весна»"). They veto the name.
 OTHER_HEADS: dict[str, tuple[str, ...]] = {
     "en": ("film", "movie", "series", "cinema", "book", "novel", "song", "album", "play", "restaurant", "cafe",
-           "shop", "store", "memorial", "monument", "street", "hotel"),
+           "shop", "store", "memorial", "monument", "street", "hotel", "drama", "documentary", "titled", "entitled"),
     "ru": ("фильм", "сериал", "кинотеатр", "кинофестиваль", "книга", "роман", "песня", "альбом", "спектакль",
-           "ресторан", "кафе", "магазин", "мемориал", "памятник", "улица", "санаторий", "гостиница", "отель"),
+           "ресторан", "кафе", "магазин", "мемориал", "памятник", "улица", "санаторий", "гостиница", "отель",
+           "драма", "картина"),
     "uk": ("фільм", "серіал", "кінотеатр", "книга", "роман", "пісня", "альбом", "вистава", "ресторан", "кафе",
-           "магазин", "меморіал", "пам'ятник", "вулиця", "санаторій", "готель"),
+           "магазин", "меморіал", "пам'ятник", "вулиця", "санаторій", "готель", "драма", "стрічка"),
 }
 # Words right before a generic name that make it another body: "the civil defence ministry"
 # (an emergencies ministry) is no defence ministry. They veto the generic name.
 GENERIC_VETO_BEFORE: dict[str, tuple[str, ...]] = {
     "en": ("civil",),
+}
+# Other countries, whose name beside a generic name makes it that country's body: "Poland's
+# Defence Ministry", "the Polish Defence Ministry", "Минобороны Финляндии", "Міноборони
+# Литви" (a story about a drone over Poland names Russia too, and the short name is not
+# Russia's). English: the country's name before "'s" or its adjective right before the name, or
+# "of" and the name right after it; Russian and Ukrainian: the name right after it (the
+# genitive). Only countries that no `countries:` entry of the watchlist describes belong here.
+OTHER_COUNTRIES: dict[str, tuple[str, ...]] = {
+    "en": ("Poland", "Polish", "Finland", "Finnish", "Lithuania", "Lithuanian", "Latvia", "Latvian", "Estonia",
+           "Estonian", "Germany", "German", "France", "French", "Britain", "British", "UK", "US", "U.S.",
+           "America", "American", "Belarus", "Belarusian", "Moldova", "Moldovan", "Romania", "Romanian",
+           "Georgia", "Georgian", "Kazakhstan", "Israel", "Israeli", "Turkey", "Turkish", "China", "Chinese",
+           "Japan", "Japanese", "Norway", "Norwegian", "Sweden", "Swedish", "Denmark", "Danish", "Hungary",
+           "Hungarian", "Slovakia", "Slovak", "Czech", "Italy", "Italian", "Spain", "Spanish", "Canada",
+           "Canadian", "Australia", "Australian", "India", "Indian", "Iran", "Iranian", "Armenia", "Armenian",
+           "Azerbaijan", "Azerbaijani", "Netherlands", "Dutch", "Bulgaria", "Bulgarian", "Serbia", "Serbian"),
+    "ru": ("Польша", "Финляндия", "Литва", "Латвия", "Эстония", "Германия", "Франция", "Великобритания", "США",
+           "Белоруссия", "Беларусь", "Молдавия", "Молдова", "Румыния", "Грузия", "Казахстан", "Израиль", "Турция",
+           "Китай", "Япония", "Норвегия", "Швеция", "Дания", "Венгрия", "Словакия", "Чехия", "Италия", "Испания",
+           "Канада", "Австралия", "Индия", "Иран", "Армения", "Азербайджан", "Нидерланды", "Болгария", "Сербия"),
+    "uk": ("Польща", "Фінляндія", "Литва", "Латвія", "Естонія", "Німеччина", "Франція", "Велика Британія",
+           "Британія", "США", "Білорусь", "Молдова", "Румунія", "Грузія", "Казахстан", "Ізраїль", "Туреччина",
+           "Китай", "Японія", "Норвегія", "Швеція", "Данія", "Угорщина", "Словаччина", "Чехія", "Італія",
+           "Іспанія", "Канада", "Австралія", "Індія", "Іран", "Вірменія", "Азербайджан", "Нідерланди",
+           "Болгарія", "Сербія"),
+}
+# A generic name that says only "the ministry" (``generic: mention``) takes the last ministry
+# named before it: a foreign ministry named after "Russia's Defence Ministry" ("... the foreign
+# ministry summoned the envoy; the ministry said") is the antecedent, and the mention nobody's.
+OTHER_MINISTRIES: dict[str, tuple[str, ...]] = {
+    "en": ("foreign ministry", "ministry of foreign affairs", "foreign office"),
+    "ru": ("МИД", "министерство иностранных дел"),
+    "uk": ("МЗС", "міністерство закордонних справ"),
 }
 # Latin aliases of at most this many words also get a Cyrillic spelling; longer ones are
 # translated, not transliterated, by Russian and Ukrainian writers.
@@ -161,6 +195,12 @@ class OrgMatcher:
             self._strings.add(pipelines.key_of_word(w, lang)) for w in OTHER_HEADS.get(lang, ()))
         self._generic_veto = frozenset(
             self._strings.add(pipelines.key_of_word(w, lang)) for w in GENERIC_VETO_BEFORE.get(lang, ()))
+        self._other_countries = frozenset(
+            self._strings.add(k) for w in OTHER_COUNTRIES.get(lang, ()) for k in pipelines.keys(w, lang))
+        self._other_ministries = PhraseMatcher(self.vocab, attr="LEMMA")
+        for k, phrase in enumerate(OTHER_MINISTRIES.get(lang, ())):
+            self._other_ministries.add(f"other-ministry:{k}", [[self._strings.add(x) for x in seq]
+                                                                for seq in pipelines.phrase_variants(phrase, lang)])
         self.pattern_count = 0
         self._build(pipelines)
 
@@ -355,8 +395,20 @@ class OrgMatcher:
         return out
 
     def _vetoed(self, doc: Doc, cand: _Candidate) -> bool:
-        """A generic name right after a word of :data:`GENERIC_VETO_BEFORE` ("civil")."""
-        return cand.start > 0 and doc[cand.start - 1].lemma in self._generic_veto
+        """A generic name right after a word of :data:`GENERIC_VETO_BEFORE` ("civil"), or
+        qualified by one of :data:`OTHER_COUNTRIES` ("Poland's Defence Ministry", "the Polish
+        Defence Ministry", "Ministry of Defence of Poland", «Минобороны Финляндии»)."""
+        start, end = cand.start, cand.end
+        if start > 0 and doc[start - 1].lemma in self._generic_veto:
+            return True
+        others = self._other_countries
+        if self.lang == "en":
+            if start > 0 and doc[start - 1].lemma in others:
+                return True
+            if start > 1 and doc[start - 1].text in ("'s", "’s") and doc[start - 2].lemma in others:
+                return True
+            return end + 1 < len(doc) and doc[end].lower_ == "of" and doc[end + 1].lemma in others
+        return end < len(doc) and doc[end].lemma in others
 
     def _name_like(self, doc: Doc, cand: _Candidate, full_orgs: set[int], lemmas: frozenset[int]) -> bool:
         """A name that is also an ordinary word counts when it is written as a name and
@@ -392,7 +444,8 @@ class OrgMatcher:
 
         Candidates of several organizations on one span compete. In order: the organization
         whose full mention comes last before the span ("the ministry" after "Russia's
-        Defence Ministry"); for a ``generic: mention`` alias, the organization whose head's
+        Defence Ministry"), unless the span is a ``generic: mention`` alias and one of
+        :data:`OTHER_MINISTRIES` is named between the two (then it is nobody's); for a ``generic: mention`` alias, the organization whose head's
         title (``generic: title``, "Defence Minister"), resolved by the evidence below, comes
         last before it; else the one with the most evidence — cue weight of its country
         (:meth:`_country_evidence`) plus its context words found anywhere in the article —
@@ -411,10 +464,13 @@ class OrgMatcher:
             doc_keys.setdefault(token.lemma, token.text)
         out = []
         titles: list[tuple[_Candidate, str]] = []  # resolved titles of heads, in text order
+        other_ministries = sorted(start for _m, start, _e in self._other_ministries(doc))
         for (start, _end), group in sorted(by_span.items()):
             earlier = [(f.start, f) for f in full if f.end <= start and f.org in {c.org for c in group}]
             if earlier:
                 _s, prior = max(earlier, key=lambda e: e[0])
+                if all(c.generic == 2 for c in group) and any(prior.end <= m < start for m in other_ministries):
+                    continue  # "the ministry" after a foreign ministry named since is that one
                 chosen = next(c for c in group if c.org == prior.org)
                 said = doc[prior.start:prior.end].text
                 out.append(dataclasses.replace(chosen, resolved_by=f"after \u00ab{said}\u00bb"))

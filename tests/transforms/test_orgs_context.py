@@ -218,6 +218,42 @@ def test_civil_defence_is_not_a_defence_ministry(tagger, text):
 
 
 @pytest.mark.parametrize(
+    "text, lang",
+    [
+        # Another country's ministry in a story that names Russia: its name qualifies the short
+        # one (OTHER_COUNTRIES), before it in English, after it (the genitive) in Russian and Ukrainian.
+        ("Poland's Defence Ministry said fighter jets were scrambled after a Russian drone entered the country's "
+         "airspace; Moscow has not commented.", "en"),
+        ("The Lithuanian Defence Ministry said a Russian aircraft had violated its airspace; the Kremlin denied it.", "en"),
+        ("The Ministry of Defence of Finland said a tanker bound for St. Petersburg had damaged a cable; Moscow was silent.", "en"),
+        ("Накануне Минобороны Финляндии сообщило, что российский танкер повредил кабель; МИД России вручил ноту.",
+         "ru"),
+        ("Міноборони Польщі повідомило про російський дрон, запущений з Бєлгорода, над Люблінським воєводством.", "uk"),
+    ],
+)
+def test_a_short_name_qualified_by_another_country_is_that_countrys(tagger, text, lang):
+    assert orgs(tagger, text, lang) == []
+
+
+def test_a_short_name_beside_a_watched_country_is_still_resolved(tagger):
+    # Russia's own qualifier is an alias (a full name); a foreign country elsewhere changes nothing.
+    assert orgs(tagger, "Минобороны России сообщило о перехвате дронов над Финляндией.", "ru") == [RU]
+    text = "The Defence Ministry in Moscow said its jets had been scrambled; Poland protested."
+    assert [(m.org_id, m.match) for m in mentions(tagger, text, "en")] == [(RU, "contextual")]
+
+
+def test_the_ministry_after_a_foreign_ministry_named_since_is_not_the_defence_ministry(tagger):
+    text = ("Russia's Defence Ministry said it had shot down 20 drones over Kursk. Later the foreign ministry "
+            "summoned Poland's ambassador, and the ministry said a note of protest had been handed to him.")
+    found = [(m.org_id, m.text) for m in mentions(tagger, text, "en")]
+    assert found == [(RU, "Russia's Defence Ministry")]
+    # With no foreign ministry between, "the ministry" is the defence ministry named before it.
+    text = "Russia's Defence Ministry said it had shot down 20 drones over Kursk, and the ministry said more would follow."
+    assert [(m.org_id, m.text) for m in mentions(tagger, text, "en")] == [
+        (RU, "Russia's Defence Ministry"), (RU, "the ministry")]
+
+
+@pytest.mark.parametrize(
     "text, lang, org, cue",
     [
         # Ukrainian text: the language is Ukraine's, the text names Putin (and Ukraine, less).

@@ -4,11 +4,11 @@ The floors sit a little under what the shipped watchlist measures (docs/benchmar
 a change that makes tagging clearly worse fails here, while one relabeled item does not.
 They are set per topic on all items, on the holdout and fresh splits and per language, and
 per organization. "All items" means the floored splits: dev, holdout, fresh, fresh2, fresh3,
-fresh4 and fresh5. The ``fresh`` split (45 items) and the ``fresh2`` to ``fresh5`` splits (120
-items each), each written and measured before any tuning (2026-12-07), were tuned on
-afterwards, so they are floored like the others and no longer honest held-out figures; a new
-held-out split goes in ``UNFLOORED_SPLITS`` until it is tuned on (it may be declared before
-its items exist), as ``fresh6`` is.
+fresh4, fresh5 and fresh6. The ``fresh`` split (45 items) and the ``fresh2`` to ``fresh6`` splits
+(120 items each), each written and measured before any tuning, were tuned on afterwards, so they
+are floored like the others and no longer honest held-out figures; a new held-out split goes in
+``UNFLOORED_SPLITS`` until it is tuned on (it may be declared before its items exist), as
+``fresh7`` is.
 """
 
 import io
@@ -28,6 +28,7 @@ TOPIC_FLOORS = {
     ("mobilization", "fresh3"): (0.95, 0.95),
     ("mobilization", "fresh4"): (0.95, 0.95),
     ("mobilization", "fresh5"): (0.95, 0.95),
+    ("mobilization", "fresh6"): (0.95, 0.95),
     ("mobilization", "en"): (0.97, 0.9),
     ("mobilization", "ru"): (0.97, 0.97),
     ("mobilization", "uk"): (0.97, 0.95),
@@ -38,6 +39,7 @@ TOPIC_FLOORS = {
     ("protest", "fresh3"): (0.95, 0.95),
     ("protest", "fresh4"): (0.95, 0.95),
     ("protest", "fresh5"): (0.95, 0.95),
+    ("protest", "fresh6"): (0.95, 0.95),
     ("protest", "en"): (0.92, 0.97),
     ("protest", "ru"): (0.97, 0.97),
     ("protest", "uk"): (0.97, 0.95),
@@ -49,11 +51,11 @@ ORG_PRECISION_FLOOR = 0.95  # micro-averaged over organizations
 ORG_MICRO_RECALL_FLOOR = 0.98
 
 
-FLOORED_SPLITS = ("dev", "holdout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5")
+FLOORED_SPLITS = ("dev", "holdout", "fresh", "fresh2", "fresh3", "fresh4", "fresh5", "fresh6")
 # Held-out splits not tuned on yet: reported by benchmarks/quality.py, floored only once tuned
-# on. fresh5 was measured once (2026-12-07) and then tuned on; fresh6 (by a fifth writer) was
-# measured once (session 7) and is not tuned on.
-UNFLOORED_SPLITS: tuple[str, ...] = ("fresh6",)
+# on. fresh6 (by a fifth writer) was measured once (session 7) and then tuned on; fresh7 is the
+# next held-out split (declared before its items are in the set).
+UNFLOORED_SPLITS: tuple[str, ...] = ("fresh7",)
 
 
 @pytest.fixture(scope="module")
