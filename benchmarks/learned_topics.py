@@ -363,16 +363,16 @@ def main(argv=None) -> int:
 
 def print_table(rows: dict, or_rows: dict, out=sys.stdout) -> None:
     head = "".join(f"{s:>11}" for s in HELD_OUT)
-    out.write(f"P/R per held-out writer ({len(HELD_OUT)} splits); 'all' pools the five\n\n")
+    out.write(f"P/R per held-out writer ({len(HELD_OUT)} splits); 'all' pools their counts\n\n")
     for topic in TOPICS:
         out.write(f"{topic:<30}{head}{'all':>11}\n")
         for label, body in _topic_rows(rows, or_rows, topic):
             out.write(f"  {label:<28}{body}\n")
         out.write("\n")
-    out.write("* tuned on fresh2-fresh5 since they were measured: for reference, not a baseline.\n"
-              "** today's rules (tuned on F, but fresh7) OR the model at inner precision >= "
+    out.write(f"* tuned on {HELD_OUT[0]}-{HELD_OUT[-2]} since they were measured: for reference, not a baseline.\n"
+              f"** today's rules (tuned on F, but {HELD_OUT[-1]}) OR the model at inner precision >= "
               f"{HIGH_PRECISION}: contaminated.\n"
-              "'rules then' is copied from docs/benchmarks.md; its 'all' is the mean of the five.\n")
+              "'rules then' is copied from docs/benchmarks.md; its 'all' is the mean of the splits.\n")
 
 
 def _topic_rows(rows: dict, or_rows: dict, topic: str):
