@@ -39,7 +39,6 @@ import re
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 # One BLAS thread: the Gram-matrix products are small, and threads fighting over a shared
@@ -52,7 +51,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.quality import Item, load_items  # noqa: E402
+from benchmarks.quality import Counts, Item, load_items  # noqa: E402
 from newsradar.config import load_watchlist  # noqa: E402
 from transforms.nlp import Pipelines, analysis_text, fold  # noqa: E402
 from transforms.tagging import Tagger  # noqa: E402
@@ -229,23 +228,12 @@ def precision_threshold(p: np.ndarray, y: np.ndarray, target: float) -> float:
 # the experiment
 
 
-@dataclass(frozen=True)
-class PR:
-    tp: int
-    fp: int
-    fn: int
+class PR(Counts):
+    """benchmarks.quality's counts of one prediction against the labels, printed as P/R."""
 
     @classmethod
     def of(cls, predicted: np.ndarray, gold: np.ndarray) -> PR:
         return cls(int((predicted & gold).sum()), int((predicted & ~gold).sum()), int((~predicted & gold).sum()))
-
-    @property
-    def precision(self) -> float:
-        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
 
     def __str__(self) -> str:
         return f"{self.precision:.2f}/{self.recall:.2f}"

@@ -19,9 +19,10 @@ _BLOCK = (
     "p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
     "tr", "table", "section", "article", "header", "footer", "figure", "figcaption", "hr", "dd", "dt",
 )
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
-# The spaces of _SPACES but " ": a line holding none of them and no "  " has nothing to collapse.
+# The spaces normalize_text collapses besides " " (a line holding none of them and no "  " has
+# nothing to collapse), and the runs it collapses.
 _OTHER_SPACES = ("\t", "\u00a0", *map(chr, range(0x2000, 0x200B)), "\u202f", "\u205f", "\u3000")
+_SPACES = re.compile(f"[ {''.join(_OTHER_SPACES)}]+")
 _BLANKS = re.compile(r"\n\s*\n(\s*\n)+")
 # Zero-width and bidi control characters that only confuse matching (kept: ZWJ in emoji).
 _INVISIBLE = re.compile(r"[\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
