@@ -83,7 +83,7 @@ setup(
                                     "transforms", "transforms.*", "pipelines", "pipelines.*"]),
     include_package_data=True,
     # the demo's articles are read with importlib.resources (also from a non-editable install)
-    package_data={"newsradar": ["cli/demo/*.yaml"]},
+    package_data={"newsradar": ["cli/demo/*.yaml", "models/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["newsradar=newsradar.cli:main"]},

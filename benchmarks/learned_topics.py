@@ -28,12 +28,21 @@ needs the items' Gram matrix K = X Xᵀ, computed once per feature set: gradient
 weights w = Xᵀa is gradient descent on a (a ← a − η((p − y)/n + λa), scores K a + b), which gives
 the same model as the primal problem. Nothing is random, so the figures are deterministic.
 
+With ``--write FILE`` it trains the classifiers the build ships instead (newsradar/topic_model.py,
+docs/tagging.md "Learned classifiers"): ``keys`` pooled, on every item but those of the
+``--exclude`` splits (the ones kept to measure it on), λ and threshold chosen by the inner
+leave-one-split-out cross-validation as above (the threshold: the high-precision one, since the
+classifier is OR-ed with the rules), then fit on all of them and written as primal weights.
+
     .venv/bin/python benchmarks/learned_topics.py [--features keys,words,chars] [--lambdas 1e-5,1e-4,1e-3,1e-2] [--verbose]
+    .venv/bin/python benchmarks/learned_topics.py --write newsradar/models/topics.json --exclude fresh7,fresh8
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import re
 import sys
@@ -52,9 +61,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.quality import Counts, Item, load_items  # noqa: E402
+from newsradar import topic_model  # noqa: E402
 from newsradar.config import load_watchlist  # noqa: E402
+from newsradar.text import blank_long_words  # noqa: E402
 from transforms.nlp import Pipelines, analysis_text, fold  # noqa: E402
-from transforms.tagging import Tagger  # noqa: E402
+from transforms.tagging import MAX_ANALYZED_CHARS, Tagger  # noqa: E402
+from transforms.topics import key_features as topic_key_features  # noqa: E402
 
 TOPICS = ("mobilization", "protest")
 HELD_OUT = ("fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7")
@@ -68,6 +80,10 @@ RULES_THEN = {
     "protest": {"fresh2": (1.00, 0.83), "fresh3": (0.94, 0.71), "fresh4": (0.86, 0.72),
                 "fresh5": (0.85, 0.77), "fresh6": (1.00, 0.62), "fresh7": (1.00, 0.83)},
 }
+# A shipped classifier keeps the weights of features at least this many training items have:
+# one item's own words are its fingerprint, not evidence a new article will share (leaving
+# them out made the file a fifth of the size and changed no prediction on fresh7, measured).
+MIN_ITEMS = 2
 MAX_ITER = 10_000  # the default grid converges in < 3,000 steps; λ = 1e-6 needs more
 TOL = 1e-5
 
@@ -79,12 +95,12 @@ _WORD = re.compile(r"\w+(?:'\w+)*")
 
 
 def key_features(items: list[Item], pipelines: Pipelines) -> list[set[str]]:
-    """Match keys as the tagger sees them (punctuation and spaces dropped), unigrams and bigrams."""
+    """Match keys as the tagger sees them (punctuation and spaces dropped), unigrams and bigrams:
+    what a shipped classifier scores (transforms.topics.key_features), on the Doc the tagger makes."""
     out = []
     for item in items:
-        doc = pipelines(analysis_text(item.title, item.text), item.lang)
-        keys = [t.lemma_ for t in doc if not t.is_space and not t.is_punct]
-        out.append(_grams(keys))
+        full = analysis_text(item.title, item.text)[:MAX_ANALYZED_CHARS]
+        out.append(set(topic_key_features(pipelines(blank_long_words(full), item.lang))))
     return out
 
 
@@ -287,7 +303,8 @@ def nearest_similarity(K: np.ndarray, splits: np.ndarray) -> dict[str, float]:
 
 
 def rules_predictions(items: list[Item]) -> np.ndarray:
-    tagger = Tagger(load_watchlist(REPO / "config" / "watchlist.yaml"))
+    """The shipped watchlist's rules alone (its learned classifiers left out)."""
+    tagger = Tagger(load_watchlist(REPO / "config" / "watchlist.yaml").without_learned())
     out = np.zeros((len(items), len(TOPICS)), dtype=bool)
     for n, item in enumerate(items):
         found = {t.id for t in tagger.analyze(item.title, item.text, item.lang).topics}
@@ -295,8 +312,84 @@ def rules_predictions(items: list[Item]) -> np.ndarray:
     return out
 
 
+# ---------------------------------------------------------------------------
+# the shipped classifiers
+
+
+def items_digest(items: list[Item]) -> str:
+    """A hash of what training read: every item's id, split, language, text and labels."""
+    h = hashlib.sha256()
+    for i in sorted(items, key=lambda i: (i.lang, i.id)):
+        h.update(json.dumps([i.id, i.split, i.lang, i.title, i.text, sorted(i.topics)],
+                            ensure_ascii=False).encode())
+    return h.hexdigest()
+
+
+def train_classifiers(items: list[Item], features: list[set[str]], grid: tuple[float, ...] = LAMBDAS,
+                      log=print) -> dict:
+    """The model file (newsradar.topic_model's format) of ``keys`` pooled classifiers, one per
+    topic, trained on ``items`` (their features as :func:`key_features` gives them)."""
+    Y = np.array([[topic in i.topics for topic in TOPICS] for i in items], dtype=np.float64)
+    groups = np.array([i.split for i in items])
+    langs = sorted({i.lang for i in items})
+    K = gram_matrix(features) + language_kernel(items)
+    idx = np.arange(len(items))
+    T = len(TOPICS)
+    lams = np.repeat(np.array(grid), T)  # columns: λ-major, topic-minor
+    YY = np.tile(Y, (1, len(grid)))
+    log(f"inner cross-validation over {len(set(groups))} splits, λ in {', '.join(f'{x:g}' for x in grid)} ...")
+    oof, unconverged = out_of_fold(K, idx, groups, YY, lams)
+    loss = -(YY * np.log(oof + 1e-12) + (1 - YY) * np.log(1 - oof + 1e-12)).mean(axis=0)
+    chosen = [[li * T + t for li in range(len(grid))][int(np.argmin(loss[[li * T + t for li in range(len(grid))]]))]
+              for t in range(T)]
+    a, b, converged = fit(K, Y, lams[chosen])
+    if unconverged or not converged:
+        raise RuntimeError(f"{unconverged + (not converged)} fit(s) stopped at {MAX_ITER} steps: widen --lambdas")
+    norms = np.sqrt(np.array([max(len(fs), 1) for fs in features], dtype=np.float64))
+    df = Counter(f for fs in features for f in fs)
+    classifiers = {}
+    for t, topic in enumerate(TOPICS):
+        c = chosen[t]
+        y = Y[:, t].astype(bool)
+        threshold = precision_threshold(oof[:, c], y, HIGH_PRECISION)
+        inner = PR.of(oof[:, c] >= threshold, y)
+        share = a[:, t] / norms
+        weights: dict[str, float] = {}
+        for fs, w in zip(features, share, strict=True):
+            for f in fs:
+                if df[f] >= MIN_ITEMS:
+                    weights[f] = weights.get(f, 0.0) + float(w)
+        languages = {lang: float(a[[n for n, i in enumerate(items) if i.lang == lang], t].sum()) for lang in langs}
+        classifiers[topic] = {"bias": float(b[t]), "threshold": threshold, "weights": weights, "languages": languages,
+                              "lambda": float(lams[c]), "inner_precision": round(inner.precision, 3),
+                              "inner_recall": round(inner.recall, 3)}
+        log(f"{topic}: λ={lams[c]:g}, threshold {threshold:.3f} (inner out-of-fold P/R {inner}), "
+            f"{len(weights)} features")
+    return {
+        "format": topic_model.FORMAT, "features": topic_model.FEATURES,
+        "trained": {"items": len(items), "splits": sorted(set(groups)), "sha256": items_digest(items),
+                    "high_precision": HIGH_PRECISION, "command": "benchmarks/learned_topics.py --write"},
+        "classifiers": classifiers,
+    }
+
+
+def write_model(path: Path, exclude: set[str], grid: tuple[float, ...]) -> int:
+    items = [i for i in load_items() if i.split not in exclude]
+    print(f"training on {len(items)} items (leaving out {', '.join(sorted(exclude)) or 'nothing'}) ...",
+          file=sys.stderr)
+    model = train_classifiers(items, key_features(items, Pipelines()), grid,
+                              log=lambda m: print(m, file=sys.stderr))
+    model["trained"]["excluded"] = sorted(exclude)
+    path.write_text(topic_model.dump(model), encoding="utf-8")
+    topic_model.parse(json.loads(path.read_text(encoding="utf-8")), path)  # it loads as the tagger will
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", type=Path, metavar="FILE", help="train the shipped classifiers into FILE")
+    parser.add_argument("--exclude", default="", help="with --write: comma-separated splits kept out of training")
     parser.add_argument("--features", default="keys,words,chars", help="comma-separated: keys, words, chars")
     parser.add_argument("--lambdas", default=",".join(f"{x:g}" for x in LAMBDAS),
                         help="comma-separated L2 strengths the inner cross-validation chooses from")
@@ -304,6 +397,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.process_time()
     grid = tuple(float(x) for x in args.lambdas.split(",") if x)
+    if args.write:
+        return write_model(args.write, {s for s in args.exclude.split(",") if s}, grid)
     items = load_items()
     Y = np.array([[topic in i.topics for topic in TOPICS] for i in items], dtype=np.float64)
     gold = Y.astype(bool)

@@ -16,6 +16,9 @@ Guarantees:
 * The alias and the terms that matched are not in the id: a verdict carries them when the
   analyst gave them or they were looked up (`newsradar feedback --lookup`); a verdict
   without them counts for its organization or topic under ``(not recorded)``, never guessed.
+* A topic that its learned classifier decided (``TopicTag.learned``) has no terms: its
+  verdicts count under :data:`LEARNED_TERM`, so the classifier gets a precision of its own
+  (:func:`topic_terms`).
 * Reading: a line that is not a verdict is a :class:`FeedbackError` naming file and line; a
   later verdict on the same alert replaces an earlier one (the analyst changed their mind).
 """
@@ -27,7 +30,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from newsradar.records import format_time, parse_time, utc_now
+from newsradar.records import TaggedArticle, format_time, parse_time, utc_now
 from newsradar.vocab import ALERT_KINDS
 
 VERSION = 1
@@ -63,6 +66,21 @@ class Verdict:
         if self.terms:
             out["terms"] = list(self.terms)
         return json.dumps(out, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+# The "term" of a topic its learned classifier decided: the words of its evidence are the
+# features that weighed most, not terms of the watchlist.
+LEARNED_TERM = "[learned classifier]"
+
+
+def topic_terms(tagged: TaggedArticle, topic_id: str) -> list[str]:
+    """The terms of ``topic_id`` that counted in ``tagged`` (its evidence), or
+    :data:`LEARNED_TERM` when its learned classifier decided it."""
+    out = []
+    for topic in tagged.topics:
+        if topic.id == topic_id:
+            out.extend([LEARNED_TERM] if topic.learned is not None else [e.text for e in topic.evidence])
+    return out
 
 
 def parse_alert_id(alert_id: str) -> tuple[str, str]:

@@ -21,11 +21,14 @@ Guarantees:
   quoting one) is written with JSON escapes instead.
 * A :class:`DeadLetter` always fits its topic: the *encoded* original is capped at
   :data:`MAX_DLQ_ORIGINAL_BYTES` (escapes counted), the error at :data:`MAX_ERROR_CHARS`.
-* Versions change compatibly: a reader accepts the current version and the one before
-  (:data:`READ_VERSIONS`; a rolling upgrade mixes them), and a record is written with the
-  oldest version that can carry it, so a reader one version behind keeps reading everything
-  that does not use what is new. Version 2 added the mention match kind ``contextual`` and
-  the mention field ``resolved_by``; only a news.tagged record that holds one is written as 2.
+* Versions change compatibly: a reader accepts every version up to its own
+  (:data:`READ_VERSIONS`; a rolling upgrade mixes them, and this build writes most records as
+  1), and a record is written with the oldest version that can carry it, so a reader one
+  version behind keeps reading everything that does not use what is new. Version 2 added the
+  mention match kind ``contextual`` and the mention field ``resolved_by``; version 3 the topic
+  field ``learned`` (the probability of a learned classifier that decided the topic,
+  :mod:`newsradar.topic_model`). Only a news.tagged record that holds one of these is written
+  as 2 or 3.
   news.candidates records (issue 16) are new: every one is written as 1.
 * ``encode(decode_x(b))`` is stable: keys are sorted and optional fields that are unset are
   left out, so the same record always has the same bytes.
@@ -50,8 +53,8 @@ from newsradar.vocab import ALERT_KINDS, MATCH_KINDS, MATCH_KINDS_V1, SEVERITIES
 
 # The newest schema version this build writes, and every version it reads (this one and the
 # one before). A record is written with the oldest version that can carry it.
-SCHEMA_VERSION = 2
-READ_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 
 # The topics the records travel on. Names are part of the contract (docs/design.md, "Topics").
 TOPIC_RAW = "news.raw"
@@ -554,8 +557,12 @@ class Evidence:
 @dataclass(frozen=True, slots=True)
 class TopicTag:
     id: str
+    # What the topic's rules scored (below the topic's threshold when ``learned`` decided it).
     score: float
     evidence: tuple[Evidence, ...] = ()
+    # Set when the topic's learned classifier decided it and the rules did not: its
+    # probability; the evidence is then the words that raised it most. Schema v3.
+    learned: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,6 +596,8 @@ class TaggedArticle(_Record):
     arrived_at: str | None = None
 
     def version(self) -> int:
+        if any(t.learned is not None for t in self.topics):
+            return 3
         new = any(m.match not in MATCH_KINDS_V1 or m.resolved_by is not None for m in self.mentions)
         return 2 if new else 1
 
@@ -631,8 +640,16 @@ def decode_tagged(payload: bytes | str | dict) -> TaggedArticle:
                 raise RecordError(f"{p}evidence[{j}]", "expected an object")
             start, end = _span(ev, q)
             evidence.append(Evidence(_check(ev, "text", str, True, q), start, end))
+        learned = _check(item, "learned", (int, float), False, p)
+        if learned is not None:
+            if data["v"] < 3:
+                raise RecordError(f"{p}learned", f"not a field of schema version {data['v']}")
+            if isinstance(learned, bool) or not 0 <= learned <= 1:
+                raise RecordError(f"{p}learned", f"expected a probability between 0 and 1, got {learned!r}")
+            learned = float(learned)
         topics.append(
-            TopicTag(_check_nonempty(item, "id", p), float(_check(item, "score", (int, float), True, p)), tuple(evidence))
+            TopicTag(_check_nonempty(item, "id", p), float(_check(item, "score", (int, float), True, p)),
+                     tuple(evidence), learned)
         )
     mentions = []
     v1 = data["v"] == 1

@@ -90,8 +90,9 @@ class MentionEvent:
     published_at: str
     fetched_at: str
     duplicate_of: str | None = None
-    # (topic id, score, evidence texts) of the alerting topics the article carries.
-    topics: tuple[tuple[str, float, tuple[str, ...]], ...] = ()
+    # (topic id, score, evidence texts, learned probability or None) of the alerting topics
+    # the article carries (TopicTag's fields).
+    topics: tuple[tuple[str, float, tuple[str, ...], float | None], ...] = ()
     # Arrival order in a bounded replay (`newsradar tag`); 0 on a stream.
     seq: int = 0
     # match "contextual": what resolved the short name (Mention.resolved_by).
@@ -112,7 +113,7 @@ class Trigger:
     count: int | None = None  # surge: stories in the hour
     baseline: float | None = None  # surge: stories per hour before it
     hour_start: float | None = None
-    topic: tuple[str, float, tuple[str, ...]] | None = None
+    topic: tuple[str, float, tuple[str, ...], float | None] | None = None
 
 
 @dataclass(slots=True)
@@ -168,7 +169,7 @@ def events_of(tagged: TaggedArticle, seq: int = 0) -> list[tuple[str, MentionEve
     art = tagged.article
     text = analysis_text(art.title, art.text)
     when = event_time(art.published_at, art.fetched_at)
-    topics = tuple((t.id, t.score, tuple(e.text for e in t.evidence)) for t in tagged.topics)
+    topics = tuple((t.id, t.score, tuple(e.text for e in t.evidence), t.learned) for t in tagged.topics)
     out = []
     seen: set[str] = set()
     for m in tagged.mentions:
@@ -398,12 +399,16 @@ def why(trig: Trigger, org: Organization, watchlist: Watchlist) -> str:
             f"{org.name} is in {trig.count} new stories in the hour from {hour} UTC, "
             f"{ratio} over the previous {_duration(trig.window)}."
         )
-    topic_id, score, evidence = trig.topic
+    topic_id, score, evidence, learned = trig.topic
     try:
         topic_name = watchlist.topic(topic_id).name
     except KeyError:
         topic_name = topic_id
     words = ", ".join(dict.fromkeys(evidence)) or "its terms"
+    if learned is not None:
+        # The classifier decided, not the rules: say so, with the words that weighed most.
+        return (f"An article about {topic_name} (learned classifier, probability {learned:.2f}: {words}; "
+                f"rules score {score:g}) mentions {org.name}: {said}.")
     return f"An article about {topic_name} (score {score:g}: {words}) mentions {org.name}: {said}."
 
 

@@ -32,6 +32,12 @@ Scoring, per topic, over one keyed Doc:
 6. The article carries the topic when the score reaches the topic's threshold. Evidence is
    the text and offsets of every counted match and found shape part (at most
    :data:`MAX_EVIDENCE`).
+7. A topic with a learned classifier (``learned:``, :mod:`newsradar.topic_model`) that the
+   rules did not decide, and where they found none of its negative terms or shapes (the
+   senses the watchlist names as not the topic), is scored by it on :func:`key_features`; at
+   its threshold the article carries the topic with ``learned`` set to the probability, the
+   rules' score kept as ``score``, and as evidence the words of the :data:`LEARNED_EVIDENCE`
+   features that raised the probability most (stop words alone left out), in text order.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from dataclasses import dataclass
 from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
 
+from newsradar import topic_model
 from newsradar.config.watchlist import Topic
 from newsradar.records import Evidence, TopicTag
 
@@ -56,6 +63,8 @@ MAX_EVIDENCE = 10
 # so the search stops here, keeps the occurrences found so far and logs it.
 MAX_SHAPE_STEPS = 20_000
 REPEAT_BONUS = 0.5
+# The features of a learned classifier's verdict shown as its evidence.
+LEARNED_EVIDENCE = 5
 # In a term, a word that stands for at most one word of the text (newsradar/config/watchlist.py).
 GAP = "*"
 
@@ -144,28 +153,50 @@ class TopicMatcher:
                         seqs = sorted({seq for phrase in phrases for seq in pipelines.phrase_variants(phrase, lang)})
                         self._matcher.add(key, [[strings.add(k) for k in q] for q in seqs])
                         self.pattern_count += len(seqs)
+        # spaCy's stop words of the language (is_stop is not set on these pipelines' tokens)
+        self._stop_words = frozenset(nlp.Defaults.stop_words)
+        # topic index -> (classifier, the probability it decides at)
+        self._learned: dict[int, tuple[topic_model.Classifier, float]] = {}
+        for ti, topic in enumerate(self.topics):
+            if topic.learned is not None:
+                classifier = topic_model.load().classifiers[topic.learned.model]
+                self._learned[ti] = (classifier, topic.learned.threshold or classifier.threshold)
 
     def __call__(self, doc: Doc, offset: int = 0) -> list[TopicTag]:
         """The topics ``doc`` carries, in watchlist order, with score and evidence."""
         positives, negatives, shapes = self._matches(doc)
         tags = []
+        scores = {}
         for ti in sorted(set(positives) | set(shapes)):
             topic = self.topics[ti]
             score, evidence = _score(positives.get(ti, []), negatives.get(ti, []), topic.max_background,
                                      shapes.get(ti, {}))
+            scores[ti] = score
             if score >= topic.threshold:
-                tags.append(
-                    TopicTag(
-                        id=topic.id,
-                        score=round(score, 2),
-                        evidence=tuple(
-                            Evidence(doc[s:e].text, doc[s:e].start_char + offset, doc[s:e].end_char + offset)
-                            for s, e in evidence[:MAX_EVIDENCE]
-                        ),
-                    )
-                )
-        tags.sort(key=lambda tag: [t.id for t in self.topics].index(tag.id))
+                tags.append(TopicTag(id=topic.id, score=round(score, 2),
+                                     evidence=_evidence(doc, evidence[:MAX_EVIDENCE], offset)))
+        decided = {tag.id for tag in tags}
+        features = None
+        for ti, (classifier, threshold) in self._learned.items():
+            if self.topics[ti].id in decided or _false_sense(negatives.get(ti), shapes.get(ti, {})):
+                continue
+            if features is None:
+                features = key_features(doc)
+            verdict = classifier.score(features, self.lang)
+            if verdict.probability >= threshold:
+                spans = _merged(_shown(doc, features, verdict, self._stop_words))
+                tags.append(TopicTag(id=self.topics[ti].id, score=round(max(float(scores.get(ti, 0.0)), 0.0), 2),
+                                     evidence=_evidence(doc, spans, offset),
+                                     learned=round(verdict.probability, 3)))
+        order = [t.id for t in self.topics]
+        tags.sort(key=lambda tag: order.index(tag.id))
         return tags
+
+    def learned_scores(self, doc: Doc) -> dict[str, float]:
+        """Each learned classifier's probability on ``doc``, whatever the rules decided."""
+        features = key_features(doc) if self._learned else {}
+        return {self.topics[ti].id: classifier.score(features, self.lang).probability
+                for ti, (classifier, _t) in self._learned.items()}
 
     def explain(self, doc: Doc) -> dict[str, float]:
         """Every topic's score on ``doc``, tagged or not (for `watchlist check` reports)."""
@@ -214,6 +245,63 @@ class TopicMatcher:
         for start, end, label in found:
             (negatives if label.negative else positives).setdefault(label.topic, []).append((start, end, label))
         return positives, negatives, shapes
+
+
+def _evidence(doc: Doc, spans, offset: int) -> tuple[Evidence, ...]:
+    return tuple(Evidence(doc[s:e].text, doc[s:e].start_char + offset, doc[s:e].end_char + offset)
+                 for s, e in spans)
+
+
+def _false_sense(negatives: list | None, shapes: dict) -> bool:
+    """Whether the rules found one of the topic's negative terms or shapes: a sense the
+    watchlist names as not the topic ("protest song", fans with placards at a stadium), which
+    a learned classifier must not override."""
+    if negatives:
+        return True
+    return any(label.negative and shape_matches(parts, label.window, label.ordered)
+               for label, parts in shapes.items())
+
+
+def _shown(doc: Doc, features: dict[str, tuple[int, int]], verdict: topic_model.Score,
+           stop_words: frozenset[str]) -> list[tuple[int, int]]:
+    """The spans of the :data:`LEARNED_EVIDENCE` features that raised the probability most,
+    leaving out those of stop words alone ("in", "have", «на»): they weigh, but tell a reader
+    nothing."""
+    out = []
+    for feature, share in verdict.contributions:
+        if share <= 0 or len(out) == LEARNED_EVIDENCE:
+            break
+        start, end = features[feature]
+        if not all(t.lower_ in stop_words or t.lemma_ in stop_words for t in doc[start:end]):
+            out.append((start, end))
+    return out
+
+
+def _merged(spans) -> list[tuple[int, int]]:
+    """Token spans in text order, overlapping ones joined ("жён" and "жён мобилизованных": one)."""
+    out: list[list[int]] = []
+    for start, end in sorted(spans):
+        if out and start < out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(s, e) for s, e in out]
+
+
+def key_features(doc: Doc) -> dict[str, tuple[int, int]]:
+    """The features learned classifiers are over (``keys-1``, :data:`newsradar.topic_model.FEATURES`):
+    the match keys of the words (spaces and punctuation left out) and every pair of
+    neighbouring ones ("key1 key2"), each with the token span of its first occurrence."""
+    words = [t.i for t in doc if not t.is_space and not t.is_punct]
+    out: dict[str, tuple[int, int]] = {}
+    previous = None
+    for i in words:
+        key = doc[i].lemma_
+        out.setdefault(key, (i, i + 1))
+        if previous is not None:
+            out.setdefault(f"{doc[previous].lemma_} {key}", (previous, i + 1))
+        previous = i
+    return out
 
 
 def _split_at_gaps(term: str) -> tuple[list[str], tuple[int, ...]]:

@@ -24,6 +24,7 @@ def lookup(bootstrap_servers: str, alert_id: str, prefix: str = "", timeout: flo
     evidence in the tagged record of the article that raised it."""
     from kafka import TopicPartition
 
+    from newsradar import feedback as fb
     from newsradar.kafka import make_consumer, read_topic
 
     alert = None
@@ -62,8 +63,7 @@ def lookup(bootstrap_servers: str, alert_id: str, prefix: str = "", timeout: flo
     if found is None:
         raise NotFound(f"the article {alert.article_id} of alert {alert_id} is not on {topic} after the alert's time")
     aliases = [m.text for m in found.mentions if m.org_id == alert.org_id]
-    terms = [e.text for t in found.topics if t.id == alert.topic_id for e in t.evidence]
-    return alert.org_id, aliases, terms
+    return alert.org_id, aliases, fb.topic_terms(found, alert.topic_id)
 
 
 @click.command()

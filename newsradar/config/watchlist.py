@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, field_validator
 
+from newsradar import topic_model
 from newsradar.vocab import LANGUAGES, AlertKind, Lang, Severity
 
 from .loader import ConfigError, Document, check_unique, config_duration, load_yaml, pattern, validate
@@ -103,6 +104,20 @@ class Shape(_Frozen):
         return None if self.within == "article" else self.within
 
 
+class Learned(_Frozen):
+    """A learned classifier beside a topic's rules (newsradar/topic_model.py): the article
+    carries the topic when the rules reach ``threshold`` or the classifier's probability
+    reaches this one. In YAML either the classifier's name or ``{model: NAME, threshold: P}``."""
+
+    model: Slug
+    # None: the threshold the classifier was trained with (in the model file).
+    threshold: float | None = Field(default=None, gt=0, lt=1)
+
+
+def _learned(value):
+    return {"model": value} if isinstance(value, str) else value
+
+
 class Topic(_Frozen):
     id: Slug
     name: Text
@@ -119,6 +134,8 @@ class Topic(_Frozen):
     # cancels the positive matches it overlaps and subtracts its weight, like a negative term.
     shapes: dict[Lang, tuple[Shape, ...]] = Field(default_factory=dict)
     negative_shapes: dict[Lang, tuple[Shape, ...]] = Field(default_factory=dict)
+    # A classifier of the build's model file that may also decide the topic (``Learned``).
+    learned: Annotated[Learned, BeforeValidator(_learned)] | None = None
     # Raise a ``topic`` alert when an article carries this topic and a watched organization.
     alert: bool = True
     severity: Severity = "warning"
@@ -472,6 +489,10 @@ class Watchlist(_Frozen):
                 return country
         raise KeyError(country_id)
 
+    def without_learned(self) -> Watchlist:
+        """This watchlist with its topics' rules alone (for measuring what the rules do)."""
+        return self.model_copy(update={"topics": tuple(t.model_copy(update={"learned": None}) for t in self.topics)})
+
     def topic(self, topic_id: str) -> Topic:
         for topic in self.topics:
             if topic.id == topic_id:
@@ -520,6 +541,15 @@ def _check_references(doc: Document, wl: Watchlist) -> None:
     for i, topic in enumerate(wl.topics):
         if not any(topic.terms.values()):
             raise doc.error(f"topics[{i}].terms", "expected at least one term in en, ru or uk")
+        if topic.learned is not None:
+            try:
+                shipped = topic_model.load()
+            except topic_model.ModelError as exc:
+                raise doc.error(f"topics[{i}].learned", f"the build's model file cannot be used: {exc}") from exc
+            if topic.learned.model not in shipped.classifiers:
+                raise doc.error(f"topics[{i}].learned.model",
+                                f"unknown classifier {topic.learned.model!r} (this build has: "
+                                f"{', '.join(sorted(shipped.classifiers))})")
     for i, sink in enumerate(wl.alerts.sinks):
         for field, known, what in (("organizations", org_ids, "organization"), ("topics", topic_ids, "topic")):
             for j, ref in enumerate(getattr(sink.route, field)):
@@ -539,6 +569,6 @@ def _check_references(doc: Document, wl: Watchlist) -> None:
 
 __all__ = [
     "Acronym", "Alerts", "Alias", "AlertmanagerSink", "ConfigError", "Country", "Digest", "EmailSink", "Example", "FileSink",
-    "LANGS", "Novelty", "Organization", "Route", "SlackSink", "Surge", "TelegramSink", "Term", "Topic", "Watchlist", "WebhookSink",
+    "LANGS", "Learned", "Novelty", "Organization", "Route", "SlackSink", "Surge", "TelegramSink", "Term", "Topic", "Watchlist", "WebhookSink",
     "load_watchlist",
 ]

@@ -247,3 +247,21 @@ def test_a_gap_in_a_term_stands_alone_between_two_words(tmp_path, term):
         load_watchlist(f)
     ok = _write(tmp_path, "ok.yaml", "topics:\n  - {id: t, name: T, terms: {ru: ['мобилизовать * * ресурсы']}}\n")
     assert load_watchlist(ok).topics[0].terms["ru"][0].term == "мобилизовать * * ресурсы"
+
+
+def test_a_topic_names_a_learned_classifier_of_the_build(tmp_path):
+    f = _write(tmp_path, "wl.yaml", "topics:\n  - {id: t, name: T, learned: protest, terms: {en: [a]}}\n"
+                                    "  - {id: u, name: U, learned: {model: mobilization, threshold: 0.7}, terms: {en: [b]}}\n")
+    wl = load_watchlist(f)
+    assert wl.topic("t").learned.model == "protest" and wl.topic("t").learned.threshold is None
+    assert wl.topic("u").learned.threshold == 0.7
+    assert all(t.learned is None for t in wl.without_learned().topics)
+    assert wl.without_learned().topic("u").terms == wl.topic("u").terms
+    f = _write(tmp_path, "wl.yaml", "topics:\n  - {id: t, name: T, learned: riots, terms: {en: [a]}}\n")
+    with pytest.raises(ConfigError, match=r"wl.yaml:2: topics\[0\]\.learned\.model: unknown classifier 'riots' "
+                                          r"\(this build has: mobilization, protest\)"):
+        load_watchlist(f)
+    f = _write(tmp_path, "wl.yaml", "topics:\n  - {id: t, name: T, learned: {model: protest, threshold: 1}, "
+                                    "terms: {en: [a]}}\n")
+    with pytest.raises(ConfigError, match=r"topics\[0\]\.learned\.threshold: expected a number < 1, got 1"):
+        load_watchlist(f)

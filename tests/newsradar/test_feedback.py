@@ -110,3 +110,17 @@ def test_bad_feedback_is_one_line_and_exit_2(alerts, tmp_path):
     broken.write_text('{"v": 1, "alert_id": "x"}\n', encoding="utf-8")
     with pytest.raises(feedback.FeedbackError, match=r"broken.jsonl:1: not a verdict: missing verdict, kind, at"):
         feedback.load(broken)
+
+
+def test_a_topic_its_learned_classifier_decided_counts_under_its_own_term():
+    from newsradar.records import Evidence, RawArticle, TaggedArticle, TopicTag
+
+    raw = RawArticle(article_id="rss:1", source_id="s", source_kind="rss", url="https://example.org/1", title="",
+                     text="Women stood outside with photographs.", published_at="2026-03-02T10:00:00Z",
+                     fetched_at="2026-03-02T10:00:00Z")
+    rules = TopicTag("protest", 3.0, (Evidence("picket", 0, 6), Evidence("rally", 7, 12)))
+    learned = TopicTag("mobilization", 1.0, (Evidence("Women", 0, 5),), learned=0.81)
+    tagged = TaggedArticle(article=raw, lang="en", story_id="rss:1", topics=(rules, learned))
+    assert feedback.topic_terms(tagged, "protest") == ["picket", "rally"]
+    assert feedback.topic_terms(tagged, "mobilization") == [feedback.LEARNED_TERM]
+    assert feedback.topic_terms(tagged, "other") == []

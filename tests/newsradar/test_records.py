@@ -52,7 +52,7 @@ def test_decode_normalizes_timestamps_to_utc():
         (lambda d: d.update(article_id="x" * 513), "article_id", "over 512"),
         (lambda d: d.update(source_id="s" * 10_000), "source_id", "over 512"),
         (lambda d: d.update(reply_to="tg:c:" + "1" * 600), "reply_to", "over 512"),
-        (lambda d: d.update(v=3), "v", "unsupported schema version"),
+        (lambda d: d.update(v=4), "v", "unsupported schema version"),
         (lambda d: d.pop("v"), "v", "missing"),
         (lambda d: d.update(flags=[1]), "flags[0]", "expected str"),
     ],
@@ -124,6 +124,30 @@ def test_contextual_mentions_are_version_2_and_version_1_is_still_read():
     with pytest.raises(r.RecordError) as err:
         r.decode_tagged(json.dumps(data))
     assert err.value.field == "mentions[0].match"
+
+
+def test_a_topic_a_learned_classifier_decided_is_version_3_and_older_versions_are_still_read():
+    plain = r.TopicTag("protest", 3.5, (r.Evidence("пикет", 0, 5),))
+    learned = r.TopicTag("protest", 1.0, (r.Evidence("стояли", 0, 6),), learned=0.734)
+    old = r.TaggedArticle(article=raw(), lang="ru", story_id="s-1", topics=(plain,))
+    new = r.TaggedArticle(article=raw(), lang="ru", story_id="s-1", topics=(plain, learned))
+    assert json.loads(old.encode())["v"] == 1 and "learned" not in json.loads(old.encode())["topics"][0]
+    assert r.decode_tagged(old.encode()) == old
+    data = json.loads(new.encode())
+    assert data["v"] == 3 and data["topics"][1]["learned"] == 0.734
+    assert r.decode_tagged(new.encode()) == new
+    # the field is version 3's: a record of an older version cannot carry it
+    for version in (1, 2):
+        data["v"] = version
+        with pytest.raises(r.RecordError) as err:
+            r.decode_tagged(json.dumps(data))
+        assert err.value.field == "topics[1].learned"
+    data["v"] = 3
+    for bad in (1.5, -0.1, True, "high"):
+        data["topics"][1]["learned"] = bad
+        with pytest.raises(r.RecordError) as err:
+            r.decode_tagged(json.dumps(data))
+        assert err.value.field == "topics[1].learned"
 
 
 def test_alert_round_trip_and_subject_required():

@@ -91,7 +91,7 @@ def test_events_one_per_organization_with_its_first_mention():
     ev = events[0][1]
     assert ev.match == "exact" and ev.seq == 7 and ev.story_id == "story-1"
     assert ev.mention in ev.snippet
-    assert ev.topics == (("protest", 3.0, ()),)
+    assert ev.topics == (("protest", 3.0, (), None),)
     assert events_of(article(mentions=())) == []
 
 
@@ -196,7 +196,7 @@ def test_a_late_burst_of_old_articles_does_not_surge():
 
 def test_topic_alert_once_per_topic_and_story():
     state = OrgState()
-    topics = (("protest", 4.0, ("protest",)),)
+    topics = (("protest", 4.0, ("protest",), None),)
     trig = observe(state, event("s1", T0, topics=topics), CMW, WATCHLIST.novelty)
     assert kinds(trig) == ["new_mention", "topic"]
     assert trig[1].subject == "protest" and trig[1].trigger == "cmw|s1"
@@ -239,7 +239,7 @@ def test_prune_at_the_cap_forgets_what_a_full_sort_would(monkeypatch):
         story = f"s{rng.randrange(60)}" if rng.random() < 0.2 else f"n{i}"
         for seen in (state.stories, reference):
             seen.setdefault(story, at)
-        topics = (("protest", 3.0, ("protest",)),) if i % 3 == 0 else ()
+        topics = (("protest", 3.0, ("protest",), None),) if i % 3 == 0 else ()
         if topics:
             state.topic_stories.setdefault(f"protest|{story}", at)
         alert_rules.prune(state, now, WATCHLIST.novelty)
@@ -273,8 +273,12 @@ def test_alert_ids_do_not_depend_on_arrival_order():
          ["12 new stories", "8.0 times its baseline of 1.50 per hour", "2026-03-02 10:00 UTC"]),
         (Trigger("surge", "cmw", "42", None, count=6, baseline=0.0, hour_start=1772445600.0, window=HOUR),
          ["6 new stories", "no stories per hour before"]),
-        (Trigger("topic", "protest", "cmw|story-1", None, topic=("protest", 4.5, ("protest", "rally"))),
+        (Trigger("topic", "protest", "cmw|story-1", None, topic=("protest", 4.5, ("protest", "rally"), None)),
          ["Public protests", "score 4.5: protest, rally", "mentions Council of Mothers and Wives"]),
+        # decided by the learned classifier: its probability and words, and what the rules scored
+        (Trigger("topic", "protest", "cmw|story-1", None, topic=("protest", 1.0, ("стояли", "с портретами"), 0.734)),
+         ["Public protests", "learned classifier, probability 0.73: стояли, с портретами", "rules score 1",
+          "mentions Council of Mothers and Wives"]),
     ],
 )
 def test_why_is_a_readable_sentence_with_the_numbers(trig, words):
@@ -291,7 +295,7 @@ def test_severities():
     assert severity(Trigger("new_mention", "cmw", "s", ev), cmw, WATCHLIST) == "warning"
     assert severity(Trigger("first_in_window", "cmw", "s", ev), cmw, WATCHLIST) == "critical"
     assert severity(Trigger("surge", "ur", "s", ev), ur, WATCHLIST) == "warning"
-    assert severity(Trigger("topic", "protest", "x", ev, topic=("protest", 3, ())), ur, WATCHLIST) == "critical"
+    assert severity(Trigger("topic", "protest", "x", ev, topic=("protest", 3, (), None)), ur, WATCHLIST) == "critical"
     assert raised("critical") == "critical"
 
 
@@ -303,7 +307,7 @@ def test_make_alert_is_a_valid_record_with_a_deterministic_id():
     assert alert.alert_id == alert_id("new_mention", "cmw", "story-1")
     assert decode_alert(alert.encode()) == alert
     assert alert.org_id == "cmw" and alert.topic_id is None and "Council of Mothers and Wives" in alert.snippet
-    topic = make_alert(Trigger("topic", "protest", "cmw|story-1", ev, topic=("protest", 3.0, ())),
+    topic = make_alert(Trigger("topic", "protest", "cmw|story-1", ev, topic=("protest", 3.0, (), None)),
                        WATCHLIST.organization("cmw"), WATCHLIST, datetime(2026, 3, 2, 11, tzinfo=UTC))
     assert topic.topic_id == "protest" and topic.org_id == "cmw"
 
@@ -383,7 +387,7 @@ def test_a_60_day_old_article_in_a_new_story_raises_nothing_but_is_remembered():
     rules = AlertRules(lambda: WATCHLIST, now=lambda: datetime.fromtimestamp(now, UTC), metrics=metrics,
                        count=counted.append)
     state = OrgState()
-    old = event("old-story", T0, topics=(("protest", 3.0, ("protest",)),))
+    old = event("old-story", T0, topics=(("protest", 3.0, ("protest",), None),))
     assert rules.apply(state, old) == []  # arrival: the clock, 60 days after the event
     assert counted == ["withheld_new_mention", "withheld_topic"]
     assert metrics.alerts_withheld.labels(kind="new_mention")._value.get() == 1

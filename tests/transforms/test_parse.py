@@ -30,7 +30,7 @@ def _without(field: str) -> bytes:
         (b"this is not json", "not JSON"),
         (b"\xff\xfe\x00garbage", "not UTF-8"),
         (b"[1, 2, 3]", "expected a JSON object"),
-        (json.dumps({**json.loads(VALID), "v": 3}).encode(), "v: unsupported schema version 3"),
+        (json.dumps({**json.loads(VALID), "v": 4}).encode(), "v: unsupported schema version 4"),
         (_without("article_id"), "article_id: required field is missing"),
         (json.dumps({**json.loads(VALID), "source_kind": "fax"}).encode(), "source_kind: expected one of"),
         (json.dumps({**json.loads(VALID), "published_at": "yesterday"}).encode(), "published_at: expected an RFC 3339"),

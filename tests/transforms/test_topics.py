@@ -388,3 +388,48 @@ def test_shape_matches_is_one_match_per_part_within_the_window_without_overlap()
     three = [[(0, 1)], [(4, 5)], [(9, 10), (30, 31)]]
     assert shape_matches(three, 10, False) == {(0, 1), (4, 5), (9, 10)}
     assert shape_matches(three, 9, False) == set()
+
+
+# Reports the rules fall short on and a learned classifier of the build takes (issue 16).
+LEARNED_TAKES = [
+    ("Dozens of women stood for an hour outside the regional administration in Barnaul, holding "
+     "photographs of their husbands and asking officials to bring the men home.", "en", "protest"),
+    ("Около сорока женщин простояли час у здания администрации в Барнауле с фотографиями мужей и "
+     "просили вернуть их домой.", "ru", "protest"),
+    ("Men were taken off a bus at a checkpoint near Lviv and handed papers ordering them to report "
+     "to the recruitment centre.", "en", "mobilization"),
+]
+
+
+@pytest.mark.parametrize("text, lang, topic_id", LEARNED_TAKES)
+def test_a_learned_classifier_decides_what_the_rules_fall_short_of(shipped, text, lang, topic_id):
+    (tag,) = [t for t in shipped.analyze("", text, lang).topics if t.id == topic_id]
+    threshold = shipped.watchlist.topic(topic_id)
+    # decided by the classifier: its probability over its threshold, the rules' score under theirs
+    classifier = shipped.topic_matchers[lang]._learned
+    (probability_threshold,) = [p for ti, (_c, p) in classifier.items() if shipped.watchlist.topics[ti].id == topic_id]
+    assert tag.learned is not None and tag.learned >= probability_threshold
+    assert tag.score < threshold.threshold
+    # evidence: words of the text at their offsets, in text order, none a stop word alone
+    full = analysis_text("", text)
+    assert tag.evidence and [e.start for e in tag.evidence] == sorted(e.start for e in tag.evidence)
+    for e in tag.evidence:
+        assert full[e.start:e.end] == e.text
+        assert e.text.lower() not in {"in", "on", "the", "and", "у", "в", "на", "и"}
+    # the rules alone do not take it, nor the classifier at a threshold it does not reach
+    from transforms.tagging import Tagger
+
+    rules = Tagger(shipped.watchlist.without_learned(), pipelines=shipped.pipelines)
+    assert topic_id not in {t.id for t in rules.analyze("", text, lang).topics}
+    strict = shipped.watchlist.model_copy(update={"topics": tuple(
+        t.model_copy(update={"learned": t.learned.model_copy(update={"threshold": 0.9999})}) if t.id == topic_id else t
+        for t in shipped.watchlist.topics)})
+    assert topic_id not in {t.id for t in Tagger(strict, pipelines=shipped.pipelines).analyze("", text, lang).topics}
+
+
+def test_what_the_rules_decide_carries_no_learned_probability(shipped):
+    tags = shipped.analyze("", "Полиция задержала участников пикета у военкомата; мобилизованных не отпускают.", "ru").topics
+    assert {t.id for t in tags} == {"mobilization", "protest"} and all(t.learned is None for t in tags)
+    # and a learned classifier scores every article, tagged or not (for reports)
+    scores = shipped.topic_matchers["en"].learned_scores(shipped.pipelines("The bonds rallied on Friday.", "en"))
+    assert set(scores) == {"mobilization", "protest"} and all(p < 0.5 for p in scores.values())

@@ -21,7 +21,7 @@ from newsradar.delivery.notification import Notification, build
 from newsradar.delivery.service import Deliverer, DeliveryLoop, Settings, SinkWorker
 from newsradar.identity import notification_id
 from newsradar.metrics import DeliveryMetrics
-from newsradar.records import SCHEMA_VERSION
+from newsradar.records import READ_VERSIONS, SCHEMA_VERSION
 from tests.conftest import wait_for
 from tests.newsradar.delivery.receiver import THREE_ORGS as ORGS
 from tests.newsradar.delivery.receiver import make_alert, three_org_article
@@ -200,20 +200,21 @@ class Kept:
 
 
 def test_deliver_reads_the_previous_and_the_current_record_version(tmp_path):
-    # schema version 1 (what the pipeline writes an alert as) and 2 (the current version, which
-    # a newer writer may use): one story, so one notification
-    assert (SCHEMA_VERSION - 1, SCHEMA_VERSION) == (1, 2), \
+    # schema version 1 (what the pipeline writes an alert as), 2 (the previous version) and 3
+    # (the current one, which a newer writer may use): one story, so one notification
+    assert READ_VERSIONS == (1, 2, 3) and SCHEMA_VERSION == 3, \
         "a new schema version: write the records of the previous and the current one here, as documented"
-    records = [Rec("news.alerts", 0, 0, documented_alert(1, "cmw"), int(time.time() * 1000)),
-               Rec("news.alerts", 1, 0, documented_alert(2, "ovd-info", kind="topic", topic="protest"),
-                   int(time.time() * 1000))]
+    now = int(time.time() * 1000)
+    records = [Rec("news.alerts", 0, 0, documented_alert(1, "cmw"), now),
+               Rec("news.alerts", 1, 0, documented_alert(2, "ovd-info", kind="topic", topic="protest"), now),
+               Rec("news.alerts", 1, 1, documented_alert(3, "vesna"), now)]
     sink, d = process(Ledger(tmp_path / "ledger.sqlite"), records, hang=False)
     assert d.decode_errors == 0
     (n,) = sink.sent
     assert set(n.alert_ids) == {json.loads(r.value)["alert_id"] for r in records}
-    assert n.organizations == ("cmw", "ovd-info") and n.topics == ("protest",) and n.severity == "critical"
+    assert n.organizations == ("cmw", "vesna", "ovd-info") and n.topics == ("protest",) and n.severity == "critical"
     assert n.story_id == "rss:a7c1e0b5f2d94c3e8a10" and n.title == "Protest in Moscow"
-    assert d.progress.pending() == 0 and d.progress.committable() == {0: 1, 1: 1}
+    assert d.progress.pending() == 0 and d.progress.committable() == {0: 1, 1: 2}
 
 
 def test_a_record_of_a_version_deliver_does_not_read_is_a_dead_letter_with_the_reason(tmp_path):
@@ -225,11 +226,11 @@ def test_a_record_of_a_version_deliver_does_not_read_is_a_dead_letter_with_the_r
     loop = DeliveryLoop([worker])
     loop.start()
     try:
-        d._take(Rec("news.alerts", 0, 7, documented_alert(3, "cmw"), int(time.time() * 1000)), [worker], loop.loop,
+        d._take(Rec("news.alerts", 0, 7, documented_alert(4, "cmw"), int(time.time() * 1000)), [worker], loop.loop,
                 letters)
     finally:
         loop.stop()
     (letter,) = letters.sent
     assert letter.step == "alerts.decode" and letter.source == "news.alerts/0/7"
-    assert "unsupported schema version 3" in letter.error and d.decode_errors == 1
+    assert "unsupported schema version 4" in letter.error and d.decode_errors == 1
     assert d.progress.committable() == {0: 8} and sink.sent == []
