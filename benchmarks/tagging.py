@@ -7,7 +7,8 @@ Measures, on one core and in one run, over the same synthetic en/ru/uk articles:
                   lemmatizer (cached pymorphy3 / lookup table) and the two PhraseMatchers,
                   called directly in a loop;
 * ``chain``       the whole plain-Python chain: Tagger.analyze (topics + organizations into
-                  records) + events + novelty state per organization;
+                  records) + events + novelty state per organization; and again without the
+                  topics' learned classifiers (their cost per article is the difference);
 * ``beam``        the Beam steps TagArticles + RaiseAlerts (stateful, keyed by organization)
                   on the DirectRunner's in-process engine (FnApiRunner, one worker); the time of
                   a one-article run of the same pipeline is subtracted as fixed start-up cost.
@@ -192,8 +193,10 @@ def bench_stages(warm, articles, watchlist) -> list[Result]:
 
     results = []
     tokens = 0
-    for name, stage in (("tokenizer", tokenizer), ("bare", bare), ("chain", chain)):
-        tagger = Tagger(watchlist)
+    stages = (("tokenizer", tokenizer, watchlist), ("bare", bare, watchlist), ("chain", chain, watchlist),
+              ("chain-rules", chain, watchlist.without_learned()))
+    for name, stage, wl in stages:
+        tagger = Tagger(wl)
         stage(tagger, warm)
         misses = sum(m for _n, m in tagger.pipelines.cache_stats().values())
         t = time.process_time()
@@ -325,12 +328,15 @@ def main(argv=None) -> int:
     for i, name in enumerate(("tokenizer", "bare", "chain")):
         rates[name] = statistics.median(r[0][i].rate for r in runs)
         print(f"  {name:<10} {rates[name]:>8.0f} articles/s  {rates[name] * tokens / len(articles) / 1000:>6.0f}k tokens/s")
+    rules_only = statistics.median(r[0][3].rate for r in runs)
+    print(f"  {'chain without the learned classifiers':<10} {rules_only:.0f} articles/s: they cost "
+          f"{1000 / rates['chain'] - 1000 / rules_only:.3f} ms per article")
     misses = statistics.median(r[0][2].misses for r in runs)
     print(f"  (word forms new to the warmed caches: {1000 * misses / tokens:.0f} per 1000 tokens)")
     rates["beam"] = statistics.median(r[1].rate for r in runs)
     print(f"  {'beam':<10} {rates['beam']:>8.0f} articles/s  (a run over warm-up + articles minus one over the warm-up)")
     print(f"  beam / bare = {rates['beam'] / rates['bare']:.2f}   beam / chain = {rates['beam'] / rates['chain']:.2f}")
-    print("  per run (tokenizer, bare, chain, beam): " + "; ".join(
+    print("  per run (tokenizer, bare, chain, chain-rules, beam): " + "; ".join(
         ", ".join(f"{x.rate:.0f}" for x in (*st, bm)) for st, bm in runs))
     if args.orgs:
         child = subprocess.run(

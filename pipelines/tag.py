@@ -187,10 +187,12 @@ def _feed_items(data: bytes, now: datetime, name: str) -> list[Item]:
 
 def output_object(tagged: TaggedArticle, explain: bool = False) -> dict:
     def topic(t) -> dict:
-        if not explain:
-            return {"id": t.id, "score": t.score}
-        return {"id": t.id, "score": t.score,
-                "evidence": [{"text": e.text, "start": e.start, "end": e.end} for e in t.evidence]}
+        out = {"id": t.id, "score": t.score}
+        if t.learned is not None:
+            out["learned"] = t.learned  # its learned classifier decided it, at this probability
+        if explain:
+            out["evidence"] = [{"text": e.text, "start": e.start, "end": e.end} for e in t.evidence]
+        return out
 
     return {
         "id": tagged.article.article_id,

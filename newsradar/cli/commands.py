@@ -540,8 +540,10 @@ def watchlist_check(file: str) -> None:
         click.echo(f"{file}: {failure.describe()}", err=True)
     if failures:
         _fail(f"{file}: {len(failures)} of {len(wl.examples)} inline examples fail", EXIT_BAD_INPUT)
+    learned = [f"{t.id}: {t.learned.model}" for t in wl.topics if t.learned is not None]
     click.echo(
-        f"{file}: ok: {len(wl.organizations)} organizations, {len(wl.topics)} topics, "
+        f"{file}: ok: {len(wl.organizations)} organizations, {len(wl.topics)} topics"
+        f"{' (learned classifiers ' + ', '.join(learned) + ')' if learned else ''}, "
         f"{len(wl.examples)} examples, {len(wl.alerts.sinks)} alert sinks"
     )
 

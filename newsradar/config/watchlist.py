@@ -25,6 +25,9 @@ class _Frozen(BaseModel):
 
 # A name or phrase must hold a letter or digit somewhere: a blank one can never match.
 Text = Annotated[str, pattern(r"\S", "text that is not blank")]
+# A topic term or a shape's phrase is matched on the keys of its words: one with no letter or
+# digit in it ("—", "!!") is all punctuation, which no match key ever is.
+Phrase = Annotated[str, pattern(r"[^\W_]", "a phrase with a letter or digit in it")]
 Slug = Annotated[str, pattern(r"^[a-z0-9][a-z0-9-]{0,63}$", "an id of lower-case letters, digits and '-'")]
 # Every duration carries its unit (7d, 30s): a bare 7 is refused, not read as seconds.
 Duration = Annotated[float, BeforeValidator(config_duration)]
@@ -34,7 +37,7 @@ class Term(_Frozen):
     """A topic term or phrase with its weight. In YAML either ``"term"`` or
     ``{term: "...", weight: 2.0}``. Matched on lemmas, so one form covers its inflections."""
 
-    term: Text
+    term: Phrase
     weight: float = Field(default=1.0, gt=0)
     # A word of the setting, not of the event ("army", "front", "war"): it counts only beside
     # a term that is not background, and all of a topic's background terms together add at
@@ -79,7 +82,7 @@ class Shape(_Frozen):
     ordered: bool = False
     # Each part: phrases matched like terms (every inflected form), without "*". At most
     # MAX_SHAPE_PARTS parts: the search for an occurrence grows with the matches of every part.
-    parts: tuple[tuple[Text, ...], ...] = Field(min_length=2, max_length=MAX_SHAPE_PARTS)
+    parts: tuple[tuple[Phrase, ...], ...] = Field(min_length=2, max_length=MAX_SHAPE_PARTS)
 
     @field_validator("within")
     @classmethod
@@ -96,6 +99,15 @@ class Shape(_Frozen):
                 raise ValueError("every part of a shape holds at least one phrase")
             if any("*" in phrase for phrase in part):
                 raise ValueError("a shape's phrases take no '*': the window already allows words between")
+        # The same phrase in two parts: both parts would need their own occurrence of it, which
+        # is rarely what was meant (one part, or another phrase).
+        seen: dict[str, int] = {}
+        for i, part in enumerate(value):
+            for phrase in part:
+                key = " ".join(phrase.lower().split())
+                if seen.get(key, i) != i:
+                    raise ValueError(f"the phrase {phrase!r} is in parts {seen[key]} and {i}: give it to one part")
+                seen[key] = i
         return value
 
     @property
@@ -541,6 +553,16 @@ def _check_references(doc: Document, wl: Watchlist) -> None:
     for i, topic in enumerate(wl.topics):
         if not any(topic.terms.values()):
             raise doc.error(f"topics[{i}].terms", "expected at least one term in en, ru or uk")
+        for field in ("shapes", "negative_shapes"):
+            for lang, shapes in getattr(topic, field).items():
+                # A shape is reported by its name (per-term figures, `[name]`): two of one name
+                # in a language would be counted as one.
+                names: dict[str, int] = {}
+                for j, shape in enumerate(shapes):
+                    if shape.name in names:
+                        raise doc.error(f"topics[{i}].{field}.{lang}[{j}].name",
+                                        f"duplicate shape name {shape.name!r} (first used at [{names[shape.name]}])")
+                    names[shape.name] = j
         if topic.learned is not None:
             try:
                 shipped = topic_model.load()

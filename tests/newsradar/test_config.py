@@ -139,6 +139,7 @@ def test_installed_script_reports_config_errors_without_traceback():
 def test_cli_accepts_the_shipped_files():
     result = CliRunner().invoke(main, ["watchlist", "check", str(REPO / "config" / "watchlist.yaml")])
     assert result.exit_code == 0 and "ok" in result.output
+    assert "2 topics (learned classifiers mobilization: mobilization, protest: protest)" in result.output
 
 
 def _write(tmp_path, name, text):

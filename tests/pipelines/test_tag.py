@@ -282,3 +282,17 @@ def test_versions_in_force_replace_forget_and_keep_tagged_apart_from_failed():
     assert kept.get("tagged", "a") is None and kept.get("failed", "a") is None
     assert kept.get("tagged", "b") == (2, '{"id": "b"}')
     kept.close()
+
+
+def test_a_topic_a_learned_classifier_decided_says_so_in_the_output(tmp_path):
+    # the shipped watchlist, a report its rules fall short of (tests/transforms/test_topics.py)
+    text = ("Dozens of women stood for an hour outside the regional administration in Barnaul, holding "
+            "photographs of their husbands and asking officials to bring the men home.")
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "w1", "lang": "en", "text": text}) + "\n", encoding="utf-8")
+    out = io.StringIO()
+    assert tag_main(str(REPO / "config" / "watchlist.yaml"), str(src), None, out=out, err=io.StringIO(),
+                    explain=True) == 0
+    (topic,) = json.loads(out.getvalue())["topics"]
+    assert topic["id"] == "protest" and 0.5 < topic["learned"] <= 1 and topic["score"] < 3
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in topic["evidence"])

@@ -323,6 +323,35 @@ def test_a_shape_needs_parts_and_a_window_and_takes_no_star():
                 {**good, "within": True}, {**good, "weight": float("inf")}, {**good, "parts": [["a*"], ["b"]]}):
         with pytest.raises(ValueError):
             topic(shapes={"en": [bad]})
+    # a phrase with no letter or digit can never match: refused, in a shape and as a term
+    for bad in ({**good, "parts": [["—"], ["b"]]}, {**good, "parts": [["a"], ["!!"]]}):
+        with pytest.raises(ValueError, match="string_pattern_mismatch"):
+            topic(shapes={"en": [bad]})
+    with pytest.raises(ValueError, match="string_pattern_mismatch"):
+        topic(terms={"en": [{"term": "...", "weight": 1}]})
+    assert topic(terms={"en": [{"term": "G7", "weight": 1}, {"term": "9 мая", "weight": 1}]}).terms["en"]
+    # the same phrase in two parts (in any case and spacing) is refused, naming both parts
+    with pytest.raises(ValueError, match=r"'Women' is in parts 0 and 2"):
+        topic(shapes={"en": [{**good, "parts": [["women"], ["b"], ["Women"]]}]})
+
+
+def test_two_shapes_of_one_name_in_a_language_are_refused_with_where(tmp_path):
+    from newsradar.config import ConfigError, load_watchlist
+
+    f = tmp_path / "wl.yaml"
+    shape = "{name: crowd, weight: 1, parts: [[women], [gather]]}"
+    f.write_text(f"topics:\n  - {{id: t, name: T, terms: {{en: [a]}}, shapes: {{en: [{shape}, {shape}]}}}}\n")
+    with pytest.raises(ConfigError, match=r"topics\[0\]\.shapes\.en\[1\]\.name: duplicate shape name 'crowd' "
+                                          r"\(first used at \[0\]\)"):
+        load_watchlist(f)
+    # in a file, a phrase with no letter reads as what it is
+    f.write_text("topics:\n  - {id: t, name: T, terms: {en: [a, '—']}}\n")
+    with pytest.raises(ConfigError, match=r"topics\[0\]\.terms\.en\[1\]: expected a phrase with a letter or "
+                                          r"digit in it, got '—'"):
+        load_watchlist(f)
+    # one name in two languages is fine: they are reported per language
+    f.write_text(f"topics:\n  - {{id: t, name: T, terms: {{en: [a]}}, shapes: {{en: [{shape}], ru: [{shape}]}}}}\n")
+    assert load_watchlist(f).topic("t").shapes["ru"][0].name == "crowd"
 
 
 @pytest.mark.parametrize(
