@@ -66,7 +66,7 @@ from newsradar.config import load_watchlist  # noqa: E402
 from newsradar.text import blank_long_words  # noqa: E402
 from transforms.nlp import Pipelines, analysis_text, fold  # noqa: E402
 from transforms.tagging import MAX_ANALYZED_CHARS, Tagger  # noqa: E402
-from transforms.topics import key_features as topic_key_features  # noqa: E402
+from transforms.topics import feature_names  # noqa: E402
 
 TOPICS = ("mobilization", "protest")
 HELD_OUT = ("fresh2", "fresh3", "fresh4", "fresh5", "fresh6", "fresh7")
@@ -96,11 +96,12 @@ _WORD = re.compile(r"\w+(?:'\w+)*")
 
 def key_features(items: list[Item], pipelines: Pipelines) -> list[set[str]]:
     """Match keys as the tagger sees them (punctuation and spaces dropped), unigrams and bigrams:
-    what a shipped classifier scores (transforms.topics.key_features), on the Doc the tagger makes."""
+    what a shipped classifier scores (transforms.topics.feature_names), on the Doc the tagger makes."""
     out = []
     for item in items:
         full = analysis_text(item.title, item.text)[:MAX_ANALYZED_CHARS]
-        out.append(set(topic_key_features(pipelines(blank_long_words(full), item.lang))))
+        doc = pipelines(blank_long_words(full), item.lang)
+        out.append(feature_names(doc))
     return out
 
 

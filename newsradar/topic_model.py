@@ -16,11 +16,12 @@ of the features and the language.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -45,9 +46,9 @@ class Score:
     share of the log-odds (its weight over the vector's length), largest first."""
 
     probability: float
-    contributions: tuple[tuple[str, float], ...]
+    contributions: tuple[tuple[Hashable, float], ...]
 
-    def top(self, n: int) -> list[str]:
+    def top(self, n: int) -> list[Hashable]:
         """The ``n`` features that raised the probability most (positive shares only)."""
         return [f for f, c in self.contributions[:n] if c > 0]
 
@@ -58,18 +59,32 @@ class Classifier:
     bias: float
     # The probability at which it decides, chosen when it was trained (a topic may override).
     threshold: float
-    weights: Mapping[str, float]
+    weights: Mapping[Hashable, float]
     languages: Mapping[str, float]
+    # The features it has a weight for, as a set: an article's features are intersected with it.
+    known: frozenset = dataclasses.field(init=False, repr=False, compare=False)
 
-    def score(self, features: Iterable[str], lang: str) -> Score:
-        """``features``: every feature of the article, known to the classifier or not (the
-        vector's length counts them all, as in training)."""
-        present = set(features)
-        scale = 1.0 / math.sqrt(max(len(present), 1))
-        shares = [(f, self.weights[f] * scale) for f in present if f in self.weights]
-        z = self.bias + self.languages.get(lang, 0.0) + sum(c for _f, c in shares)
-        shares.sort(key=lambda fc: (-fc[1], fc[0]))
-        return Score(_sigmoid(z), tuple(shares))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "known", frozenset(self.weights))
+
+    def probability(self, features: Collection[Hashable], lang: str) -> float:
+        """``features``: every distinct feature of the article, known to the classifier or not
+        (the vector's length counts them all, as in training)."""
+        weights = self.weights
+        total = sum(map(weights.__getitem__, self.known.intersection(features)))
+        return _sigmoid(self.bias + self.languages.get(lang, 0.0) + total / math.sqrt(max(len(features), 1)))
+
+    def score(self, features: Collection[Hashable], lang: str) -> Score:
+        """:meth:`probability` with each known feature's share of the log-odds, largest first."""
+        scale = 1.0 / math.sqrt(max(len(features), 1))
+        shares = [(f, self.weights[f] * scale) for f in features if f in self.weights]
+        shares.sort(key=lambda fc: (-fc[1], str(fc[0])))
+        return Score(self.probability(features, lang), tuple(shares))
+
+    def rekeyed(self, key: Callable[[str], Hashable]) -> Classifier:
+        """The same classifier over features named by ``key(name)`` instead of their names
+        (the tagger's are spaCy string hashes, so no feature string is built per article)."""
+        return dataclasses.replace(self, weights={key(f): w for f, w in self.weights.items()})
 
 
 def _sigmoid(z: float) -> float:

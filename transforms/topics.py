@@ -47,7 +47,10 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+from spacy.attrs import IS_PUNCT, IS_SPACE, LEMMA
 from spacy.matcher import PhraseMatcher
+from spacy.strings import hash_string
 from spacy.tokens import Doc
 
 from newsradar import topic_model
@@ -160,7 +163,7 @@ class TopicMatcher:
         for ti, topic in enumerate(self.topics):
             if topic.learned is not None:
                 classifier = topic_model.load().classifiers[topic.learned.model]
-                self._learned[ti] = (classifier, topic.learned.threshold or classifier.threshold)
+                self._learned[ti] = (_rekeyed(classifier), topic.learned.threshold or classifier.threshold)
 
     def __call__(self, doc: Doc, offset: int = 0) -> list[TopicTag]:
         """The topics ``doc`` carries, in watchlist order, with score and evidence."""
@@ -182,20 +185,21 @@ class TopicMatcher:
                 continue
             if features is None:
                 features = key_features(doc)
-            verdict = classifier.score(features, self.lang)
-            if verdict.probability >= threshold:
-                spans = _merged(_shown(doc, features, verdict, self._stop_words))
+            probability = classifier.probability(features, self.lang)
+            if probability >= threshold:
+                verdict = classifier.score(features, self.lang)
+                spans = _merged(_shown(doc, key_spans(doc), verdict, self._stop_words))
                 tags.append(TopicTag(id=self.topics[ti].id, score=round(max(float(scores.get(ti, 0.0)), 0.0), 2),
                                      evidence=_evidence(doc, spans, offset),
-                                     learned=round(verdict.probability, 3)))
+                                     learned=round(probability, 3)))
         order = [t.id for t in self.topics]
         tags.sort(key=lambda tag: order.index(tag.id))
         return tags
 
     def learned_scores(self, doc: Doc) -> dict[str, float]:
         """Each learned classifier's probability on ``doc``, whatever the rules decided."""
-        features = key_features(doc) if self._learned else {}
-        return {self.topics[ti].id: classifier.score(features, self.lang).probability
+        features = key_features(doc) if self._learned else set()
+        return {self.topics[ti].id: classifier.probability(features, self.lang)
                 for ti, (classifier, _t) in self._learned.items()}
 
     def explain(self, doc: Doc) -> dict[str, float]:
@@ -252,6 +256,19 @@ def _evidence(doc: Doc, spans, offset: int) -> tuple[Evidence, ...]:
                  for s, e in spans)
 
 
+# id of a loaded classifier -> (it, it over hashed features); the model file is loaded once
+# per process (topic_model.load), so each classifier is rekeyed once, not per TopicMatcher.
+_REKEYED: dict[int, tuple[topic_model.Classifier, topic_model.Classifier]] = {}
+
+
+def _rekeyed(classifier: topic_model.Classifier) -> topic_model.Classifier:
+    """A shipped classifier over :func:`key_features`' hashed features."""
+    cached = _REKEYED.get(id(classifier))
+    if cached is None or cached[0] is not classifier:
+        cached = _REKEYED[id(classifier)] = (classifier, classifier.rekeyed(feature_key))
+    return cached[1]
+
+
 def _false_sense(negatives: list | None, shapes: dict) -> bool:
     """Whether the rules found one of the topic's negative terms or shapes: a sense the
     watchlist names as not the topic ("protest song", fans with placards at a stadium), which
@@ -262,7 +279,7 @@ def _false_sense(negatives: list | None, shapes: dict) -> bool:
                for label, parts in shapes.items())
 
 
-def _shown(doc: Doc, features: dict[str, tuple[int, int]], verdict: topic_model.Score,
+def _shown(doc: Doc, features: dict, verdict: topic_model.Score,
            stop_words: frozenset[str]) -> list[tuple[int, int]]:
     """The spans of the :data:`LEARNED_EVIDENCE` features that raised the probability most,
     leaving out those of stop words alone ("in", "have", «на»): they weigh, but tell a reader
@@ -288,20 +305,58 @@ def _merged(spans) -> list[tuple[int, int]]:
     return [(s, e) for s, e in out]
 
 
-def key_features(doc: Doc) -> dict[str, tuple[int, int]]:
+# A pair of neighbouring keys is one 64-bit number, (first · PAIR_MIX + second) mod 2⁶⁴: a set of
+# plain ints is cheaper to build and look up than one of tuples (PAIR_MIX: an odd 64-bit
+# constant, 2⁶⁴ over the golden ratio, so the pairs spread over the hashes).
+PAIR_MIX = 0x9E3779B97F4A7C15
+_MASK = (1 << 64) - 1
+
+
+def key_features(doc: Doc) -> set[int]:
     """The features learned classifiers are over (``keys-1``, :data:`newsradar.topic_model.FEATURES`):
-    the match keys of the words (spaces and punctuation left out) and every pair of
-    neighbouring ones ("key1 key2"), each with the token span of its first occurrence."""
-    words = [t.i for t in doc if not t.is_space and not t.is_punct]
-    out: dict[str, tuple[int, int]] = {}
+    the match key of every word (spaces and punctuation left out) and every pair of neighbouring
+    ones. A feature is a number, the key's string hash or a pair's (:data:`PAIR_MIX`), so none is
+    spelled out per article: :func:`feature_key` gives a model file's name its number, and
+    :func:`key_spans` says where each feature is."""
+    if not len(doc):
+        return set()
+    rows = doc.to_array([LEMMA, IS_PUNCT, IS_SPACE])
+    keys = rows[(rows[:, 1] == 0) & (rows[:, 2] == 0), 0]
+    pairs = keys[:-1] * np.uint64(PAIR_MIX) + keys[1:]  # uint64 arithmetic wraps: mod 2⁶⁴
+    return set(keys.tolist()) | set(pairs.tolist())
+
+
+def key_spans(doc: Doc) -> dict[int, tuple[int, int]]:
+    """Every feature of :func:`key_features` with the token span of its first occurrence."""
+    rows = doc.to_array([LEMMA, IS_PUNCT, IS_SPACE]).tolist() if len(doc) else []
+    out: dict[int, tuple[int, int]] = {}
     previous = None
-    for i in words:
-        key = doc[i].lemma_
-        out.setdefault(key, (i, i + 1))
+    for i, (key, punct, space) in enumerate(rows):
+        if punct or space:
+            continue
+        if key not in out:
+            out[key] = (i, i + 1)
         if previous is not None:
-            out.setdefault(f"{doc[previous].lemma_} {key}", (previous, i + 1))
+            pair = (rows[previous][0] * PAIR_MIX + key) & _MASK
+            if pair not in out:
+                out[pair] = (previous, i + 1)
         previous = i
     return out
+
+
+def feature_names(doc: Doc) -> set[str]:
+    """The features of :func:`key_features` as a model file names them: the key, or the two keys
+    of a pair with a space between ("жена мобилизованный")."""
+    keys = [t.lemma_ for t in doc if not t.is_punct and not t.is_space]
+    return set(keys) | {f"{a} {b}" for a, b in zip(keys, keys[1:], strict=False)}
+
+
+def feature_key(name: str) -> int:
+    """A model file's feature name as :func:`key_features` numbers it."""
+    first, space, second = name.partition(" ")
+    if not space:
+        return hash_string(name)
+    return (hash_string(first) * PAIR_MIX + hash_string(second)) & _MASK
 
 
 def _split_at_gaps(term: str) -> tuple[list[str], tuple[int, ...]]:

@@ -89,3 +89,13 @@ def test_the_shipped_file_loads_with_a_classifier_per_shipped_topic():
     for classifier in shipped.classifiers.values():
         assert 0 < classifier.threshold < 1 and len(classifier.weights) > 1000
         assert set(classifier.languages) == {"en", "ru", "uk"}
+
+
+def test_a_rekeyed_classifier_scores_alike_and_probability_is_scores():
+    protest = tm.parse(model()).classifiers["protest"]
+    features = {"пикет", "жена мобилизованный", "у"}
+    assert protest.probability(features, "ru") == pytest.approx(protest.score(features, "ru").probability)
+    numbered = protest.rekeyed(str.upper)  # features known by another name
+    assert set(numbered.weights) == {"ПИКЕТ", "ЖЕНА МОБИЛИЗОВАННЫЙ", "МАТЧ"}
+    assert numbered.probability({f.upper() for f in features}, "ru") == pytest.approx(protest.probability(features, "ru"))
+    assert numbered.threshold == protest.threshold and numbered.languages == protest.languages

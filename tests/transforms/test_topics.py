@@ -462,3 +462,31 @@ def test_what_the_rules_decide_carries_no_learned_probability(shipped):
     # and a learned classifier scores every article, tagged or not (for reports)
     scores = shipped.topic_matchers["en"].learned_scores(shipped.pipelines("The bonds rallied on Friday.", "en"))
     assert set(scores) == {"mobilization", "protest"} and all(p < 0.5 for p in scores.values())
+
+
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("Жёны мобилизованных — у здания администрации: «Верните мужей!»", "ru"),
+        ("Women stood outside, holding photographs; police watched.\n\nNo one was detained.", "en"),
+        ("Біля ТЦК зібралися люди.", "uk"),
+        ("", "en"),
+        ("!!! — ...", "ru"),
+    ],
+)
+def test_the_numbered_features_are_the_named_ones_and_each_has_its_first_place(pipes, text, lang):
+    from transforms.topics import feature_key, feature_names, key_features, key_spans
+
+    doc = pipes(text, lang)
+    numbered = key_features(doc)
+    # training names the features (feature_names), the tagger numbers them (key_features)
+    assert {feature_key(name) for name in feature_names(doc)} == numbered
+    spans = key_spans(doc)
+    assert set(spans) == numbered
+    words = [t for t in doc if not t.is_punct and not t.is_space]
+    for a, b in zip(words, words[1:], strict=False):
+        start, end = spans[feature_key(f"{a.lemma_} {b.lemma_}")]
+        # the first occurrence of the pair: it starts at a word with a's key and ends after one with b's
+        assert doc[start].lemma_ == a.lemma_ and doc[end - 1].lemma_ == b.lemma_ and start <= a.i
+    for t in words:
+        assert spans[feature_key(t.lemma_)] == (first := min(w.i for w in words if w.lemma_ == t.lemma_), first + 1)
