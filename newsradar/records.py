@@ -296,7 +296,27 @@ def _dump(obj: dict) -> bytes:
         return json.dumps(obj, ensure_ascii=True, sort_keys=True, separators=(",", ":")).encode("ascii")
 
 
-class _Record:
+class _Values:
+    """Pickled as its field values, and unpickled without its checks (they ran when it was
+    built). A slotted dataclass's own pickling looks its fields up at every call
+    (``dataclasses.fields``), which was most of what handing records to and from the batch
+    path's worker processes cost."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        cls = type(self)
+        return _rebuilt, (cls, tuple([getattr(self, name) for name in _field_names(cls)]))
+
+
+def _rebuilt(cls: type, values: tuple):
+    obj = object.__new__(cls)
+    for name, value in zip(_field_names(cls), values, strict=True):
+        object.__setattr__(obj, name, value)
+    return obj
+
+
+class _Record(_Values):
     """Shared encode/decode plumbing for the record dataclasses."""
 
     __slots__ = ()
@@ -548,14 +568,14 @@ def with_text(article: RawArticle, title: str, text: str, flags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(_Values):
     text: str
     start: int
     end: int
 
 
 @dataclass(frozen=True, slots=True)
-class TopicTag:
+class TopicTag(_Values):
     id: str
     # What the topic's rules scored (below the topic's threshold when ``learned`` decided it).
     score: float
@@ -566,7 +586,7 @@ class TopicTag:
 
 
 @dataclass(frozen=True, slots=True)
-class Mention:
+class Mention(_Values):
     org_id: str
     text: str
     start: int
@@ -790,7 +810,7 @@ def decode_novelty(payload: bytes | str | dict) -> NoveltySummary:
 
 
 @dataclass(frozen=True, slots=True)
-class CandidateExample:
+class CandidateExample(_Values):
     article_id: str
     url: str
     snippet: str

@@ -24,7 +24,7 @@ from typing import TextIO
 
 from newsradar.config import ConfigError, load_watchlist
 from newsradar.progress import Progress
-from newsradar.records import Alert
+from newsradar.records import Alert, RawArticle
 from transforms.reload import WatchlistSource
 
 from .tag import PROGRESS_EVERY, open_output
@@ -32,9 +32,10 @@ from .tag import PROGRESS_EVERY, open_output
 
 @dataclass(frozen=True)
 class HistoryRecord:
-    """One news.raw record of the history, with its event time and where it came from."""
+    """One news.raw record of the history (its bytes, or the article a file's line or message
+    was checked into), with its event time and where it came from."""
 
-    payload: bytes
+    payload: bytes | RawArticle
     at: float  # event time, unix seconds: published_at for files, the Kafka timestamp for a topic
     where: str  # "file:line" or "topic/partition:offset", for messages
 

@@ -60,7 +60,7 @@ from apache_beam.utils.timestamp import Timestamp
 import transforms.normalize
 from newsradar.config import Watchlist
 from newsradar.metrics import pipeline_metrics
-from newsradar.records import Alert, DeadLetter, TaggedArticle
+from newsradar.records import Alert, DeadLetter, RawArticle, TaggedArticle, clamp_future, utc_now
 from transforms import dedupe as dedupe_mod
 from transforms import parse
 from transforms.alert_rules import AlertRules, ArrivalClock, OrgState, event_time, events_of
@@ -100,6 +100,12 @@ class Outcome:
 # the stateless part (worker processes)
 
 
+# A record for the batch path: a news.raw record's bytes (decoded and checked by ParseRaw in
+# the worker), or an article its caller built and checked (`newsradar tag` and `backtest`
+# from files), which goes to the worker as it is: its encoding decoded again would be it.
+Payload = bytes | RawArticle
+
+
 @dataclass(frozen=True, slots=True)
 class _Prepared:
     """A record after the stateless steps: a dead letter (parse, normalize), or the
@@ -136,7 +142,7 @@ class _Stateless:
         self._tagger_of = -1
         self._zone: contextlib.ExitStack | None = None  # the batch's memory zone while open
 
-    def prepare_batch(self, batch: list[tuple[int, bytes, float]]) -> list[_Prepared]:
+    def prepare_batch(self, batch: list[tuple[int, Payload, float]]) -> list[_Prepared]:
         """The batch's records prepared, tagged inside one spaCy memory zone (once the
         tagger is warm, :meth:`transforms.nlp.Pipelines.memory_zone`): the words first seen
         in it are forgotten at its end (but for the key strings the key cache keeps, bounded). A result
@@ -165,9 +171,14 @@ class _Stateless:
         result = parse.parse_article(payload)
         return result
 
-    def prepare(self, seq: int, payload: bytes, at: float) -> _Prepared:
+    def prepare(self, seq: int, payload: bytes | RawArticle, at: float) -> _Prepared:
         ts = Timestamp.of(at).micros
-        raw = attempt(self._parse, payload, self._parsed, payload)
+        if isinstance(payload, RawArticle):
+            # Built and checked by the caller (`newsradar tag` from a file): ParseRaw's
+            # decode of its encoding would give it back, so only its clamp is left to do.
+            raw = clamp_future(payload, utc_now())
+        else:
+            raw = attempt(self._parse, payload, self._parsed, payload)
         if isinstance(raw, DeadLetter):
             return _Prepared(seq, ts, dead=raw)
         normalized = attempt(self._normalize, raw, _normalize, raw, self._detector)
@@ -204,7 +215,7 @@ def _start_worker(source: WatchlistSource, settings: DedupeSettings) -> None:
     _WORKER = _Stateless(source, settings)
 
 
-def _prepare_batch(batch: list[tuple[int, bytes, float]]) -> list[_Prepared]:
+def _prepare_batch(batch: list[tuple[int, Payload, float]]) -> list[_Prepared]:
     assert _WORKER is not None, "worker not started"
     return _WORKER.prepare_batch(batch)
 
@@ -428,7 +439,7 @@ class _Rules:
 # the run
 
 
-def _batches(records: Iterable[tuple[bytes, float]], size: int) -> Iterator[list[tuple[int, bytes, float]]]:
+def _batches(records: Iterable[tuple[Payload, float]], size: int) -> Iterator[list[tuple[int, Payload, float]]]:
     numbered = ((seq, payload, at) for seq, (payload, at) in enumerate(records))
     while batch := list(islice(numbered, size)):
         yield batch
@@ -438,7 +449,7 @@ class BatchRun:
     """One run of the batch path; iterate it for the outcomes. ``workers=0`` does the
     stateless part in this process too (profiling, small inputs)."""
 
-    def __init__(self, records: Iterable[tuple[bytes, float]], watchlist: Watchlist | WatchlistSource,
+    def __init__(self, records: Iterable[tuple[Payload, float]], watchlist: Watchlist | WatchlistSource,
                  dedupe: DedupeSettings | None = None, workers: int = WORKERS, batch_size: int = BATCH,
                  in_flight: int | None = None):
         self._records = records
@@ -554,14 +565,18 @@ _NOT_LATIN = bytes(b for b in range(256) if not (65 <= b <= 90 or 97 <= b <= 122
 _ROUTE_SAMPLE = 600  # bytes of the text looked at
 
 
-def route_of(payload: bytes) -> int:
-    """Which worker a news.raw record goes to by preference: 0 for Russian-looking text, 1 for
-    the rest (Ukrainian, Latin script), so each worker's tagger caches see mostly one
-    vocabulary and only one worker learns Russian's. A hint read off the bytes of the start
-    of the text (a Cyrillic letter is a UTF-8 pair led by 0xD0 or 0xD1), not the language:
-    every worker gives the same result for every record; a wrong guess only costs cache misses."""
-    start = payload.find(b'"text":')
-    sample = payload[start:start + _ROUTE_SAMPLE] if start >= 0 else payload[:_ROUTE_SAMPLE]
+def route_of(payload: bytes | RawArticle) -> int:
+    """Which worker a news.raw record (or an article) goes to by preference: 0 for
+    Russian-looking text, 1 for the rest (Ukrainian, Latin script), so each worker's tagger
+    caches see mostly one vocabulary and only one worker learns Russian's. A hint read off the
+    bytes of the start of the text (a Cyrillic letter is a UTF-8 pair led by 0xD0 or 0xD1),
+    not the language: every worker gives the same result for every record; a wrong guess only
+    costs cache misses."""
+    if isinstance(payload, RawArticle):
+        sample = payload.text[:_ROUTE_SAMPLE].encode("utf-8")[:_ROUTE_SAMPLE]
+    else:
+        start = payload.find(b'"text":')
+        sample = payload[start:start + _ROUTE_SAMPLE] if start >= 0 else payload[:_ROUTE_SAMPLE]
     cyrillic = sample.count(b"\xd0") + sample.count(b"\xd1")
     if cyrillic <= len(sample.translate(None, _NOT_LATIN)):
         return 1
@@ -577,9 +592,9 @@ def workers_for(size: int | None) -> int:
     return 0 if size is not None and size < SMALL_INPUT else WORKERS
 
 
-def run_batch(records: Iterable[tuple[bytes, float]], watchlist: Watchlist | WatchlistSource,
+def run_batch(records: Iterable[tuple[Payload, float]], watchlist: Watchlist | WatchlistSource,
               dedupe: DedupeSettings | None = None, workers: int | None = None) -> Iterator[Outcome]:
-    """The outcomes of ``records`` (news.raw records as bytes with their event time in unix
+    """The outcomes of ``records`` (news.raw records as bytes, or checked articles (:data:`Payload`), with their event time in unix
     seconds, in input order), in input order. See the module docstring. ``workers``: default
     :func:`workers_for` the input's length when it has one."""
     if workers is None:

@@ -217,8 +217,8 @@ def run_items(items: Iterable[Item], source: WatchlistSource, size: int | None =
     def payloads():
         for item in items:
             queue.append(item)
-            if item.article is not None:
-                yield item.article.encode(), parse_time(item.article.published_at).timestamp()
+            if item.article is not None:  # built and checked here: it goes to a worker as it is
+                yield item.article, parse_time(item.article.published_at).timestamp()
 
     batch = BatchRun(payloads(), source, workers=workers_for(size))
 

@@ -103,7 +103,7 @@ def _file_records(path: str, now: datetime, malformed: list):
                 malformed.append((where, item.error))
                 continue
             at = parse_time(item.article.published_at).timestamp()
-            yield HistoryRecord(item.article.encode(), at, where)
+            yield HistoryRecord(item.article, at, where)
 
 
 def _open_data(path: str):
@@ -183,7 +183,7 @@ def _export_records(path: str, now: datetime, malformed: list, progress: TextIO 
                                fetched_at=now, tz=UTC)
             where = f"{path}: message {item.message_id}" if item.message_id is not None else f"{path}: a message"
             if item.record is not None:
-                yield HistoryRecord(item.record.encode(), parse_time(item.record.published_at).timestamp(), where)
+                yield HistoryRecord(item.record, parse_time(item.record.published_at).timestamp(), where)
             elif item.skip == "malformed":
                 malformed.append((where, item.detail or "malformed"))
             # service messages and media without text are not articles: not counted as malformed

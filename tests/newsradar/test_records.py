@@ -365,3 +365,34 @@ def test_with_text_refuses_what_a_record_cannot_hold():
         r.with_text(RAW, "title", None, None)
     with pytest.raises(r.RecordError, match="flags"):
         r.with_text(RAW, "title", "text", ["not", "a tuple"])
+
+
+def test_records_pickle_as_their_values_without_looking_their_fields_up(monkeypatch):
+    """The batch path hands articles to its workers and tagged ones back pickled: a record
+    comes back equal, nested ones included, and neither pickling nor unpickling calls
+    dataclasses.fields (the slotted dataclass's own pickling does, for every object)."""
+    import dataclasses
+    import pickle
+
+    article = raw(author="A. Author", lang_hint="en", views=10, flags=("date_missing",), edited_at="2026-11-20T11:00:00Z")
+    tagged = r.TaggedArticle(
+        article=article, lang="en", story_id="s", duplicate_of="d", is_update=True,
+        topics=(r.TopicTag("mobilization", 2.5, (r.Evidence("Body", 0, 4),), learned=0.9),),
+        mentions=(r.Mention("cmw", "Body", 0, 4, "alias", resolved_by="x"),),
+    )
+    alert = r.Alert(alert_id="a", kind="new_mention", severity="warning", article_id=article.article_id,
+                    story_id="s", url="https://x", title="t", snippet="Body", why="First.",
+                    created_at="2026-11-20T10:00:00Z", org_id="cmw")
+    for record in (article, tagged, alert, r.DeadLetter.wrap(b"\xff", error="bad", step="parse")):
+        pickle.loads(pickle.dumps(record))  # warm the field-name cache
+        monkeypatch.setattr(dataclasses, "fields", _refuse)
+        try:
+            again = pickle.loads(pickle.dumps(record))
+        finally:
+            monkeypatch.undo()
+        assert again == record and type(again) is type(record)
+        assert again.encode() == record.encode()
+
+
+def _refuse(*_args):
+    raise AssertionError("dataclasses.fields called")

@@ -111,6 +111,36 @@ def test_in_this_process_it_gives_the_same(inputs):
     assert none.tagged == two.tagged and [_alert(a) for a in none.alerts] == [_alert(a) for a in two.alerts]
 
 
+def test_checked_articles_give_what_their_encodings_give(inputs):
+    """`newsradar tag` and `backtest` from files hand the worker the article they checked,
+    not its encoding: the outcomes are the same, an article dated in the future clamped as
+    ParseRaw clamps it."""
+    from newsradar.records import RecordError, decode_raw
+
+    future = format_time(datetime.now(UTC) + timedelta(days=3))
+    ahead = RawArticle(article_id="rss:gen:ahead", source_id="gen", source_kind="rss", url="", title="Ahead",
+                       text="A clock that runs fast.", published_at=future, fetched_at=future)
+    encoded = [*inputs, (ahead.encode(), T0.timestamp() + 10**7)]
+    articles = []
+    for payload, at in encoded:
+        try:
+            articles.append((decode_raw(payload), at))
+        except RecordError:
+            articles.append((payload, at))  # a malformed line stays bytes: the worker dead-letters it
+    assert sum(isinstance(p, RawArticle) for p, _ in articles) > 200
+    by_bytes = run_bounded(encoded, WATCHLIST, SETTINGS, workers=2)
+    by_article = run_bounded(articles, WATCHLIST, SETTINGS, workers=2)
+    last = len(encoded) - 1  # clamped to the clock of each run: compared below
+    assert {i: t for i, t in by_article.tagged.items() if i != last} == \
+        {i: t for i, t in by_bytes.tagged.items() if i != last}
+    assert {i: _letter(d) for i, d in by_article.dead.items()} == {i: _letter(d) for i, d in by_bytes.dead.items()}
+    assert [_alert(a) for a in by_article.alerts] == [_alert(a) for a in by_bytes.alerts]
+    clamped, reference = by_article.tagged[last].article, by_bytes.tagged[last].article
+    assert clamped.flags == reference.flags and "published_at_clamped" in clamped.flags
+    assert abs(parse_time(clamped.published_at) - parse_time(reference.published_at)) < timedelta(minutes=5)
+    assert clamped.published_at < future
+
+
 def test_state_stays_bounded_by_the_windows_not_the_input():
     inputs = generated(1200)  # 200 hours of records: over thirty story windows
     run = BatchRun(inputs, WATCHLIST, SETTINGS, workers=0)
@@ -163,6 +193,12 @@ def test_records_are_routed_by_the_script_of_their_text():
     assert route_of(_raw("Міністерство оборони", "Міністерство оборони України повідомило про її рішення.")) == 1
     assert route_of(_raw("Ministry of Defence", "The ministry said on Monday it would respond.")) == 1
     assert route_of(b"\xff\xfe not utf-8") == 1  # unreadable: any worker, it dead-letters it
+    # An article handed over as it is (from a file) is routed by the same reading of its text.
+    from newsradar.records import decode_raw
+
+    assert route_of(decode_raw(_raw("Минобороны России", "Министерство обороны России сообщило о съезде."))) == 0
+    assert route_of(decode_raw(_raw("Міністерство", "Міністерство оборони України повідомило про її рішення."))) == 1
+    assert route_of(decode_raw(_raw("Ministry of Defence", "The ministry said on Monday it would respond."))) == 1
 
 
 def test_one_language_input_spills_to_both_workers_in_input_order():
