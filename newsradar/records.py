@@ -466,7 +466,7 @@ def fit_to_size(record: RawArticle, max_bytes: int = MAX_RECORD_BYTES) -> RawArt
     The one place records are made to fit Kafka (the delivery loop calls it for every source);
     records that are obviously small are not even encoded.
     """
-    if _size_bound(record) <= max_bytes:
+    if surely_fits(record, max_bytes):
         return record
     size = len(record.encode())
     if size <= max_bytes:
@@ -485,10 +485,16 @@ def fit_to_size(record: RawArticle, max_bytes: int = MAX_RECORD_BYTES) -> RawArt
     return record
 
 
+def surely_fits(record: RawArticle, max_bytes: int = MAX_RECORD_BYTES) -> bool:
+    """Whether ``record``'s encoding is within ``max_bytes`` for sure, without encoding it
+    (False: it may or may not be; encode it to know)."""
+    return _size_bound(record) <= max_bytes
+
+
 def _size_bound(record: RawArticle) -> int:
     chars = 0
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
+    for name in _field_names(type(record)):
+        value = getattr(record, name)
         if isinstance(value, str):
             chars += len(value)
         elif isinstance(value, tuple):
