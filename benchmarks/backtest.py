@@ -425,6 +425,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the input files, and reuse them if there")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="newsradar-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)  # a --workdir that does not exist yet
     if args.profile or args.stages or args.profile_split:
         n = args.profile or args.stages or args.profile_split
         path = workdir / f"profile-{n}.jsonl"
