@@ -4,7 +4,10 @@ pipeline's rules, with flat memory and both cores (`newsradar tag`, `newsradar b
 The steps and rules are :func:`pipelines.monitor.build`'s, in the same order; only the
 runner differs. Two worker processes do the stateless, costly part of every record —
 ParseRaw, Normalize (language id included), TagArticles, and the story keys of Dedupe (the
-MinHash sketch) — on batches of records, a bounded number of records in flight. Each record
+MinHash sketch) — on batches of records, a bounded number of records in flight. A record is
+a news.raw record's bytes (a topic's replay), or an article its caller built and checked
+(`tag` and `backtest` from files: :data:`Payload`), which is pickled to the worker as it is
+and only clamped there, since ParseRaw's decode of its encoding would give it back. Each record
 goes to the worker of its language by preference (:func:`route_of`: Russian-looking text to
 one, the rest to the other), so each worker's tagger caches learn about half the vocabulary
 instead of all of it; when that worker is two batches busier than the other, the record

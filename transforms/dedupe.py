@@ -273,12 +273,10 @@ def _sketch_of(tokens: list[str], settings: DedupeSettings) -> bytes:
     return (hv * a + b).min(axis=0).astype(np.uint32).tobytes() + SKETCH_TAG
 
 
-def sketch_values(hashvalues: bytes, num_perm: int) -> bytes | None:
-    """The minima of a sketch of the current scheme (without its tag); None for b"" and for
-    a sketch of another scheme or size, which nothing current is compared with."""
-    if len(hashvalues) == 4 * num_perm + len(SKETCH_TAG) and hashvalues.endswith(SKETCH_TAG):
-        return hashvalues[: 4 * num_perm]
-    return None
+def is_current(hashvalues: bytes, num_perm: int) -> bool:
+    """Whether ``hashvalues`` is a sketch of the current scheme and size (its minima first,
+    then :data:`SKETCH_TAG`); b"" and a sketch of another scheme are compared with nothing."""
+    return len(hashvalues) == 4 * num_perm + len(SKETCH_TAG) and hashvalues.endswith(SKETCH_TAG)
 
 
 @functools.cache
@@ -364,12 +362,13 @@ class StoryIndex:
             return
         self.entries[entry.article_id] = entry
         self._by_exact.setdefault(entry.exact, entry.article_id)
-        values = sketch_values(entry.hashvalues, self._settings.num_perm)
-        if values is not None:
-            self._sketches[entry.article_id] = np.frombuffer(values, dtype=np.uint32)
+        num_perm = self._settings.num_perm
+        if is_current(entry.hashvalues, num_perm):
+            # The minima, a view of the entry's bytes; the bands are within them, the tag after.
+            self._sketches[entry.article_id] = np.frombuffer(entry.hashvalues, dtype=np.uint32, count=num_perm)
             key = entry.article_id
             for (start, end), table in zip(self._bands, self._tables, strict=True):
-                band = values[start:end]
+                band = entry.hashvalues[start:end]
                 held = table.get(band)
                 if held is None:
                     table[band] = key
@@ -381,7 +380,7 @@ class StoryIndex:
     def _unband(self, entry: StoryEntry) -> None:
         key = entry.article_id
         for (start, end), table in zip(self._bands, self._tables, strict=True):
-            band = entry.hashvalues[start:end]  # the values come first: the tag is past the bands
+            band = entry.hashvalues[start:end]
             held = table.get(band)
             if held == key:
                 del table[band]
@@ -424,12 +423,12 @@ class StoryIndex:
         if (original is not None and original != article_id
                 and (not_before is None or self.entries[original].ts_micros >= not_before)):
             return StoryMatch(self.entries[original].story_id, original, 1.0)
-        values = sketch_values(hashvalues, self._settings.num_perm)
-        if values is None:
+        num_perm = self._settings.num_perm
+        if not is_current(hashvalues, num_perm):
             return None
-        mine = np.frombuffer(values, dtype=np.uint32)
+        mine = np.frombuffer(hashvalues, dtype=np.uint32, count=num_perm)
         best = None
-        for candidate in self._candidates(values):
+        for candidate in self._candidates(hashvalues):
             if candidate == article_id or (not_before is not None and self.entries[candidate].ts_micros < not_before):
                 continue
             # datasketch's estimate: the share of equal values
