@@ -216,8 +216,8 @@ class DropRepeats(beam.PTransform):
 
 
 _WORD = re.compile(r"\w+")
-# The permutation scheme of the sketches we store; hash values under it fit in 32 bits.
-_SCHEME = "affine32"
+# The permutations of the sketches we store: datasketch's "affine32" scheme (hash values fit
+# in 32 bits) drawn from this seed.
 _SEED = 1
 # What a word pair hashes to before the permutations: the CRC-32 of each word's UTF-8, the
 # first times this odd constant plus the second rotated left by 15 bits, modulo 2**32.
@@ -281,11 +281,15 @@ def is_current(hashvalues: bytes, num_perm: int) -> bool:
 
 @functools.cache
 def _permutations(num_perm: int) -> np.ndarray:
-    """The permutations (``a``, ``b``: uint32 rows) of the scheme and seed, made once:
-    datasketch draws them again for every MinHash, always the same for the same seed."""
-    from datasketch import MinHash
-
-    perms = np.asarray(MinHash(num_perm=num_perm, seed=_SEED, scheme=_SCHEME).permutations, dtype=np.uint32)
+    """The permutations (``a``, ``b``: uint32 rows) of the scheme and seed, made once, drawn
+    as datasketch's affine32 ``MinHash`` draws them (``a`` odd, ``b`` any 32-bit value, from
+    ``RandomState(seed)``; tests/transforms/test_dedupe.py checks they are its
+    ``permutations``) without importing datasketch, whose import (scipy's integrate, for the
+    LSH parameters) costs each batch worker ~0.4 s of CPU."""
+    gen = np.random.RandomState(_SEED)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    perms = np.array([a, b], dtype=np.uint32)
     perms.setflags(write=False)
     return perms
 

@@ -461,3 +461,13 @@ def test_an_entry_past_the_story_window_never_matches_whenever_it_is_pruned():
                                 story_id="wire-en-1-again")
     assert assign_story(index, again, 100 + window, SETTINGS)[0].story_id == "wire-en-1"  # an exact copy
     assert assign_story(index, again, 101 + window, SETTINGS)[0].story_id == "wire-en-1-again"
+
+
+def test_the_permutations_are_datasketch_s_for_the_scheme_and_seed():
+    from datasketch import MinHash
+
+    from transforms.dedupe import _permutations
+
+    for num_perm in (16, 64, 128):
+        expected = np.asarray(MinHash(num_perm=num_perm, seed=1, scheme="affine32").permutations, dtype=np.uint32)
+        assert np.array_equal(_permutations(num_perm), expected)
