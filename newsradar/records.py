@@ -299,8 +299,8 @@ def _dump(obj: dict) -> bytes:
 class _Values:
     """Pickled as its field values, and unpickled without its checks (they ran when it was
     built). A slotted dataclass's own pickling looks its fields up at every call
-    (``dataclasses.fields``), which was most of what handing records to and from the batch
-    path's worker processes cost."""
+    (``dataclasses.fields``): a quarter of what pickling the batch path's records to and from
+    its worker processes cost (docs/benchmarks.md, session 10)."""
 
     __slots__ = ()
 

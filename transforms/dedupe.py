@@ -223,8 +223,8 @@ _SEED = 1
 # first times this odd constant plus the second rotated left by 15 bits, modulo 2**32.
 _PAIR_MULTIPLIER = np.uint32(0xCC9E2D51)
 # Ends every sketch of the current scheme: which hash its minima are of. A sketch without it
-# (4 * num_perm bytes: the scheme before December 2026, still in a Flink job's state after
-# an upgrade) holds minima of each bigram's SHA-1, unrelated to current ones, so the story
+# (4 * num_perm bytes: the scheme until 2026-12-08, still in a Flink job's state after an
+# upgrade) holds minima of each bigram's SHA-1, unrelated to current ones, so the story
 # index never compares the two (StoryIndex; the exact key is unchanged).
 SKETCH_TAG = b"cw2\x00"
 
