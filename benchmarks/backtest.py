@@ -25,10 +25,13 @@ on the machine slows both; the load average is recorded at each phase. ``--profi
 instead prints where the time goes in the batch path's steps, all in this process (cProfile,
 cumulative time of the steps' functions); ``--stages N`` the CPU time of each step's plain
 function with plain timers (no profiler overhead); ``--profile-split N`` cProfile (CPU time)
-in the parent and in each worker of a real two-worker run.
+in the parent and in each worker of a real two-worker run; ``--state-trace EVERY`` the
+parent's RSS and the stateful rules' sizes every EVERY records of a two-worker run in this
+process (what grows with the input, and where it stops).
 
     .venv/bin/python benchmarks/backtest.py [--articles 20000 200000] [--bare N]
     .venv/bin/python benchmarks/backtest.py --profile 3000 | --stages 3000 | --profile-split 5000
+    .venv/bin/python benchmarks/backtest.py --articles 200000 --state-trace 25000
 """
 
 from __future__ import annotations
@@ -411,6 +414,31 @@ def profile_split(path: Path, n: int, workdir: Path) -> None:
         pstats.Stats(str(prof)).sort_stats("tottime").print_stats(18)
 
 
+def state_trace(path: Path, every: int) -> None:
+    """The batch path (two workers) over ``path`` in this process, `tag`'s way: every
+    ``every`` records, this process's RSS (the parent's share of the tree) and how much each
+    stateful rule remembers (``_Rules.state_sizes``): what grows, and where it stops."""
+    from newsradar.config import load_watchlist
+    from pipelines import tag
+    from transforms.reload import WatchlistSource
+
+    def rss_mb() -> float:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+
+    watchlist = load_watchlist(REPO / "config" / "watchlist.yaml")
+    with open(path, "rb") as fh:
+        items = tag.stream_items(fh, datetime.now(UTC), str(path))
+        pairs, run = tag.run_items(items, WatchlistSource.fixed(watchlist), None)
+        done = 0
+        for _item, outcome in pairs:
+            done += outcome is not None
+            if outcome is not None and done % every == 0:
+                print(json.dumps({"records": done, "parent_rss_mb": round(rss_mb()), **run.rules.state_sizes()}),
+                      flush=True)
+    print(json.dumps({"records": done, "parent_rss_mb": round(rss_mb()), **run.rules.state_sizes()}))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, nargs="+", default=[20_000, 200_000])
@@ -421,6 +449,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", type=int, default=0, help="CPU time per step over N records (plain timers)")
     parser.add_argument("--profile-split", type=int, default=0,
                         help="profile the parent and each of the two workers over N records")
+    parser.add_argument("--state-trace", type=int, default=0, metavar="EVERY",
+                        help="with one --articles size: the parent's RSS and the rules' state sizes every EVERY records")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the input files, and reuse them if there")
     args = parser.parse_args(argv)
@@ -446,6 +476,9 @@ def main(argv=None) -> int:
             lines = write_input(path, n, args.seed, args.spacing)
         print(f"{n:,} articles ({lines:,} lines, {path.stat().st_size / 2**20:.0f} MiB) written in "
               f"{time.monotonic() - t:.0f} s", flush=True)
+        if args.state_trace:
+            state_trace(path, args.state_trace)
+            continue
         load_before = os.getloadavg()[0]
         bare, bare_n = bare_chain(path, args.bare)
         print(f"bare chain: {bare:.0f} articles per CPU second over {bare_n:,} articles "
@@ -460,6 +493,8 @@ def main(argv=None) -> int:
         print(json.dumps(row), flush=True)
         if not args.keep:
             path.unlink()
+    if args.state_trace:
+        return 0
     print(f"\ncores: {os.cpu_count()} (shared with other work: load average {os.getloadavg()[0]:.1f} at the end)")
     for r in results:
         print(f"  {r['articles']:>9,} articles: {r['batch_per_s']:6.0f} lines/s wall, "
