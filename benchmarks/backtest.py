@@ -423,8 +423,7 @@ def state_trace(path: Path, every: int) -> None:
     from transforms.reload import WatchlistSource
 
     def rss_mb() -> float:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+        return _kb("/proc/self/status", "VmRSS:") / 1024
 
     watchlist = load_watchlist(REPO / "config" / "watchlist.yaml")
     with open(path, "rb") as fh:

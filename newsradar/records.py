@@ -310,10 +310,7 @@ class _Values:
 
 
 def _rebuilt(cls: type, values: tuple):
-    obj = object.__new__(cls)
-    for name, value in zip(_field_names(cls), values, strict=True):
-        object.__setattr__(obj, name, value)
-    return obj
+    return _construct(cls, dict(zip(_field_names(cls), values, strict=True)))
 
 
 class _Record(_Values):

@@ -63,7 +63,7 @@ from apache_beam.utils.timestamp import Timestamp
 import transforms.normalize
 from newsradar.config import Watchlist
 from newsradar.metrics import pipeline_metrics
-from newsradar.records import Alert, DeadLetter, RawArticle, TaggedArticle, clamp_future, surely_fits, utc_now
+from newsradar.records import Alert, DeadLetter, RawArticle, TaggedArticle
 from transforms import dedupe as dedupe_mod
 from transforms import parse
 from transforms.alert_rules import AlertRules, ArrivalClock, OrgState, event_time, events_of
@@ -170,20 +170,12 @@ class _Stateless:
         self._tagger = self._tagger.rebuilt_if_grown()
         return self._tagger
 
-    def _parsed(self, payload: bytes):
-        result = parse.parse_article(payload)
-        return result
+    def _parsed(self, payload: Payload):
+        return parse.parse_article(payload)
 
-    def prepare(self, seq: int, payload: bytes | RawArticle, at: float) -> _Prepared:
+    def prepare(self, seq: int, payload: Payload, at: float) -> _Prepared:
         ts = Timestamp.of(at).micros
-        if isinstance(payload, RawArticle) and not surely_fits(payload):
-            payload = payload.encode()  # ParseRaw judges it as the record on news.raw: the size cap
-        if isinstance(payload, RawArticle):
-            # Built and checked by the caller (`newsradar tag` from a file) and within the
-            # cap: ParseRaw's decode of its encoding would give it back, so only its clamp is left.
-            raw = clamp_future(payload, utc_now())
-        else:
-            raw = attempt(self._parse, payload, self._parsed, payload)
+        raw = attempt(self._parse, payload, self._parsed, payload)
         if isinstance(raw, DeadLetter):
             return _Prepared(seq, ts, dead=raw)
         normalized = attempt(self._normalize, raw, _normalize, raw, self._detector)

@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from newsradar.metrics import pipeline_metrics
-from newsradar.records import DeadLetter, RawArticle, RecordError, clamp_future, decode_raw, utc_now
+from newsradar.records import DeadLetter, RawArticle, RecordError, clamp_future, decode_raw, surely_fits, utc_now
 
 from .deadletters import DLQ, RecordStep
 
@@ -36,12 +36,20 @@ def payload_of(element) -> tuple[bytes, str | None]:
     return bytes(value), getattr(element, "source", None)
 
 
-def parse_article(payload: bytes, source: str | None = None, step: str = STEP,
+def parse_article(payload: bytes | RawArticle, source: str | None = None, step: str = STEP,
                   now: datetime | None = None) -> RawArticle | DeadLetter:
     """Decode one payload: a RawArticle, or a DeadLetter saying why not. Times later than
     ``now`` (the wall clock) plus :data:`~newsradar.records.MAX_CLOCK_SKEW` are moved back
     and flagged (:func:`~newsradar.records.clamp_future`): a producer with a fast clock must
-    not move event time, and every timer with it, into the future."""
+    not move event time, and every timer with it, into the future.
+
+    ``payload`` may also be an article its caller built and checked (the batch path from a
+    file): decoding its encoding would give it back, so only the clamp is left, unless the
+    encoding may be over news.raw's cap, when its bytes are judged as the record's would be."""
+    if isinstance(payload, RawArticle):
+        if surely_fits(payload):
+            return clamp_future(payload, now or utc_now())
+        payload = payload.encode()
     try:
         article = decode_raw(payload)
     except RecordError as exc:

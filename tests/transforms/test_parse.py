@@ -86,3 +86,21 @@ def test_parse_raw_splits_and_counts():
                 equal_to([(None, "{broken"), ("news.raw/0/9", "nope")]), label="dead letters")
     pipeline.run().wait_until_finish()
     assert (REGISTRY.get_sample_value("newsradar_dlq_records_total", {"step": "parse"}) or 0.0) - before == 2
+
+
+def test_a_checked_article_parses_as_its_encoding_does():
+    """The batch path hands a file's checked article to ParseRaw as it is: what comes out is
+    what its encoding gives, clamped alike; one over news.raw's cap is the same dead letter."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    article = raw_article(1, published_at="2026-03-04T23:00:00Z", fetched_at="2026-03-05T00:00:00Z")  # ahead of `now`
+    assert parse_article(article, now=now) == parse_article(article.encode(), now=now)
+    assert {"published_at_clamped", "fetched_at_clamped"} <= set(parse_article(article, now=now).flags)
+    assert parse_article(article, now=now + timedelta(days=10)) is article  # nothing to clamp: itself
+    huge = raw_article(2, text="слово " * 400_000)  # 4.4 MB encoded
+    letter, reference = parse_article(huge, now=now), parse_article(huge.encode(), now=now)
+    assert isinstance(letter, DeadLetter)
+    assert (letter.step, letter.error, letter.original, letter.encoding, letter.original_size) == \
+        (reference.step, reference.error, reference.original, reference.encoding, reference.original_size)
+    assert "exceeds" in letter.error and str(MAX_RECORD_BYTES) in letter.error
